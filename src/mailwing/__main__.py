@@ -1,0 +1,5 @@
+"""``python -m mailwing`` is the ``mailwing`` command."""
+
+from mailwing.cli.main import main
+
+raise SystemExit(main())

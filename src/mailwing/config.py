@@ -1,0 +1,267 @@
+"""Typed settings, read once from a TOML file and ``MAILWING_<SECTION>_<KEY>`` variables.
+
+Precedence: built-in defaults < the TOML file < the environment. Every key is checked when the
+configuration is loaded; an unknown key or a value of the wrong type raises :class:`ConfigError`
+naming the key and where it came from, so ``mailwing serve`` stops before binding any port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "LISTENERS",
+    "AuthSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "ListenerSettings",
+    "ServerSettings",
+    "Settings",
+    "TlsSettings",
+    "load_settings",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it."""
+
+
+@dataclass
+class ServerSettings:
+    hostname: str = "localhost"
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    data_dir: Path = Path("data")
+    workers: int = 1
+    max_connections: int = 2000  # per worker process
+    max_connections_per_ip: int = 100  # per worker process
+    max_line_length: int = 8192  # a hard bound on any protocol line, whatever the protocol
+    log_level: str = "info"
+    log_format: str = "text"  # "text" or "json"
+    shutdown_grace: float = 10.0  # seconds to let sessions finish their command on SIGTERM
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = ""  # empty: sqlite:///<data_dir>/mailwing.db
+
+
+@dataclass
+class TlsSettings:
+    cert_file: str = ""  # empty: a self-signed certificate is generated into data_dir/tls
+    key_file: str = ""
+
+
+@dataclass
+class AuthSettings:
+    allow_plaintext: bool | None = None  # None: true only when every listen address is loopback
+    cache_ttl: float = 60.0  # seconds a successful password check is remembered; 0 disables
+    max_failures_per_ip: int = 20  # within failure_window, then logins from that IP are refused
+    max_failures_per_user: int = 10  # within failure_window, then logins to that user are refused
+    failure_window: float = 300.0
+
+
+@dataclass
+class ListenerSettings:
+    port: int = 0  # 0 disables the listener
+    idle_timeout: float = 600.0
+
+
+#: Listener sections: name -> (protocol, implicit TLS, default development port, idle timeout).
+LISTENERS: dict[str, tuple[str, bool, int, float]] = {
+    "smtp": ("smtp", False, 2525, 300.0),
+    "submission": ("smtp", False, 2587, 300.0),
+    "smtps": ("smtp", True, 2465, 300.0),
+    "pop3": ("pop3", False, 2110, 600.0),
+    "pop3s": ("pop3", True, 2995, 600.0),
+    "imap": ("imap", False, 2143, 1800.0),
+    "imaps": ("imap", True, 2993, 1800.0),
+    "admin": ("http", False, 8025, 60.0),
+}
+
+
+def _listener(name: str) -> Any:
+    _, _, port, idle = LISTENERS[name]
+    return field(default_factory=lambda: ListenerSettings(port=port, idle_timeout=idle))
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    smtp: ListenerSettings = _listener("smtp")
+    submission: ListenerSettings = _listener("submission")
+    smtps: ListenerSettings = _listener("smtps")
+    pop3: ListenerSettings = _listener("pop3")
+    pop3s: ListenerSettings = _listener("pop3s")
+    imap: ListenerSettings = _listener("imap")
+    imaps: ListenerSettings = _listener("imaps")
+    admin: ListenerSettings = _listener("admin")
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.server.data_dir / 'mailwing.db'}"
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        """Whether a password may be sent over a connection without TLS."""
+        if self.auth.allow_plaintext is not None:
+            return self.auth.allow_plaintext
+        return all(_is_loopback(addr) for addr in self.server.listen)
+
+    def listener(self, name: str) -> ListenerSettings:
+        return typing.cast(ListenerSettings, getattr(self, name))
+
+
+def _is_loopback(addr: str) -> bool:
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+# -- loading -------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(value: Any, hint: Any, where: str, from_env: bool) -> Any:
+    """Check/convert one value to the field's annotated type."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (from_env and value == ""):
+            return None
+        return _convert(value, args[0], where, from_env)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and str(value).lower() in _TRUE | _FALSE:
+            return str(value).lower() in _TRUE
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env:
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if from_env:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if hint is Path:
+        if isinstance(value, str | Path):
+            return Path(value)
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    if origin is list:
+        if from_env and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return list(value)
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _apply(settings: Settings, section: str, key: str, value: Any, where: str, env: bool) -> None:
+    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    if section not in sections:
+        raise ConfigError(f"{where}: unknown section [{section}]")
+    target = getattr(settings, section)
+    hints = typing.get_type_hints(type(target))
+    if key not in hints:
+        raise ConfigError(f"{where}: unknown key {section}.{key}")
+    setattr(target, key, _convert(value, hints[key], where, env))
+
+
+def _validate(s: Settings) -> None:
+    if s.server.workers < 1 or s.server.workers > 256:
+        raise ConfigError("server.workers: must be between 1 and 256")
+    if not s.server.listen:
+        raise ConfigError("server.listen: at least one address is needed")
+    for addr in s.server.listen:
+        if addr != "localhost":
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError as exc:
+                raise ConfigError(f"server.listen: {addr!r} is not an IP address") from exc
+    for name in LISTENERS:
+        ls = s.listener(name)
+        if not 0 <= ls.port <= 65535:
+            raise ConfigError(f"{name}.port: {ls.port} is not a port number (0 disables)")
+        if ls.idle_timeout <= 0:
+            raise ConfigError(f"{name}.idle_timeout: must be positive")
+    if s.server.log_format not in ("text", "json"):
+        raise ConfigError("server.log_format: must be 'text' or 'json'")
+    if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("server.log_level: must be debug, info, warning or error")
+    url = s.database_url
+    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError(
+            f"database.url: {url!r} must start with sqlite:/// or postgresql://"
+        )
+    if bool(s.tls.cert_file) != bool(s.tls.key_file):
+        raise ConfigError("tls.cert_file and tls.key_file: give both or neither")
+    if s.auth.cache_ttl < 0:
+        raise ConfigError("auth.cache_ttl: must not be negative")
+    if s.server.max_line_length < 1024:
+        raise ConfigError("server.max_line_length: must be at least 1024")
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from defaults, then ``path`` (TOML), then ``MAILWING_*`` variables."""
+    settings = Settings()
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: {section} must be a [section]")
+            for key, value in table.items():
+                _apply(settings, section, key, value, f"{path}: {section}.{key}", env=False)
+    env = os.environ if environ is None else environ
+    names = {f.name for f in dataclasses.fields(Settings)}
+    for var, value in env.items():
+        if not var.startswith("MAILWING_") or var.startswith("MAILWING_TEST"):
+            continue
+        rest = var[len("MAILWING_"):].lower()
+        section = next((n for n in sorted(names, key=len, reverse=True)
+                        if rest.startswith(n + "_")), None)
+        if section is None:
+            continue  # not a settings variable (e.g. MAILWING_REQUIRE_CLIENTS)
+        key = rest[len(section) + 1:]
+        _apply(settings, section, key, value, f"environment {var}", env=True)
+    _validate(settings)
+    return settings

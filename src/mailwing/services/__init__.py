@@ -1,0 +1,1 @@
+"""Services between protocol sessions and storage: authentication, delivery, policy."""

@@ -1,0 +1,133 @@
+"""The one storage interface that every backend implements (SQLite and PostgreSQL).
+
+It is deliberately narrow: backends store and fetch; protocol semantics (POP3 message numbers,
+IMAP sequence numbers, \\Recent, pending updates) live in services and sessions above it. Every
+method is a single transaction; every driver error surfaces as a :mod:`mailwing.storage.errors`
+exception. The same contract test suite (``tests/storage``) runs against each backend.
+
+Message contents are content-addressed: a :class:`ContentWriter` streams bytes in (so a 50 MB
+message never sits whole in memory), makes them durable (fsync) and returns a
+:class:`~mailwing.model.ContentInfo`; :meth:`Storage.append` then links that content into one or
+more mailboxes in one transaction, taking each mailbox's next UID inside that transaction so
+that concurrent deliveries from several processes never reuse or reorder UIDs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
+
+__all__ = ["ContentWriter", "Delivery", "Storage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where one copy of a content goes."""
+
+    mailbox_id: int
+    flags: frozenset[str] = field(default_factory=frozenset)
+    internal_date: datetime | None = None  # None: the commit time (UTC)
+
+
+@runtime_checkable
+class ContentWriter(Protocol):
+    """Streams one message content into storage."""
+
+    async def write(self, data: bytes) -> None:
+        """Add the next chunk of raw message bytes."""
+
+    async def finish(self) -> ContentInfo:
+        """Make the content durable (fsynced or committed) and return its description.
+
+        Identical bytes stored twice give the same ``sha256`` and are kept once."""
+
+    async def abort(self) -> None:
+        """Throw away what was written (idempotent; also safe after ``finish``)."""
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A mail store. Obtain one with :func:`mailwing.storage.open_storage`."""
+
+    #: The schema version this code needs; ``mailwing db upgrade`` brings a database to it.
+    LATEST_SCHEMA: int
+
+    async def close(self) -> None: ...
+
+    # -- schema ---------------------------------------------------------------------------
+    async def schema_version(self) -> int:
+        """The version recorded in the database (0 for an empty database)."""
+
+    async def upgrade(self) -> tuple[int, int]:
+        """Apply pending migrations in order; return (version before, version after)."""
+
+    async def check_schema(self) -> None:
+        """Raise :class:`SchemaOutdated` (saying to run ``mailwing db upgrade``) unless the
+        database is at ``LATEST_SCHEMA``."""
+
+    # -- domains --------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain: ...  # AlreadyExists
+    async def get_domain(self, name: str) -> Domain | None: ...
+    async def list_domains(self) -> list[Domain]: ...
+    async def delete_domain(self, name: str) -> None: ...  # NotFound; InUse while it has users
+
+    # -- users ----------------------------------------------------------------------------
+    async def add_user(
+        self, address: str, password_hash: str, *, quota_bytes: int = 0,
+        create_domain: bool = False,
+    ) -> tuple[User, bool]:
+        """Create a user and its default mailboxes (:data:`mailwing.model.DEFAULT_MAILBOXES`).
+
+        Returns the user and whether its domain was created by this call. Without
+        ``create_domain`` an unknown domain raises :class:`NotFound`. Addresses are stored
+        lower-case."""
+
+    async def get_user(self, address: str) -> User | None: ...  # case-insensitive
+    async def set_password(self, address: str, password_hash: str) -> None: ...  # NotFound
+    async def set_enabled(self, address: str, enabled: bool) -> None: ...  # NotFound
+    async def delete_user(self, address: str) -> None:
+        """Remove the user, its mailboxes and its mail (contents no one else uses go too)."""
+
+    async def list_users(self) -> list[UserUsage]: ...  # ordered by address
+    async def usage(self, user_id: int) -> tuple[int, int]:
+        """(message count, bytes used) over all of the user's mailboxes."""
+
+    # -- mailboxes ------------------------------------------------------------------------
+    async def list_mailboxes(self, user_id: int) -> list[Mailbox]: ...  # ordered by name
+    async def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
+        """``INBOX`` matches case-insensitively (RFC 3501); other names exactly."""
+
+    async def create_mailbox(
+        self, user_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox: ...  # AlreadyExists
+
+    # -- contents -------------------------------------------------------------------------
+    def new_content(self) -> ContentWriter: ...
+
+    async def store_content(self, data: bytes) -> ContentInfo:
+        """Convenience: write ``data`` through a :class:`ContentWriter`."""
+
+    def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        """Yield the raw bytes of a content in chunks (NotFound if it is gone)."""
+
+    async def read_content(self, sha256: str) -> bytes: ...
+
+    # -- mail -----------------------------------------------------------------------------
+    async def append(
+        self, content: ContentInfo, deliveries: Sequence[Delivery]
+    ) -> list[MailEntry]:
+        """Link ``content`` into each mailbox in one transaction (all or nothing).
+
+        Each new entry gets its mailbox's UIDNEXT (which then increases) and a new MODSEQ
+        (HIGHESTMODSEQ increases). The result is in the order of ``deliveries``."""
+
+    async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
+        """Every entry of the mailbox, ascending by UID."""
+
+    async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
+        """Remove those entries that still exist, in one transaction; return the UIDs removed,
+        ascending. Contents left with no entry are deleted."""
