@@ -37,7 +37,7 @@ def pg_database_url() -> Iterator[str]:
     name = f"mailwing_test_{uuid.uuid4().hex[:12]}"
     try:
         _pg_exec(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+    except Exception as exc:
         skip_or_fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"

@@ -14,8 +14,8 @@ __all__ = [
     "ContentInfo",
     "Domain",
     "HeaderFields",
-    "Mailbox",
     "MailEntry",
+    "Mailbox",
     "User",
     "UserUsage",
 ]

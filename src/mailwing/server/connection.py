@@ -9,13 +9,15 @@ back-pressure (``drain``) and upgrade with :meth:`Connection.start_tls`. Driver 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 from dataclasses import dataclass
 
-__all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo"]
+__all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
 
 log = logging.getLogger("mailwing.session")
+_ids = itertools.count(1)
 
 
 class ConnectionClosed(Exception):
@@ -24,6 +26,12 @@ class ConnectionClosed(Exception):
 
 class IdleTimeout(Exception):
     """The peer sent nothing for longer than the session's idle limit."""
+
+
+class ServerShutdown(ConnectionClosed):
+    """The server is stopping: raised by :meth:`Connection.read` while a session waits for its
+    next command, so the session can say goodbye in its protocol (POP3 ``-ERR``, SMTP ``421``,
+    IMAP ``* BYE``) and end without applying anything half-done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,25 @@ class Connection:
         peer = writer.get_extra_info("peername") or ("?", 0)
         sock = writer.get_extra_info("sockname") or ("?", 0)
         self.peer = PeerInfo(str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1]))
-        self.closing = False  # set by graceful shutdown: finish the current command, then end
+        self.session_id = f"{next(_ids):x}"
+        self.user: str | None = None  # set by the session after a successful login
+        self.commands = 0  # counted by the session, reported in the end-of-session log line
+        self._shutdown = asyncio.Event()
+
+    def log(self, event: str, **fields: object) -> None:
+        """Write one structured log line about this session (never pass passwords here)."""
+        log.info(event, extra={"session": self.session_id, "listener": self.listener,
+                               "peer": self.peer.ip, "user": self.user, "fields": fields})
+
+    # -- shutdown -------------------------------------------------------------------------
+    @property
+    def closing(self) -> bool:
+        return self._shutdown.is_set()
+
+    def begin_shutdown(self) -> None:
+        """Called by the server layer on SIGTERM: a session waiting in :meth:`read` gets
+        :class:`ServerShutdown`; one busy with a command finishes it first."""
+        self._shutdown.set()
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -77,10 +103,23 @@ class Connection:
     # -- I/O ------------------------------------------------------------------------------
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Return the next bytes the peer sent; raise on EOF, error or idle timeout."""
+        if self._shutdown.is_set():
+            raise ServerShutdown("shutdown")
+        read = asyncio.ensure_future(self.reader.read(max_bytes))
+        stop = asyncio.ensure_future(self._shutdown.wait())
         try:
-            data = await asyncio.wait_for(self.reader.read(max_bytes), self.idle_timeout)
-        except TimeoutError as exc:
-            raise IdleTimeout from exc
+            done, _ = await asyncio.wait(
+                {read, stop}, timeout=self.idle_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.cancel()
+        if read not in done:
+            read.cancel()
+            if stop in done:
+                raise ServerShutdown("shutdown")
+            raise IdleTimeout
+        try:
+            data = read.result()
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             raise ConnectionClosed(str(exc)) from exc
         if not data:
