@@ -1,0 +1,146 @@
+"""Describe a message content while it streams in: digest, sizes, line endings, header fields.
+
+Both backends feed every written chunk through one :class:`ContentInfoBuilder`, so the numbers
+they store can never disagree. It is pure computation (no I/O), which keeps it cheap to test
+with awkward chunk boundaries.
+
+Line endings: RFC 5322 section 2.3 says lines end in CRLF, but messages handed to us (sendmail
+style delivery, some clients) often use bare LF. ``crlf_size`` is the size once every bare LF
+becomes CRLF, which is what POP3 LIST (RFC 1939 section 11) and IMAP RFC822.SIZE (RFC 3501
+section 6.4.5) must announce. A bare CR is left as it is (counted once) but makes the content
+not ``crlf_clean``, so senders know they must rewrite it.
+
+Header fields (RFC 5322 section 3.6) are parsed once at delivery from the header block only,
+capped at :data:`HEADER_CAP` bytes, and never raise: anything unparsable becomes ``None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from email import policy
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.utils import parsedate_to_datetime
+
+from mailwing.model import ContentInfo, HeaderFields
+
+__all__ = ["HEADER_CAP", "ContentInfoBuilder", "clean_text", "parse_header_fields"]
+
+#: At most this many leading bytes are kept to parse header fields from.
+HEADER_CAP = 256 * 1024
+#: Stored header field values are cut to this many characters (they are for search and lists).
+FIELD_CAP = 2048
+
+
+class ContentInfoBuilder:
+    """Accumulate chunks; :meth:`result` gives the :class:`ContentInfo`."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._bare_lf = 0
+        self._bare_cr = 0
+        self._prev_cr = False  # the previous chunk ended with CR (its fate depends on the next)
+        self._head = bytearray()
+        self._head_done = False
+
+    def update(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._sha.update(chunk)
+        self._size += len(chunk)
+        self._count_line_ends(chunk)
+        if not self._head_done:
+            self._collect_head(chunk)
+
+    def _count_line_ends(self, chunk: bytes) -> None:
+        crlf = chunk.count(b"\r\n")
+        joined = 1 if self._prev_cr and chunk[:1] == b"\n" else 0
+        if self._prev_cr and not joined:
+            self._bare_cr += 1
+        ends_cr = chunk[-1:] == b"\r"
+        self._bare_lf += chunk.count(b"\n") - crlf - joined
+        self._bare_cr += chunk.count(b"\r") - crlf - (1 if ends_cr else 0)
+        self._prev_cr = ends_cr
+
+    def _collect_head(self, chunk: bytes) -> None:
+        start = max(0, len(self._head) - 3)  # the blank line may straddle two chunks
+        self._head += chunk[: HEADER_CAP - len(self._head)]
+        end = _header_end(self._head, start)
+        if end is not None:
+            del self._head[end:]
+            self._head_done = True
+        elif len(self._head) >= HEADER_CAP:
+            self._head_done = True
+
+    def result(self) -> ContentInfo:
+        bare_cr = self._bare_cr + (1 if self._prev_cr else 0)
+        return ContentInfo(
+            sha256=self._sha.hexdigest(),
+            size=self._size,
+            crlf_size=self._size + self._bare_lf,
+            crlf_clean=self._bare_lf == 0 and bare_cr == 0,
+            fields=parse_header_fields(bytes(self._head)),
+        )
+
+
+def _header_end(buf: bytearray, start: int) -> int | None:
+    """Offset just past the header block's last line, or None if the blank line is not seen."""
+    if buf[:2] == b"\r\n" or buf[:1] == b"\n":
+        return 0  # no header fields at all
+    crlf = buf.find(b"\r\n\r\n", start)
+    lf = buf.find(b"\n\n", start)
+    hits = [pos for pos in (crlf, lf) if pos >= 0]
+    if not hits:
+        return None
+    pos = min(hits)
+    return pos + (2 if pos == crlf else 1)
+
+
+def clean_text(value: object) -> str | None:
+    """A header value as text a database accepts: valid UTF-8, no NUL, bounded length."""
+    if value is None:
+        return None
+    text = str(value).replace("\x00", "")
+    text = text.encode("utf-8", "replace").decode("utf-8")  # drops surrogate escapes
+    text = " ".join(text.split())  # unfold (RFC 5322 section 2.2.3) and trim
+    return text[:FIELD_CAP] or None
+
+
+def _field(msg: Message, name: str) -> str | None:
+    try:
+        return clean_text(msg.get(name))
+    except Exception:  # garbage header: the email package may raise almost anything
+        return None
+
+
+def _date(msg: Message) -> datetime | None:
+    try:
+        raw = msg.get("date")
+        if raw is None:
+            return None
+        parsed = parsedate_to_datetime(str(raw))
+    except Exception:
+        return None
+    if parsed.tzinfo is None:  # "-0000" means UTC with no local-time information
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def parse_header_fields(head: bytes) -> HeaderFields:
+    """The fields search and listings need; encoded-words (RFC 2047) are decoded."""
+    if not head:
+        return HeaderFields()
+    try:
+        msg = BytesHeaderParser(policy=policy.default).parsebytes(head)
+    except Exception:
+        return HeaderFields()
+    return HeaderFields(
+        message_id=_field(msg, "message-id"),
+        subject=_field(msg, "subject"),
+        from_=_field(msg, "from"),
+        to=_field(msg, "to"),
+        cc=_field(msg, "cc"),
+        date=_date(msg),
+    )

@@ -1,0 +1,111 @@
+"""Message contents inside PostgreSQL, as ~1 MiB ``bytea`` rows keyed by (sha256, seq).
+
+Keeping the bytes in the database lets several mailwing nodes share one store without a shared
+filesystem. Memory stays bounded both ways: the writer inserts each full piece as soon as it
+has one, under a unique ``staging:`` key (the digest is only known at the end), and
+``finish()`` renames the pieces to the digest in one short transaction, or drops them when the
+same content is stored already (dedupe; an advisory lock on the digest orders two writers of
+the same bytes). The reader fetches one row at a time. An abandoned staging key (a crashed
+writer) is only wasted space.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from mailwing.model import ContentInfo
+from mailwing.storage.contentinfo import ContentInfoBuilder
+from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.postgres.errors import pg_errors
+
+__all__ = ["PIECE_SIZE", "PgContentWriter", "read_pieces"]
+
+PIECE_SIZE = 1024 * 1024
+
+
+class PgContentWriter:
+    """A :class:`~mailwing.storage.interface.ContentWriter` into ``content_chunks``."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._key = f"staging:{uuid.uuid4().hex}"
+        self._info = ContentInfoBuilder()
+        self._buf = bytearray()
+        self._seq = 0
+        self._result: ContentInfo | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self._result is not None:
+            raise StorageError("content writer already finished")
+        self._info.update(data)
+        self._buf += data
+        while len(self._buf) >= PIECE_SIZE:
+            await self._insert(bytes(self._buf[:PIECE_SIZE]))
+            del self._buf[:PIECE_SIZE]
+
+    async def _insert(self, piece: bytes) -> None:
+        with pg_errors():
+            await self._pool.execute(
+                "INSERT INTO content_chunks (sha256, seq, data) VALUES ($1, $2, $3)",
+                self._key, self._seq, piece,
+            )
+        self._seq += 1
+
+    async def finish(self) -> ContentInfo:
+        if self._result is not None:
+            return self._result
+        try:
+            if self._buf or self._seq == 0:  # an empty content still gets its piece 0
+                await self._insert(bytes(self._buf))
+                self._buf.clear()
+            info = self._info.result()
+            with pg_errors():
+                await self._publish(info.sha256)
+        except BaseException:
+            await self.abort()
+            raise
+        self._result = info
+        return info
+
+    async def _publish(self, sha256: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", sha256)
+            exists = await conn.fetchval(
+                "SELECT 1 FROM content_chunks WHERE sha256 = $1 AND seq = 0", sha256
+            )
+            if exists:
+                await conn.execute("DELETE FROM content_chunks WHERE sha256 = $1", self._key)
+            else:
+                await conn.execute(
+                    "UPDATE content_chunks SET sha256 = $2 WHERE sha256 = $1", self._key, sha256
+                )
+
+    async def abort(self) -> None:
+        self._buf.clear()
+        if self._result is None and self._seq:
+            self._seq = 0
+            with pg_errors():
+                await self._pool.execute("DELETE FROM content_chunks WHERE sha256 = $1", self._key)
+
+
+async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
+    """Yield a content's bytes in ``chunk_size`` slices, fetching one stored piece at a time."""
+    with pg_errors():
+        count = await pool.fetchval(
+            "SELECT count(*) FROM content_chunks WHERE sha256 = $1", sha256
+        )
+    if not count or sha256.startswith("staging:"):
+        raise NotFound(f"content {sha256} is not stored")
+    for seq in range(count):
+        with pg_errors():
+            piece = await pool.fetchval(
+                "SELECT data FROM content_chunks WHERE sha256 = $1 AND seq = $2", sha256, seq
+            )
+        if piece is None:
+            raise NotFound(f"content {sha256} was removed while being read")
+        view = memoryview(piece)
+        for start in range(0, len(view), chunk_size):
+            yield bytes(view[start : start + chunk_size])

@@ -1,0 +1,115 @@
+"""The vocabulary of transaction scripts: what a script may ask its backend to do.
+
+Every storage operation is written once, in :mod:`mailwing.storage.scripts`, as a generator
+that *yields* these steps and receives their results, in the spirit of a sans-IO protocol core:
+the script decides, the backend only executes. The SQLite backend drives scripts synchronously
+in its database thread (so several can share one transaction and one fsync); the PostgreSQL
+backend drives them with ``await`` on an asyncpg connection. Neither duplicates the logic.
+
+SQL is written in PostgreSQL's ``$1`` placeholder style, in the common subset both databases
+speak (``RETURNING``, ``ON CONFLICT``). The one construct that differs, "column is in this list
+of values", is written ``col @IN($n)`` and rewritten by each backend. Parameter values that
+need adapting (datetimes, flag sets, lists) are adapted by the backend too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+__all__ = [
+    "IN_LIST",
+    "Batch",
+    "DropBlobs",
+    "HasBlob",
+    "Query",
+    "Script",
+    "Serialize",
+    "Step",
+    "TableExists",
+    "advance",
+    "drive",
+    "q",
+]
+
+T = TypeVar("T")
+
+#: Matches ``@IN($n)``; group 1 is the parameter number.
+IN_LIST = re.compile(r"@IN\(\$(\d+)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Run one statement; the result is its rows as a list of sequences (maybe empty)."""
+
+    sql: str
+    args: tuple[Any, ...] = ()
+
+
+def q(sql: str, *args: Any) -> Query:
+    """Shorthand used by scripts: ``rows = yield q("SELECT ...", a, b)``."""
+    return Query(sql, args)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Run several ``;``-separated statements without parameters (a migration file)."""
+
+    sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableExists:
+    """Result: whether a table of that name exists."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Serialize:
+    """Hold a lock named ``key`` until the transaction ends (one migrator at a time).
+
+    SQLite needs nothing (its write transactions are already exclusive); PostgreSQL takes a
+    transaction-scoped advisory lock."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class HasBlob:
+    """Result: whether the bytes of content ``sha256`` are stored, and keep them from being
+    removed by a concurrent transaction until this one ends."""
+
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropBlobs:
+    """The contents rows of these digests were deleted: remove their bytes (in the same
+    transaction when they live in the database, after the commit when they are files)."""
+
+    sha256s: tuple[str, ...]
+
+
+Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs
+Script = Generator[Step, Any, T]
+
+
+def advance(script: Script[T], value: Any) -> tuple[bool, Any]:
+    """Send ``value`` into ``script``: (False, its next step) or (True, its result)."""
+    try:
+        return False, script.send(value)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def drive(script: Script[T], execute: Callable[[Step], Any]) -> T:
+    """Run ``script`` to its end, handing each step to ``execute(step)`` (synchronous)."""
+    with closing(script):
+        done, item = advance(script, None)
+        while not done:
+            done, item = advance(script, execute(item))
+        return cast(T, item)

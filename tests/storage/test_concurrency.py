@@ -1,0 +1,87 @@
+"""Concurrent deliveries: distinct, gap-free UIDs across processes; group commit isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from mailwing.model import User
+from mailwing.storage import Delivery, NotFound, Storage, open_storage
+from mailwing.storage.sqlite import SqliteStorage
+from tests.storage.conftest import inbox_id
+
+PROCESSES = 4
+PER_PROCESS = 50
+
+
+async def _deliver(
+    url: str, data_dir: str, mailbox_id: int, worker: int, start: float
+) -> list[int]:
+    storage = await open_storage(url, data_dir=Path(data_dir))
+    try:
+        await asyncio.sleep(max(0.0, start - time.time()))
+        uids = []
+        for i in range(PER_PROCESS):
+            # Half the messages are identical across workers: dedupe races too.
+            body = b"same\r\n" if i % 2 else f"worker {worker} message {i}\r\n".encode()
+            info = await storage.store_content(b"Subject: race\r\n\r\n" + body)
+            [entry] = await storage.append(info, [Delivery(mailbox_id)])
+            uids.append(entry.uid)
+        return uids
+    finally:
+        await storage.close()
+
+
+def deliver_in_process(url: str, data_dir: str, mailbox_id: int, worker: int, start: float
+                       ) -> list[int]:
+    return asyncio.run(_deliver(url, data_dir, mailbox_id, worker, start))
+
+
+@pytest.mark.slow
+async def test_appends_from_several_processes_get_distinct_uids(
+    storage: Storage, user: User, database_url: str, data_dir: Path
+) -> None:
+    inbox = await inbox_id(storage, user)
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 2.0  # let every process import and connect first
+    args = [(database_url, str(data_dir), inbox, w, start) for w in range(PROCESSES)]
+    with ctx.Pool(PROCESSES) as pool:
+        results = await asyncio.to_thread(pool.starmap, deliver_in_process, args)
+    for uids in results:
+        assert uids == sorted(uids)  # each process sees its own UIDs increase
+    everything = sorted(uid for uids in results for uid in uids)
+    assert everything == list(range(1, PROCESSES * PER_PROCESS + 1))
+    entries = await storage.list_mail(inbox)
+    assert [e.uid for e in entries] == everything
+    box = await storage.get_mailbox(user.id, "INBOX")
+    assert box is not None
+    assert box.uidnext == PROCESSES * PER_PROCESS + 1
+    assert box.highestmodseq == 1 + PROCESSES * PER_PROCESS
+    assert len({e.modseq for e in entries}) == len(entries)
+    for entry in entries[:5]:
+        assert (await storage.read_content(entry.content.sha256)).startswith(b"Subject: race")
+
+
+async def test_concurrent_appends_in_one_process(storage: Storage, user: User) -> None:
+    """Many appends at once (one group commit for SQLite); a failing one fails alone."""
+    inbox = await inbox_id(storage, user)
+    info = await storage.store_content(b"Subject: burst\r\n\r\n")
+    stats_before = storage.commit_stats if isinstance(storage, SqliteStorage) else (0, 0)
+    calls = [storage.append(info, [Delivery(inbox)]) for _ in range(30)]
+    calls.insert(10, storage.append(info, [Delivery(inbox), Delivery(987_654)]))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[10], NotFound)
+    good = [r for i, r in enumerate(results) if i != 10]
+    uids = sorted(entries[0].uid for entries in good)  # type: ignore[index]
+    assert uids == list(range(1, 31))
+    assert len(await storage.list_mail(inbox)) == 30
+    if isinstance(storage, SqliteStorage):
+        transactions, requests = (
+            a - b for a, b in zip(storage.commit_stats, stats_before, strict=True)
+        )
+        assert requests >= 31
+        assert transactions < requests  # some appends shared a commit

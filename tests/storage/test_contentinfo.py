@@ -1,0 +1,107 @@
+"""Content description: digest, CRLF accounting across chunk boundaries, header fields.
+
+These are pure (no database); the last test checks both backends report the same info."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from mailwing.storage import Storage
+from mailwing.storage.contentinfo import HEADER_CAP, ContentInfoBuilder, parse_header_fields
+
+
+def describe(*chunks: bytes):  # type: ignore[no-untyped-def]
+    builder = ContentInfoBuilder()
+    for chunk in chunks:
+        builder.update(chunk)
+    return builder.result()
+
+
+def splits(data: bytes) -> list[list[bytes]]:
+    """``data`` whole, byte by byte, and cut at every position."""
+    cuts = [[data], [data[i : i + 1] for i in range(len(data))]]
+    cuts += [[data[:i], data[i:]] for i in range(len(data) + 1)]
+    return cuts
+
+
+@pytest.mark.parametrize(
+    ("data", "crlf_size", "clean"),
+    [
+        (b"a\r\nb\r\n", 6, True),
+        (b"a\nb\n", 6, False),
+        (b"a\r\nb\nc\r\n", 9, False),
+        (b"a\rb\r\n", 5, False),  # a bare CR is not rewritten but is not clean
+        (b"a\r", 2, False),
+        (b"\r\r\n\n", 5, False),
+        (b"", 0, True),
+        (b"no newline", 10, True),
+    ],
+)
+def test_crlf_accounting_at_every_chunk_boundary(data: bytes, crlf_size: int, clean: bool) -> None:
+    for chunks in splits(data):
+        info = describe(*chunks)
+        assert (info.size, info.crlf_size, info.crlf_clean) == (len(data), crlf_size, clean)
+        assert info.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_header_fields_are_parsed_and_decoded() -> None:
+    raw = (
+        b"Message-ID: <abc@example.org>\r\n"
+        b"Subject: =?utf-8?B?R3LDvMOfZQ==?= =?iso-8859-1?q?_und_mehr?=\r\n"
+        b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.org>\r\n"
+        b"To: a@example.org,\r\n b@example.org\r\n"
+        b"Cc: c@example.org\r\n"
+        b"Date: Tue, 2 Jan 2024 03:04:05 -0500\r\n"
+        b"\r\n"
+        b"Subject: not a header, this is the body\r\n"
+    )
+    for chunks in ([raw], [raw[:37], raw[37:90], raw[90:]]):
+        f = describe(*chunks).fields
+        assert f.message_id == "<abc@example.org>"
+        assert f.subject == "Grüße und mehr"
+        assert f.from_ == "Jürgen <j@example.org>"
+        assert f.to == "a@example.org, b@example.org"
+        assert f.cc == "c@example.org"
+        assert f.date == datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5)))
+
+
+def test_body_is_not_mistaken_for_headers() -> None:
+    assert describe(b"\r\nSubject: body\r\n").fields.subject is None
+    assert describe(b"Subject: a\n\nSubject: b\n").fields.subject == "a"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Date: yesterday-ish\r\nSubject: \xff\xfe\x00bad\r\n\r\n",
+        b"\x00\x01\x02garbage without colon\r\n\r\n",
+        b"Subject: =?utf-8?q?unterminated\r\nMessage-ID: \r\n\r\n",
+        b"Date: Mon, 99 Foo 2024 99:99:99 +9999\r\n\r\n",
+    ],
+)
+def test_garbage_headers_never_raise(head: bytes) -> None:
+    fields = parse_header_fields(head)
+    for value in (fields.subject, fields.message_id, fields.from_):
+        assert value is None or ("\x00" not in value and value.encode("utf-8"))
+
+
+def test_date_without_zone_is_utc() -> None:
+    f = parse_header_fields(b"Date: Tue, 2 Jan 2024 03:04:05 -0000\r\n\r\n")
+    assert f.date == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_header_block_is_capped() -> None:
+    huge = b"X-Filler: " + b"a" * (HEADER_CAP * 2) + b"\r\nSubject: late\r\n\r\nbody"
+    info = describe(*(huge[i : i + 65536] for i in range(0, len(huge), 65536)))
+    assert info.fields.subject is None
+    assert info.size == len(huge)
+
+
+async def test_backends_report_the_same_info(storage: Storage) -> None:
+    data = b"Subject: =?utf-8?q?caf=C3=A9?=\nDate: Wed, 3 Jan 2024 10:00:00 +0000\n\nline\r\nx\n"
+    info = await storage.store_content(data)
+    assert info == describe(data)
+    assert info.fields.subject == "café"
