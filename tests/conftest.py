@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,30 @@ def server_factory(tmp_path: Path) -> Iterator[type[MailwingServer]]:
     yield _Factory
     for srv in started:
         srv.stop()
+
+
+async def open_test_storage(url: str, data_dir: Path, *, upgrade: bool = True) -> Any:
+    """A real storage backend for ``url`` (schema upgraded unless ``upgrade`` is false)."""
+    from mailwing.storage import open_storage
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store: Any = await open_storage(url, data_dir=data_dir)
+    if upgrade:
+        await store.upgrade()
+    return store
+
+
+@pytest.fixture
+async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """An upgraded, empty storage on each backend in turn (closed afterwards)."""
+    storage = await open_test_storage(database_url, tmp_path / "data")
+    yield storage
+    await storage.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Any]:
+    """An upgraded, empty SQLite storage, for tests where the backend does not matter."""
+    storage = await open_test_storage(f"sqlite:///{tmp_path / 'auth.db'}", tmp_path / "data")
+    yield storage
+    await storage.close()

@@ -27,6 +27,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TlsSettings",
+    "config_path",
     "load_settings",
 ]
 
@@ -67,6 +68,8 @@ class AuthSettings:
     max_failures_per_ip: int = 20  # within failure_window, then logins from that IP are refused
     max_failures_per_user: int = 10  # within failure_window, then logins to that user are refused
     failure_window: float = 300.0
+    failure_delay: float = 0.5  # seconds added per recent failure from the IP before answering
+    failure_delay_max: float = 3.0  # cap of that delay
 
 
 @dataclass
@@ -231,6 +234,31 @@ def _validate(s: Settings) -> None:
         raise ConfigError("auth.cache_ttl: must not be negative")
     if s.server.max_line_length < 1024:
         raise ConfigError("server.max_line_length: must be at least 1024")
+    for key in ("max_connections", "max_connections_per_ip"):
+        if getattr(s.server, key) < 1:
+            raise ConfigError(f"server.{key}: must be at least 1")
+    if s.server.shutdown_grace < 0:
+        raise ConfigError("server.shutdown_grace: must not be negative")
+    if not s.server.hostname:
+        raise ConfigError("server.hostname: must not be empty")
+    for key in ("max_failures_per_ip", "max_failures_per_user"):
+        if getattr(s.auth, key) < 1:
+            raise ConfigError(f"auth.{key}: must be at least 1")
+    for key in ("failure_window", "failure_delay", "failure_delay_max"):
+        if getattr(s.auth, key) < 0:
+            raise ConfigError(f"auth.{key}: must not be negative")
+
+
+def config_path(
+    given: str | Path | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The configuration file to read: ``--config`` if given, else ``$MAILWING_CONFIG``,
+    else none (built-in defaults and the environment only)."""
+    if given:
+        return Path(given)
+    env = os.environ if environ is None else environ
+    value = env.get("MAILWING_CONFIG", "")
+    return Path(value) if value else None
 
 
 def load_settings(
@@ -257,11 +285,11 @@ def load_settings(
         if not var.startswith("MAILWING_") or var.startswith("MAILWING_TEST"):
             continue
         rest = var[len("MAILWING_"):].lower()
-        section = next((n for n in sorted(names, key=len, reverse=True)
-                        if rest.startswith(n + "_")), None)
-        if section is None:
+        env_section = next((n for n in sorted(names, key=len, reverse=True)
+                            if rest.startswith(n + "_")), None)
+        if env_section is None:
             continue  # not a settings variable (e.g. MAILWING_REQUIRE_CLIENTS)
-        key = rest[len(section) + 1:]
-        _apply(settings, section, key, value, f"environment {var}", env=True)
+        key = rest[len(env_section) + 1:]
+        _apply(settings, env_section, key, value, f"environment {var}", env=True)
     _validate(settings)
     return settings

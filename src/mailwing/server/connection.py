@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 
 __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
@@ -69,6 +70,10 @@ class Connection:
         self.session_id = f"{next(_ids):x}"
         self.user: str | None = None  # set by the session after a successful login
         self.commands = 0  # counted by the session, reported in the end-of-session log line
+        self.started_at = time.monotonic()
+        #: Why reading stopped ("timeout", "closed", "shutdown"), noted here even when the
+        #: session catches the exception, so the end-of-session log line can report it.
+        self.end_reason: str | None = None
         self._shutdown = asyncio.Event()
 
     def log(self, event: str, **fields: object) -> None:
@@ -104,6 +109,7 @@ class Connection:
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Return the next bytes the peer sent; raise on EOF, error or idle timeout."""
         if self._shutdown.is_set():
+            self.end_reason = "shutdown"
             raise ServerShutdown("shutdown")
         read = asyncio.ensure_future(self.reader.read(max_bytes))
         stop = asyncio.ensure_future(self._shutdown.wait())
@@ -113,16 +119,21 @@ class Connection:
             )
         finally:
             stop.cancel()
+            if not read.done():  # timeout, shutdown, or this task was cancelled
+                read.cancel()
         if read not in done:
-            read.cancel()
             if stop in done:
+                self.end_reason = "shutdown"
                 raise ServerShutdown("shutdown")
+            self.end_reason = "timeout"
             raise IdleTimeout
         try:
             data = read.result()
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            self.end_reason = "closed"
             raise ConnectionClosed(str(exc)) from exc
         if not data:
+            self.end_reason = "closed"
             raise ConnectionClosed("eof")
         return data
 
@@ -132,6 +143,7 @@ class Connection:
             self.writer.write(data)
             await self.writer.drain()
         except (OSError, ssl.SSLError, RuntimeError) as exc:
+            self.end_reason = self.end_reason or "closed"
             raise ConnectionClosed(str(exc)) from exc
 
     async def start_tls(self) -> None:

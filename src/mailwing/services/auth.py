@@ -1,17 +1,49 @@
 """Password authentication: Argon2id verification off the event loop, a short-lived cache of
 successful checks, and failure throttling per client IP and per address.
 
-(Interface pinned here; implementation by the server/CLI work.)
+Why each part is there:
+
+* Argon2id costs tens of milliseconds of CPU and 64 MiB of memory on purpose, so it runs in
+  a small thread pool of its own (argon2-cffi releases the GIL): the event loop keeps serving
+  other sessions, and a login burst cannot use more than ``threads * 64 MiB`` at once (the
+  loop's default pool would allow 32 threads and 2 GiB).
+* Mail clients log in again and again (POP3 polls, one IMAP connection per folder), so a
+  successful check is remembered for ``auth.cache_ttl`` seconds, as Dovecot's ``auth_cache``
+  does. The cache key is an HMAC-SHA256, under a random per-process key, of the address, the
+  password *and the stored hash*: neither passwords nor usable hashes of them are kept in
+  memory, and a password change (new stored hash) makes old entries unreachable at once.
+  Only successes are cached, so a wrong password is always checked for real.
+* An unknown address still costs one dummy verification, so response timing does not reveal
+  which addresses exist; a disabled account is only reported as such after a correct
+  password, for the same reason.
+* :class:`~mailwing.services.throttle.FailureThrottle` refuses (``THROTTLED``) once too many
+  recent failures came from one IP or hit one address, and delays each failure answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import enum
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailwing.config import AuthSettings
 from mailwing.model import User
+from mailwing.services import passwords
+from mailwing.services.throttle import FailureThrottle
+from mailwing.storage.errors import StorageError, TemporaryStorageError
+from mailwing.storage.interface import Storage
 
-__all__ = ["AuthOutcome", "AuthResult", "Authenticator"]
+__all__ = ["AuthOutcome", "AuthResult", "Authenticator", "VerificationCache"]
+
+log = logging.getLogger("mailwing.auth")
 
 
 class AuthOutcome(enum.Enum):
@@ -32,6 +64,128 @@ class AuthResult:
         return self.outcome is AuthOutcome.OK
 
 
+class VerificationCache:
+    """Remembers successful password checks for ``ttl`` seconds (0 disables it)."""
+
+    def __init__(self, ttl: float, *, max_entries: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._key = secrets.token_bytes(32)
+        self._entries: dict[bytes, float] = {}
+        self._max_entries = max_entries
+        self._clock = clock
+
+    def _digest(self, address: str, password: str, stored_hash: str) -> bytes:
+        msg = b"\0".join(s.encode("utf-8", "surrogatepass") for s in
+                         (address, password, stored_hash))
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    def hit(self, address: str, password: str, stored_hash: str) -> bool:
+        if self.ttl <= 0:
+            return False
+        key = self._digest(address, password, stored_hash)
+        expires = self._entries.get(key)
+        if expires is None:
+            return False
+        if expires < self._clock():
+            del self._entries[key]
+            return False
+        return True
+
+    def remember(self, address: str, password: str, stored_hash: str) -> None:
+        if self.ttl <= 0:
+            return
+        now = self._clock()
+        if len(self._entries) >= self._max_entries:
+            self._entries = {k: t for k, t in self._entries.items() if t >= now}
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+        self._entries[self._digest(address, password, stored_hash)] = now + self.ttl
+
+
 class Authenticator:
+    """Checks a username/password pair for a session; one instance per worker process."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: AuthSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.storage = storage
+        self.cache = VerificationCache(settings.cache_ttl, clock=clock)
+        self.throttle = FailureThrottle(
+            window=settings.failure_window,
+            max_per_ip=settings.max_failures_per_ip,
+            max_per_user=settings.max_failures_per_user,
+            delay_step=settings.failure_delay,
+            delay_max=settings.failure_delay_max,
+            clock=clock,
+        )
+        self.verifications = 0  # real Argon2 checks done (the cache's effect is visible here)
+        self._dummy_hash: str | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="argon2")
+
     async def authenticate(self, username: str, password: str, *, peer_ip: str) -> AuthResult:
-        raise NotImplementedError
+        address = username.strip().lower()
+        if "@" not in address or address.startswith("@") or address.endswith("@"):
+            return await self._fail(peer_ip, None)
+        if self.throttle.is_throttled(peer_ip, address):
+            return AuthResult(AuthOutcome.THROTTLED)
+        try:
+            user = await self.storage.get_user(address)
+        except TemporaryStorageError:
+            return AuthResult(AuthOutcome.TEMPFAIL)
+        except StorageError:
+            log.exception("user lookup failed")
+            return AuthResult(AuthOutcome.TEMPFAIL)
+        if user is None:
+            await self._verify(await self._dummy(), password)
+            return await self._fail(peer_ip, address)
+        if not self.cache.hit(user.address, password, user.password_hash):
+            if not await self._verify(user.password_hash, password):
+                return await self._fail(peer_ip, user.address)
+            self.cache.remember(user.address, password, user.password_hash)
+            await self._maybe_rehash(user, password)
+        if not user.enabled:
+            return AuthResult(AuthOutcome.DISABLED)
+        self.throttle.record_success(user.address)
+        return AuthResult(AuthOutcome.OK, user)
+
+    def close(self) -> None:
+        """Stop the hashing threads (at worker shutdown)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+    async def _fail(self, peer_ip: str, address: str | None) -> AuthResult:
+        delay = self.throttle.record_failure(peer_ip, address)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return AuthResult(AuthOutcome.BAD_CREDENTIALS)
+
+    async def _verify(self, stored_hash: str, password: str) -> bool:
+        self.verifications += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, passwords.verify_password,
+                                          stored_hash, password)
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            loop = asyncio.get_running_loop()
+            self._dummy_hash = await loop.run_in_executor(
+                self._pool, passwords.hash_password, secrets.token_urlsafe(16)
+            )
+        return self._dummy_hash
+
+    async def _maybe_rehash(self, user: User, password: str) -> None:
+        """Upgrade a hash made with weaker parameters, best effort (a failure is harmless)."""
+        if not passwords.needs_rehash(user.password_hash):
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            new_hash = await loop.run_in_executor(self._pool, passwords.hash_password, password)
+            await self.storage.set_password(user.address, new_hash)
+        except StorageError as exc:
+            log.warning("could not upgrade the password hash of %s: %s", user.address, exc)

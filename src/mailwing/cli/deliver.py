@@ -1,0 +1,86 @@
+"""``mailwing deliver --to ADDRESS``: a local delivery agent (message on standard input).
+
+An MTA (Postfix ``mailbox_command``, Exim pipe transport, procmail-style scripts) decides from
+the exit status whether to bounce or retry, so this command answers with sysexits.h codes as
+an LDA does: 0 delivered, 65 empty or unreadable message, 67 no such user, 73 no such mailbox,
+75 temporary failure (database down or schema not yet upgraded: retry later), 77 over quota,
+78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mailwing.cli.common import CliError, with_storage
+from mailwing.config import Settings
+from mailwing.services.delivery import (
+    EmptyMessage,
+    QuotaExceeded,
+    UnknownMailbox,
+    UnknownRecipient,
+    deliver_local,
+)
+from mailwing.storage.errors import SchemaOutdated, StorageError, TemporaryStorageError
+from mailwing.storage.interface import Storage
+
+__all__ = ["EX_CONFIG", "register"]
+
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_CANTCREAT = 73
+EX_TEMPFAIL = 75
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+_CHUNK = 256 * 1024
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("deliver", parents=[common],
+                       help="deliver a message from standard input to a local user")
+    p.add_argument("--to", required=True, metavar="ADDRESS", help="the recipient")
+    p.add_argument("--mailbox", metavar="NAME", help="target mailbox (default INBOX)")
+    p.add_argument("--from", dest="sender", metavar="SENDER",
+                   help="envelope sender for Return-Path (default: none, <>)")
+    p.set_defaults(func=_deliver)
+
+
+async def _stdin_chunks() -> AsyncIterator[bytes]:
+    try:
+        while chunk := sys.stdin.buffer.read(_CHUNK):
+            yield chunk
+    except OSError as exc:
+        raise CliError(f"cannot read the message: {exc.strerror or exc}", EX_DATAERR) from exc
+
+
+def _deliver(args: argparse.Namespace, settings: Settings) -> int:
+    address = args.to.strip().lower()
+
+    async def work(store: Storage) -> str:
+        try:
+            await store.check_schema()
+        except SchemaOutdated as exc:
+            raise CliError(str(exc), EX_TEMPFAIL) from exc
+        entry = await deliver_local(store, address, _stdin_chunks(), mailbox=args.mailbox,
+                                    return_path=args.sender, hostname=settings.server.hostname)
+        return f"delivered to {address} (uid {entry.uid}, {entry.content.size} bytes)"
+
+    try:
+        message = with_storage(settings, work, check=False)
+    except UnknownRecipient as exc:
+        raise CliError(str(exc), EX_NOUSER) from exc
+    except UnknownMailbox as exc:
+        raise CliError(str(exc), EX_CANTCREAT) from exc
+    except EmptyMessage as exc:
+        raise CliError(str(exc), EX_DATAERR) from exc
+    except QuotaExceeded as exc:
+        raise CliError(str(exc), EX_NOPERM) from exc
+    except TemporaryStorageError as exc:
+        raise CliError(f"storage temporarily unavailable: {exc}", EX_TEMPFAIL) from exc
+    except StorageError as exc:
+        raise CliError(f"storage error: {exc}", EX_TEMPFAIL) from exc
+    print(message, file=sys.stderr)
+    return 0

@@ -1,0 +1,66 @@
+"""The ``mailwing`` command: argument parsing and dispatch to one module per command group.
+
+All errors end here as one line on stderr (``mailwing: error: ...``) with a meaningful exit
+status (0 ok, 1 operational error, 2 usage or configuration error; ``deliver`` uses sysexits),
+never as a traceback. The configuration file comes from ``--config`` (accepted before or after
+the command) or ``$MAILWING_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mailwing import __version__
+from mailwing.app import StartupError
+from mailwing.cli import db, deliver, domain, quickstart, serve, user
+from mailwing.cli.common import EXIT_ERROR, EXIT_USAGE, CliError, Parser
+from mailwing.config import ConfigError, config_path, load_settings
+from mailwing.storage.errors import SchemaOutdated, StorageError
+
+__all__ = ["build_parser", "main"]
+
+_GROUPS = (serve, db, user, domain, deliver, quickstart)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --config is accepted at every level; SUPPRESS keeps a later level from erasing it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="TOML configuration file (default: $MAILWING_CONFIG)")
+    parser = Parser(prog="mailwing", description="mailwing mail server")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML configuration file (default: $MAILWING_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"mailwing {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in _GROUPS:
+        group.register(sub, common)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"mailwing: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    is_deliver = args.command == "deliver"
+    try:
+        settings = load_settings(config_path(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc), deliver.EX_CONFIG if is_deliver else EXIT_USAGE)
+    try:
+        return int(args.func(args, settings))
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except (StartupError, SchemaOutdated) as exc:
+        return _fail(str(exc), EXIT_ERROR)
+    except StorageError as exc:
+        return _fail(f"storage: {exc}", EXIT_ERROR)
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+                     EXIT_ERROR)
+    except KeyboardInterrupt:
+        return 130

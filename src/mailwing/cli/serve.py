@@ -1,0 +1,30 @@
+"""``mailwing serve``: run the server in the foreground until SIGTERM/SIGINT.
+
+It never creates accounts or migrates the database; see ``mailwing db upgrade`` and
+``mailwing quickstart``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mailwing import app
+from mailwing.config import Settings
+from mailwing.server.logsetup import setup_logging
+
+__all__ = ["register", "run_server"]
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common], help="run the mail server")
+    p.set_defaults(func=_serve)
+
+
+def run_server(settings: Settings) -> int:
+    setup_logging(settings.server.log_level, settings.server.log_format)
+    return app.serve(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    return run_server(settings)

@@ -1,0 +1,133 @@
+"""``mailwing user add|passwd|del|list|enable|disable``: accounts.
+
+Passwords are hashed here (Argon2id) before storage sees them; ``user add`` creates the
+address's domain when it is new and says so, since a typo in a domain name is easy to miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mailwing.cli.common import (
+    CliError,
+    add_password_options,
+    normalize_address,
+    read_password,
+    with_storage,
+)
+from mailwing.config import Settings
+from mailwing.services.passwords import hash_password
+from mailwing.storage.errors import AlreadyExists, NotFound
+from mailwing.storage.interface import Storage
+
+__all__ = ["register"]
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    user = sub.add_parser("user", parents=[common], help="manage mail accounts")
+    cmds = user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+
+    add = cmds.add_parser("add", parents=[common], help="create an account")
+    add.add_argument("address")
+    add.add_argument("--quota", type=int, default=0, metavar="BYTES",
+                     help="storage limit in bytes (0: unlimited)")
+    add_password_options(add)
+    add.set_defaults(func=_add)
+
+    passwd = cmds.add_parser("passwd", parents=[common], help="change a password")
+    passwd.add_argument("address")
+    add_password_options(passwd)
+    passwd.set_defaults(func=_passwd)
+
+    delete = cmds.add_parser("del", parents=[common], help="delete an account and its mail")
+    delete.add_argument("address")
+    delete.set_defaults(func=_delete)
+
+    lst = cmds.add_parser("list", parents=[common], help="list accounts and their usage")
+    lst.set_defaults(func=_list)
+
+    for name, enabled in (("enable", True), ("disable", False)):
+        p = cmds.add_parser(name, parents=[common], help=f"{name} logins for an account")
+        p.add_argument("address")
+        p.set_defaults(func=_set_enabled, enabled=enabled)
+
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    address = normalize_address(args.address)
+    if args.quota < 0:
+        raise CliError("--quota must not be negative", 2)
+    password = read_password(args)
+    password_hash = hash_password(password)
+
+    async def work(store: Storage) -> bool:
+        try:
+            _, domain_added = await store.add_user(
+                address, password_hash, quota_bytes=args.quota, create_domain=True)
+        except AlreadyExists as exc:
+            raise CliError(f"user {address} already exists") from exc
+        return domain_added
+
+    if with_storage(settings, work):
+        print(f"domain {address.rpartition('@')[2]} added")
+    print(f"user {address} added")
+    return 0
+
+
+def _passwd(args: argparse.Namespace, settings: Settings) -> int:
+    address = normalize_address(args.address)
+    password_hash = hash_password(read_password(args))
+
+    async def work(store: Storage) -> None:
+        try:
+            await store.set_password(address, password_hash)
+        except NotFound as exc:
+            raise CliError(f"user {address} does not exist") from exc
+
+    with_storage(settings, work)
+    print(f"password of {address} changed")
+    return 0
+
+
+def _delete(args: argparse.Namespace, settings: Settings) -> int:
+    address = normalize_address(args.address)
+
+    async def work(store: Storage) -> None:
+        try:
+            await store.delete_user(address)
+        except NotFound as exc:
+            raise CliError(f"user {address} does not exist") from exc
+
+    with_storage(settings, work)
+    print(f"user {address} deleted with its mail")
+    return 0
+
+
+def _set_enabled(args: argparse.Namespace, settings: Settings) -> int:
+    address = normalize_address(args.address)
+
+    async def work(store: Storage) -> None:
+        try:
+            await store.set_enabled(address, args.enabled)
+        except NotFound as exc:
+            raise CliError(f"user {address} does not exist") from exc
+
+    with_storage(settings, work)
+    print(f"user {address} {'enabled' if args.enabled else 'disabled'}")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Storage) -> list[Any]:
+        return list(await store.list_users())
+
+    rows = [("ADDRESS", "ENABLED", "MESSAGES", "BYTES USED", "QUOTA")]
+    for u in with_storage(settings, work):
+        rows.append((u.address, "yes" if u.enabled else "no", str(u.message_count),
+                     str(u.bytes_used), str(u.quota_bytes) if u.quota_bytes else "unlimited"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:],
+                                                                       strict=True)]
+        print("  ".join(cells).rstrip())
+    return 0

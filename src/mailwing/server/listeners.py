@@ -1,0 +1,191 @@
+"""The one asyncio server layer for every protocol: bind, accept, cap, run a session, log it.
+
+Each enabled listener (``[pop3]``, ``[smtps]`` ...) is bound on each ``server.listen`` address
+with ``SO_REUSEPORT``, so several worker processes can share the ports and the kernel spreads
+new connections over them. An accepted connection is wrapped in a :class:`Connection` and
+handed, with the :class:`AppContext`, to the handler registered for the listener's protocol;
+the protocol sessions never see sockets, caps, logging or shutdown bookkeeping.
+
+Guarantees kept here, for all protocols at once:
+
+* caps: over ``server.max_connections`` / ``max_connections_per_ip`` the client gets its
+  protocol's refusal line (:mod:`mailwing.server.limits`) and is disconnected;
+* isolation: an exception in a handler is logged with its traceback and only that connection
+  is closed;
+* one structured ``session end`` line per connection (session id, listener, peer, TLS cipher,
+  user, command count, duration, result ``ok``/``timeout``/``closed``/``shutdown``/``error``);
+* graceful stop: :meth:`ListenerGroup.shutdown` stops accepting, tells every live connection
+  to finish (:meth:`Connection.begin_shutdown`), waits up to the grace period, then cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from mailwing.config import LISTENERS, Settings
+from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.server.limits import ConnectionLimiter, refusal_line
+from mailwing.services.context import AppContext
+
+__all__ = ["Handler", "ListenerGroup", "ListenerSpec", "enabled_listeners"]
+
+log = logging.getLogger("mailwing.server")
+
+#: A protocol session: runs until the conversation is over; the layer closes the connection.
+Handler = Callable[[AppContext, Connection], Awaitable[None]]
+
+_HANDSHAKE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    name: str
+    protocol: str
+    implicit_tls: bool
+    port: int
+    idle_timeout: float
+
+
+def enabled_listeners(settings: Settings) -> list[ListenerSpec]:
+    """Listeners with a non-zero port, in the order of :data:`LISTENERS`."""
+    out = []
+    for name, (protocol, implicit_tls, _, _) in LISTENERS.items():
+        ls = settings.listener(name)
+        if ls.port:
+            out.append(ListenerSpec(name, protocol, implicit_tls, ls.port, ls.idle_timeout))
+    return out
+
+
+class ListenerGroup:
+    """All listening sockets of one worker process and the sessions they accepted."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        handlers: Mapping[str, Handler],
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.ctx = ctx
+        self.handlers = dict(handlers)
+        self.ssl_context = ssl_context
+        server = ctx.settings.server
+        self.limiter = ConnectionLimiter(server.max_connections, server.max_connections_per_ip)
+        self.bound: list[tuple[str, str, int]] = []  # (listener, host, port)
+        self._servers: list[asyncio.Server] = []
+        self._sessions: dict[Connection, asyncio.Task[None]] = {}
+
+    @property
+    def live(self) -> list[Connection]:
+        return list(self._sessions)
+
+    # -- start / stop ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind every enabled listener that has a handler; raise OSError if a bind fails."""
+        settings = self.ctx.settings
+        for spec in enabled_listeners(settings):
+            handler = self.handlers.get(spec.protocol)
+            if handler is None:
+                log.debug("listener %s (port %d): protocol %s is not implemented; not served",
+                         spec.name, spec.port, spec.protocol)
+                continue
+            if spec.implicit_tls and self.ssl_context is None:
+                raise RuntimeError(f"listener {spec.name} needs TLS but no context was given")
+            for host in settings.server.listen:
+                try:
+                    srv = await asyncio.start_server(
+                        functools.partial(self._accept, spec=spec, handler=handler),
+                        host, spec.port, reuse_port=True, reuse_address=True,
+                        ssl=self.ssl_context if spec.implicit_tls else None,
+                        ssl_handshake_timeout=_HANDSHAKE_TIMEOUT if spec.implicit_tls else None,
+                    )
+                except OSError as exc:
+                    self.stop_accepting()
+                    raise OSError(exc.errno, f"cannot listen on {host} port {spec.port} "
+                                             f"({spec.name}): {exc.strerror}") from exc
+                self._servers.append(srv)
+                self.bound.append((spec.name, host, spec.port))
+                log.info("listening on %s port %d (%s%s), worker pid %d", host, spec.port,
+                         spec.name, ", implicit TLS" if spec.implicit_tls else "", os.getpid())
+
+    def stop_accepting(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        self._servers.clear()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, ask sessions to end, wait up to ``grace`` s, cancel the rest."""
+        self.stop_accepting()
+        for conn in self._sessions:
+            conn.begin_shutdown()
+        tasks = set(self._sessions.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if pending:
+            log.warning("cancelling %d session(s) still running after %.1f s",
+                        len(pending), grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=5)
+
+    # -- one connection ----------------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      spec: ListenerSpec, handler: Handler) -> None:
+        conn = Connection(reader, writer, listener=spec.name,
+                          ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout)
+        if not self.limiter.acquire(conn.peer.ip):
+            await self._refuse(conn, spec)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions[conn] = task
+        try:
+            await self._run(conn, handler)
+        finally:
+            del self._sessions[conn]
+            self.limiter.release(conn.peer.ip)
+
+    async def _refuse(self, conn: Connection, spec: ListenerSpec) -> None:
+        conn.log("connection refused", reason="too many connections",
+                 from_ip=self.limiter.count(conn.peer.ip), total=self.limiter.total)
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(
+                conn.write(refusal_line(spec.protocol, self.ctx.hostname)), 5)
+        with contextlib.suppress(TimeoutError):
+            await conn.close()
+
+    async def _run(self, conn: Connection, handler: Handler) -> None:
+        result = "ok"
+        cipher = conn.tls_cipher
+        try:
+            await handler(self.ctx, conn)
+            result = conn.end_reason if conn.end_reason in ("timeout", "closed") else "ok"
+            if conn.end_reason == "shutdown":
+                result = "shutdown"
+        except ServerShutdown:
+            result = "shutdown"
+        except ConnectionClosed:
+            result = "closed"
+        except IdleTimeout:
+            result = "timeout"
+        except asyncio.CancelledError:
+            result = "cancelled"
+            raise
+        except Exception:
+            result = "error"
+            log.exception("session %s (%s) failed", conn.session_id, conn.listener,
+                          extra={"session": conn.session_id, "listener": conn.listener,
+                                 "peer": conn.peer.ip, "user": conn.user})
+        finally:
+            cipher = conn.tls_cipher or cipher
+            await conn.close()
+            conn.log("session end", tls=cipher, commands=conn.commands,
+                     duration=round(time.monotonic() - conn.started_at, 3), result=result)

@@ -1,0 +1,166 @@
+"""Local delivery: put one message into one user's mailbox, as an LDA would.
+
+Used by ``mailwing deliver`` today and by the SMTP session for local recipients later, so it
+takes the message as an async iterable of chunks (or plain bytes) and streams it through
+:meth:`Storage.new_content`: memory stays bounded by the chunk size, whatever the message size.
+
+Two trace fields are prepended, as Postfix's local(8) and Dovecot's LDA do: ``Return-Path``
+(the envelope sender, RFC 5321 section 4.4; ``<>`` for a bounce) and ``Delivered-To`` (the
+recipient, which lets mail loops be detected). Because ``Delivered-To`` differs per recipient,
+each recipient gets its own content; :func:`deliver_to_many` is therefore a plain loop that
+reports per-recipient results.
+
+Quota is checked while the bytes arrive, so an oversized message is aborted before it is made
+durable. The check is advisory under concurrency (two deliveries racing may both fit), which
+is the usual soft-quota trade-off. Disabled accounts still receive mail (they cannot log in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass
+
+from mailwing.model import MailEntry
+from mailwing.storage.errors import StorageError
+from mailwing.storage.interface import Delivery, Storage
+
+__all__ = [
+    "DeliveryError",
+    "EmptyMessage",
+    "QuotaExceeded",
+    "RecipientResult",
+    "UnknownMailbox",
+    "UnknownRecipient",
+    "deliver_local",
+    "deliver_to_many",
+    "trace_headers",
+]
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered; the message says why in one line."""
+
+
+class UnknownRecipient(DeliveryError):
+    """No such user (SMTP 550 5.1.1; sysexits EX_NOUSER)."""
+
+
+class UnknownMailbox(DeliveryError):
+    """The user exists but the target mailbox does not."""
+
+
+class QuotaExceeded(DeliveryError):
+    """The message does not fit into the user's quota (SMTP 552 5.2.2)."""
+
+
+class EmptyMessage(DeliveryError):
+    """No bytes at all were given (sysexits EX_DATAERR)."""
+
+
+def _qualify(return_path: str | None, hostname: str) -> str:
+    """``<>`` for the null sender; a bare local part is qualified with our hostname."""
+    if not return_path or return_path == "<>":
+        return ""
+    path = return_path.strip().removeprefix("<").removesuffix(">")
+    if path and "@" not in path:
+        path = f"{path}@{hostname}"
+    return path
+
+
+def _clean(value: str) -> str:
+    """Keep header values on one line whatever the caller passed (no header injection)."""
+    return "".join(ch for ch in value if ch not in "\r\n\0")
+
+
+def trace_headers(address: str, return_path: str | None, hostname: str) -> bytes:
+    """The ``Return-Path`` and ``Delivered-To`` lines, CRLF-terminated."""
+    rp = _clean(_qualify(return_path, hostname))
+    text = f"Return-Path: <{rp}>\r\nDelivered-To: {_clean(address)}\r\n"
+    return text.encode("utf-8")
+
+
+async def _as_chunks(chunks: AsyncIterable[bytes] | bytes) -> AsyncIterable[bytes]:
+    if isinstance(chunks, bytes | bytearray | memoryview):
+        yield bytes(chunks)
+        return
+    async for chunk in chunks:
+        yield chunk
+
+
+async def deliver_local(
+    storage: Storage,
+    address: str,
+    chunks: AsyncIterable[bytes] | bytes,
+    *,
+    mailbox: str | None = None,
+    return_path: str | None = None,
+    hostname: str,
+) -> MailEntry:
+    """Store the message for ``address`` in ``mailbox`` (INBOX by default).
+
+    Raises :class:`UnknownRecipient`, :class:`UnknownMailbox`, :class:`QuotaExceeded`,
+    :class:`EmptyMessage`, or a storage error (``TemporaryStorageError`` when retrying may
+    help). Nothing is stored when it raises."""
+    user = await storage.get_user(address)
+    if user is None:
+        raise UnknownRecipient(f"user {address.lower()} does not exist")
+    target = await storage.get_mailbox(user.id, mailbox or "INBOX")
+    if target is None:
+        raise UnknownMailbox(f"mailbox {mailbox!r} of {user.address} does not exist")
+    room: int | None = None
+    if user.quota_bytes > 0:
+        _, used = await storage.usage(user.id)
+        room = user.quota_bytes - used
+    header = trace_headers(user.address, return_path, hostname)
+    writer = storage.new_content()
+    try:
+        await writer.write(header)
+        total = len(header)
+        body = 0
+        async for chunk in _as_chunks(chunks):
+            if not chunk:
+                continue
+            body += len(chunk)
+            total += len(chunk)
+            if room is not None and total > room:
+                raise QuotaExceeded(
+                    f"{user.address} is over quota ({user.quota_bytes} bytes allowed)"
+                )
+            await writer.write(chunk)
+        if body == 0:
+            raise EmptyMessage("the message is empty")
+        content = await writer.finish()
+    except BaseException:
+        await writer.abort()
+        raise
+    entries = await storage.append(content, [Delivery(mailbox_id=target.id)])
+    return entries[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    address: str
+    entry: MailEntry | None = None
+    error: DeliveryError | StorageError | None = None
+
+
+async def deliver_to_many(
+    storage: Storage,
+    addresses: Sequence[str],
+    message: bytes,
+    *,
+    return_path: str | None = None,
+    hostname: str,
+) -> list[RecipientResult]:
+    """Deliver one in-memory message to several local users; one result per address, in
+    order. A failure for one recipient does not stop the others."""
+    results: list[RecipientResult] = []
+    for address in addresses:
+        try:
+            entry = await deliver_local(storage, address, message,
+                                        return_path=return_path, hostname=hostname)
+        except (DeliveryError, StorageError) as exc:
+            results.append(RecipientResult(address, error=exc))
+        else:
+            results.append(RecipientResult(address, entry=entry))
+    return results

@@ -1,0 +1,186 @@
+"""Authenticator and password hashing against a real storage backend (no mocks)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+
+from mailwing.config import AuthSettings
+from mailwing.services import passwords
+from mailwing.services.auth import Authenticator, AuthOutcome
+from tests.conftest import open_test_storage
+
+ALICE = "alice@example.org"
+
+
+class Clock:
+    """A hand-moved monotonic clock, so that windows and TTLs can be crossed instantly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings(**kw: Any) -> AuthSettings:
+    base: dict[str, Any] = {"cache_ttl": 60.0, "failure_delay": 0.0, "failure_delay_max": 0.0,
+                            "max_failures_per_ip": 5, "max_failures_per_user": 3,
+                            "failure_window": 300.0}
+    base.update(kw)
+    return AuthSettings(**base)
+
+
+@pytest.fixture
+async def alice(sqlite_store: Any) -> Any:
+    user, _ = await sqlite_store.add_user(ALICE, passwords.hash_password("right"),
+                                          create_domain=True)
+    return user
+
+
+# -- password hashing ----------------------------------------------------------------------
+
+def test_hash_is_argon2id_phc() -> None:
+    h = passwords.hash_password("s3cret")
+    assert h.startswith("$argon2id$v=19$")
+    assert passwords.verify_password(h, "s3cret")
+    assert not passwords.verify_password(h, "S3cret")
+    assert not passwords.verify_password("not a hash", "s3cret")
+    assert not passwords.needs_rehash(h)
+
+
+def test_weak_parameters_need_rehash() -> None:
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("x")
+    assert passwords.needs_rehash(weak)
+    assert passwords.verify_password(weak, "x")
+
+
+# -- authenticate --------------------------------------------------------------------------
+
+async def test_ok_and_case_insensitive(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings())
+    result = await auth.authenticate("Alice@Example.ORG", "right", peer_ip="192.0.2.1")
+    assert result.ok and result.user is not None and result.user.address == ALICE
+
+
+async def test_wrong_password_and_unknown_user(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings())
+    wrong = await auth.authenticate(ALICE, "wrong", peer_ip="192.0.2.1")
+    assert wrong.outcome is AuthOutcome.BAD_CREDENTIALS
+    unknown = await auth.authenticate("bob@example.org", "right", peer_ip="192.0.2.1")
+    assert unknown.outcome is AuthOutcome.BAD_CREDENTIALS
+    assert auth.verifications == 2  # the unknown user cost a (dummy) verification too
+
+
+async def test_address_without_at_is_refused(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings())
+    result = await auth.authenticate("alice", "right", peer_ip="192.0.2.1")
+    assert result.outcome is AuthOutcome.BAD_CREDENTIALS
+
+
+async def test_cache_skips_reverification(sqlite_store: Any, alice: Any) -> None:
+    clock = Clock()
+    auth = Authenticator(sqlite_store, settings(cache_ttl=10), clock=clock)
+    for _ in range(3):
+        assert (await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")).ok
+    assert auth.verifications == 1
+    # a wrong password is never answered from the cache
+    bad = await auth.authenticate(ALICE, "wrong", peer_ip="192.0.2.1")
+    assert bad.outcome is AuthOutcome.BAD_CREDENTIALS
+    assert auth.verifications == 2
+    clock.now += 11  # the entry expired
+    assert (await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")).ok
+    assert auth.verifications == 3
+
+
+async def test_cache_disabled_at_ttl_zero(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings(cache_ttl=0))
+    for _ in range(2):
+        assert (await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")).ok
+    assert auth.verifications == 2
+
+
+async def test_password_change_invalidates_cache(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings())
+    assert (await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")).ok
+    await sqlite_store.set_password(ALICE, passwords.hash_password("new"))
+    old = await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")
+    assert old.outcome is AuthOutcome.BAD_CREDENTIALS
+    assert (await auth.authenticate(ALICE, "new", peer_ip="192.0.2.1")).ok
+
+
+async def test_disabled_account(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings())
+    await sqlite_store.set_enabled(ALICE, False)
+    result = await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")
+    assert result.outcome is AuthOutcome.DISABLED
+    # without the right password nothing reveals that the account is disabled
+    wrong = await auth.authenticate(ALICE, "wrong", peer_ip="192.0.2.1")
+    assert wrong.outcome is AuthOutcome.BAD_CREDENTIALS
+
+
+async def test_throttle_per_ip(sqlite_store: Any, alice: Any) -> None:
+    clock = Clock()
+    auth = Authenticator(sqlite_store, settings(max_failures_per_ip=4,
+                                                max_failures_per_user=100), clock=clock)
+    for i in range(4):  # guesses at different (unknown) addresses from one IP
+        r = await auth.authenticate(f"u{i}@example.org", "x", peer_ip="198.51.100.7")
+        assert r.outcome is AuthOutcome.BAD_CREDENTIALS
+    before = auth.verifications
+    blocked = await auth.authenticate(ALICE, "right", peer_ip="198.51.100.7")
+    assert blocked.outcome is AuthOutcome.THROTTLED
+    assert auth.verifications == before  # no password was checked
+    # another IP is unaffected; loopback is not exempt but is a different key
+    assert (await auth.authenticate(ALICE, "right", peer_ip="127.0.0.1")).ok
+    clock.now += 301  # the window passed
+    assert (await auth.authenticate(ALICE, "right", peer_ip="198.51.100.7")).ok
+
+
+async def test_throttle_per_user(sqlite_store: Any, alice: Any) -> None:
+    await sqlite_store.add_user("carol@example.org", passwords.hash_password("c"))
+    auth = Authenticator(sqlite_store, settings(max_failures_per_ip=100,
+                                                max_failures_per_user=3))
+    for i in range(3):  # a distributed guess: one failure per IP
+        r = await auth.authenticate(ALICE, "wrong", peer_ip=f"203.0.113.{i}")
+        assert r.outcome is AuthOutcome.BAD_CREDENTIALS
+    r = await auth.authenticate(ALICE, "right", peer_ip="203.0.113.99")
+    assert r.outcome is AuthOutcome.THROTTLED
+    other = await auth.authenticate("carol@example.org", "c", peer_ip="203.0.113.1")
+    assert other.ok
+
+
+async def test_success_resets_user_count(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings(max_failures_per_user=3,
+                                                max_failures_per_ip=100))
+    for _ in range(2):
+        await auth.authenticate(ALICE, "wrong", peer_ip="192.0.2.1")
+    assert (await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")).ok
+    for _ in range(2):
+        await auth.authenticate(ALICE, "wrong", peer_ip="192.0.2.1")
+    assert (await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")).ok
+
+
+async def test_failure_delay_grows(sqlite_store: Any, alice: Any) -> None:
+    auth = Authenticator(sqlite_store, settings(failure_delay=0.1, failure_delay_max=0.15,
+                                                cache_ttl=0))
+    took = []
+    for _ in range(3):
+        start = time.monotonic()
+        await auth.authenticate("nobody@example.org", "x", peer_ip="192.0.2.9")
+        took.append(time.monotonic() - start)
+    assert took[0] >= 0.1
+    assert took[1] >= 0.15 and took[2] >= 0.15  # capped at failure_delay_max
+    assert took[2] < 1.0
+
+
+async def test_tempfail_when_storage_is_unavailable(tmp_path: Path) -> None:
+    store = await open_test_storage(f"sqlite:///{tmp_path / 'gone.db'}", tmp_path / "d")
+    await store.add_user(ALICE, passwords.hash_password("right"), create_domain=True)
+    await store.close()  # the database connection is gone
+    auth = Authenticator(store, settings())
+    result = await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")
+    assert result.outcome is AuthOutcome.TEMPFAIL

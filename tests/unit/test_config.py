@@ -1,0 +1,124 @@
+"""Settings: defaults, TOML, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailwing.config import LISTENERS, ConfigError, config_path, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mailwing.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    s = load_settings(environ={})
+    assert s.server.listen == ["127.0.0.1"]
+    assert s.server.workers == 1
+    assert s.database_url == f"sqlite:///{Path('data') / 'mailwing.db'}"
+    for name, (_, _, port, idle) in LISTENERS.items():
+        assert s.listener(name).port == port
+        assert s.listener(name).idle_timeout == idle
+    assert s.auth.cache_ttl == 60.0
+
+
+def test_toml_values(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[server]
+hostname = "mx.example.org"
+listen = ["127.0.0.1", "::1"]
+workers = 3
+shutdown_grace = 2
+[pop3]
+port = 1110
+idle_timeout = 5
+[database]
+url = "postgresql://postgres@127.0.0.1/x"
+""")
+    s = load_settings(path, environ={})
+    assert s.server.hostname == "mx.example.org"
+    assert s.server.listen == ["127.0.0.1", "::1"]
+    assert s.server.workers == 3
+    assert s.server.shutdown_grace == 2.0
+    assert s.pop3.port == 1110 and s.pop3.idle_timeout == 5.0
+    assert s.database_url == "postgresql://postgres@127.0.0.1/x"
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nhostname = "file.example"\nworkers = 2\n')
+    env = {
+        "MAILWING_SERVER_HOSTNAME": "env.example",
+        "MAILWING_SERVER_LISTEN": "127.0.0.1, ::1",
+        "MAILWING_AUTH_ALLOW_PLAINTEXT": "no",
+        "MAILWING_POP3S_PORT": "0",
+        "MAILWING_AUTH_CACHE_TTL": "1.5",
+        "MAILWING_CONFIG": "ignored-here",
+    }
+    s = load_settings(path, environ=env)
+    assert s.server.hostname == "env.example"
+    assert s.server.workers == 2
+    assert s.server.listen == ["127.0.0.1", "::1"]
+    assert s.auth.allow_plaintext is False
+    assert s.pop3s.port == 0
+    assert s.auth.cache_ttl == 1.5
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nhostnme = 'x'\n")
+    with pytest.raises(ConfigError, match=r"server\.hostnme"):
+        load_settings(path, environ={})
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[pop4\]"):
+        load_settings(write(tmp_path, "[pop4]\nport = 1\n"), environ={})
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server\.workers.*whole number"):
+        load_settings(write(tmp_path, "[server]\nworkers = 'many'\n"), environ={})
+    with pytest.raises(ConfigError, match="MAILWING_AUTH_ALLOW_PLAINTEXT"):
+        load_settings(environ={"MAILWING_AUTH_ALLOW_PLAINTEXT": "perhaps"})
+    with pytest.raises(ConfigError, match="MAILWING_SERVER_NOPE"):
+        load_settings(environ={"MAILWING_SERVER_NOPE": "1"})
+
+
+def test_invalid_values(tmp_path: Path) -> None:
+    for text, key in [
+        ("[server]\nworkers = 0\n", "server.workers"),
+        ("[server]\nlisten = ['not-an-ip']\n", "server.listen"),
+        ("[pop3]\nport = 70000\n", "pop3.port"),
+        ("[server]\nlog_format = 'xml'\n", "server.log_format"),
+        ("[database]\nurl = 'mysql://x'\n", "database.url"),
+        ("[tls]\ncert_file = 'a.pem'\n", "tls.cert_file"),
+        ("[auth]\nmax_failures_per_ip = 0\n", "auth.max_failures_per_ip"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_settings(write(tmp_path, text), environ={})
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[server\n"), environ={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_plaintext_allowed_only_on_loopback() -> None:
+    assert load_settings(environ={}).plaintext_allowed is True
+    env = {"MAILWING_SERVER_LISTEN": "127.0.0.1,::1"}
+    assert load_settings(environ=env).plaintext_allowed is True
+    env = {"MAILWING_SERVER_LISTEN": "127.0.0.1,192.0.2.10"}
+    assert load_settings(environ=env).plaintext_allowed is False
+    env["MAILWING_AUTH_ALLOW_PLAINTEXT"] = "true"
+    assert load_settings(environ=env).plaintext_allowed is True
+
+
+def test_config_path_resolution(tmp_path: Path) -> None:
+    assert config_path(None, {}) is None
+    assert config_path(None, {"MAILWING_CONFIG": "/etc/m.toml"}) == Path("/etc/m.toml")
+    assert config_path("given.toml", {"MAILWING_CONFIG": "/etc/m.toml"}) == Path("given.toml")
