@@ -1,0 +1,266 @@
+"""The asyncio side of a POP3 session: feeds the sans-IO core and does its I/O.
+
+Why so thin: every protocol decision (RFC 1939 states, RFC 2449 CAPA and response codes,
+RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives in
+:mod:`mailwing.proto.pop3.core`. This module only answers the core's requests:
+
+- ``AuthRequest``: :meth:`Authenticator.authenticate`, then a snapshot of the user's INBOX
+  (``list_mail``), given to the core as the session's fixed maildrop. The UIDL string is
+  ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions while the mailbox
+  keeps its UIDVALIDITY (RFC 1939 section 7).
+- ``StartTlsRequest``: :meth:`Connection.start_tls` (which discards pipelined plaintext).
+- ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk through
+  :class:`~mailwing.proto.pop3.encode.DotStuffer` (and :class:`TopLimiter` for TOP, which stops
+  reading storage once the header and the requested body lines are out), one ``conn.write``
+  (with ``drain``) per chunk, so a large message never sits whole in memory.
+- ``UpdateRequest``: one ``storage.expunge`` transaction (RFC 1939 section 6). If it fails
+  nothing is removed and the client gets ``-ERR [SYS/TEMP]``. A connection that ends any other
+  way (drop, timeout, shutdown) never reaches UPDATE, so nothing is removed.
+
+Replies to pipelined commands are collected and written together before the next read.
+Connection-level ends are answered here: idle timeout and server shutdown with
+``-ERR [SYS/TEMP]`` (RFC 2449 section 8 / RFC 3206), a dropped connection silently. An
+unexpected exception is logged and answered with ``-ERR [SYS/TEMP]`` rather than escaping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import cast
+
+from mailwing.model import ContentInfo, User
+from mailwing.proto.pop3.core import Pop3Core
+from mailwing.proto.pop3.encode import DotStuffer, TopLimiter
+from mailwing.proto.pop3.events import (
+    AuthFailure,
+    AuthRequest,
+    Close,
+    CommandReceived,
+    MaildropItem,
+    NeedData,
+    RetrieveRequest,
+    SendReply,
+    StartTlsRequest,
+    UpdateRequest,
+)
+from mailwing.proto.pop3.replies import R, Reply
+from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.services.auth import AuthOutcome
+from mailwing.services.context import AppContext
+from mailwing.storage.errors import NotFound, StorageError
+
+__all__ = ["CHUNK_SIZE", "handle_pop3", "uidl_for"]
+
+log = logging.getLogger("mailwing.session")
+
+CHUNK_SIZE = 256 * 1024  # storage read size for RETR/TOP
+_LAST_WORDS_TIMEOUT = 5.0  # a client that reads nothing must not hold a closing session
+
+_OUTCOMES: dict[AuthOutcome, AuthFailure] = {
+    AuthOutcome.BAD_CREDENTIALS: AuthFailure.BAD_CREDENTIALS,
+    AuthOutcome.DISABLED: AuthFailure.DISABLED,
+    AuthOutcome.THROTTLED: AuthFailure.THROTTLED,
+    AuthOutcome.TEMPFAIL: AuthFailure.TEMPFAIL,
+}
+
+
+def uidl_for(uidvalidity: int, uid: int) -> str:
+    """The POP3 unique-id of a message (RFC 1939 section 7: 1-70 chars of 0x21-0x7E)."""
+    return f"{uidvalidity}.{uid}"
+
+
+@contextlib.asynccontextmanager
+async def _closing(chunks: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Close the storage iterator (and its file or cursor) however the loop ends; a plain
+    AsyncIterator without ``aclose`` is accepted too."""
+    try:
+        yield chunks
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class _Abort(Exception):
+    """The session cannot continue (storage failed in the middle of a RETR)."""
+
+
+async def handle_pop3(ctx: AppContext, conn: Connection) -> None:
+    """Run one POP3 session on an accepted connection (pop3 and pop3s listeners)."""
+    core = Pop3Core(
+        ctx.hostname,
+        tls_active=conn.tls_active,
+        tls_available=conn.ssl_context is not None,
+        plaintext_allowed=ctx.settings.plaintext_allowed,
+    )
+    await _Pop3Session(ctx, conn, core).run()
+
+
+class _Pop3Session:
+    def __init__(self, ctx: AppContext, conn: Connection, core: Pop3Core) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.core = core
+        self.mailbox_id: int | None = None
+        self._out: list[bytes] = []
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        except ServerShutdown:
+            await self._last_words(R.SHUTDOWN)  # nothing expunged: UPDATE was never reached
+        except IdleTimeout:
+            await self._last_words(R.IDLE_TIMEOUT)
+        except (ConnectionClosed, _Abort):
+            pass
+        except Exception:
+            log.exception("POP3 session failed", extra=self._extra({}))
+            await self._last_words(R.INTERNAL)
+
+    async def _loop(self) -> None:
+        core, conn = self.core, self.conn
+        while True:
+            event = core.next_event()
+            match event:
+                case SendReply(data=data):
+                    self._out.append(data)
+                case NeedData():
+                    await self._flush()
+                    core.receive_data(await conn.read())
+                case CommandReceived(name=name):
+                    conn.commands += 1
+                    self._debug("command", command=name)  # never the arguments
+                case AuthRequest():
+                    await self._flush()
+                    await self._authenticate(event)
+                case StartTlsRequest():
+                    await self._flush()
+                    await conn.start_tls()
+                    core.tls_started()
+                    conn.log("tls started", cipher=conn.tls_cipher)
+                case RetrieveRequest():
+                    await self._retrieve(event)
+                case UpdateRequest():
+                    await self._flush()
+                    await self._update(event)
+                case Close():
+                    await self._flush()
+                    return
+
+    # -- requests -------------------------------------------------------------------------
+    async def _authenticate(self, req: AuthRequest) -> None:
+        try:
+            result = await self.ctx.auth.authenticate(
+                req.username, req.password, peer_ip=self.conn.peer.ip
+            )
+        except StorageError as exc:
+            self.conn.log("login failed", mechanism=req.mechanism, reason=f"storage: {exc}")
+            self.core.auth_failed(AuthFailure.TEMPFAIL)
+            return
+        if not result.ok or result.user is None:
+            failure = _OUTCOMES.get(result.outcome, AuthFailure.TEMPFAIL)
+            self.conn.log("login failed", mechanism=req.mechanism, reason=failure.value,
+                          username=req.username[:64])
+            self.core.auth_failed(failure)
+            return
+        try:
+            maildrop = await self._snapshot(result.user)
+        except StorageError as exc:
+            self.conn.log("login failed", mechanism=req.mechanism, reason=f"maildrop: {exc}")
+            self.core.auth_failed(AuthFailure.MAILDROP_TEMPFAIL)
+            return
+        self.conn.user = result.user.address
+        self.conn.log("login", mechanism=req.mechanism, messages=len(maildrop),
+                      tls=self.conn.tls_active)
+        self.core.auth_succeeded(maildrop)
+
+    async def _snapshot(self, user: User) -> list[MaildropItem]:
+        storage = self.ctx.storage
+        mailbox = await storage.get_mailbox(user.id, "INBOX")
+        if mailbox is None:
+            self.mailbox_id = None
+            return []
+        self.mailbox_id = mailbox.id
+        return [
+            MaildropItem(e.uid, uidl_for(mailbox.uidvalidity, e.uid), e.content.crlf_size,
+                         e.content)
+            for e in await storage.list_mail(mailbox.id)
+        ]
+
+    async def _retrieve(self, req: RetrieveRequest) -> None:
+        info = cast(ContentInfo, req.item.content)
+        stuffer = DotStuffer(crlf_clean=info.crlf_clean)
+        limiter = TopLimiter(req.body_lines) if req.body_lines is not None else None
+        chunks = self.ctx.storage.open_content(info.sha256, chunk_size=CHUNK_SIZE)
+        async with _closing(chunks):
+            try:
+                first: bytes | None = await anext(chunks)
+            except StopAsyncIteration:
+                first = None
+            except NotFound:
+                self.core.retrieve_failed(gone=True)
+                return
+            except StorageError as exc:
+                self.conn.log("retrieve failed", number=req.number, error=str(exc))
+                self.core.retrieve_failed(gone=False)
+                return
+            self._out.append(req.reply)
+            chunk = first
+            try:
+                while chunk is not None:
+                    if limiter is not None:
+                        chunk = limiter.feed(chunk)
+                    self._out.append(stuffer.encode(chunk))
+                    await self._flush()
+                    if limiter is not None and limiter.done:
+                        break
+                    chunk = await anext(chunks, None)
+            except StorageError as exc:
+                # +OK and part of the message are out: no reply can repair that
+                self.conn.log("retrieve failed mid-stream", number=req.number, error=str(exc))
+                raise _Abort from exc
+        self._out.append(stuffer.finish())
+        if limiter is None and stuffer.octets != req.item.octets:
+            self.conn.log("size mismatch", number=req.number, announced=req.item.octets,
+                          sent=stuffer.octets)
+        self.core.retrieve_done()
+
+    async def _update(self, req: UpdateRequest) -> None:
+        if self.mailbox_id is None:
+            self.core.update_done(0)
+            return
+        try:
+            removed = await self.ctx.storage.expunge(self.mailbox_id, req.uids)
+        except StorageError as exc:
+            self.conn.log("expunge failed", count=len(req.uids), error=str(exc))
+            self.core.update_failed()
+            return
+        self.conn.log("expunged", count=len(removed))
+        self.core.update_done(len(removed))
+
+    # -- output and logging ---------------------------------------------------------------
+    async def _flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            if data:
+                await self.conn.write(data)
+
+    async def _last_words(self, reply: Reply) -> None:
+        self._out.append(reply.encode())
+        with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
+            await asyncio.wait_for(self._flush(), _LAST_WORDS_TIMEOUT)
+
+    def _extra(self, fields: dict[str, object]) -> dict[str, object]:
+        conn = self.conn
+        return {"session": conn.session_id, "listener": conn.listener, "peer": conn.peer.ip,
+                "user": conn.user, "fields": fields}
+
+    def _debug(self, event: str, **fields: object) -> None:
+        # Connection.log always logs at INFO; per-command lines belong at DEBUG.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(event, extra=self._extra(fields))
