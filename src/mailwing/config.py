@@ -23,7 +23,9 @@ __all__ = [
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
+    "LimitsSettings",
     "ListenerSettings",
+    "MailSettings",
     "ServerSettings",
     "Settings",
     "TlsSettings",
@@ -73,6 +75,26 @@ class AuthSettings:
 
 
 @dataclass
+class LimitsSettings:
+    """Bounds shared by the protocols (each protocol's own line limits live in its core)."""
+
+    max_message_size: int = 52_428_800  # octets; SMTP SIZE, IMAP APPEND literal (50 MiB)
+    max_recipients: int = 100  # per SMTP transaction (RFC 5321 4.5.3.1.8 minimum)
+    max_errors: int = 10  # protocol errors in a row before a session is closed
+    max_auth_failures: int = 3  # failed AUTH/LOGIN attempts in one session before it is closed
+
+
+@dataclass
+class MailSettings:
+    """Mail-flow policy."""
+
+    #: Submission: the envelope sender and From: must be addresses of the authenticated user.
+    enforce_sender: bool = True
+    #: Extra domains (besides those in the database) that count as local; usually empty.
+    local_domains: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ListenerSettings:
     port: int = 0  # 0 disables the listener
     idle_timeout: float = 600.0
@@ -102,6 +124,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
     smtp: ListenerSettings = _listener("smtp")
     submission: ListenerSettings = _listener("submission")
     smtps: ListenerSettings = _listener("smtps")
@@ -203,6 +227,12 @@ def _apply(settings: Settings, section: str, key: str, value: Any, where: str, e
 
 
 def _validate(s: Settings) -> None:
+    if s.limits.max_message_size < 1024:
+        raise ConfigError("limits.max_message_size: must be at least 1024 octets")
+    if not 1 <= s.limits.max_recipients <= 100_000:
+        raise ConfigError("limits.max_recipients: must be between 1 and 100000")
+    if s.limits.max_errors < 1 or s.limits.max_auth_failures < 1:
+        raise ConfigError("limits.max_errors and limits.max_auth_failures: must be at least 1")
     if s.server.workers < 1 or s.server.workers > 256:
         raise ConfigError("server.workers: must be between 1 and 256")
     if not s.server.listen:

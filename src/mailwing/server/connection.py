@@ -76,10 +76,12 @@ class Connection:
         self.end_reason: str | None = None
         self._shutdown = asyncio.Event()
 
-    def log(self, event: str, **fields: object) -> None:
+    def log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
         """Write one structured log line about this session (never pass passwords here)."""
-        log.info(event, extra={"session": self.session_id, "listener": self.listener,
-                               "peer": self.peer.ip, "user": self.user, "fields": fields})
+        if log.isEnabledFor(level):
+            log.log(level, event, extra={"session": self.session_id, "listener": self.listener,
+                                         "peer": self.peer.ip, "user": self.user,
+                                         "fields": fields})
 
     # -- shutdown -------------------------------------------------------------------------
     @property
@@ -138,10 +140,17 @@ class Connection:
         return data
 
     async def write(self, data: bytes) -> None:
-        """Send ``data`` and wait until the transport buffer has room again."""
+        """Send ``data`` and wait until the transport buffer has room again.
+
+        A peer that stops reading for longer than the idle limit (its receive window full
+        in the middle of a large message) is treated as gone, so it cannot hold a session
+        and its buffers forever."""
         try:
             self.writer.write(data)
-            await self.writer.drain()
+            await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
+        except TimeoutError as exc:
+            self.end_reason = self.end_reason or "timeout"
+            raise ConnectionClosed("peer stopped reading") from exc
         except (OSError, ssl.SSLError, RuntimeError) as exc:
             self.end_reason = self.end_reason or "closed"
             raise ConnectionClosed(str(exc)) from exc

@@ -255,12 +255,5 @@ class _Pop3Session:
         with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
             await asyncio.wait_for(self._flush(), _LAST_WORDS_TIMEOUT)
 
-    def _extra(self, fields: dict[str, object]) -> dict[str, object]:
-        conn = self.conn
-        return {"session": conn.session_id, "listener": conn.listener, "peer": conn.peer.ip,
-                "user": conn.user, "fields": fields}
-
     def _debug(self, event: str, **fields: object) -> None:
-        # Connection.log always logs at INFO; per-command lines belong at DEBUG.
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(event, extra=self._extra(fields))
+        self.conn.log(event, level=logging.DEBUG, **fields)

@@ -17,11 +17,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 
-__all__ = ["ContentWriter", "Delivery", "Storage"]
+__all__ = ["ContentWriter", "Delivery", "FlagMode", "MailboxCounts", "Storage"]
+
+FlagMode = Literal["add", "remove", "replace"]
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    """What IMAP STATUS needs, counted in one query."""
+
+    messages: int
+    unseen: int  # entries without \\Seen
+    recent: int  # entries with uid >= the mailbox's recent floor (not yet claimed by a SELECT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +142,66 @@ class Storage(Protocol):
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         """Remove those entries that still exist, in one transaction; return the UIDs removed,
         ascending. Contents left with no entry are deleted."""
+
+    # -- IMAP support (mailbox tree, flags, copies, change tracking) ---------------------
+    async def delete_mailbox(self, user_id: int, name: str) -> None:
+        """Remove one mailbox and its mail (NotFound). Children are left alone: whether a
+        parent with children may go (it becomes \\Noselect in IMAP) is the caller's rule."""
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str) -> Mailbox:
+        """Rename ``old`` and every ``old/child`` to ``new``/``new/child`` in one transaction,
+        keeping UIDVALIDITY (RFC 3501 6.3.5). Renaming INBOX is special: a new mailbox ``new``
+        is created, every INBOX entry moves into it, and INBOX stays, empty. NotFound /
+        AlreadyExists."""
+
+    async def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None: ...
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        """The mailbox with fresh UIDNEXT/HIGHESTMODSEQ counters."""
+
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...
+
+    async def set_flags(
+        self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+        *, unchanged_since: int | None = None,
+    ) -> tuple[list[MailEntry], list[int]]:
+        """Change the flags of those entries in one transaction.
+
+        Entries whose flag set really changes get one new MODSEQ (HIGHESTMODSEQ + 1, shared by
+        the whole call). With ``unchanged_since`` (RFC 7162 UNCHANGEDSINCE), entries whose
+        modseq is greater are not touched and their UIDs are returned as the second item
+        (the MODIFIED set). The first item lists the entries as they are after the call,
+        changed ones only, ascending by UID; missing UIDs are ignored."""
+
+    async def copy_mail(
+        self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
+        *, move: bool = False,
+    ) -> list[tuple[int, int]]:
+        """Copy (or, with ``move``, move: copy and expunge in the same transaction, RFC 6851)
+        the entries to another mailbox, keeping flags and INTERNALDATE and sharing contents.
+        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315)."""
+
+    async def mail_changes(
+        self, mailbox_id: int, since_modseq: int
+    ) -> tuple[int, list[MailEntry], list[int]]:
+        """(HIGHESTMODSEQ now, entries with modseq > since ascending by UID, UIDs expunged
+        with modseq > since ascending). What a session needs to catch up with other
+        sessions' appends, flag changes and expunges."""
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """RFC 3501 \\Recent: atomically return the mailbox's recent floor and raise it to
+        UIDNEXT. Entries with uid >= the returned value are \\Recent for the calling session
+        only; a second session selecting later gets a higher floor."""
+
+    async def get_content_cache(self, sha256: str) -> dict[str, bytes]:
+        """Values cached for a content by :meth:`set_content_cache` (e.g. the IMAP ENVELOPE
+        and BODYSTRUCTURE), so the MIME work is done once per content."""
+
+    async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None: ...
+
+    async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
+        """Return True as soon as the mailbox's HIGHESTMODSEQ exceeds ``since_modseq`` (a
+        change by this process, another worker, ``mailwing deliver``, or another node), or
+        False after ``timeout`` seconds. PostgreSQL uses LISTEN/NOTIFY; SQLite a local
+        wake-up between processes sharing the data folder; both also re-check periodically
+        (every few seconds) so a lost wake-up only delays, never loses, a change."""
