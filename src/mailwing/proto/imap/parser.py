@@ -1,0 +1,334 @@
+"""Turn one assembled command into a typed :mod:`commands` value (RFC 3501 section 9).
+
+Why: the reader frames (lines and literals); this module applies the grammar of each
+command. :func:`parse_command` raises :class:`~grammar.ParseError` only; :func:`read_tag`
+recovers the tag from a line that failed, so the error can be tagged.
+
+Mailbox names (``mailbox`` rule) are modified UTF-7 (section 5.1.3), decoded here; clients
+that send raw UTF-8 (not allowed by IMAP4rev1, common in practice) are accepted as UTF-8
+text, since 8-bit bytes cannot be mistaken for modified UTF-7. ``INBOX`` is case-insensitive
+(section 5.1) and normalised to upper case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mailwing.proto.common.sasl import SaslError, decode_response
+from mailwing.proto.imap import commands as c
+from mailwing.proto.imap import texts, utf7
+from mailwing.proto.imap.fetchitems import parse_fetch_items
+from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
+from mailwing.proto.imap.search import parse_search
+
+__all__ = ["parse_command", "read_tag"]
+
+STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
+                          "HIGHESTMODSEQ", "SIZE"})
+_TAG_CHARS = ASTRING_CHARS - {ord("+")}
+_MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
+
+
+def read_tag(line: bytes) -> str | None:
+    """The tag at the start of ``line``, or None if there is no valid one."""
+    end = 0
+    while end < len(line) and line[end] in _TAG_CHARS:
+        end += 1
+    if end == 0 or end > 64 or (end < len(line) and line[end] != 0x20):
+        return None
+    return line[:end].decode("ascii")
+
+
+def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
+    else:
+        try:
+            name = utf7.decode(text)
+        except utf7.Utf7Error as exc:
+            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise ParseError(texts.BAD_MAILBOX_NAME)
+    if normalise and name.upper() == "INBOX":
+        return "INBOX"
+    return name
+
+
+def _mailbox(cur: Cursor) -> str:
+    return decode_mailbox(cur.astring())
+
+
+def _modifier(cur: Cursor, name: bytes) -> int | None:
+    """RFC 7162 ``SP "(" name SP mod-sequence ")"`` (CHANGEDSINCE / UNCHANGEDSINCE)."""
+    if bytes(cur.buf[cur.pos:cur.pos + len(name) + 2]).upper() != b" (" + name:
+        return None
+    cur.pos += len(name) + 2
+    cur.sp()
+    value = cur.number64()
+    cur.expect(b")")
+    return value
+
+
+# -- command bodies: each gets the tag and a cursor just after the command name ---------
+
+def _no_args(cls: type[c.Command]) -> Callable[[str, Cursor], c.Command]:
+    return lambda tag, cur: cls(tag)
+
+
+def _authenticate(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    mech = cur.keyword()
+    initial = None
+    if cur.accept(b" "):
+        raw = cur.atom("initial response")
+        try:
+            initial = decode_response(raw, initial=True)
+        except SaslError as exc:
+            raise ParseError(texts.BAD_BASE64) from exc
+    return c.Authenticate(tag, mech, initial)
+
+
+def _login(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    user = cur.text_string()
+    cur.sp()
+    return c.Login(tag, user, cur.text_string())
+
+
+def _select(readonly: bool) -> Callable[[str, Cursor], c.Command]:
+    def parse(tag: str, cur: Cursor) -> c.Command:
+        cur.sp()
+        name = _mailbox(cur)
+        condstore = False
+        if cur.accept(b" "):
+            params = cur.paren_atoms()
+            if params != ("CONDSTORE",):
+                raise ParseError(texts.BAD_SELECT_PARAM)
+            condstore = True
+        return c.Select(tag, name, readonly, condstore)
+    return parse
+
+
+def _create(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    name = _mailbox(cur)
+    uses: tuple[str, ...] = ()
+    if cur.accept(b" "):
+        cur.expect(b"(")
+        if cur.keyword() != "USE":
+            raise ParseError(texts.BAD_CREATE_PARAM)
+        cur.sp()
+        uses = cur.flag_list()
+        if not all(u.startswith("\\") for u in uses):
+            raise ParseError(texts.BAD_CREATE_PARAM)
+        cur.expect(b")")
+    return c.Create(tag, name, uses)
+
+
+def _one_mailbox(cls: type) -> Callable[[str, Cursor], c.Command]:
+    def parse(tag: str, cur: Cursor) -> c.Command:
+        cur.sp()
+        return cls(tag, _mailbox(cur))  # type: ignore[no-any-return]
+    return parse
+
+
+def _rename(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    old = _mailbox(cur)
+    cur.sp()
+    return c.Rename(tag, old, _mailbox(cur))
+
+
+def _pattern(cur: Cursor) -> str:
+    return decode_mailbox(cur.list_mailbox(), normalise=False)
+
+
+def _list(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    select: tuple[str, ...] = ()
+    if cur.peek() == ord("("):
+        select = cur.paren_atoms()
+        cur.sp()
+    reference = decode_mailbox(cur.astring(), normalise=False)
+    cur.sp()
+    if cur.accept(b"("):
+        pats = [_pattern(cur)]
+        while not cur.accept(b")"):
+            cur.sp()
+            pats.append(_pattern(cur))
+        patterns = tuple(pats)
+    else:
+        patterns = (_pattern(cur),)
+    returns: tuple[str, ...] = ()
+    if cur.accept(b" "):
+        if cur.keyword() != "RETURN":
+            raise ParseError(texts.BAD_LIST_OPTION)
+        cur.sp()
+        returns = cur.paren_atoms()
+    return c.List(tag, reference, patterns, select, returns)
+
+
+def _lsub(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    reference = decode_mailbox(cur.astring(), normalise=False)
+    cur.sp()
+    return c.Lsub(tag, reference, _pattern(cur))
+
+
+def _status(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    name = _mailbox(cur)
+    cur.sp()
+    items = cur.paren_atoms()
+    if not items or not STATUS_ITEMS.issuperset(items):
+        raise ParseError(texts.BAD_STATUS_ITEM)
+    return c.Status(tag, name, tuple(dict.fromkeys(items)))
+
+
+def _append(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    name = _mailbox(cur)
+    cur.sp()
+    flags: tuple[str, ...] = ()
+    when = None
+    if cur.peek() == ord("("):
+        flags = cur.flag_list()
+        cur.sp()
+    if cur.peek() == ord('"'):
+        when = cur.date_time()
+        cur.sp()
+    if not cur.peek_literal():
+        raise ParseError(texts.APPEND_NEEDS_LITERAL)
+    return c.Append(tag, name, flags, when, cur.literal())
+
+
+def _expunge(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    if uid:
+        cur.sp()
+        return c.Expunge(tag, cur.sequence_set())
+    return c.Expunge(tag)
+
+
+def _search(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    charset, returns, key = parse_search(cur)
+    return c.Search(tag, key, charset, uid, returns)
+
+
+def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    seq = cur.sequence_set()
+    cur.sp()
+    items = parse_fetch_items(cur)
+    return c.Fetch(tag, seq, items, uid, _modifier(cur, b"CHANGEDSINCE"))
+
+
+def _store(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    seq = cur.sequence_set()
+    unchanged = _modifier(cur, b"UNCHANGEDSINCE")
+    cur.sp()
+    mode = ""
+    if cur.peek() in (ord("+"), ord("-")):
+        mode = chr(cur.peek())
+        cur.pos += 1
+    base = cur.keyword()
+    if base not in ("FLAGS", "FLAGS.SILENT"):
+        raise ParseError(texts.BAD_STORE_ITEM)
+    cur.sp()
+    if cur.peek() == ord("("):
+        flags = cur.flag_list()
+    else:
+        items = [cur.flag()]
+        while cur.accept(b" "):
+            items.append(cur.flag())
+        flags = tuple(dict.fromkeys(items))
+    return c.Store(tag, seq, mode, base.endswith(".SILENT"), flags, uid, unchanged)
+
+
+def _copy_move(cls: type) -> Callable[[str, Cursor, bool], c.Command]:
+    def parse(tag: str, cur: Cursor, uid: bool) -> c.Command:
+        cur.sp()
+        seq = cur.sequence_set()
+        cur.sp()
+        return cls(tag, seq, _mailbox(cur), uid)  # type: ignore[no-any-return]
+    return parse
+
+
+def _enable(tag: str, cur: Cursor) -> c.Command:
+    caps = []
+    while cur.accept(b" "):
+        caps.append(cur.keyword())
+    if not caps:
+        raise ParseError(texts.EXPECTED_SP)
+    return c.Enable(tag, tuple(caps))
+
+
+def _id(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    if not cur.accept(b"("):
+        if cur.nstring() is not None:
+            raise ParseError(texts.BAD_ID)
+        return c.Id(tag, None)
+    params: dict[str, str | None] = {}
+    if not cur.accept(b")"):
+        while True:
+            key = cur.string().decode("utf-8", "replace")
+            cur.sp()
+            value = cur.nstring()
+            params[key] = None if value is None else value.decode("utf-8", "replace")
+            if len(params) > _MAX_ID_PAIRS:
+                raise ParseError(texts.BAD_ID)
+            if cur.accept(b")"):
+                break
+            cur.sp()
+    return c.Id(tag, params)
+
+
+SIMPLE: dict[str, Callable[[str, Cursor], c.Command]] = {
+    "CAPABILITY": _no_args(c.Capability), "NOOP": _no_args(c.Noop),
+    "LOGOUT": _no_args(c.Logout), "STARTTLS": _no_args(c.StartTls),
+    "CHECK": _no_args(c.Check), "CLOSE": _no_args(c.Close),
+    "UNSELECT": _no_args(c.Unselect), "IDLE": _no_args(c.Idle),
+    "NAMESPACE": _no_args(c.Namespace),
+    "AUTHENTICATE": _authenticate, "LOGIN": _login,
+    "SELECT": _select(False), "EXAMINE": _select(True), "CREATE": _create,
+    "DELETE": _one_mailbox(c.Delete), "RENAME": _rename,
+    "SUBSCRIBE": _one_mailbox(c.Subscribe), "UNSUBSCRIBE": _one_mailbox(c.Unsubscribe),
+    "LIST": _list, "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
+    "ENABLE": _enable, "ID": _id,
+}
+WITH_UID: dict[str, Callable[[str, Cursor, bool], c.Command]] = {
+    "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": _fetch, "STORE": _store,
+    "COPY": _copy_move(c.Copy), "MOVE": _copy_move(c.Move),
+}
+
+
+def parse_command(parts: list[bytes]) -> c.Command:
+    """Parse ``[text, literal, text, ...]`` (see ``grammar``) into a command."""
+    cur = Cursor(parts)
+    tag = read_tag(cur.buf)
+    if tag is None:
+        raise ParseError(texts.BAD_TAG)
+    cur.pos = len(tag)
+    cur.sp()
+    name = cur.keyword()
+    if name == "UID":
+        cur.sp()
+        sub = cur.keyword()
+        if sub not in WITH_UID:
+            raise ParseError(texts.UNKNOWN_COMMAND)
+        command = WITH_UID[sub](tag, cur, True)
+    elif name in WITH_UID:
+        command = WITH_UID[name](tag, cur, False)
+    elif name in SIMPLE:
+        command = SIMPLE[name](tag, cur)
+    else:
+        raise ParseError(texts.UNKNOWN_COMMAND)
+    cur.end()
+    return command

@@ -1,0 +1,221 @@
+"""SEARCH criteria (RFC 3501 section 6.4.4; ``search-key`` in section 9) as a small tree.
+
+Why: the session and the MIME views match messages; this module only turns the client's
+keys into frozen values they can walk. A list of keys is an implicit AND (:class:`And`); a
+parenthesised group is one key. Strings are decoded with the command's CHARSET: only UTF-8
+and US-ASCII are accepted (both decode as UTF-8); any other charset is refused with
+``NO [BADCHARSET (UTF-8 US-ASCII)]`` (section 6.4.4, 7.1). ``MODSEQ n`` (RFC 7162) is
+parsed for later use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from mailwing.proto.imap import texts
+from mailwing.proto.imap.grammar import Cursor, ParseError
+from mailwing.proto.imap.seqset import SequenceSet
+
+__all__ = [
+    "CHARSETS", "All", "And", "Contains", "Date", "Flag", "Header", "Keyword", "ModSeq",
+    "New", "Not", "Old", "Or", "Recent", "SearchKey", "Sequence", "Size", "Uid",
+    "parse_search",
+]
+
+CHARSETS = ("UTF-8", "US-ASCII")
+_MAX_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """ANSWERED/DELETED/DRAFT/FLAGGED/SEEN (``present``) and their UN* forms."""
+
+    name: str  # "\\Seen" ...
+    present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    name: str
+    present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class New:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Old:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    set: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class Uid:
+    set: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contains:
+    """FROM/TO/CC/BCC/SUBJECT (envelope fields), BODY and TEXT: substring search."""
+
+    where: Literal["FROM", "TO", "CC", "BCC", "SUBJECT", "BODY", "TEXT"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Date:
+    which: Literal["internal", "sent"]
+    rel: Literal["before", "on", "since"]
+    date: date
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    rel: Literal["larger", "smaller"]
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModSeq:
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    left: SearchKey
+    right: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    keys: tuple[SearchKey, ...]
+
+
+SearchKey = (
+    All | Flag | Keyword | New | Old | Recent | Sequence | Uid | Header | Contains | Date
+    | Size | ModSeq | Not | Or | And
+)
+
+_FLAGS = {"ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN"}
+_CONTAINS = {"FROM", "TO", "CC", "BCC", "SUBJECT", "BODY", "TEXT"}
+_DATES = {
+    "BEFORE": ("internal", "before"), "ON": ("internal", "on"), "SINCE": ("internal", "since"),
+    "SENTBEFORE": ("sent", "before"), "SENTON": ("sent", "on"), "SENTSINCE": ("sent", "since"),
+}
+_SIMPLE: dict[str, SearchKey] = {
+    "ALL": All(), "NEW": New(), "OLD": Old(), "RECENT": Recent(),
+}
+_SET_CHARS = frozenset(b"0123456789:,*")
+
+
+def _string(cur: Cursor) -> str:
+    try:
+        return cur.astring().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(texts.NOT_UTF8) from exc
+
+
+def _key(cur: Cursor, depth: int) -> SearchKey:
+    if depth > _MAX_DEPTH:
+        raise ParseError(texts.SEARCH_TOO_DEEP)
+    c = cur.peek()
+    if c == ord("("):
+        cur.pos += 1
+        keys = _keys(cur, depth + 1)
+        cur.expect(b")")
+        return keys[0] if len(keys) == 1 else And(keys)
+    if c in _SET_CHARS:
+        return Sequence(cur.sequence_set())
+    word = cur.keyword()
+    if word in _SIMPLE:
+        return _SIMPLE[word]
+    if word in _FLAGS:
+        return Flag("\\" + word.capitalize(), True)
+    if word.startswith("UN") and word[2:] in _FLAGS:
+        return Flag("\\" + word[2:].capitalize(), False)
+    if word == "NOT":
+        cur.sp()
+        return Not(_key(cur, depth + 1))
+    if word == "OR":
+        cur.sp()
+        left = _key(cur, depth + 1)
+        cur.sp()
+        return Or(left, _key(cur, depth + 1))
+    cur.sp()
+    if word in ("KEYWORD", "UNKEYWORD"):
+        return Keyword(cur.atom("keyword"), word == "KEYWORD")
+    if word in _CONTAINS:
+        return Contains(word, _string(cur))  # type: ignore[arg-type]
+    if word == "HEADER":
+        field = _string(cur)
+        cur.sp()
+        return Header(field, _string(cur))
+    if word in _DATES:
+        which, rel = _DATES[word]
+        return Date(which, rel, cur.date())  # type: ignore[arg-type]
+    if word in ("LARGER", "SMALLER"):
+        return Size("larger" if word == "LARGER" else "smaller", cur.number())
+    if word == "UID":
+        return Uid(cur.sequence_set())
+    if word == "MODSEQ":
+        return ModSeq(cur.number64())
+    raise ParseError(texts.BAD_SEARCH_KEY)
+
+
+def _keys(cur: Cursor, depth: int) -> tuple[SearchKey, ...]:
+    keys = [_key(cur, depth)]
+    while cur.accept(b" "):
+        keys.append(_key(cur, depth))
+    return tuple(keys)
+
+
+def _word_ahead(cur: Cursor, word: bytes) -> bool:
+    return bytes(cur.buf[cur.pos:cur.pos + len(word)]).upper() == word
+
+
+def parse_search(cur: Cursor) -> tuple[str | None, tuple[str, ...] | None, SearchKey]:
+    """``[RETURN (opts)] [CHARSET x] search-key *(SP search-key)`` after ``SEARCH SP``.
+    Returns (charset, return options, key)."""
+    returns: tuple[str, ...] | None = None
+    charset: str | None = None
+    if _word_ahead(cur, b"RETURN ("):
+        cur.pos += 7
+        returns = cur.paren_atoms()
+        cur.sp()
+    if _word_ahead(cur, b"CHARSET "):
+        cur.pos += 8
+        charset = cur.astring().decode("ascii", "replace").upper()
+        if charset not in CHARSETS:
+            raise ParseError(texts.BAD_CHARSET, code="BADCHARSET (" + " ".join(CHARSETS) + ")")
+        cur.sp()
+    keys = _keys(cur, 0)
+    return charset, returns, keys[0] if len(keys) == 1 else And(keys)
