@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailwing.model import User
-from mailwing.storage import Storage, open_storage
+from mailwing.storage import Delivery, Storage, open_storage
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 
@@ -43,3 +43,16 @@ async def inbox_id(storage: Storage, user: User, name: str = "INBOX") -> int:
     box = await storage.get_mailbox(user.id, name)
     assert box is not None
     return box.id
+
+
+async def fill(storage: Storage, mailbox_id: int, count: int, body: bytes) -> None:
+    """Append ``count`` copies of ``body`` to the mailbox, one transaction each."""
+    content = await storage.store_content(body)
+    for _ in range(count):
+        await storage.append(content, [Delivery(mailbox_id)])
+
+
+async def highest_modseq(storage: Storage, mailbox_id: int) -> int:
+    box = await storage.get_mailbox_by_id(mailbox_id)
+    assert box is not None
+    return box.highestmodseq

@@ -5,17 +5,23 @@ running the shared transaction scripts of :mod:`mailwing.storage.scripts`; a bac
 only :meth:`ScriptedStorage._run` (how to execute a script in one transaction), its content
 writer and reader, and ``close``. Input validation errors (a malformed address) surface as
 ``ValueError`` before any database work.
+
+:meth:`ScriptedStorage.wait_for_change` is shared too: a backend supplies ``_waiters`` (a
+:class:`~mailwing.storage.notify.ChangeWaiters` that its transport wakes) and
+``_start_listening`` (open that transport lazily, on the first wait).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
-from mailwing.storage import scripts
-from mailwing.storage.interface import ContentWriter, Delivery
+from mailwing.storage import scripts, scripts_mail, scripts_mailboxes
+from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, MailboxCounts
 from mailwing.storage.migrate import Migration, outdated_error
+from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.steps import Script
 
 __all__ = ["ScriptedStorage"]
@@ -28,6 +34,14 @@ class ScriptedStorage:
 
     MIGRATIONS: tuple[Migration, ...] = ()
     LATEST_SCHEMA: int = 0
+    #: While waiting for a change, HIGHESTMODSEQ is re-read this often (seconds) even without
+    #: a wake-up, so that a lost notification delays a change but never hides it.
+    RECHECK_SECONDS: float = 3.0
+
+    _waiters: ChangeWaiters
+
+    async def _start_listening(self) -> None:
+        """Make sure the cross-process wake-up transport is open (called before each check)."""
 
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         """Run ``script`` in one transaction (a read-only one when ``write`` is false)."""
@@ -133,3 +147,71 @@ class ScriptedStorage:
 
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         return await self._run(scripts.expunge(mailbox_id, list(uids)))
+
+    # -- IMAP support ---------------------------------------------------------------------
+    async def delete_mailbox(self, user_id: int, name: str) -> None:
+        await self._run(scripts_mailboxes.delete_mailbox(user_id, name))
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str) -> Mailbox:
+        return await self._run(scripts_mailboxes.rename_mailbox(user_id, old, new))
+
+    async def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None:
+        await self._run(scripts_mailboxes.set_subscribed(user_id, name, subscribed))
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        return await self._read(scripts_mailboxes.get_mailbox_by_id(mailbox_id))
+
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
+        return await self._read(scripts_mailboxes.mailbox_counts(mailbox_id))
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        return await self._run(scripts_mailboxes.claim_recent(mailbox_id))
+
+    async def set_flags(
+        self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+        *, unchanged_since: int | None = None,
+    ) -> tuple[list[MailEntry], list[int]]:
+        return await self._run(
+            scripts_mail.set_flags(mailbox_id, uids, flags, mode, unchanged_since)
+        )
+
+    async def copy_mail(
+        self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
+        *, move: bool = False,
+    ) -> list[tuple[int, int]]:
+        return await self._run(
+            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move)
+        )
+
+    async def mail_changes(
+        self, mailbox_id: int, since_modseq: int
+    ) -> tuple[int, list[MailEntry], list[int]]:
+        return await self._read(scripts_mail.mail_changes(mailbox_id, since_modseq))
+
+    async def get_content_cache(self, sha256: str) -> dict[str, bytes]:
+        return await self._read(scripts_mail.get_content_cache(sha256))
+
+    async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None:
+        await self._run(scripts_mail.set_content_cache(sha256, dict(values)))
+
+    async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
+        """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after
+        ``timeout``. Registers before the first check, and clears its event before every
+        check, so a change committed at any moment is either seen by the check or wakes it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        with self._waiters.watch(mailbox_id) as woken:
+            while True:
+                await self._start_listening()
+                woken.clear()
+                box = await self.get_mailbox_by_id(mailbox_id)
+                if box is None or box.highestmodseq > since_modseq:
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    async with asyncio.timeout(min(remaining, self.RECHECK_SECONDS)):
+                        await woken.wait()
+                except TimeoutError:
+                    pass

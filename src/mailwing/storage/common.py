@@ -24,6 +24,7 @@ __all__ = [
     "USER_COLUMNS",
     "canonical_mailbox_name",
     "choose_uidvalidities",
+    "clean_flags",
     "decode_flags",
     "encode_flags",
     "iso_utc",
@@ -71,6 +72,22 @@ def to_datetime(value: Any) -> datetime:
 def encode_flags(flags: Iterable[str]) -> str:
     """SQLite's form: space-separated, sorted (IMAP flags are atoms, RFC 3501 section 9)."""
     return " ".join(sorted(flags))
+
+
+_SYSTEM_FLAGS = {
+    f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+}
+
+
+def clean_flags(flags: Iterable[str]) -> frozenset[str]:
+    """Flags as stored: system flags in their RFC 3501 (section 2.3.2) spelling, whatever case
+    the client used, and never ``\\Recent``, which is a per-session property, not stored."""
+    out = set()
+    for flag in flags:
+        low = flag.lower()
+        if low != "\\recent":
+            out.add(_SYSTEM_FLAGS.get(low, flag))
+    return frozenset(out)
 
 
 def decode_flags(value: Any) -> frozenset[str]:

@@ -154,7 +154,8 @@ class Storage(Protocol):
         is created, every INBOX entry moves into it, and INBOX stays, empty. NotFound /
         AlreadyExists."""
 
-    async def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None: ...
+    async def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None:
+        """NotFound unless the mailbox exists (subscriptions are a mailbox attribute here)."""
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
         """The mailbox with fresh UIDNEXT/HIGHESTMODSEQ counters."""
@@ -197,11 +198,14 @@ class Storage(Protocol):
         """Values cached for a content by :meth:`set_content_cache` (e.g. the IMAP ENVELOPE
         and BODYSTRUCTURE), so the MIME work is done once per content."""
 
-    async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None: ...
+    async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None:
+        """Insert or overwrite those keys (NotFound if no such content is stored); the values
+        are removed with the content."""
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """Return True as soon as the mailbox's HIGHESTMODSEQ exceeds ``since_modseq`` (a
         change by this process, another worker, ``mailwing deliver``, or another node), or
         False after ``timeout`` seconds. PostgreSQL uses LISTEN/NOTIFY; SQLite a local
         wake-up between processes sharing the data folder; both also re-check periodically
-        (every few seconds) so a lost wake-up only delays, never loses, a change."""
+        (every few seconds) so a lost wake-up only delays, never loses, a change. A mailbox
+        that does not exist (any more) counts as changed: True."""

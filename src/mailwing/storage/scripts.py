@@ -38,6 +38,7 @@ from mailwing.storage.common import (
     USER_COLUMNS,
     canonical_mailbox_name,
     choose_uidvalidities,
+    clean_flags,
     row_to_domain,
     row_to_entry,
     row_to_mailbox,
@@ -51,6 +52,7 @@ from mailwing.storage.interface import Delivery
 from mailwing.storage.migrate import Migration
 from mailwing.storage.steps import (
     Batch,
+    Changed,
     DropBlobs,
     HasBlob,
     Script,
@@ -305,7 +307,17 @@ def _allocate(mailbox_id: int, count: int) -> Script[tuple[int, int]]:
     )
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
+    yield Changed((mailbox_id,))
     return int(rows[0][0]), int(rows[0][1])
+
+
+def _lock(mailbox_id: int) -> Script[None]:
+    """Hold the mailbox row's write lock until commit (an empty update: PostgreSQL locks the
+    row, SQLite is already in its single write transaction), so that what the script reads
+    next cannot change under it. NotFound if it does not exist."""
+    rows = yield q("UPDATE mailboxes SET uidnext = uidnext WHERE id = $1 RETURNING id", mailbox_id)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
 
 
 def append(content: ContentInfo, deliveries: Sequence[Delivery]) -> Script[list[MailEntry]]:
@@ -334,14 +346,15 @@ def _insert_entry(
     internal_date = d.internal_date or now
     if internal_date.tzinfo is None:
         internal_date = internal_date.replace(tzinfo=UTC)  # naive values are taken as UTC
+    flags = clean_flags(d.flags)
     rows = yield q(
         "INSERT INTO mail (mailbox_id, uid, modseq, internal_date, flags, content_sha256)"
         " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        d.mailbox_id, uid, modseq, internal_date, frozenset(d.flags), content.sha256,
+        d.mailbox_id, uid, modseq, internal_date, flags, content.sha256,
     )
     return MailEntry(
         id=int(rows[0][0]), mailbox_id=d.mailbox_id, uid=uid, modseq=modseq,
-        internal_date=internal_date, flags=frozenset(d.flags), content=content,
+        internal_date=internal_date, flags=flags, content=content,
     )
 
 
@@ -363,18 +376,23 @@ def expunge(mailbox_id: int, uids: Collection[int]) -> Script[list[int]]:
     if not found:
         return []  # nothing to do: HIGHESTMODSEQ stays
     _, modseq = yield from _allocate(mailbox_id, 0)  # lock the mailbox, then delete
-    present = sorted(int(r[0]) for r in found)
+    rows = yield from _remove_entries(mailbox_id, sorted(int(r[0]) for r in found), modseq)
+    yield from _drop_orphans([r[1] for r in rows])
+    return sorted(int(r[0]) for r in rows)
+
+
+def _remove_entries(mailbox_id: int, uids: list[int], modseq: int) -> Script[list[list]]:
+    """Delete those entries, keeping an ``expunged`` row stamped ``modseq`` for each; return
+    (uid, content_sha256) of the rows removed. The caller holds the mailbox lock."""
     yield q(
         "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT mailbox_id, uid, $3 FROM mail"
-        " WHERE mailbox_id = $1 AND uid @IN($2)", mailbox_id, present, modseq,
+        " WHERE mailbox_id = $1 AND uid @IN($2)", mailbox_id, uids, modseq,
     )
     rows = yield q(
         "DELETE FROM mail WHERE mailbox_id = $1 AND uid @IN($2) RETURNING uid, content_sha256",
-        mailbox_id, present,
+        mailbox_id, uids,
     )
-    gone = sorted(int(r[0]) for r in rows)
-    yield from _drop_orphans([r[1] for r in rows])
-    return gone
+    return list(rows)
 
 
 def _drop_orphans(candidates: Collection[str]) -> Script[None]:

@@ -7,9 +7,11 @@ in its database thread (so several can share one transaction and one fsync); the
 backend drives them with ``await`` on an asyncpg connection. Neither duplicates the logic.
 
 SQL is written in PostgreSQL's ``$1`` placeholder style, in the common subset both databases
-speak (``RETURNING``, ``ON CONFLICT``). The one construct that differs, "column is in this list
-of values", is written ``col @IN($n)`` and rewritten by each backend. Parameter values that
-need adapting (datetimes, flag sets, lists) are adapted by the backend too.
+speak (``RETURNING``, ``ON CONFLICT``). Two constructs differ and are rewritten by each backend:
+"column is in this list of values", written ``col @IN($n)``, and "this flag set holds the flag
+``$n``", written ``@HASFLAG(col, $n)`` (SQLite keeps flags as space-separated text, PostgreSQL
+as ``text[]``). Parameter values that need adapting (datetimes, flag sets, lists) are adapted
+by the backend too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 __all__ = [
+    "HAS_FLAG",
     "IN_LIST",
     "Batch",
+    "Changed",
     "DropBlobs",
     "HasBlob",
     "Query",
@@ -39,6 +43,8 @@ T = TypeVar("T")
 
 #: Matches ``@IN($n)``; group 1 is the parameter number.
 IN_LIST = re.compile(r"@IN\(\$(\d+)\)")
+#: Matches ``@HASFLAG(col, $n)``; group 1 is the column, group 2 the parameter number.
+HAS_FLAG = re.compile(r"@HASFLAG\(([\w.]+), \$(\d+)\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,16 @@ class DropBlobs:
     sha256s: tuple[str, ...]
 
 
-Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """The HIGHESTMODSEQ of these mailboxes rose (or they were deleted): once the transaction
+    commits, wake whoever waits for them (``Storage.wait_for_change``). PostgreSQL sends a
+    NOTIFY inside the transaction (delivered at commit); SQLite signals after its commit."""
+
+    mailbox_ids: tuple[int, ...]
+
+
+Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs | Changed
 Script = Generator[Step, Any, T]
 
 

@@ -4,7 +4,12 @@ The operations are the shared scripts (:mod:`mailwing.storage.scripts`), each dr
 ``await`` inside one transaction on a pooled asyncpg connection. READ COMMITTED is enough:
 the UID allocation is an ``UPDATE mailboxes ... RETURNING`` whose row lock serialises
 concurrent appends to one mailbox until commit (RFC 3501 section 2.3.1.1 needs strictly
-ascending, never reused UIDs), and schema upgrades take an advisory lock.
+ascending, never reused UIDs), and schema upgrades take an advisory lock. Read-only scripts
+run in REPEATABLE READ so that their several queries see one snapshot (``mail_changes``).
+
+A transaction that raises mailboxes' HIGHESTMODSEQ sends ``NOTIFY mailwing_changes`` with
+each mailbox id (delivered at commit, to every node); :mod:`.listen` receives them for
+``wait_for_change``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
 from mailwing.storage.interface import ContentWriter
 from mailwing.storage.migrate import load_migrations
+from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.postgres.content import PgContentWriter, read_pieces
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
+from mailwing.storage.postgres.listen import CHANNEL, PgListener
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -33,8 +40,10 @@ _MIGRATIONS = load_migrations("mailwing.storage.postgres")
 
 @functools.lru_cache(maxsize=256)
 def to_pg_sql(sql: str) -> str:
-    """``col @IN($n)`` becomes ``col = ANY($n)`` (the parameter is sent as an array)."""
-    return steps.IN_LIST.sub(r"= ANY($\1)", sql)
+    """``col @IN($n)`` becomes ``col = ANY($n)`` (the parameter is sent as an array);
+    ``@HASFLAG(col, $n)`` becomes ``$n = ANY(col)``."""
+    sql = steps.IN_LIST.sub(r"= ANY($\1)", sql)
+    return steps.HAS_FLAG.sub(r"($\2 = ANY(\1))", sql)
 
 
 def _adapt(value: Any) -> Any:
@@ -47,8 +56,10 @@ class PostgresStorage(ScriptedStorage):
     MIGRATIONS = _MIGRATIONS
     LATEST_SCHEMA = _MIGRATIONS[-1].version
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
         self._pool = pool
+        self._waiters = ChangeWaiters()
+        self._listener = PgListener(url, self._waiters) if url else None
 
     @classmethod
     async def open(
@@ -59,16 +70,23 @@ class PostgresStorage(ScriptedStorage):
                 url, min_size=min_size, max_size=max_size, timeout=timeout,
                 command_timeout=60.0,
             )
-        return cls(pool)
+        return cls(pool, url)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._pool.close()
+
+    async def _start_listening(self) -> None:
+        if self._listener is not None:
+            await self._listener.ensure()
 
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         with pg_errors():
             async with self._pool.acquire() as conn:
                 try:
-                    async with conn.transaction(readonly=not write):
+                    isolation = "read_committed" if write else "repeatable_read"
+                    async with conn.transaction(isolation=isolation, readonly=not write):
                         return await self._drive(conn, script)
                 except BROKEN_CONNECTION:
                     conn.terminate()  # the pool opens a fresh one instead of reusing it
@@ -88,6 +106,10 @@ class PostgresStorage(ScriptedStorage):
             return await conn.execute(step.sql)
         if isinstance(step, steps.TableExists):
             return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", step.name)
+        if isinstance(step, steps.Changed):
+            for mailbox_id in step.mailbox_ids:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(mailbox_id))
+            return None
         if isinstance(step, steps.Serialize):
             return await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", step.key)
         if isinstance(step, steps.HasBlob):

@@ -4,10 +4,12 @@ Everything specific to SQLite lives in :mod:`.runner` (the database thread with 
 commit); the operations themselves are the shared scripts, driven through
 :class:`~mailwing.storage.base.ScriptedStorage`. Contents are files under ``data_dir/blobs``
 (:mod:`mailwing.storage.blobs`), fsynced before any row pointing at them is committed.
+Change wake-ups between processes sharing the file go through :mod:`.notify`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +19,8 @@ from mailwing.storage.blobs import BlobStore, FileContentWriter
 from mailwing.storage.errors import TemporaryStorageError
 from mailwing.storage.interface import ContentWriter
 from mailwing.storage.migrate import load_migrations
+from mailwing.storage.notify import ChangeWaiters
+from mailwing.storage.sqlite.notify import LocalNotifier, notify_dir
 from mailwing.storage.sqlite.runner import SqliteRunner
 from mailwing.storage.steps import Script, q
 
@@ -41,7 +45,11 @@ class SqliteStorage(ScriptedStorage):
     def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         self.blobs = BlobStore(data_dir / "blobs")
-        self._runner = SqliteRunner(path, self.blobs, busy_timeout=busy_timeout)
+        self._waiters = ChangeWaiters()
+        self._notifier = LocalNotifier(notify_dir(path), self._waiters)
+        self._runner = SqliteRunner(
+            path, self.blobs, busy_timeout=busy_timeout, on_change=self._notifier.broadcast
+        )
 
     @classmethod
     async def open(
@@ -62,7 +70,14 @@ class SqliteStorage(ScriptedStorage):
         return await self._runner.run(script, write=write)
 
     async def close(self) -> None:
+        self._notifier.close()
         await self._runner.close()
+        self._notifier.close_sender()
+
+    async def _start_listening(self) -> None:
+        # Without the socket, no wake-ups from other processes: the periodic re-check remains.
+        with contextlib.suppress(OSError):
+            self._notifier.listen()
 
     async def collect_garbage(self, min_age: float = 3600.0) -> int:
         """Remove content files that no row points at and that are older than ``min_age``

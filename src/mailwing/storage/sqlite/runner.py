@@ -10,6 +10,11 @@ back alone, and one ``COMMIT`` (one fsync with ``synchronous=FULL``) makes them 
 Futures are resolved only after that commit: an SMTP ``250`` is never sent for a message
 that a crash could still lose.
 
+After each commit, the mailbox ids whose HIGHESTMODSEQ the committed requests raised (their
+:class:`~mailwing.storage.steps.Changed` steps) go to the ``on_change`` callback, still in the
+database thread and before any caller hears back; it wakes ``wait_for_change`` callers here
+and in other processes (:mod:`.notify`).
+
 Connection settings: WAL journal (readers do not block the writer), ``synchronous=FULL``
 (durable commits), ``foreign_keys=ON``, and a busy timeout so that several worker processes
 can share one database file; a lock still held when it expires, a disk I/O error or a full
@@ -25,7 +30,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,8 +45,10 @@ from mailwing.storage.errors import (
     TemporaryStorageError,
 )
 from mailwing.storage.steps import (
+    HAS_FLAG,
     IN_LIST,
     Batch,
+    Changed,
     DropBlobs,
     HasBlob,
     Query,
@@ -68,6 +75,7 @@ class _Job:
     result: Any = None
     error: BaseException | None = None
     drops: list[str] = field(default_factory=list)
+    changed: set[int] = field(default_factory=set)
 
 
 class _BatchFailed(Exception):
@@ -95,8 +103,10 @@ def map_sqlite_error(exc: BaseException) -> BaseException:
 
 @functools.lru_cache(maxsize=256)
 def to_sqlite_sql(sql: str) -> str:
-    """``$n`` placeholders become ``?n``; ``@IN($n)`` reads a JSON array parameter."""
+    """``$n`` placeholders become ``?n``; ``@IN($n)`` reads a JSON array parameter;
+    ``@HASFLAG(col, $n)`` looks for `` flag `` in the space-separated ``col``."""
     sql = IN_LIST.sub(r"IN (SELECT value FROM json_each(?\1))", sql)
+    sql = HAS_FLAG.sub(r"(instr(' ' || \1 || ' ', ' ' || ?\2 || ' ') > 0)", sql)
     return sql.replace("$", "?")
 
 
@@ -128,9 +138,13 @@ def split_statements(sql: str) -> list[str]:
 class SqliteRunner:
     """Owns the database thread. ``await run(script)``; ``await close()`` at the end."""
 
-    def __init__(self, path: Path, blobs: BlobStore, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, blobs: BlobStore, *, busy_timeout: float = 5.0,
+        on_change: Callable[[set[int]], None] | None = None,
+    ) -> None:
         self._path = path
         self._blobs = blobs
+        self._on_change = on_change
         self._busy_timeout = busy_timeout
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = None
@@ -207,6 +221,10 @@ class SqliteRunner:
         # Files go before callers hear back (unlinking is cheap), so that a content is
         # unreadable once the expunge that removed its last entry has returned.
         self._remove_files([sha for job in batch if job.error is None for sha in job.drops])
+        changed = {i for job in batch if job.error is None for i in job.changed}
+        if changed and self._on_change is not None:
+            with contextlib.suppress(Exception):  # a lost wake-up only delays: waiters re-check
+                self._on_change(changed)
         for job in batch:
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone
                 job.loop.call_soon_threadsafe(_resolve, job)
@@ -231,6 +249,7 @@ class SqliteRunner:
         except Exception as exc:
             job.error = map_sqlite_error(exc)
             job.drops.clear()
+            job.changed.clear()
             conn.execute("ROLLBACK TO job")
         conn.execute("RELEASE job")
 
@@ -250,6 +269,9 @@ class SqliteRunner:
             return self._blobs.exists(step.sha256)
         if isinstance(step, DropBlobs):
             job.drops.extend(step.sha256s)
+            return None
+        if isinstance(step, Changed):
+            job.changed.update(step.mailbox_ids)
             return None
         if isinstance(step, Serialize):
             return None  # BEGIN IMMEDIATE already excludes every other writer

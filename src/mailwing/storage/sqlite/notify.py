@@ -1,0 +1,142 @@
+"""Change wake-ups between processes that share one SQLite database (workers, ``mailwing
+deliver``, admin commands), for ``Storage.wait_for_change`` (IMAP IDLE, RFC 2177).
+
+SQLite has no LISTEN/NOTIFY, so the processes use a directory beside the database file,
+``<database>.notify/`` (one per database, so two databases in one folder do not wake each
+other). A process that has waiters binds one Unix datagram socket there, named
+``<pid>.<random>``, read by its event loop. After every commit that raised some mailboxes'
+HIGHESTMODSEQ, the committing process (any process, the short-lived CLI included) wakes its
+own waiters directly and sends one datagram with the mailbox ids (``"3 17"``; ``"*"`` for
+"everything") to every other socket in the directory. Sending never blocks: a full receive
+queue drops the datagram (the waiter's periodic re-check catches up); a socket whose owner is
+dead (``ECONNREFUSED``) is removed.
+
+Unix socket paths are limited to about 107 bytes; for a deeper data folder the sockets are
+addressed through ``/proc/self/fd/<dirfd>/`` (Linux), which stays short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from mailwing.storage.notify import ChangeWaiters, format_ids, parse_ids
+
+__all__ = ["LocalNotifier", "notify_dir"]
+
+_MAX_PATH = 100
+_RECV_SIZE = 8192
+
+
+def notify_dir(database: Path) -> Path:
+    return database.with_name(database.name + ".notify")
+
+
+class _Directory:
+    """The notify directory and how to address a socket in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def address(self, name: str) -> str:
+        full = str(self.path / name)
+        if len(full.encode()) <= _MAX_PATH:
+            return full
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self._fd}/{name}"
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class LocalNotifier:
+    """Receives wake-ups for this process's waiters and broadcasts this process's commits.
+
+    :meth:`listen` and :meth:`close` run on the event loop; :meth:`broadcast` runs in the
+    database thread (it is the runner's ``on_change``)."""
+
+    def __init__(self, directory: Path, waiters: ChangeWaiters) -> None:
+        self._dir = _Directory(directory)
+        self._send_dir = _Directory(directory)  # its own fd: the database thread uses it
+        self._waiters = waiters
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._name: str | None = None
+        self._sender: socket.socket | None = None
+
+    # -- receiving (event loop) -------------------------------------------------------------
+    def listen(self) -> None:
+        """Bind this process's socket (idempotent); raises OSError if the folder is unusable."""
+        if self._sock is not None:
+            return
+        self._dir.path.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}.{secrets.token_hex(4)}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(self._dir.address(name))
+            loop = asyncio.get_running_loop()
+            loop.add_reader(sock.fileno(), self._readable)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._loop, self._name = sock, loop, name
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                payload = self._sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._waiters.wake(None)
+                return
+            self._waiters.wake(parse_ids(payload))
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(sock.fileno())
+            with contextlib.suppress(OSError):
+                os.unlink(self._dir.path / str(self._name))
+            sock.close()
+        self._dir.close()
+
+    # -- sending (database thread) ----------------------------------------------------------
+    def broadcast(self, mailbox_ids: set[int]) -> None:
+        self._waiters.wake(mailbox_ids)
+        try:
+            names = [e.name for e in os.scandir(self._send_dir.path) if e.name != self._name]
+        except OSError:
+            return  # no process has ever waited here
+        if not names:
+            return
+        if self._sender is None:
+            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sender.setblocking(False)
+        payload = format_ids(mailbox_ids)
+        for name in names:
+            try:
+                self._sender.sendto(payload, self._send_dir.address(name))
+            except ConnectionRefusedError:  # nobody reads it: its process is gone
+                with contextlib.suppress(OSError):
+                    os.unlink(self._send_dir.path / name)
+            except OSError:
+                pass  # vanished meanwhile, queue full, not a socket: the re-check covers it
+
+    def close_sender(self) -> None:
+        """Called once the database thread has stopped."""
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
+        self._send_dir.close()

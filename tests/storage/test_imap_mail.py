@@ -1,0 +1,190 @@
+"""IMAP mail operations: STORE with CONDSTORE (RFC 7162 3.1.3), COPY/MOVE (RFC 3501 6.4.7,
+RFC 6851, COPYUID of RFC 4315), change tracking for QRESYNC and the content cache."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailwing.model import User
+from mailwing.storage import Delivery, NotFound, Storage
+from tests.storage.conftest import fill, highest_modseq, inbox_id
+from tests.storage.test_mail import stored_copies
+
+MESSAGE = b"From: a@example.org\r\nSubject: flags\r\n\r\nbody\r\n"
+
+
+async def _flags(storage: Storage, mailbox_id: int) -> dict[int, frozenset[str]]:
+    return {e.uid: e.flags for e in await storage.list_mail(mailbox_id)}
+
+
+async def test_set_flags_modes(storage: Storage, user: User) -> None:
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 3, MESSAGE)
+    changed, modified = await storage.set_flags(inbox, [1, 2], ["\\Seen", "$Work"], "add")
+    assert modified == [] and [e.uid for e in changed] == [1, 2]
+    assert changed[0].flags == frozenset({"\\Seen", "$Work"})
+    changed, _ = await storage.set_flags(inbox, [1, 2, 3], ["$Work"], "remove")
+    assert [e.uid for e in changed] == [1, 2]  # 3 had no $Work: unchanged, not listed
+    changed, _ = await storage.set_flags(inbox, [2, 3], ["\\Flagged"], "replace")
+    assert [(e.uid, e.flags) for e in changed] == [
+        (2, frozenset({"\\Flagged"})), (3, frozenset({"\\Flagged"}))
+    ]
+    assert await _flags(storage, inbox) == {
+        1: frozenset({"\\Seen"}), 2: frozenset({"\\Flagged"}), 3: frozenset({"\\Flagged"})
+    }
+    changed, _ = await storage.set_flags(inbox, [1], [], "replace")
+    assert changed[0].flags == frozenset()
+    with pytest.raises(ValueError):
+        await storage.set_flags(inbox, [1], ["\\Seen"], "toggle")  # type: ignore[arg-type]
+
+
+async def test_set_flags_one_modseq_for_really_changed_entries(
+    storage: Storage, user: User
+) -> None:
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 3, MESSAGE)
+    await storage.set_flags(inbox, [1], ["\\Seen"], "add")
+    before = {e.uid: e.modseq for e in await storage.list_mail(inbox)}
+    highest = await highest_modseq(storage, inbox)
+    changed, _ = await storage.set_flags(inbox, [1, 2, 3, 99], ["\\Seen"], "add")
+    assert [e.uid for e in changed] == [2, 3]
+    assert {e.modseq for e in changed} == {highest + 1}
+    assert await highest_modseq(storage, inbox) == highest + 1
+    after = {e.uid: e.modseq for e in await storage.list_mail(inbox)}
+    assert after == {1: before[1], 2: highest + 1, 3: highest + 1}
+    assert changed == [e for e in await storage.list_mail(inbox) if e.uid in (2, 3)]
+    # Nothing changes: no new MODSEQ at all.
+    assert await storage.set_flags(inbox, [1, 2, 3], ["\\Seen"], "add") == ([], [])
+    assert await storage.set_flags(inbox, [], ["\\Seen"], "add") == ([], [])
+    assert await highest_modseq(storage, inbox) == highest + 1
+
+
+async def test_recent_is_never_stored_and_system_flags_are_canonical(
+    storage: Storage, user: User
+) -> None:
+    inbox = await inbox_id(storage, user)
+    content = await storage.store_content(MESSAGE)
+    [entry] = await storage.append(content, [Delivery(inbox, frozenset({"\\Recent", "\\SEEN"}))])
+    assert entry.flags == frozenset({"\\Seen"})
+    changed, _ = await storage.set_flags(inbox, [1], ["\\recent", "\\flagged"], "add")
+    assert changed[0].flags == frozenset({"\\Seen", "\\Flagged"})
+    assert await storage.set_flags(inbox, [1], ["\\Recent"], "add") == ([], [])
+    assert (await storage.list_mail(inbox))[0].flags == frozenset({"\\Seen", "\\Flagged"})
+
+
+async def test_unchanged_since_reports_modified_uids(storage: Storage, user: User) -> None:
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 3, MESSAGE)
+    since = await highest_modseq(storage, inbox)
+    await storage.set_flags(inbox, [2], ["$Other"], "add")  # another session's change
+    changed, modified = await storage.set_flags(
+        inbox, [1, 2, 3], ["\\Deleted"], "add", unchanged_since=since
+    )
+    assert modified == [2]
+    assert [e.uid for e in changed] == [1, 3]
+    assert (await _flags(storage, inbox))[2] == frozenset({"$Other"})
+    # UNCHANGEDSINCE 0 fails every message (RFC 7162 3.1.3).
+    changed, modified = await storage.set_flags(
+        inbox, [1, 3], ["\\Seen"], "add", unchanged_since=0
+    )
+    assert (changed, modified) == ([], [1, 3])
+
+
+async def test_copy_keeps_flags_dates_and_shares_content(
+    storage: Storage, user: User, database_url: str, data_dir: Path
+) -> None:
+    inbox, archive = await inbox_id(storage, user), await inbox_id(storage, user, "Archive")
+    when = datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC)
+    content = await storage.store_content(MESSAGE)
+    await storage.append(content, [Delivery(archive)])  # archive's UIDNEXT is now 2
+    await storage.append(content, [Delivery(inbox, frozenset({"\\Seen"}), when)])
+    await storage.append(content, [Delivery(inbox)])
+    await storage.append(content, [Delivery(inbox, frozenset({"$Label"}))])
+    source = await storage.list_mail(inbox)
+    highest = await highest_modseq(storage, archive)
+    pairs = await storage.copy_mail(inbox, [3, 1, 42], archive)
+    assert pairs == [(1, 2), (3, 3)]
+    copies = {e.uid: e for e in await storage.list_mail(archive)}
+    assert copies[2].flags == source[0].flags and copies[2].internal_date == when
+    assert copies[3].flags == frozenset({"$Label"})
+    assert copies[3].internal_date == source[2].internal_date
+    assert copies[2].content == content
+    assert {copies[2].modseq, copies[3].modseq} == {highest + 1}
+    assert await highest_modseq(storage, archive) == highest + 1
+    assert await stored_copies(database_url, data_dir, content.sha256) == 1
+    assert len(await storage.list_mail(inbox)) == 3
+    assert await storage.copy_mail(inbox, [42], archive) == []
+    assert await storage.copy_mail(inbox, [], archive) == []
+    with pytest.raises(NotFound):
+        await storage.copy_mail(inbox, [1], 999_999)
+
+
+async def test_copy_into_the_same_mailbox(storage: Storage, user: User) -> None:
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 2, MESSAGE)
+    assert await storage.copy_mail(inbox, [1, 2, 3], inbox) == [(1, 3), (2, 4)]
+    assert [e.uid for e in await storage.list_mail(inbox)] == [1, 2, 3, 4]
+
+
+async def test_move_is_copy_and_expunge_in_one_transaction(
+    storage: Storage, user: User
+) -> None:
+    inbox, trash = await inbox_id(storage, user), await inbox_id(storage, user, "Trash")
+    await fill(storage, inbox, 3, MESSAGE)
+    await storage.set_flags(inbox, [2], ["\\Flagged"], "add")
+    since = await highest_modseq(storage, inbox)
+    pairs = await storage.copy_mail(inbox, [2, 3], trash, move=True)
+    assert pairs == [(2, 1), (3, 2)]
+    assert [e.uid for e in await storage.list_mail(inbox)] == [1]
+    moved = await storage.list_mail(trash)
+    assert [(e.uid, e.flags) for e in moved] == [(1, frozenset({"\\Flagged"})), (2, frozenset())]
+    highest, changed, expunged = await storage.mail_changes(inbox, since)
+    assert highest == since + 1 and changed == [] and expunged == [2, 3]
+    # A move into an unknown mailbox changes nothing at all.
+    with pytest.raises(NotFound):
+        await storage.copy_mail(inbox, [1], 999_999, move=True)
+    assert [e.uid for e in await storage.list_mail(inbox)] == [1]
+    assert await highest_modseq(storage, inbox) == highest
+
+
+async def test_mail_changes_after_appends_flags_and_expunges(
+    storage: Storage, user: User
+) -> None:
+    inbox = await inbox_id(storage, user)
+    start = await highest_modseq(storage, inbox)
+    assert await storage.mail_changes(inbox, start) == (start, [], [])
+    await fill(storage, inbox, 3, MESSAGE)
+    highest, changed, expunged = await storage.mail_changes(inbox, start)
+    assert [e.uid for e in changed] == [1, 2, 3] and expunged == []
+    assert changed == await storage.list_mail(inbox)
+    await storage.set_flags(inbox, [3], ["\\Seen"], "add")
+    await storage.expunge(inbox, [1])
+    now, changed, expunged = await storage.mail_changes(inbox, highest)
+    assert now == highest + 2
+    assert [(e.uid, e.flags) for e in changed] == [(3, frozenset({"\\Seen"}))]
+    assert expunged == [1]
+    assert await storage.mail_changes(inbox, now) == (now, [], [])
+    _, changed, expunged = await storage.mail_changes(inbox, 0)
+    assert [e.uid for e in changed] == [2, 3] and expunged == [1]
+    with pytest.raises(NotFound):
+        await storage.mail_changes(999_999, 0)
+
+
+async def test_content_cache_round_trip(storage: Storage, user: User) -> None:
+    inbox = await inbox_id(storage, user)
+    content = await storage.store_content(MESSAGE)
+    await storage.append(content, [Delivery(inbox)])
+    assert await storage.get_content_cache(content.sha256) == {}
+    binary = bytes(range(256))
+    await storage.set_content_cache(content.sha256, {"envelope": b"(NIL)", "raw": binary})
+    await storage.set_content_cache(content.sha256, {"envelope": b'("x")'})
+    assert await storage.get_content_cache(content.sha256) == {
+        "envelope": b'("x")', "raw": binary
+    }
+    with pytest.raises(NotFound):
+        await storage.set_content_cache("0" * 64, {"envelope": b""})
+    await storage.expunge(inbox, [1])  # the content goes, and its cache with it
+    assert await storage.get_content_cache(content.sha256) == {}
