@@ -14,6 +14,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
 
@@ -75,6 +76,8 @@ class Connection:
         #: session catches the exception, so the end-of-session log line can report it.
         self.end_reason: str | None = None
         self._shutdown = asyncio.Event()
+        self._reading: asyncio.Task[Any] | None = None  # the task blocked in read(), if any
+        self._woken_for_shutdown = False
 
     def log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
         """Write one structured log line about this session (never pass passwords here)."""
@@ -92,6 +95,14 @@ class Connection:
         """Called by the server layer on SIGTERM: a session waiting in :meth:`read` gets
         :class:`ServerShutdown`; one busy with a command finishes it first."""
         self._shutdown.set()
+        # Wake a read in progress by cancelling the stream's internal wait-for-data future
+        # (not the task: a task cancel could land later, in the middle of a command, if data
+        # arrived at the same moment). A read that already has its data is left alone; the
+        # next read() then sees the flag.
+        waiter = getattr(self.reader, "_waiter", None)
+        if self._reading is not None and waiter is not None and not waiter.done():
+            self._woken_for_shutdown = True
+            waiter.cancel()
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -109,31 +120,33 @@ class Connection:
 
     # -- I/O ------------------------------------------------------------------------------
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """Return the next bytes the peer sent; raise on EOF, error or idle timeout."""
+        """Return the next bytes the peer sent; raise on EOF, error or idle timeout.
+
+        This is the hottest call of every session, so it creates no extra task or future:
+        the idle limit is an ``asyncio.timeout`` (one timer handle) and shutdown wakes a
+        waiting read by cancelling it (see :meth:`begin_shutdown`)."""
         if self._shutdown.is_set():
             self.end_reason = "shutdown"
             raise ServerShutdown("shutdown")
-        read = asyncio.ensure_future(self.reader.read(max_bytes))
-        stop = asyncio.ensure_future(self._shutdown.wait())
+        task = asyncio.current_task()
+        self._reading = task
+        self._woken_for_shutdown = False
         try:
-            done, _ = await asyncio.wait(
-                {read, stop}, timeout=self.idle_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stop.cancel()
-            if not read.done():  # timeout, shutdown, or this task was cancelled
-                read.cancel()
-        if read not in done:
-            if stop in done:
-                self.end_reason = "shutdown"
-                raise ServerShutdown("shutdown")
+            async with asyncio.timeout(self.idle_timeout):
+                data = await self.reader.read(max_bytes)
+        except TimeoutError as exc:
             self.end_reason = "timeout"
-            raise IdleTimeout
-        try:
-            data = read.result()
+            raise IdleTimeout from exc
+        except asyncio.CancelledError:
+            if self._woken_for_shutdown and (task is None or not task.cancelling()):
+                self.end_reason = "shutdown"
+                raise ServerShutdown("shutdown") from None
+            raise
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             self.end_reason = "closed"
             raise ConnectionClosed(str(exc)) from exc
+        finally:
+            self._reading = None
         if not data:
             self.end_reason = "closed"
             raise ConnectionClosed("eof")
@@ -155,19 +168,29 @@ class Connection:
             self.end_reason = self.end_reason or "closed"
             raise ConnectionClosed(str(exc)) from exc
 
-    async def start_tls(self) -> None:
+    async def start_tls(self, go_ahead: bytes = b"") -> None:
         """Upgrade this connection in place (STARTTLS / STLS).
 
-        Bytes the client pipelined after the STARTTLS command are discarded, as RFC 3207
-        section 4.2 and RFC 2595 section 3.1 require (they would be a command injection)."""
+        ``go_ahead`` is the server's "begin TLS" reply (with any replies still queued before
+        it). Pass it here rather than writing it first: reading is paused *before* it is
+        sent, so the client's TLS ClientHello, which may arrive the moment the reply is out,
+        stays in the socket for the TLS layer instead of landing in the plaintext stream
+        buffer (where it would be lost and the handshake would hang). Bytes that the client
+        pipelined after the STARTTLS command are already in that buffer: they are discarded,
+        as RFC 3207 section 4.2 and RFC 2595 section 3.1 require (a command injection)."""
         if self.ssl_context is None:
             raise RuntimeError("no TLS context configured")
+        transport = self.writer.transport
+        transport.pause_reading()
         buffered = getattr(self.reader, "_buffer", None)
         if buffered:
             buffered.clear()
         try:
+            if go_ahead:
+                self.writer.write(go_ahead)
+                await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
             await self.writer.start_tls(self.ssl_context)
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
+        except (OSError, ssl.SSLError, TimeoutError, RuntimeError) as exc:
             raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
 
     async def close(self) -> None:

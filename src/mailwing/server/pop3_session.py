@@ -138,8 +138,9 @@ class _Pop3Session:
                     await self._flush()
                     await self._authenticate(event)
                 case StartTlsRequest():
-                    await self._flush()
-                    await conn.start_tls()
+                    go_ahead = b"".join(self._out)  # the "+OK Begin TLS" and any before it
+                    self._out.clear()
+                    await conn.start_tls(go_ahead)
                     core.tls_started()
                     conn.log("tls started", cipher=conn.tls_cipher)
                 case RetrieveRequest():
