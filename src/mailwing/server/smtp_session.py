@@ -1,0 +1,285 @@
+"""The asyncio side of an SMTP session: feeds the sans-IO core and answers its requests.
+
+Why so thin: the dialogue (RFC 5321 sequence, EHLO keywords, SIZE, PIPELINING, BDAT, AUTH
+framing, the smuggling-safe DATA reader) lives in :mod:`mailwing.proto.smtp.core`; mail-flow
+decisions in :mod:`mailwing.services.policy`; trace fields and the single-transaction commit
+in :mod:`mailwing.services.inbound`. This module only connects them:
+
+- Roles by listener: ``smtp`` is the MX (no AUTH needed for local recipients; AUTH is
+  offered too and then relay rules follow the authenticated user, as on submission);
+  ``submission`` (STARTTLS, RFC 3207) and ``smtps`` (implicit TLS, RFC 8314) require AUTH
+  before MAIL.
+- Replies to pipelined commands (RFC 2920) are collected and written in one go whenever the
+  core needs more input or before a TLS upgrade: one write per command group.
+- The body streams into a content writer as it arrives; a refused body (``MessageAbort``),
+  a dropped connection or a failure aborts the writer, so nothing is stored half. ``250``
+  after DATA/BDAT LAST is written only after the commit returned (fsync + commit).
+- Connection-level ends: idle timeout ``421 4.4.2``, shutdown ``421 4.3.2``, an unexpected
+  exception ``421 4.3.0`` (logged, never escaping to the server layer).
+- Logging: one ``message`` line per transaction (sender, recipient count, size, queue id,
+  result); AUTH credentials never reach a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from mailwing.proto.smtp.core import SmtpCore
+from mailwing.proto.smtp.events import (
+    AuthFailure,
+    AuthRequest,
+    BodyChunk,
+    Close,
+    CommandReceived,
+    MailRequest,
+    MessageAbort,
+    MessageComplete,
+    MessageStart,
+    NeedData,
+    RcptRequest,
+    SendReply,
+    StartTlsRequest,
+)
+from mailwing.proto.smtp.replies import R, Reply, SmtpError
+from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.services import policy
+from mailwing.services.auth import AuthOutcome
+from mailwing.services.context import AppContext
+from mailwing.services.delivery import QuotaExceeded
+from mailwing.services.inbound import (
+    InboundMessage,
+    Trace,
+    new_queue_id,
+    received_header,
+    return_path_header,
+)
+from mailwing.storage.errors import StorageError
+
+__all__ = ["SUBMISSION_LISTENERS", "handle_smtp"]
+
+log = logging.getLogger("mailwing.session")
+
+SUBMISSION_LISTENERS = frozenset({"submission", "smtps"})
+_LAST_WORDS_TIMEOUT = 5.0
+
+_OUTCOMES: dict[AuthOutcome, AuthFailure] = {
+    AuthOutcome.BAD_CREDENTIALS: AuthFailure.BAD_CREDENTIALS,
+    AuthOutcome.DISABLED: AuthFailure.DISABLED,
+    AuthOutcome.THROTTLED: AuthFailure.THROTTLED,
+    AuthOutcome.TEMPFAIL: AuthFailure.TEMPFAIL,
+}
+
+
+async def handle_smtp(ctx: AppContext, conn: Connection) -> None:
+    """Run one SMTP session (smtp, submission and smtps listeners)."""
+    limits = ctx.settings.limits
+    core = SmtpCore(
+        ctx.hostname,
+        auth_required=conn.listener in SUBMISSION_LISTENERS,
+        tls_active=conn.tls_active,
+        tls_available=conn.ssl_context is not None,
+        plaintext_allowed=ctx.settings.plaintext_allowed,
+        max_message_size=limits.max_message_size,
+        max_recipients=limits.max_recipients,
+        max_errors=limits.max_errors,
+        max_auth_failures=limits.max_auth_failures,
+    )
+    await _SmtpSession(ctx, conn, core).run()
+
+
+class _SmtpSession:
+    def __init__(self, ctx: AppContext, conn: Connection, core: SmtpCore) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.core = core
+        self._out: list[bytes] = []
+        self._message: InboundMessage | None = None
+        self._queue_id = ""
+        self._failed: str | None = None  # why the body cannot be stored (storage error)
+
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        except ServerShutdown:
+            await self._last_words(R.SHUTDOWN)
+        except IdleTimeout:
+            await self._last_words(R.IDLE_TIMEOUT)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("SMTP session failed", extra={
+                "session": self.conn.session_id, "listener": self.conn.listener,
+                "peer": self.conn.peer.ip, "user": self.conn.user, "fields": {}})
+            await self._last_words(R.INTERNAL)
+        finally:
+            await self._discard()
+
+    async def _loop(self) -> None:
+        core, conn = self.core, self.conn
+        while True:
+            event = core.next_event()
+            match event:
+                case SendReply(data=data):
+                    self._out.append(data)
+                case NeedData():
+                    await self._flush()
+                    core.receive_data(await conn.read())
+                case CommandReceived(name=name):
+                    conn.commands += 1
+                    conn.log("command", level=logging.DEBUG, command=name)
+                case BodyChunk(data=data):
+                    await self._body(data)
+                case MailRequest():
+                    self._mail(event)
+                case RcptRequest():
+                    await self._rcpt(event)
+                case MessageStart():
+                    await self._begin()
+                case MessageAbort():
+                    self._log_message("refused", 0)
+                    await self._discard()
+                case MessageComplete():
+                    await self._complete(event)
+                case AuthRequest():
+                    await self._authenticate(event)
+                case StartTlsRequest():
+                    await self._upgrade()
+                    core.tls_started()
+                    conn.log("tls started", cipher=conn.tls_cipher)
+                case Close():
+                    await self._flush()
+                    return
+
+    # -- requests -------------------------------------------------------------------------
+    def _mail(self, req: MailRequest) -> None:
+        try:
+            policy.check_sender(self.ctx.settings, req.mail, req.user)
+        except SmtpError as exc:
+            self.core.mail_rejected(exc.reply)
+        else:
+            self.core.mail_accepted()
+
+    async def _rcpt(self, req: RcptRequest) -> None:
+        try:
+            target = await policy.check_recipient(
+                self.ctx.storage, self.ctx.settings, req.recipient,
+                authenticated=req.user is not None)
+        except SmtpError as exc:
+            self.conn.log("recipient refused", level=logging.DEBUG, code=exc.reply.code)
+            self.core.rcpt_rejected(exc.reply)
+        else:
+            self.core.rcpt_accepted(target)
+
+    async def _authenticate(self, req: AuthRequest) -> None:
+        try:
+            result = await self.ctx.auth.authenticate(req.username, req.password,
+                                                      peer_ip=self.conn.peer.ip)
+        except StorageError as exc:
+            self.conn.log("login failed", mechanism=req.mechanism, reason=f"storage: {exc}")
+            self.core.auth_failed(AuthFailure.TEMPFAIL)
+            return
+        if not result.ok or result.user is None:
+            failure = _OUTCOMES.get(result.outcome, AuthFailure.TEMPFAIL)
+            self.conn.log("login failed", mechanism=req.mechanism, reason=failure.value,
+                          username=req.username[:64])
+            self.core.auth_failed(failure)
+            return
+        self.conn.user = result.user.address
+        self.conn.log("login", mechanism=req.mechanism, tls=self.conn.tls_active)
+        self.core.auth_succeeded(result.user.address)
+
+    # -- the message ----------------------------------------------------------------------
+    def _trace(self) -> bytes:
+        core, mail = self.core, self.core.mail
+        assert mail is not None
+        recipients = core.recipients
+        single = recipients[0].address if len(recipients) == 1 else None  # type: ignore[attr-defined]
+        trace = Trace(client_name=core.client_name, client_ip=self.conn.peer.ip,
+                      hostname=self.ctx.hostname, queue_id=self._queue_id, esmtp=core.esmtp,
+                      tls=self.conn.tls_cipher, user=core.user, smtputf8=mail.smtputf8,
+                      recipient=single)
+        return return_path_header(mail.sender.text) + received_header(trace)
+
+    async def _begin(self) -> None:
+        self._queue_id = new_queue_id()
+        self._failed = None
+        self._message = InboundMessage(self.ctx.storage)
+        try:
+            await self._message.begin(self._trace())
+        except StorageError as exc:
+            await self._storage_failed(exc)
+
+    async def _body(self, data: bytes) -> None:
+        if self._message is None or self._failed:
+            return
+        try:
+            await self._message.write(data)
+        except StorageError as exc:
+            await self._storage_failed(exc)
+
+    async def _storage_failed(self, exc: StorageError) -> None:
+        self._failed = str(exc)
+        self.conn.log("storage failed", level=logging.WARNING, queue_id=self._queue_id,
+                      error=str(exc))
+        await self._discard()
+
+    async def _complete(self, req: MessageComplete) -> None:
+        message = self._message
+        reply: Reply | None = None
+        if message is None:
+            reply = R.STORAGE_TEMPFAIL
+        else:
+            try:
+                policy.check_from_header(self.ctx.settings, message.header_block,
+                                         self.core.user)
+                await message.commit(req.recipients)  # type: ignore[arg-type]
+            except SmtpError as exc:
+                reply = exc.reply
+            except QuotaExceeded:
+                reply = R.QUOTA_AT_END
+            except StorageError as exc:
+                self._failed = str(exc)
+                reply = R.STORAGE_TEMPFAIL
+        await self._discard()
+        if reply is None:
+            self._log_message("queued", req.size, recipients=len(req.recipients))
+            self.core.message_accepted(self._queue_id)
+        else:
+            self._log_message("rejected", req.size, recipients=len(req.recipients),
+                              code=reply.code, error=self._failed)
+            self.core.message_failed(reply)
+
+    async def _discard(self) -> None:
+        message, self._message = self._message, None
+        if message is not None:
+            with contextlib.suppress(StorageError):
+                await message.abort()
+
+    def _log_message(self, result: str, size: int, recipients: int = 0,
+                     code: int | None = None, error: str | None = None) -> None:
+        mail = self.core.mail
+        sender = mail.sender.text if mail is not None else None
+        self.conn.log("message", sender=sender, recipients=recipients, size=size,
+                      queue_id=self._queue_id, result=result, code=code, error=error)
+
+    # -- output ---------------------------------------------------------------------------
+    async def _flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            await self.conn.write(data)
+
+    async def _upgrade(self) -> None:
+        """Send ``220 ready to start TLS`` (and any replies queued before it) and switch to
+        TLS: :meth:`Connection.start_tls` pauses reading before the reply goes out, so a
+        quick client's ClientHello is not mistaken for pipelined plaintext."""
+        data = b"".join(self._out)
+        self._out.clear()
+        await self.conn.start_tls(data)
+
+    async def _last_words(self, reply: Reply) -> None:
+        self._out.append(reply.encode())
+        with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
+            await asyncio.wait_for(self._flush(), _LAST_WORDS_TIMEOUT)

@@ -1,0 +1,100 @@
+"""Who may send what to whom: the SMTP relay, recipient and sender decisions.
+
+Why a service: the SMTP core only knows the dialogue; whether ``bob@example.org`` is ours,
+exists, has room, or whether an authenticated user may use a sender address needs storage
+and settings, and the answers are the same for every listener. Each check returns what the
+session hands back to the core, or raises :class:`SmtpError` carrying the reply from the
+SMTP catalogue (``proto.smtp.replies``), so no reply text is written here.
+
+Rules (RFC 5321 section 3.6 and 7.1; RFC 6409 section 6.1 for submission):
+
+- A recipient is *local* when its domain is in the database (``storage.get_domain``) or in
+  ``mail.local_domains``; its user must exist (``550 5.1.1``). ``<postmaster>`` without a
+  domain (RFC 5321 section 4.5.1) means ``postmaster@<server hostname>``.
+- A remote recipient is refused: unauthenticated with ``554 5.7.1`` (never an open relay);
+  authenticated with ``550 5.7.1`` saying outbound delivery does not exist yet, so nothing
+  is ever accepted and then silently dropped.
+- A local user already at or over quota is refused at RCPT with ``452 4.2.2``.
+- Authenticated sessions (every submission session; an MX session only if the client chose
+  to AUTH) with ``mail.enforce_sender``: the envelope sender and every From: address must be
+  the user's own address (``553 5.7.1``); the null sender is refused.
+- Storage trouble during a lookup becomes ``451 4.3.0``: try again later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from email.utils import getaddresses
+
+from mailwing.config import Settings
+from mailwing.proto.smtp.commands import Address, Mail
+from mailwing.proto.smtp.replies import R, SmtpError
+from mailwing.storage.errors import StorageError
+from mailwing.storage.interface import Storage
+
+__all__ = ["LocalRecipient", "check_from_header", "check_recipient", "check_sender",
+           "is_local_domain"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRecipient:
+    """A recipient we deliver to: the user's INBOX."""
+
+    address: str
+    user_id: int
+    mailbox_id: int
+    quota_bytes: int  # 0: unlimited
+
+
+async def is_local_domain(storage: Storage, settings: Settings, domain: str) -> bool:
+    domain = domain.lower().rstrip(".")
+    if domain in (d.lower() for d in settings.mail.local_domains):
+        return True
+    return await storage.get_domain(domain) is not None
+
+
+async def check_recipient(storage: Storage, settings: Settings, recipient: Address, *,
+                          authenticated: bool) -> LocalRecipient:
+    """The local mailbox for ``recipient``, or :class:`SmtpError` with the refusal."""
+    address = recipient.text
+    if address.lower() == "postmaster":
+        address = f"postmaster@{settings.server.hostname}"
+    try:
+        if not await is_local_domain(storage, settings, address.rpartition("@")[2]):
+            raise SmtpError(R.OUTBOUND_UNAVAILABLE if authenticated else R.RELAY_DENIED)
+        user = await storage.get_user(address)
+        if user is None:
+            raise SmtpError(R.UNKNOWN_USER)
+        inbox = await storage.get_mailbox(user.id, "INBOX")
+        if inbox is None:
+            raise SmtpError(R.UNKNOWN_USER)
+        if user.quota_bytes > 0:
+            _, used = await storage.usage(user.id)
+            if used >= user.quota_bytes:
+                raise SmtpError(R.MAILBOX_FULL)
+    except StorageError as exc:
+        raise SmtpError(R.LOOKUP_TEMPFAIL) from exc
+    return LocalRecipient(user.address, user.id, inbox.id, user.quota_bytes)
+
+
+def check_sender(settings: Settings, mail: Mail, user: str | None) -> None:
+    """Refuse an envelope sender the authenticated ``user`` may not use."""
+    if user is None or not settings.mail.enforce_sender:
+        return
+    if mail.sender.is_null:
+        raise SmtpError(R.NULL_SENDER_REFUSED)
+    if mail.sender.text.lower() != user.lower():
+        raise SmtpError(R.SENDER_NOT_OWNED)
+
+
+def check_from_header(settings: Settings, header_block: bytes, user: str | None) -> None:
+    """Refuse a message whose From: names anyone but the authenticated ``user`` (checked at
+    the end of DATA, on the header block the inbound writer kept)."""
+    if user is None or not settings.mail.enforce_sender:
+        return
+    headers = HeaderParser().parsestr(header_block.decode("utf-8", "replace"))
+    values = [str(v) for v in headers.get_all("From", [])]
+    for _, addr in getaddresses(values):
+        if addr.lower() != user.lower():
+            raise SmtpError(R.FROM_NOT_OWNED)
