@@ -23,14 +23,17 @@ __all__ = [
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
+    "DkimSettings",
     "LimitsSettings",
     "ListenerSettings",
     "MailSettings",
+    "OutboundSettings",
     "ServerSettings",
     "Settings",
     "TlsSettings",
     "config_path",
     "load_settings",
+    "parse_duration",
 ]
 
 
@@ -72,6 +75,9 @@ class AuthSettings:
     failure_window: float = 300.0
     failure_delay: float = 0.5  # seconds added per recent failure from the IP before answering
     failure_delay_max: float = 3.0  # cap of that delay
+    check_spf: bool = True  # inbound (MX listener) SPF check, RFC 7208
+    check_dkim: bool = True  # inbound DKIM signature verification, RFC 6376
+    check_dmarc: bool = True  # inbound DMARC policy, RFC 7489 (needs SPF and DKIM results)
 
 
 @dataclass
@@ -92,6 +98,38 @@ class MailSettings:
     enforce_sender: bool = True
     #: Extra domains (besides those in the database) that count as local; usually empty.
     local_domains: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OutboundSettings:
+    """Delivery of mail for other domains (the queue worker inside ``mailwing serve``)."""
+
+    enabled: bool = True  # False: remote recipients are refused at RCPT (550 5.7.1)
+    relay_host: str = ""  # "HOST" or "HOST:PORT": send everything through this smarthost
+    relay_username: str = ""  # AUTH at the smarthost when set
+    relay_password: str = ""
+    relay_tls: str = "starttls"  # "starttls" (required), "opportunistic", "implicit", "none"
+    dns_resolver: str = ""  # "HOST" or "HOST:PORT" of the DNS server to ask; empty: system's
+    mx_port: int = 25  # port used on remote MX hosts (tests point it elsewhere)
+    retry_schedule: list[str] = field(
+        default_factory=lambda: ["1m", "5m", "15m", "1h", "4h"]
+    )  # delays between attempts; the last one repeats until the lifetime ends
+    lifetime: str = "5d"  # how long a message is retried before it bounces
+    concurrency: int = 20  # deliveries in flight per worker process
+    max_per_destination: int = 4  # of those, towards one destination domain
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0  # RFC 5321 4.5.3.2 suggests minutes per step
+
+
+@dataclass
+class DkimSettings:
+    """DKIM signing of outbound mail (keys made by ``mailwing dkim keygen``)."""
+
+    sign: bool = True  # sign mail of local domains that have a key in data_dir/dkim/
+    headers: list[str] = field(default_factory=lambda: [
+        "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "In-Reply-To",
+        "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+    ])
 
 
 @dataclass
@@ -126,6 +164,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     mail: MailSettings = field(default_factory=MailSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     smtp: ListenerSettings = _listener("smtp")
     submission: ListenerSettings = _listener("submission")
     smtps: ListenerSettings = _listener("smtps")
@@ -226,7 +266,47 @@ def _apply(settings: Settings, section: str, key: str, value: Any, where: str, e
     setattr(target, key, _convert(value, hints[key], where, env))
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, where: str = "duration") -> float:
+    """``"90s"``, ``"5m"``, ``"1h"``, ``"5d"`` (or a bare number of seconds) -> seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a duration like 30s, 5m, 1h or 5d") from None
+    if seconds < 0:
+        raise ConfigError(f"{where}: {text!r} must not be negative")
+    return seconds
+
+
+def _validate_outbound(o: OutboundSettings) -> None:
+    if not o.retry_schedule:
+        raise ConfigError("outbound.retry_schedule: at least one delay is needed")
+    for item in o.retry_schedule:
+        if parse_duration(item, "outbound.retry_schedule") <= 0:
+            raise ConfigError(f"outbound.retry_schedule: {item!r} must be positive")
+    if parse_duration(o.lifetime, "outbound.lifetime") <= 0:
+        raise ConfigError("outbound.lifetime: must be positive")
+    if o.relay_tls not in ("starttls", "opportunistic", "implicit", "none"):
+        raise ConfigError(
+            "outbound.relay_tls: must be starttls, opportunistic, implicit or none"
+        )
+    if not 0 < o.mx_port <= 65535:
+        raise ConfigError(f"outbound.mx_port: {o.mx_port} is not a port number")
+    if o.concurrency < 1 or o.max_per_destination < 1:
+        raise ConfigError("outbound.concurrency and max_per_destination: must be at least 1")
+    for name, value in (("relay_host", o.relay_host), ("dns_resolver", o.dns_resolver)):
+        port = value.rpartition(":")[2] if value.count(":") == 1 else ""
+        if value.count(":") == 1 and not port.isdigit():
+            raise ConfigError(f"outbound.{name}: {value!r} must be HOST or HOST:PORT")
+
+
 def _validate(s: Settings) -> None:
+    _validate_outbound(s.outbound)
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:
