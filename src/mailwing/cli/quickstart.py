@@ -2,9 +2,10 @@
 
 On the first run (a database without users) it creates the schema, the domain ``localhost``
 with the user ``demo@localhost`` and a random password, stores that password in
-``<data_dir>/demo-password.txt`` (mode 0600, never printed into logs), delivers a welcome
-message and prints how to connect. Later runs upgrade the schema if needed and only serve:
-an existing installation never gets a demo account added behind the operator's back.
+``<data_dir>/demo-password.txt`` (mode 0600, never written into logs), delivers a welcome
+message and prints, on the terminal only, the password and how to connect. Later runs
+upgrade the schema if needed and only serve: an existing installation never gets a demo
+account added behind the operator's back.
 """
 
 from __future__ import annotations
@@ -66,28 +67,44 @@ async def _prepare(settings: Settings, password_file: Path) -> tuple[int, int, b
 
 def _instructions(settings: Settings, password_file: Path, created: bool) -> str:
     host = settings.server.listen[0]
-    host = f"[{host}]" if ":" in host else host
-    pop3, pop3s = settings.pop3.port, settings.pop3s.port
+    url_host = f"[{host}]" if ":" in host else host
     pw = str(password_file)
+    password = ""
+    if created and password_file.exists():
+        password = password_file.read_text().strip()
+    ports = {name: settings.listener(name).port for name in
+             ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")}
     lines = [
         "demo account created: demo@localhost" if created else
         "existing installation: no account was added",
-        f"demo password file: {pw}" if password_file.exists() else "",
+        f"demo password: {password} (also in {pw})" if password else
+        (f"demo password file: {pw}" if password_file.exists() else ""),
         "",
-        "listeners (POP3 is implemented; SMTP and IMAP come later):",
-        f"  pop3  {host}:{pop3} (STLS available)" if pop3 else "",
-        f"  pop3s {host}:{pop3s} (implicit TLS, self-signed certificate)" if pop3s else "",
-        "",
-        "try it:",
-        f"  curl -u \"demo@localhost:$(cat {pw})\" pop3://{host}:{pop3}/1" if pop3 else "",
-        "  python3 -c 'import poplib; p = poplib.POP3(\"" + host.strip("[]") + f"\", {pop3}); "
-        "p.user(\"demo@localhost\"); p.pass_(open(\"" + pw + "\").read().strip()); "
-        "print(p.stat()); p.quit()'" if pop3 else "",
-        "",
-        "stop with Ctrl-C",
+        "listeners (self-signed certificate in the data folder unless tls.cert_file is set):",
     ]
-    return "\n".join(line for i, line in enumerate(lines)
-                     if line or (i and lines[i - 1]))
+    labels = {
+        "smtp": "SMTP (MX: mail for local users)",
+        "submission": "submission (STARTTLS, then AUTH)",
+        "smtps": "SMTPS (implicit TLS submission)",
+        "pop3": "POP3 (STLS available)",
+        "pop3s": "POP3S (implicit TLS)",
+        "imap": "IMAP (STARTTLS available)",
+        "imaps": "IMAPS (implicit TLS)",
+    }
+    lines += [f"  {name:<10} {url_host}:{port:<6} {labels[name]}"
+              for name, port in ports.items() if port]
+    lines += ["", "try it:"]
+    if ports["smtp"]:
+        lines.append(f"  swaks --server {host}:{ports['smtp']} --to demo@localhost")
+    if ports["pop3"]:
+        lines.append(f"  curl -u \"demo@localhost:$(cat {pw})\" pop3://{url_host}:{ports['pop3']}/1")
+    if ports["imap"]:
+        lines.append(f"  curl -u \"demo@localhost:$(cat {pw})\" "
+                     f"'imap://{url_host}:{ports['imap']}/INBOX;UID=1'")
+        lines.append(f"  Thunderbird/mutt: IMAP {host} port {ports['imap']} (STARTTLS), "
+                     f"SMTP port {ports['submission']}, user demo@localhost")
+    lines += ["", "stop with Ctrl-C"]
+    return "\n".join(lines)
 
 
 def _quickstart(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,150 @@
+"""What IMAP command handlers share: the session state they read and change, and how they
+answer.
+
+Why: handlers (one module per command group, see ``server/imap/__init__``) must not know
+sockets or each other. Each receives the :class:`SessionState` and its typed command, queues
+untagged responses with :meth:`SessionState.send` (a streamed FETCH body flushes them and
+writes to the connection itself), and returns a :class:`Done` (the tagged completion) or
+raises :class:`Refusal`, an error that knows its wire form (``NO [TRYCREATE] ...``,
+``BAD ...``). The session loop writes the tagged line, after the untagged updates RFC 3501
+section 7.4.1 allows at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mailwing.model import User
+from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap import wire as pw
+from mailwing.proto.imap.reader import ImapReader
+from mailwing.proto.imap.seqset import STAR, SequenceSet
+from mailwing.server.connection import Connection
+from mailwing.services.context import AppContext
+from mailwing.services.imap_selected import (
+    Exists,
+    Expunged,
+    FlagsChanged,
+    Recent,
+    SelectedView,
+    Update,
+    refresh,
+)
+from mailwing.storage.errors import StorageError
+
+__all__ = [
+    "Done", "Handler", "Refusal", "SessionState", "Status", "resolve", "sync_view",
+    "unavailable", "update_response",
+]
+
+Status = Literal["OK", "NO", "BAD"]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The tagged completion of a command."""
+
+    status: Status = "OK"
+    text: str = ""
+    code: str | None = None
+    sent: bool = False  # the handler wrote it already (STARTTLS must answer before the handshake)
+
+
+class Refusal(Exception):
+    """A command failed in a way the client is told about with a tagged NO or BAD."""
+
+    def __init__(self, status: Status, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.done = Done(status, text, code)
+
+
+def unavailable() -> Refusal:
+    """Storage failed temporarily (RFC 5530 ``[UNAVAILABLE]``)."""
+    return Refusal("NO", texts.STORAGE_UNAVAILABLE, "UNAVAILABLE")
+
+
+@dataclass
+class SessionState:
+    """The mutable state of one IMAP session, as handlers see it."""
+
+    ctx: AppContext
+    conn: Connection
+    reader: ImapReader
+    user: User | None = None
+    view: SelectedView | None = None
+    logout: bool = False
+    auth_failures: int = 0
+    enabled: set[str] = field(default_factory=set)
+    out: list[bytes] = field(default_factory=list)
+    #: set when the session must end after this command (``* BYE`` text already queued)
+    closing: bool = False
+    #: reads one raw line from the client (AUTHENTICATE continuations, IDLE's DONE)
+    read_line: Callable[[], Awaitable[bytes]] | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.user is not None
+
+    def send(self, data: bytes) -> None:
+        """Queue one untagged response (written before the tagged completion)."""
+        self.out.append(data)
+
+    async def flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            await self.conn.write(data)
+
+    def selected(self) -> SelectedView:
+        assert self.view is not None  # the state table only lets selected-state commands in
+        return self.view
+
+    def require_user(self) -> User:
+        assert self.user is not None
+        return self.user
+
+
+Handler = Callable[[SessionState, Any], Awaitable[Done]]
+
+
+def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tuple[int, int]]:
+    """(seq, uid) pairs of a sequence set in the session's numbering (RFC 3501 section 9:
+    a message number beyond the mailbox is an error, BAD; a UID that does not exist is
+    simply not matched, section 6.4.8)."""
+    star = view.star(by_uid=by_uid)
+    if not by_uid and not seqset.has_star and seqset.exceeds(view.exists):
+        raise Refusal("BAD", texts.BAD_MESSAGE_NUMBER)
+    ranges = [(star if a == STAR else a, star if b == STAR else b) for a, b in seqset.ranges]
+    return view.resolve(ranges, by_uid=by_uid)
+
+
+def update_response(update: Update) -> bytes:
+    """The wire form of one pending update of the selected view."""
+    match update:
+        case Expunged(seq=seq):
+            return responses.expunge(seq)
+        case Exists(count=n):
+            return responses.exists(n)
+        case Recent(count=n):
+            return responses.recent(n)
+        case FlagsChanged(seq=seq, uid=uid, flags=flags):
+            return responses.fetch(seq, [("UID", b"%d" % uid),
+                                         ("FLAGS", pw.flag_list(sorted(flags)))])
+    raise TypeError(update)
+
+
+async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
+    """Catch up with other sessions and queue what the client may be told now (RFC 3501
+    section 7.4.1: no EXPUNGE while FETCH, STORE or SEARCH runs). A storage failure here only
+    delays the news; the command's own result stands."""
+    view = s.view
+    if view is None:
+        return
+    try:
+        await refresh(s.ctx.storage, view)
+    except StorageError as exc:
+        s.conn.log("refresh failed", error=str(exc))
+    for update in view.take_updates(allow_expunge=allow_expunge):
+        s.send(update_response(update))

@@ -1,0 +1,105 @@
+"""FETCH and UID FETCH (RFC 3501 sections 6.4.5, 6.4.8, 7.4.2).
+
+The handler resolves the set through the session's own numbering, sets ``\\Seen`` in one
+storage call for every message a non-PEEK body item touches (read-write mailboxes only) and
+reports the new FLAGS inside the same FETCH response, then writes the responses message by
+message. Data comes from :class:`mailwing.services.imap_fetch.Fetcher`; large bodies are
+streamed here from ``storage.open_content`` with CRLF normalisation, chunk by chunk with
+``drain``. UID FETCH always includes UID. A message expunged elsewhere whose content is gone
+is left out (the command still completes OK; RFC 3501 section 7.4.1 leaves the choice).
+"""
+
+from __future__ import annotations
+
+from mailwing.proto.common.crlf import CrlfNormaliser
+from mailwing.proto.imap import commands as c
+from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.responses import LiteralBody
+from mailwing.server.imap.base import Done, SessionState, resolve, unavailable
+from mailwing.services.imap_fetch import Fetcher, StreamSource
+from mailwing.storage.errors import NotFound, StorageError
+
+__all__ = ["HANDLERS", "stream_literal"]
+
+CHUNK_SIZE = 256 * 1024
+_FLUSH_AT = 64 * 1024
+
+
+async def stream_literal(s: SessionState, body: LiteralBody) -> None:
+    """Write exactly ``body.size`` octets of the CRLF form of the content."""
+    src: StreamSource = body.source
+    await s.flush()
+    norm = CrlfNormaliser()
+    skip, left = src.start, src.length
+    chunks = s.ctx.storage.open_content(src.content.sha256, chunk_size=CHUNK_SIZE)
+    try:
+        async for raw in chunks:
+            data = norm.feed(raw)
+            if skip:
+                cut = min(skip, len(data))
+                data, skip = data[cut:], skip - cut
+            if data and left:
+                data = data[:left]
+                left -= len(data)
+                await s.conn.write(data)
+            if not left:
+                break
+        else:
+            tail = norm.finish()[:left] if not skip else b""
+            left -= len(tail)
+            if tail:
+                await s.conn.write(tail)
+    except StorageError as exc:  # the literal is announced: only padding can keep the stream
+        s.conn.log("fetch stream failed", sha256=src.content.sha256, error=str(exc))
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if left:  # storage gave fewer octets than announced: keep the stream in step
+        s.conn.log("fetch size mismatch", sha256=src.content.sha256, missing=left)
+        await s.conn.write(b" " * left)
+
+
+async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
+    view = s.selected()
+    pairs = resolve(view, cmd.sequence_set, by_uid=cmd.uid)
+    storage = s.ctx.storage
+    newly_seen: set[int] = set()
+    if not view.read_only and any(i.sets_seen for i in cmd.items):
+        unseen = [u for _, u in pairs if u not in view.gone
+                  and "\\Seen" not in view.entries[u].flags]
+        if unseen:
+            try:
+                changed, _ = await storage.set_flags(view.mailbox_id, unseen, ["\\Seen"], "add")
+            except StorageError as exc:
+                raise unavailable() from exc
+            view.own_flags(changed)
+            newly_seen = {e.uid for e in changed}
+    fetcher = Fetcher(storage, view)
+    if any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") and i.section is None
+           for i in cmd.items):
+        try:
+            await fetcher.prefetch(view.entries[u].content for _, u in pairs)
+        except StorageError as exc:
+            raise unavailable() from exc
+    for seq, uid in pairs:
+        try:
+            data = await fetcher.items(uid, cmd.items, with_uid=cmd.uid,
+                                       with_flags=uid in newly_seen)
+        except StorageError as exc:
+            if isinstance(exc, NotFound):
+                continue
+            raise unavailable() from exc
+        if data is None:
+            continue
+        for segment in responses.fetch_segments(seq, data):
+            if isinstance(segment, LiteralBody):
+                await stream_literal(s, segment)
+            else:
+                s.send(segment)
+        if sum(len(x) for x in s.out) > _FLUSH_AT:
+            await s.flush()
+    return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))
+
+
+HANDLERS = {c.Fetch: fetch}

@@ -1,0 +1,121 @@
+"""Selecting and leaving mailboxes, STATUS and APPEND: SELECT/EXAMINE (RFC 3501 6.3.1-2),
+STATUS (6.3.10), APPEND (6.3.11, RFC 4315 APPENDUID), CHECK (6.4.1), CLOSE (6.4.2),
+UNSELECT (RFC 3691).
+
+SELECT answers FLAGS, EXISTS, RECENT, ``[UNSEEN n]`` (the first unseen sequence number, only
+when there is one), ``[PERMANENTFLAGS]`` (with ``\\*``: any keyword may be stored;
+none for EXAMINE), ``[UIDVALIDITY]``, ``[UIDNEXT]``, then ``[READ-WRITE]``/``[READ-ONLY]``.
+A SELECT that fails leaves the session in the authenticated state (section 6.3.1). EXAMINE
+does not claim \\Recent.
+
+APPEND: a message over ``limits.max_message_size`` answers ``NO [TOOBIG]``; a missing target
+``NO [TRYCREATE]``; success ``OK [APPENDUID uidvalidity uid]``. Other sessions learn of the
+new message through storage change tracking (their next NOOP/IDLE).
+
+CLOSE removes \\Deleted messages silently when the mailbox is read-write (no EXPUNGE
+responses, section 6.4.2); UNSELECT never removes anything.
+"""
+
+from __future__ import annotations
+
+from mailwing.proto.imap import commands as c
+from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.responses import Code
+from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.mailboxes import find_mailbox, valid_name
+from mailwing.services.imap_selected import RECENT, open_view, refresh
+from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.interface import Delivery
+
+__all__ = ["HANDLERS", "SYSTEM_FLAGS"]
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+async def select(s: SessionState, cmd: c.Select) -> Done:
+    s.view = None  # a failed SELECT leaves no mailbox selected
+    box = await find_mailbox(s, cmd.mailbox)
+    try:
+        view = await open_view(s.ctx.storage, box, read_only=cmd.readonly)
+    except StorageError as exc:
+        raise unavailable() from exc
+    s.view = view
+    keywords = {f for e in view.entries.values() for f in e.flags} - set(SYSTEM_FLAGS)
+    flags = (*SYSTEM_FLAGS, *sorted(keywords))
+    s.send(responses.flags(flags))
+    s.send(responses.exists(view.exists))
+    s.send(responses.recent(len(view.recent)))
+    unseen = view.first_unseen()
+    if unseen is not None:
+        s.send(responses.ok("*", texts.UNSEEN_FIRST, Code.unseen(unseen)))
+    permanent = () if cmd.readonly else (*flags, "\\*")
+    s.send(responses.ok("*", texts.PERMANENTFLAGS, Code.permanentflags(permanent)))
+    s.send(responses.ok("*", texts.UIDVALIDITY, Code.uidvalidity(view.mailbox.uidvalidity)))
+    s.send(responses.ok("*", texts.UIDNEXT, Code.uidnext(view.uidnext)))
+    mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
+    return Done("OK", texts.COMPLETED.format("EXAMINE" if cmd.readonly else "SELECT"), mode)
+
+
+async def status(s: SessionState, cmd: c.Status) -> Done:
+    box = await find_mailbox(s, cmd.mailbox)
+    try:
+        counts = await s.ctx.storage.mailbox_counts(box.id)
+    except StorageError as exc:
+        raise unavailable() from exc
+    values = {"MESSAGES": counts.messages, "RECENT": counts.recent, "UIDNEXT": box.uidnext,
+              "UIDVALIDITY": box.uidvalidity, "UNSEEN": counts.unseen,
+              "HIGHESTMODSEQ": box.highestmodseq}
+    s.send(responses.status(box.name, {i: values[i] for i in cmd.items if i in values}))
+    return Done("OK", texts.COMPLETED.format("STATUS"))
+
+
+async def append(s: SessionState, cmd: c.Append) -> Done:
+    if len(cmd.message) > s.ctx.settings.limits.max_message_size:
+        return Done("NO", texts.MESSAGE_TOO_BIG, "TOOBIG")
+    name = valid_name(cmd.mailbox)
+    storage = s.ctx.storage
+    flags = frozenset(f for f in cmd.flags if f != RECENT)
+    try:
+        box = await storage.get_mailbox(s.require_user().id, name)
+        if box is None:
+            return Done("NO", texts.TRYCREATE, "TRYCREATE")
+        content = await storage.store_content(cmd.message)
+        entries = await storage.append(
+            content, [Delivery(box.id, flags, cmd.internal_date)]
+        )
+    except NotFound:
+        return Done("NO", texts.TRYCREATE, "TRYCREATE")
+    except StorageError as exc:
+        raise unavailable() from exc
+    s.conn.log("append", mailbox_id=box.id, uid=entries[0].uid, size=len(cmd.message))
+    return Done("OK", texts.COMPLETED.format("APPEND"),
+                Code.appenduid(box.uidvalidity, entries[0].uid))
+
+
+async def check(s: SessionState, cmd: c.Check) -> Done:
+    return Done("OK", texts.COMPLETED.format("CHECK"))
+
+
+async def close(s: SessionState, cmd: c.Close) -> Done:
+    view = s.selected()
+    s.view = None
+    if not view.read_only:
+        try:
+            await refresh(s.ctx.storage, view)
+            doomed = [u for u, e in view.entries.items() if "\\Deleted" in e.flags]
+            if doomed:
+                await s.ctx.storage.expunge(view.mailbox_id, doomed)
+        except StorageError as exc:
+            raise unavailable() from exc
+    return Done("OK", texts.COMPLETED.format("CLOSE"))
+
+
+async def unselect(s: SessionState, cmd: c.Unselect) -> Done:
+    s.view = None
+    return Done("OK", texts.COMPLETED.format("UNSELECT"))
+
+
+HANDLERS = {
+    c.Select: select, c.Status: status, c.Append: append, c.Check: check, c.Close: close,
+    c.Unselect: unselect,
+}

@@ -1,0 +1,167 @@
+"""The asyncio side of an IMAP session: reads, feeds the sans-IO reader, dispatches, writes.
+
+Why so thin: framing, parsing and literals are :class:`~mailwing.proto.imap.reader.ImapReader`'s
+job; which command is allowed in which state (RFC 3501 section 3) is
+:func:`~mailwing.proto.imap.states.allowed`; what each command does lives in one handler
+module per group (:mod:`mailwing.server.imap`), and the selected mailbox's numbering and
+pending updates in :mod:`mailwing.services.imap_selected`. This loop only:
+
+- greets with ``* OK [CAPABILITY ...]`` (RFC 3501 section 7.1.1);
+- answers ``+`` continuations for synchronising literals, and protocol errors with their own
+  wire form (``BAD``, ``NO [TOOBIG]``);
+- refuses a command not allowed in the current state with ``BAD``;
+- after each command in the selected state catches up with other sessions and sends the
+  untagged updates allowed at that moment (no EXPUNGE after FETCH, STORE or SEARCH, section
+  7.4.1), then the tagged completion, then flushes (``drain``) before reading again;
+- ends the session with ``* BYE``: after LOGOUT, after ``limits.max_errors`` BAD/NO-for-syntax
+  answers in a row, after ``limits.max_auth_failures`` failed logins, on idle timeout
+  (autologout, section 5.4), on server shutdown, or on an unexpected error (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from mailwing.proto.imap import commands as c
+from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.events import (
+    CommandReceived,
+    LineReceived,
+    NeedData,
+    ProtocolError,
+    SendContinuation,
+)
+from mailwing.proto.imap.reader import ImapReader
+from mailwing.proto.imap.responses import Code
+from mailwing.proto.imap.states import State, allowed
+from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.server.imap import HANDLERS
+from mailwing.server.imap.auth import capability_list
+from mailwing.server.imap.base import Refusal, SessionState, sync_view, unavailable
+from mailwing.services.context import AppContext
+from mailwing.storage.errors import StorageError
+
+__all__ = ["handle_imap"]
+
+log = logging.getLogger("mailwing.session")
+
+_LAST_WORDS_TIMEOUT = 5.0
+#: commands during which EXPUNGE must not be sent (RFC 3501 section 7.4.1)
+_NO_EXPUNGE = (c.Fetch, c.Store, c.Search)
+_MAX_LITERAL = 1024 * 1024  # literal data of any command but APPEND
+
+
+async def handle_imap(ctx: AppContext, conn: Connection) -> None:
+    """Run one IMAP session on an accepted connection (imap and imaps listeners)."""
+    reader = ImapReader(max_line=max(ctx.settings.server.max_line_length, 1024),
+                        max_literal=_MAX_LITERAL,
+                        max_message=ctx.settings.limits.max_message_size)
+    await _ImapSession(SessionState(ctx, conn, reader)).run()
+
+
+class _ImapSession:
+    def __init__(self, s: SessionState) -> None:
+        self.s = s
+        self.reader: ImapReader = s.reader
+        self.errors = 0
+        s.read_line = self.read_line
+
+    @property
+    def state(self) -> State:
+        if self.s.logout:
+            return State.LOGOUT
+        if self.s.user is None:
+            return State.NOT_AUTHENTICATED
+        return State.SELECTED if self.s.view is not None else State.AUTHENTICATED
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        s = self.s
+        try:
+            s.send(responses.ok("*", texts.GREETING, Code.capability(capability_list(s))))
+            await self._loop()
+            await s.flush()
+        except ServerShutdown:
+            await self._last_words(responses.bye(texts.BYE_SHUTDOWN))
+        except IdleTimeout:
+            await self._last_words(responses.bye(texts.BYE_IDLE_TIMEOUT))
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("IMAP session failed", extra={
+                "session": s.conn.session_id, "listener": s.conn.listener,
+                "peer": s.conn.peer.ip, "user": s.conn.user, "fields": {}})
+            await self._last_words(responses.bye(texts.BYE_INTERNAL))
+
+    async def _loop(self) -> None:
+        s, reader = self.s, self.reader
+        while not (s.logout or s.closing):
+            event = reader.next_event()
+            match event:
+                case NeedData():
+                    await s.flush()
+                    reader.receive_data(await s.conn.read())
+                case SendContinuation():
+                    s.send(event.response())
+                    await s.flush()
+                case ProtocolError():
+                    s.send(event.response())
+                    self._error(close=event.close)
+                case CommandReceived(command=command):
+                    await self._dispatch(command)
+                case LineReceived():
+                    pass  # a stray line after an aborted exchange: nothing to do
+
+    def _error(self, *, close: bool = False) -> None:
+        self.errors += 1
+        if close or self.errors >= self.s.ctx.settings.limits.max_errors:
+            self.s.send(responses.bye(texts.BYE_TOO_MANY_ERRORS))
+            self.s.closing = True
+
+    async def _dispatch(self, command: c.Command) -> None:
+        s = self.s
+        s.conn.commands += 1
+        s.conn.log("command", level=logging.DEBUG, command=command.name)
+        state = self.state
+        if not allowed(state, command):
+            s.send(responses.bad(command.tag,
+                                 texts.NOT_ALLOWED_STATE.format(command.name, state.value)))
+            self._error()
+            return
+        try:
+            done = await HANDLERS[type(command)](s, command)
+        except Refusal as refusal:
+            done = refusal.done
+        except StorageError:
+            done = unavailable().done
+        if s.view is not None and not s.logout:
+            await sync_view(s, allow_expunge=not isinstance(command, _NO_EXPUNGE))
+        if not done.sent:
+            s.send(responses.tagged(command.tag, done.status, done.text, done.code))
+        if s.closing:  # set by a login handler: too many failed attempts
+            s.send(responses.bye(texts.BYE_TOO_MANY_AUTH_FAILURES))
+        elif done.status == "BAD":
+            self._error()
+        else:
+            self.errors = 0
+        await s.flush()
+
+    # -- raw lines (AUTHENTICATE continuations, IDLE's DONE) -----------------------------
+    async def read_line(self) -> bytes:
+        self.reader.expect_line()
+        while True:
+            event = self.reader.next_event()
+            if isinstance(event, LineReceived):
+                return event.line
+            if not isinstance(event, NeedData):
+                return b""  # an over-long or malformed line: the caller refuses it
+            await self.s.flush()
+            self.reader.receive_data(await self.s.conn.read())
+
+    async def _last_words(self, data: bytes) -> None:
+        self.s.out.append(data)
+        with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
+            await asyncio.wait_for(self.s.flush(), _LAST_WORDS_TIMEOUT)
+

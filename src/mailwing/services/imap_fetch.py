@@ -1,0 +1,183 @@
+"""What one FETCH data item says about one message (RFC 3501 sections 6.4.5 and 7.4.2).
+
+Why here: the server handler only resolves sequence sets and writes; deciding *what* each
+item needs (nothing beyond the entry, the cached MIME views, or the content) is done once:
+
+- FLAGS, UID, INTERNALDATE, RFC822.SIZE (``crlf_size``) and MODSEQ come from the
+  :class:`~mailwing.model.MailEntry` the selected view holds: no storage query at all.
+- ENVELOPE, BODY and BODYSTRUCTURE are computed once per content and kept in
+  :meth:`Storage.set_content_cache` (every session, process and node shares them), and in a
+  process-wide LRU (:class:`ViewCache`) so that a ``FETCH 1:* (FLAGS ENVELOPE)`` of a large
+  mailbox seen before costs no query per message. Contents are immutable (keyed by SHA-256),
+  so the cache never goes stale.
+- A full ``BODY[]``/``RFC822`` (or a partial of it) of a message larger than
+  :data:`STREAM_OVER` becomes a :class:`~mailwing.proto.imap.responses.LiteralBody`: the
+  session streams it from ``storage.open_content`` with CRLF normalisation, so a 25 MB
+  message never sits whole in memory. Other sections read the content once per message
+  (CRLF-normalised, as :mod:`mailwing.mime` requires) and slice it.
+
+A section that does not exist answers the empty string (RFC 3501 leaves it open; most servers
+do the same). A message whose content has gone (expunged elsewhere, not yet announced) gets
+only the items that need no content (the caller omits it otherwise).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailwing import mime
+from mailwing.model import ContentInfo, MailEntry
+from mailwing.proto.common.crlf import to_crlf
+from mailwing.proto.imap import wire as pw
+from mailwing.proto.imap.fetchitems import FetchItem, Section
+from mailwing.proto.imap.responses import LiteralBody
+from mailwing.services.imap_selected import SelectedView
+from mailwing.storage.errors import NotFound
+from mailwing.storage.interface import Storage
+
+__all__ = ["STREAM_OVER", "Fetcher", "StreamSource", "ViewCache"]
+
+STREAM_OVER = 256 * 1024  # bodies above this many octets are streamed
+_VIEW_ITEMS = {"ENVELOPE": "envelope", "BODY": "body", "BODYSTRUCTURE": "bodystructure"}
+_RFC822 = {"RFC822": Section(), "RFC822.HEADER": Section((), "HEADER"),
+           "RFC822.TEXT": Section((), "TEXT")}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSource:
+    """Where a streamed literal comes from: ``length`` octets of the CRLF form of
+    ``content`` starting at ``start``."""
+
+    content: ContentInfo
+    start: int
+    length: int
+
+
+class ViewCache:
+    """A bounded, process-wide LRU of encoded ENVELOPE/BODY/BODYSTRUCTURE per content."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+
+    def get(self, sha256: str) -> dict[str, bytes] | None:
+        value = self._data.get(sha256)
+        if value is not None:
+            self._data.move_to_end(sha256)
+        return value
+
+    def put(self, sha256: str, value: dict[str, bytes]) -> None:
+        self._data[sha256] = value
+        self._data.move_to_end(sha256)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+
+VIEWS = ViewCache()
+
+
+class Fetcher:
+    """Builds ``(name, value)`` pairs for ``responses.fetch_segments``, one message at a
+    time; keeps the last content read so several sections of one message cost one read."""
+
+    def __init__(self, storage: Storage, view: SelectedView, cache: ViewCache = VIEWS) -> None:
+        self.storage = storage
+        self.view = view
+        self.cache = cache
+        self._last: tuple[str, bytes, mime.MessagePart] | None = None
+
+    async def prefetch(self, contents: Iterable[ContentInfo]) -> None:
+        """Warm the LRU for many contents in one query when the storage offers a batch
+        lookup (``get_content_caches(sha256s) -> {sha256: values}``, not yet part of the
+        Storage protocol); otherwise each cold content costs one lookup in :meth:`views`."""
+        batch = getattr(self.storage, "get_content_caches", None)
+        if batch is None:
+            return
+        missing = list(dict.fromkeys(c.sha256 for c in contents
+                                     if self.cache.get(c.sha256) is None))
+        if not missing:
+            return
+        found: dict[str, dict[str, bytes]] = await batch(missing)
+        for sha256, values in found.items():
+            if all(k in values for k in _VIEW_ITEMS.values()):
+                self.cache.put(sha256, values)
+
+    async def message(self, content: ContentInfo) -> tuple[bytes, mime.MessagePart]:
+        """The CRLF form of a content and its MIME tree (NotFound if the content is gone)."""
+        if self._last is not None and self._last[0] == content.sha256:
+            return self._last[1], self._last[2]
+        raw = await self.storage.read_content(content.sha256)
+        if not content.crlf_clean:
+            raw = to_crlf(raw)
+        msg = mime.parse(raw)
+        self._last = (content.sha256, raw, msg)
+        return raw, msg
+
+    async def views(self, content: ContentInfo) -> dict[str, bytes]:
+        cached = self.cache.get(content.sha256)
+        if cached is not None:
+            return cached
+        stored = await self.storage.get_content_cache(content.sha256)
+        if not all(k in stored for k in _VIEW_ITEMS.values()):
+            _, msg = await self.message(content)
+            stored = {
+                "envelope": pw.encode_sexp(mime.envelope(msg)),
+                "body": pw.encode_sexp(mime.bodystructure(msg, extended=False)),
+                "bodystructure": pw.encode_sexp(mime.bodystructure(msg, extended=True)),
+            }
+            await self.storage.set_content_cache(content.sha256, stored)
+        self.cache.put(content.sha256, stored)
+        return stored
+
+    async def items(self, uid: int, items: tuple[FetchItem, ...], *, with_uid: bool,
+                    with_flags: bool) -> list[tuple[str, bytes | LiteralBody]] | None:
+        """The FETCH data of one message, or None when its content is gone."""
+        entry = self.view.entries[uid]
+        out: list[tuple[str, bytes | LiteralBody]] = []
+        names = {i.name for i in items if i.section is None}
+        if with_uid and "UID" not in names:
+            out.append(("UID", b"%d" % uid))
+        try:
+            for item in items:
+                out.append(await self._item(entry, item))
+        except NotFound:
+            return None
+        if with_flags and "FLAGS" not in names:
+            out.append(("FLAGS", pw.flag_list(sorted(self.view.flags_of(uid)))))
+        return out
+
+    async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
+        name = item.name
+        if item.section is not None:
+            return item.response_name, await self._section(entry, item.section, item.partial)
+        if name == "UID":
+            return name, b"%d" % entry.uid
+        if name == "FLAGS":
+            return name, pw.flag_list(sorted(self.view.flags_of(entry.uid)))
+        if name == "INTERNALDATE":
+            return name, pw.quoted(pw.format_datetime(entry.internal_date))
+        if name == "RFC822.SIZE":
+            return name, b"%d" % entry.content.crlf_size
+        if name == "MODSEQ":
+            return name, b"(%d)" % entry.modseq
+        if name in _VIEW_ITEMS:
+            return name, (await self.views(entry.content))[_VIEW_ITEMS[name]]
+        return name, await self._section(entry, _RFC822[name], None)
+
+    async def _section(self, entry: MailEntry, section: Section,
+                       partial: tuple[int, int] | None) -> bytes | LiteralBody:
+        content = entry.content
+        whole = section.part == () and section.text is None
+        if whole and content.crlf_size > STREAM_OVER:
+            start, length = partial if partial is not None else (0, content.crlf_size)
+            size = max(0, min(length, content.crlf_size - start))
+            return LiteralBody(size, StreamSource(content, start, size))
+        raw, msg = await self.message(content)
+        data = mime.section(raw, msg, section.part, section.text, section.fields)
+        if data is None:
+            data = b""
+        if partial is not None:
+            data = mime.partial(data, partial[0], partial[1])
+        return pw.literal(data) if data else b'""'

@@ -1,0 +1,270 @@
+"""The selected mailbox as one IMAP session sees it: sequence numbers, \\Recent, pending updates.
+
+Why a separate, socket-free object: RFC 3501 section 2.3.1.2 makes message sequence numbers a
+property of the *session*, not of the mailbox. Another session's APPEND, STORE or EXPUNGE
+changes the mailbox at once, but this session's numbering may only change when it tells its
+client (``* n EXISTS``, ``* n EXPUNGE``), and section 7.4.1 forbids sending EXPUNGE while a
+FETCH, STORE or SEARCH (by sequence number) is in progress. So the view keeps:
+
+- ``uids``: the session's own list, ascending; ``uids[i]`` has sequence number ``i + 1``;
+- ``entries``: the latest known storage state of each of those messages (flags, size,
+  content) -- a FETCH of ``1:* FLAGS RFC822.SIZE`` is answered from memory;
+- pending work learnt from :meth:`Storage.mail_changes` but not yet told to the client:
+  new entries (``EXISTS``), expunged UIDs (``EXPUNGE``), flag changes (``FETCH``).
+
+An entry expunged elsewhere but not yet announced stays in ``uids`` and ``entries`` (it is
+marked in ``gone``), so sequence numbers stay stable; a FETCH of it answers what the session
+still has in memory and omits body data whose content has gone (RFC 3501 section 7.4.1 allows
+either that or ``NO``; we answer ``OK`` and omit, which clients handle best).
+
+\\Recent (RFC 3501 section 2.3.2): a read-write SELECT calls :meth:`Storage.claim_recent`;
+entries at or above the returned floor are recent for this session only. New mail seen later
+is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims.
+
+Change tracking uses the mailbox's MODSEQ: the view remembers the HIGHESTMODSEQ it has caught
+up with and asks only for what changed since. Own changes (STORE, EXPUNGE by this session)
+are applied at once and announced by the command itself; when ``mail_changes`` later reports
+them again they match what the view holds and produce nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mailwing.model import Mailbox, MailEntry
+from mailwing.storage.interface import Storage
+
+__all__ = [
+    "RECENT",
+    "Exists",
+    "Expunged",
+    "FlagsChanged",
+    "Recent",
+    "SelectedView",
+    "Update",
+    "open_view",
+    "refresh",
+]
+
+RECENT = "\\Recent"
+
+
+@dataclass(frozen=True, slots=True)
+class Expunged:
+    """``* seq EXPUNGE`` (already applied to the view's numbering)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    """``* seq FETCH (UID uid FLAGS (...))`` for a change made elsewhere."""
+
+    seq: int
+    uid: int
+    flags: frozenset[str]
+
+
+Update = Expunged | Exists | Recent | FlagsChanged
+
+
+class SelectedView:
+    """One session's picture of its selected mailbox (pure bookkeeping, no I/O)."""
+
+    def __init__(self, mailbox: Mailbox, entries: Sequence[MailEntry], *, read_only: bool,
+                 modseq: int, recent_floor: int | None = None) -> None:
+        self.mailbox = mailbox
+        self.read_only = read_only
+        self.modseq = modseq
+        ordered = sorted(entries, key=lambda e: e.uid)
+        self.uids: list[int] = [e.uid for e in ordered]
+        self.entries: dict[int, MailEntry] = {e.uid: e for e in ordered}
+        self.recent: set[int] = (
+            {u for u in self.uids if u >= recent_floor} if recent_floor is not None else set()
+        )
+        self.gone: set[int] = set()  # expunged in storage, EXPUNGE not yet sent
+        self._new: dict[int, MailEntry] = {}  # in storage, EXISTS not yet sent
+        self._changed: set[int] = set()  # flags changed elsewhere, FETCH not yet sent
+        self._announced_exists = len(self.uids)
+        self._announced_recent = len(self.recent)
+
+    # -- identity and counters -----------------------------------------------------------
+    @property
+    def mailbox_id(self) -> int:
+        return self.mailbox.id
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def uidnext(self) -> int:
+        highest = max(self.uids[-1] if self.uids else 0, max(self._new, default=0))
+        return max(self.mailbox.uidnext, highest + 1)
+
+    def first_unseen(self) -> int | None:
+        """Sequence number of the first message without \\Seen (SELECT's ``[UNSEEN n]``)."""
+        for seq, uid in enumerate(self.uids, 1):
+            if "\\Seen" not in self.entries[uid].flags:
+                return seq
+        return None
+
+    # -- numbering ------------------------------------------------------------------------
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    def resolve(self, ranges: Iterable[tuple[int, int]], *, by_uid: bool) -> list[tuple[int, int]]:
+        """(seq, uid) pairs for a sequence set given as inclusive ranges, ascending, no
+        repeats. ``*`` must already be replaced by the caller with :meth:`star` (RFC 3501
+        section 9: ``*`` is the largest number in use; a range is unordered, ``4:2``)."""
+        picked: set[int] = set()
+        for a, b in ranges:
+            lo, hi = (a, b) if a <= b else (b, a)
+            if by_uid:
+                i = bisect.bisect_left(self.uids, lo)
+                j = bisect.bisect_right(self.uids, hi)
+                picked.update(range(i, j))
+            else:
+                picked.update(range(max(lo, 1) - 1, min(hi, len(self.uids))))
+        return [(i + 1, self.uids[i]) for i in sorted(picked)]
+
+    def star(self, *, by_uid: bool) -> int:
+        """The value of ``*``: the highest UID (or sequence number) in use, 0 when empty.
+
+        RFC 3501 section 6.4.8: ``UID n:*`` always includes the highest UID even when it is
+        below ``n``; resolving ``n:*`` as the range (highest, n) does exactly that."""
+        if by_uid:
+            return self.uids[-1] if self.uids else 0
+        return len(self.uids)
+
+    def flags_of(self, uid: int) -> frozenset[str]:
+        """Flags as this session reports them (with \\Recent when it is recent here)."""
+        flags = self.entries[uid].flags
+        return flags | {RECENT} if uid in self.recent else flags
+
+    # -- changes made elsewhere -------------------------------------------------------------
+    def note_changes(self, highest: int, changed: Iterable[MailEntry],
+                     expunged: Iterable[int]) -> list[int]:
+        """Record what :meth:`Storage.mail_changes` reported; return the UIDs of new entries
+        (the caller may claim them as \\Recent with :meth:`note_recent`)."""
+        self.modseq = max(self.modseq, highest)
+        fresh: list[int] = []
+        for uid in expunged:
+            if uid in self.entries:
+                self.gone.add(uid)
+            self._new.pop(uid, None)
+        for entry in changed:
+            uid = entry.uid
+            if uid in self.gone:
+                continue
+            known = self.entries.get(uid)
+            if known is not None:
+                if known.flags != entry.flags:
+                    self._changed.add(uid)
+                self.entries[uid] = entry
+            elif not self.uids or uid > self.uids[-1]:
+                if uid not in self._new:
+                    fresh.append(uid)
+                self._new[uid] = entry
+        return fresh
+
+    def note_recent(self, uids: Iterable[int]) -> None:
+        self.recent.update(uids)
+
+    # -- this session's own changes ---------------------------------------------------------
+    def own_flags(self, entries: Iterable[MailEntry]) -> list[FlagsChanged]:
+        """Apply the result of this session's STORE; return what to report."""
+        out: list[FlagsChanged] = []
+        for entry in entries:
+            seq = self.seq_of(entry.uid)
+            if seq is None:
+                continue
+            self.entries[entry.uid] = entry
+            self._changed.discard(entry.uid)
+            out.append(FlagsChanged(seq, entry.uid, self.flags_of(entry.uid)))
+        return out
+
+    def own_expunge(self, uids: Iterable[int]) -> list[Expunged]:
+        """Apply this session's EXPUNGE (UIDs removed by storage); return ``* n EXPUNGE``s."""
+        self.gone.update(u for u in uids if u in self.entries)
+        return self._take_expunges()
+
+    # -- telling the client -----------------------------------------------------------------
+    def take_updates(self, *, allow_expunge: bool) -> list[Update]:
+        """The untagged responses due now, in a safe order: EXPUNGEs (if allowed), then
+        EXISTS/RECENT for new mail, then FETCH FLAGS for changes made elsewhere."""
+        out: list[Update] = []
+        if allow_expunge:
+            out.extend(self._take_expunges())
+        if self._new:
+            for uid in sorted(self._new):
+                self.uids.append(uid)
+                self.entries[uid] = self._new[uid]
+            self._new.clear()
+        if len(self.uids) != self._announced_exists:
+            self._announced_exists = len(self.uids)
+            out.append(Exists(len(self.uids)))
+            recent = sum(1 for u in self.uids if u in self.recent)
+            self._announced_recent = recent
+            out.append(Recent(recent))
+        for uid in sorted(self._changed):
+            seq = self.seq_of(uid)
+            if seq is not None and uid not in self.gone:
+                out.append(FlagsChanged(seq, uid, self.flags_of(uid)))
+        self._changed.clear()
+        return out
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.gone or self._new or self._changed)
+
+    def _take_expunges(self) -> list[Expunged]:
+        out: list[Expunged] = []
+        for uid in sorted(self.gone):
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue
+            del self.uids[seq - 1]
+            del self.entries[uid]
+            self.recent.discard(uid)
+            out.append(Expunged(seq))
+        self.gone.clear()
+        self._announced_exists = len(self.uids)
+        self._announced_recent = sum(1 for u in self.uids if u in self.recent)
+        return out
+
+
+async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> SelectedView:
+    """SELECT/EXAMINE: counters first, then the listing, so nothing between is lost (a change
+    made in between is reported again by the next :func:`refresh` and matched harmlessly)."""
+    fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
+    floor = None if read_only else await storage.claim_recent(mailbox.id)
+    entries = await storage.list_mail(mailbox.id)
+    return SelectedView(fresh, entries, read_only=read_only, modseq=fresh.highestmodseq,
+                        recent_floor=floor)
+
+
+async def refresh(storage: Storage, view: SelectedView) -> None:
+    """Catch up with changes made by other sessions, processes or nodes (one query, plus a
+    \\Recent claim when new mail arrived and the mailbox is selected read-write)."""
+    highest, changed, expunged = await storage.mail_changes(view.mailbox_id, view.modseq)
+    fresh = view.note_changes(highest, changed, expunged)
+    if fresh and not view.read_only:
+        floor = await storage.claim_recent(view.mailbox_id)
+        view.note_recent(u for u in fresh if u >= floor)

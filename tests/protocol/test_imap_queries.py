@@ -1,0 +1,94 @@
+"""How many storage calls an IMAP FETCH costs, with the session in-process over real
+sockets and a real SQLite storage wrapped to count calls (no mocks: every call goes through).
+
+A ``FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE)`` over many messages must not cost a listing or
+a metadata query per message: the selected view holds the entries, and ENVELOPE comes from
+the content cache (computed once per content, then kept in a process-wide LRU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailwing.config import Settings
+from mailwing.server.connection import Connection
+from mailwing.server.imap_session import handle_imap
+from mailwing.services.auth import Authenticator
+from mailwing.services.context import AppContext
+from mailwing.services.passwords import hash_password
+from mailwing.storage import Delivery, Storage, open_storage
+
+N = 300
+
+
+class CountingStorage:
+    def __init__(self, inner: Storage) -> None:
+        self._inner = inner
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if callable(value):
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls[name] += 1
+                return value(*args, **kwargs)
+            return counted
+        return value
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[int, CountingStorage]]:
+    real = await open_storage(f"sqlite:///{tmp_path / 'm.db'}", data_dir=tmp_path)
+    await real.upgrade()
+    user, _ = await real.add_user("q@example.test", hash_password("pw"), create_domain=True)
+    box = await real.get_mailbox(user.id, "INBOX")
+    for i in range(N):
+        info = await real.store_content(
+            f"From: n{i}@example.test\r\nSubject: number {i}\r\n\r\nbody {i}\r\n".encode())
+        await real.append(info, [Delivery(box.id)])
+    counting = CountingStorage(real)
+    settings = Settings()
+    settings.auth.allow_plaintext = True
+    ctx = AppContext(settings, counting, Authenticator(real, settings.auth))  # type: ignore[arg-type]
+
+    async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        conn = Connection(r, w, listener="imap", ssl_context=None, idle_timeout=60)
+        try:
+            await handle_imap(ctx, conn)
+        finally:
+            await conn.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    yield int(server.sockets[0].getsockname()[1]), counting
+    server.close()
+    await real.close()
+
+
+async def test_fetch_all_envelopes_costs_no_query_per_message(
+        served: tuple[int, CountingStorage]) -> None:
+    port, storage = served
+
+    def client() -> tuple[list[Any], list[Any]]:
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        c.login("q@example.test", "pw")
+        c.select("INBOX")
+        first = c.fetch("1:*", "(FLAGS ENVELOPE RFC822.SIZE)")[1]
+        storage.calls.clear()
+        second = c.fetch("1:*", "(FLAGS ENVELOPE RFC822.SIZE)")[1]
+        c.logout()
+        return first, second
+
+    first, second = await asyncio.to_thread(client)
+    assert len(first) == len(second) == N and first == second
+    assert b'"number 7"' in second[7]
+    # the second FETCH: no listing, no per-message lookups; one change check at the end
+    assert storage.calls["list_mail"] == 0
+    assert storage.calls["get_content_cache"] == 0 and storage.calls["read_content"] == 0
+    assert sum(storage.calls.values()) <= 2, storage.calls
