@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,18 +76,21 @@ class MailwingServer:
         self.log_path = self.root / "server.log"
         for name in LISTENER_NAMES:
             self.ports[name] = free_port() if name in self.enable else 0
-        lines = [
-            "[server]",
-            'hostname = "mail.test"',
-            'listen = ["127.0.0.1"]',
-            f'data_dir = "{self.data_dir}"',
-            "",
-        ]
+        config: dict[str, dict[str, object]] = {
+            "server": {"hostname": "mail.test", "listen": ["127.0.0.1"],
+                       "data_dir": str(self.data_dir)},
+            # Tests send traffic only to loopback: no DNS queries to the system's resolver
+            # unless a test points these at its own loopback DNS server (tests/dnsserver.py).
+            "auth": {"check_spf": False, "check_dkim": False, "check_dmarc": False},
+            "outbound": {"dns_resolver": "127.0.0.1:9"},
+        }
         if self.database_url:
-            lines += ["[database]", f'url = "{self.database_url}"', ""]
+            config["database"] = {"url": self.database_url}
         for name in LISTENER_NAMES:
-            lines += [f"[{name}]", f"port = {self.ports[name]}", ""]
-        self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config)
+            config[name] = {"port": self.ports[name]}
+        for section, values in tomllib.loads(self.extra_config).items():
+            config.setdefault(section, {}).update(values)
+        self.config_path.write_text(_dump_toml(config))
 
     # -- command line -----------------------------------------------------------------------
     def cli(self, *args: str, input: bytes | None = None, check: bool = True
@@ -147,6 +152,26 @@ class MailwingServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _dump_toml(config: dict[str, dict[str, object]]) -> str:
+    """Enough TOML for a test configuration: flat sections of scalars and lists."""
+    out = []
+    for section, values in config.items():
+        out.append(f"[{section}]")
+        out += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        out.append("")
+    return "\n".join(out)
 
 
 def _accepts(port: int) -> bool:
