@@ -1,0 +1,299 @@
+"""SMTP delivery throughput of mailwing, side by side with a durable aiosmtpd server.
+
+Run ``.venv/bin/python benchmarks/smtp_bench.py --help``; benchmarks/README.md (section SMTP)
+says how to read the output.
+
+What is measured, per configuration (server x workers x concurrent clients x message size):
+clients send messages to the MX listener (no AUTH, local recipients, as other MTAs do) with
+pipelined MAIL/RCPT/DATA groups (RFC 2920) for ``--duration`` seconds or ``--max-messages``,
+after ``--warmup`` seconds of the same load whose results are thrown away. Reported: messages
+per second, MB/s, and the p50/p99 of the time from the final ``.`` to the ``250`` (the part of
+RFC 5321 4.1.1.4 where the server makes the message durable).
+
+The reference is aiosmtpd (if installed: it is not a mailwing dependency, ``pip install
+aiosmtpd``) whose handler writes each message to a Maildir file, fsyncs the file and the
+directory and only then answers 250 (see :mod:`smtp_aiosmtpd`): the same promise mailwing makes.
+The issue's target is mailwing >= 2x aiosmtpd's messages/s at 10 and 50 clients, 4 KB.
+
+The load generator runs in ``--load-procs`` processes of its own. Everything started here
+(servers, load processes, temp folders, a PostgreSQL database) is removed at the end, on Ctrl-C
+and SIGTERM too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pop3_bench import free_port, parse_ints, postgres_database
+from pop3load import LoadResult
+from smtp_load import LoadSpec, run_load
+
+DOMAIN = "bench.test"
+PASSWORD = "bench-password"
+
+
+def wait_for_greeting(port: int, proc: subprocess.Popen[bytes], log: Path,
+                      timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(OSError), \
+                socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            s.settimeout(5)
+            if s.recv(100).startswith(b"220"):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"no SMTP greeting on port {port}")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL of the whole process group (worker processes included)."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass
+class ServerProcess:
+    """A server in a process group of its own, logging into its folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, cmd: list[str], log_name: str) -> None:
+        log = self.root / log_name
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        wait_for_greeting(self.port, self.proc, log)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+
+@dataclass
+class Mailwing(ServerProcess):
+    """``mailwing serve`` with only the MX listener, in a folder of its own."""
+
+    database_url: str = ""
+    users: tuple[str, ...] = ()
+
+    @property
+    def config(self) -> Path:
+        return self.root / "mailwing.toml"
+
+    def start(self, workers: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        listeners = "\n".join(f"[{name}]\nport = {self.port if name == 'smtp' else 0}\n"
+                              for name in ("smtp", "submission", "smtps", "pop3", "pop3s",
+                                           "imap", "imaps", "admin"))
+        self.config.write_text(
+            f'[server]\nhostname = "mx.{DOMAIN}"\nlisten = ["127.0.0.1"]\n'
+            f'data_dir = "{self.root / "data"}"\nworkers = {workers}\nlog_level = "warning"\n'
+            f'max_connections_per_ip = 100000\n\n[database]\nurl = "{self.database_url}"\n\n'
+            # aiosmtpd checks nothing; and no DNS lookup may leave the machine.
+            "[auth]\ncheck_spf = false\ncheck_dkim = false\ncheck_dmarc = false\n\n"
+            '[outbound]\nenabled = false\ndns_resolver = "127.0.0.1:9"\n\n'
+            f"{listeners}")
+        subprocess.run([sys.executable, "-m", "mailwing", "--config", str(self.config),
+                        "db", "upgrade"], check=True, capture_output=True, timeout=300)
+        asyncio.run(self._add_users())
+        self.spawn([sys.executable, "-m", "mailwing", "serve", "--config", str(self.config)],
+                   "server.log")
+
+    async def _add_users(self) -> None:
+        from mailwing.services.passwords import hash_password
+        from mailwing.storage import open_storage
+
+        store = await open_storage(self.database_url, data_dir=self.root / "data")
+        try:
+            for address in self.users:
+                if await store.get_user(address) is None:
+                    await store.add_user(address, hash_password(PASSWORD), create_domain=True)
+        finally:
+            await store.close()
+
+
+@dataclass
+class Aiosmtpd(ServerProcess):
+    """The durable aiosmtpd reference (:mod:`smtp_aiosmtpd`)."""
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        script = Path(__file__).resolve().parent / "smtp_aiosmtpd.py"
+        self.spawn([sys.executable, str(script), "--port", str(self.port),
+                    "--maildir", str(self.root / "Maildir")], "aiosmtpd.log")
+
+    def empty_maildir(self) -> None:
+        """Between runs: a growing directory must not slow the next configuration down."""
+        for path in (self.root / "Maildir" / "new").iterdir():
+            path.unlink()
+
+
+# -- running and reporting ----------------------------------------------------------------------
+
+@dataclass
+class Row:
+    server: str
+    detail: str
+    clients: int
+    size: int
+    result: LoadResult
+
+
+HEADER = (f"{'server':9} {'configuration':22} {'size':>6} {'clients':>7} {'msgs/s':>9} "
+          f"{'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'sent':>7} {'errors':>6} {'loadgen':>7}")
+
+
+def size_label(size: int) -> str:
+    return f"{size // (1024 * 1024)}MB" if size >= 1024 * 1024 else f"{size // 1024}KB"
+
+
+def print_row(row: Row) -> None:
+    r = row.result
+    print(f"{row.server:9} {row.detail:22} {size_label(row.size):>6} {row.clients:>7} "
+          f"{r.messages_per_s:>9.1f} {r.mb_per_s:>7.1f} {r.percentile(50) * 1000:>8.1f} "
+          f"{r.percentile(99) * 1000:>8.1f} {r.messages:>7} {r.errors:>6} "
+          f"{r.client_cpu_share:>7.0%}", flush=True)
+    if r.first_error:
+        print(f"          first error: {r.first_error}", flush=True)
+
+
+def measure_all(server: str, detail: str, port: int, users: list[str],
+                args: argparse.Namespace, rows: list[Row], between: Callable[[], None]) -> None:
+    for size in args.sizes:
+        for clients in args.clients:
+            cap = args.max_messages if size < 100_000 else max(1, args.max_messages // 20)
+            spec = LoadSpec("127.0.0.1", port, tuple(users), size, args.duration, cap)
+            if args.warmup > 0:
+                run_load(LoadSpec(**{**spec.__dict__, "duration": args.warmup}), clients,
+                         args.load_procs)
+            row = Row(server, detail, clients, size, run_load(spec, clients, args.load_procs))
+            rows.append(row)
+            print_row(row)
+            between()
+
+
+def summarise(rows: list[Row]) -> None:
+    ref = {(r.clients, r.size): r.result.messages_per_s for r in rows if r.server == "aiosmtpd"}
+    if not ref:
+        print("\n(no aiosmtpd rows: pip install aiosmtpd into .venv for the ratio)")
+        return
+    print("\nmailwing / aiosmtpd (messages/s; target >= 2.0 at 10 and 50 clients, 4KB):")
+    for r in rows:
+        base = ref.get((r.clients, r.size))
+        if r.server == "mailwing" and base:
+            mark = ""
+            if r.size < 100_000 and r.clients in (10, 50):
+                mark = "  meets target" if r.result.messages_per_s >= 2 * base else "  BELOW"
+            print(f"  {r.detail:22} {size_label(r.size):>6} {r.clients:>4} clients: "
+                  f"{r.result.messages_per_s / base:5.2f}x{mark}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--clients", type=parse_ints, default=[1, 10, 50],
+                   help="concurrent clients, comma-separated (one configuration each)")
+    p.add_argument("--sizes", type=parse_ints, default=[4096, 1024 * 1024],
+                   help="message sizes in octets, comma-separated")
+    p.add_argument("--workers", type=parse_ints, default=[1, 2],
+                   help="mailwing server.workers values, comma-separated")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load first")
+    p.add_argument("--max-messages", type=int, default=20000,
+                   help="bound per run for small messages (1/20 of it for >= 100 KB)")
+    p.add_argument("--users", type=int, default=5, help="local recipients, round-robin")
+    p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--postgres-url", default=os.environ.get(
+        "MAILWING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="administrative URL used to create and drop the benchmark database")
+    p.add_argument("--load-procs", type=int, default=1,
+                   help="processes the load generator spreads its clients over")
+    p.add_argument("--servers", default="mailwing,aiosmtpd",
+                   help="which servers to run; aiosmtpd is skipped when not installed")
+    p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
+    args = p.parse_args(argv)
+    if not 0 < args.duration <= 3600 or args.max_messages < 1 or min(args.sizes) < 512:
+        p.error("--duration must be in (0, 3600], --max-messages >= 1, sizes >= 512")
+    return args
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    root = Path(tempfile.mkdtemp(prefix="mailwing-smtp-bench-"))
+    users = [f"user{i}@{DOMAIN}" for i in range(args.users)]
+    rows: list[Row] = []
+    print(HEADER, flush=True)
+    with contextlib.ExitStack() as stack:
+        if not args.keep:
+            stack.callback(shutil.rmtree, root, True)
+        try:
+            if "mailwing" in args.servers:
+                for workers in args.workers:
+                    # A fresh store per workers value: the same starting point for each.
+                    if args.backend == "postgresql":
+                        url = stack.enter_context(postgres_database(args.postgres_url))
+                    else:
+                        url = f"sqlite:///{root / f'mw{workers}' / 'data' / 'mailwing.db'}"
+                    mw = Mailwing(root / f"mw{workers}", url, tuple(users))
+                    stack.callback(mw.stop)
+                    mw.start(workers)
+                    measure_all("mailwing", f"{args.backend}, workers={workers}", mw.port,
+                                users, args, rows, lambda: None)
+                    mw.stop()
+                    if not args.keep:
+                        shutil.rmtree(mw.root, ignore_errors=True)
+            if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
+                ref = Aiosmtpd(root / "aiosmtpd")
+                stack.callback(ref.stop)
+                ref.start()
+                measure_all("aiosmtpd", "maildir+fsync", ref.port, users, args, rows,
+                            ref.empty_maildir)
+                ref.stop()
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping servers and cleaning up", flush=True)
+            return 130
+    summarise(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
