@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-## Benchmarks (not tests): see benchmarks/README.md.
-bench: $(STAMP)
+## Benchmarks (not tests): see benchmarks/README.md. `make bench` runs all of them.
+bench: bench-pop3 bench-smtp bench-imap bench-outbound
+
+bench-pop3: $(STAMP)
 	$(BIN)/python benchmarks/pop3_bench.py
+
+bench-smtp: $(STAMP)
+	$(BIN)/python benchmarks/smtp_bench.py
+
+bench-imap: $(STAMP)
+	$(BIN)/python benchmarks/imap_bench.py
+
+bench-outbound: $(STAMP)
+	$(BIN)/python benchmarks/outbound_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
