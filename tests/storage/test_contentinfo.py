@@ -5,12 +5,18 @@ These are pure (no database); the last test checks both backends report the same
 from __future__ import annotations
 
 import hashlib
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from mailwing.storage import Storage
-from mailwing.storage.contentinfo import HEADER_CAP, ContentInfoBuilder, parse_header_fields
+from mailwing.storage.contentinfo import (
+    HEADER_CAP,
+    ContentInfoBuilder,
+    email_header_fields,
+    parse_header_fields,
+)
 
 
 def describe(*chunks: bytes):  # type: ignore[no-untyped-def]
@@ -105,3 +111,54 @@ async def test_backends_report_the_same_info(storage: Storage) -> None:
     info = await storage.store_content(data)
     assert info == describe(data)
     assert info.fields.subject == "café"
+
+
+ODD_HEADERS = [
+    b"Subject: plain\r\nFrom: Sender <s@example.org>\r\nTo: a@example.org, b@example.org\r\n",
+    b"SUBJECT: first\r\nsubject: second\r\n\r\n",  # names ignore case, the first wins
+    b"From: <s@example.org>\r\nTo: a@example.org,b@example.org\r\nCc: \"Q\" <q@x.org>\r\n",
+    b"From: s@example.org (Comment)\r\nTo: Jo.Bl <j@x.org>\r\nCc: g: a@b, c@d;\r\n",
+    b"From: Sender  Two <s@example.org>\r\nTo: a@example.org,\r\n\tb@example.org \r\n",
+    b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.org>\nTo: undisclosed-recipients:;\n",
+    b"Message-ID: <a b@c>\r\nSubject: a\x0bb \x00 c\r\n",
+    b"Message-Id: abc@example.org\r\n",
+    b"Message-ID: <a@b> <c@d>\r\nDate: Tue, 2 Jan 24 03:04:05 EST\r\n",
+    b"Subject: caf\xc3\xa9 \xff raw 8-bit\r\nFrom: J\xc3\xbcrgen <j@x.org>\r\n",
+    b"Subject: bare\rCR\r\nFrom: a@b\r\n",
+    b"From someone@example.org Tue Jan  2 03:04:05 2024\nSubject: mbox line\n",
+    b" continued first\r\nSubject: after\r\n",
+    b":no name\r\n continued\r\nSubject: kept\r\n",
+    b"X-Long: a\r\nno colon here\r\nSubject: in the body\r\n",
+    b"Subject : space before colon\r\nFrom: a@b\r\n",
+    b"Subject:no space\r\nDate:\r\nTo:\r\n",
+    b"Date: Tue, 2 Jan 10000 03:04:05 +0000\r\nSubject: =?\r\n",
+    b"Subject: =?utf-8?q?unterminated\r\n",
+    b"Subject: ends without newline",
+]
+
+
+@pytest.mark.parametrize("head", ODD_HEADERS)
+def test_fields_match_the_email_parser(head: bytes) -> None:
+    """The quick field finder gives what the stdlib parser gives, odd input included."""
+    assert parse_header_fields(head) == email_header_fields(head)
+    assert parse_header_fields(head + b"\r\nSubject: body\r\n") == email_header_fields(
+        head + b"\r\nSubject: body\r\n")
+
+
+def test_fields_match_the_email_parser_on_random_blocks() -> None:
+    rnd = random.Random(2024)
+    names = ["Subject", "from", "To", "CC", "Date", "Message-ID", "X-Other", "", "To ", "Fr om"]
+    values = [
+        "a@example.org", "Sender <s@example.org>", "<s@example.org>", "\"Q\" <q@x.org>", ",",
+        "=?utf-8?q?J=C3=BCrgen?=", "(note)", ";", ":", "<", "@", " ", "\t", "\r\n ", "\x00",
+        "\xff", "words", "Tue, 2 Jan 2024 03:04:05 -0500", "-0000", "<abc@example.org>", "[1.2]",
+    ]
+    for _ in range(1500):
+        lines = [
+            rnd.choice(names) + ":" + rnd.choice(["", " ", "\t"])
+            + "".join(rnd.choice(values) for _ in range(rnd.randint(0, 4)))
+            for _ in range(rnd.randint(0, 6))
+        ]
+        eol = rnd.choice(["\r\n", "\n"])
+        head = (eol.join(lines) + eol).encode("latin-1")
+        assert parse_header_fields(head) == email_header_fields(head), head

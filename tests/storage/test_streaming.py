@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 import tracemalloc
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 
 from mailwing.model import User
 from mailwing.storage import Delivery, NotFound, Storage
+from mailwing.storage.blobs import MEMORY_LIMIT
 from mailwing.storage.sqlite import SqliteStorage
-from tests.storage.conftest import HASH, inbox_id
+from tests.storage.conftest import HASH, highest_modseq, inbox_id
 
 BIG = 50 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -107,3 +109,85 @@ async def _collect_only_old_orphans(storage: SqliteStorage, data_dir: Path) -> N
         await storage.read_content(old.sha256)
     assert await storage.read_content(kept.sha256) == b"linked"
     assert await storage.read_content(fresh.sha256) == b"about to be appended"
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, 70_000])
+async def test_contents_around_the_memory_limit_round_trip(
+    storage: Storage, user: User, extra: int
+) -> None:
+    """Small contents are buffered and written at finish(), larger ones spill to a file."""
+    data = os.urandom(MEMORY_LIMIT + extra)
+    writer = storage.new_content()
+    for i in range(0, len(data), 50_000):
+        await writer.write(data[i : i + 50_000])
+    info = await writer.finish()
+    assert await writer.finish() == info
+    assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    await storage.append(info, [Delivery(await inbox_id(storage, user))])
+    assert await storage.read_content(info.sha256) == data
+
+
+async def test_writer_copies_reused_buffers(storage: Storage) -> None:
+    buffer = bytearray(b"Subject: one\r\n\r\nfirst ")
+    writer = storage.new_content()
+    await writer.write(buffer)  # type: ignore[arg-type]  # a bytearray works at run time
+    buffer[:] = b"overwritten by the caller"
+    await writer.write(b"second\r\n")
+    info = await writer.finish()
+    assert await storage.read_content(info.sha256) == b"Subject: one\r\n\r\nfirst second\r\n"
+    assert info.fields.subject == "one"
+
+
+async def test_sqlite_abort_and_spill_leave_no_temporary_files(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    storage = await SqliteStorage.open(tmp_path / "t.db", data_dir)
+    try:
+        small = storage.new_content()
+        await small.write(b"never stored")
+        await small.abort()
+        big = storage.new_content()
+        await big.write(b"x" * (MEMORY_LIMIT + 1))
+        assert list((data_dir / "blobs").glob(".incoming-*"))  # spilled to a file
+        await big.abort()
+        assert not list((data_dir / "blobs").glob(".incoming-*"))
+        stored = await storage.store_content(b"y" * (MEMORY_LIMIT * 2))
+        assert not list((data_dir / "blobs").glob(".incoming-*"))
+        assert await storage.read_content(stored.sha256) == b"y" * (MEMORY_LIMIT * 2)
+    finally:
+        await storage.close()
+
+
+async def test_sqlite_blob_directories_removed_behind_its_back_are_remade(
+    tmp_path: Path,
+) -> None:
+    """Fan-out directories are remembered once made; a store that lost them still works."""
+    data_dir = tmp_path / "data"
+    storage = await SqliteStorage.open(tmp_path / "d.db", data_dir)
+    try:
+        first = await storage.store_content(b"first content")
+        assert await storage.read_content(first.sha256) == b"first content"
+        shutil.rmtree(data_dir / "blobs")
+        again = await storage.store_content(b"first content")  # was stored: now rewritten
+        assert again == first
+        assert await storage.read_content(first.sha256) == b"first content"
+        shutil.rmtree(data_dir / "blobs")
+        big = b"z" * (MEMORY_LIMIT + 10)
+        info = await storage.store_content(big)
+        assert await storage.read_content(info.sha256) == big
+        path = storage.blobs.path(info.sha256)
+        assert Path(path).relative_to(data_dir / "blobs").parts == (
+            info.sha256[:2], info.sha256[2:4], info.sha256)
+    finally:
+        await storage.close()
+
+
+async def test_failed_append_leaves_no_trace(storage: Storage, user: User) -> None:
+    """A request that fails halfway is rolled back whole, even when it ran alone."""
+    inbox = await inbox_id(storage, user)
+    before = await highest_modseq(storage, inbox)
+    info = await storage.store_content(b"Subject: lost\r\n\r\nnever linked\r\n")
+    with pytest.raises(NotFound):
+        await storage.append(info, [Delivery(inbox), Delivery(inbox + 10_000)])
+    assert await storage.list_mail(inbox) == []
+    assert await highest_modseq(storage, inbox) == before
+    assert await storage.usage(user.id) == (0, 0)

@@ -4,10 +4,14 @@ Durability order (the reason this module exists): the bytes go to a temporary fi
 blobs directory, which is fsynced, renamed to its final name, and the directory is fsynced;
 only then may a database row that points at it be committed. A crash can therefore leave an
 orphan file (harmless; see :meth:`BlobStore.remove_orphans`) but never a row without its
-bytes. A content that is already stored is not written twice: the temporary file is dropped.
+bytes. A content that is already stored is not written twice.
 
 All file work runs in worker threads (``asyncio.to_thread``) so the event loop never blocks on
-the disk; chunks are written and read one at a time, so memory stays bounded whatever the size.
+the disk. Cost matters here (every SMTP message comes through): a content of at most
+:data:`MEMORY_LIMIT` bytes (nearly all mail) is kept in memory and hashed, written, fsynced and
+renamed in *one* thread hop at :meth:`FileContentWriter.finish`; a larger one spills to the
+temporary file and streams chunk by chunk, so memory stays bounded whatever the size. Paths are
+plain strings, and each fan-out directory is created (and its parent fsynced) once per process.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -25,14 +28,19 @@ from mailwing.model import ContentInfo
 from mailwing.storage.contentinfo import ContentInfoBuilder
 from mailwing.storage.errors import NotFound, StorageError, TemporaryStorageError
 
-__all__ = ["BlobStore", "FileContentWriter"]
+__all__ = ["MEMORY_LIMIT", "BlobStore", "FileContentWriter"]
 
 T = TypeVar("T")
 
+#: Contents up to this size are buffered and written in one go at ``finish()``.
+MEMORY_LIMIT = 256 * 1024
+
 _TEMP_PREFIX = ".incoming-"
+_HEX = "0123456789abcdef"
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -40,47 +48,120 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class BlobStore:
     """The ``blobs`` directory. Methods are blocking; call them from a worker thread."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = os.fspath(root)
+        #: Directories known to exist (and whose entry is durable): made once per process.
+        self._made: set[str] = set()
 
-    def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+    def path(self, sha256: str) -> str:
+        if len(sha256) != 64 or sha256.strip(_HEX):
             raise NotFound(f"not a content digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return os.path.isfile(self.path(sha256))
 
-    def new_temp(self) -> tuple[BinaryIO, Path]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.root)
-        return os.fdopen(fd, "wb"), Path(name)
+    def new_temp(self) -> tuple[int, str]:
+        """A new, empty temporary file in the blobs directory: ``(fd, path)``."""
+        self._ensure_dir(self._root, root=True)
+        name = f"{self._root}/{_TEMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600), name
+        except FileNotFoundError:  # the directory was removed behind our back
+            self._made.clear()
+            self._ensure_dir(self._root, root=True)
+            return os.open(name, _TEMP_FLAGS, 0o600), name
 
-    def _make_dirs(self, target: Path) -> None:
-        """Create ab/ and ab/cd/ as needed, fsyncing the parent of each new directory."""
-        for directory in (target.parent.parent, target.parent):
-            if not directory.is_dir():
-                directory.mkdir(exist_ok=True)
-                _fsync_dir(directory.parent)
+    def _ensure_dir(self, path: str, *, root: bool = False) -> None:
+        """Create ``path`` if needed, fsyncing its parent when it is new; remembered."""
+        if path in self._made:
+            return
+        if root:
+            os.makedirs(path, exist_ok=True)
+        else:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            else:
+                _fsync_dir(os.path.dirname(path))
+        self._made.add(path)
 
-    def commit(self, temp: Path, sha256: str) -> None:
+    def _make_dirs(self, target: str) -> None:
+        """Create ab/ and ab/cd/ as needed."""
+        leaf = os.path.dirname(target)
+        if leaf not in self._made:
+            self._ensure_dir(self._root, root=True)
+            self._ensure_dir(os.path.dirname(leaf))
+            self._ensure_dir(leaf)
+
+    def _refresh(self, target: str) -> bool:
+        """True if ``target`` is stored; its time is renewed so that garbage collection
+        leaves it to the coming append. Its directory is fsynced: the writer that renamed it
+        there may not have done so yet, and our caller is about to commit a row."""
+        try:
+            os.utime(target)
+        except FileNotFoundError:
+            return False
+        _fsync_dir(os.path.dirname(target))
+        return True
+
+    def commit(self, temp: str, sha256: str) -> None:
         """Move a fsynced, closed temporary file to its final name (or drop it: dedupe)."""
         target = self.path(sha256)
-        self._make_dirs(target)
-        if target.is_file():
-            temp.unlink(missing_ok=True)
-            os.utime(target)  # fresh again: garbage collection leaves it to the coming append
+        if self._refresh(target):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
             return
-        os.replace(temp, target)
-        _fsync_dir(target.parent)
+        self._place(target, lambda: os.replace(temp, target))
+
+    def store(self, data: bytes, sha256: str) -> None:
+        """Store a whole content held in memory (its digest already known): write, fsync,
+        rename and fsync the directory, all in this one call."""
+        target = self.path(sha256)
+        if self._refresh(target):
+            return
+
+        def write_and_rename() -> None:
+            fd, temp = self.new_temp()
+            try:
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(temp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+
+        self._place(target, write_and_rename)
+
+    def _place(self, target: str, move: Callable[[], None]) -> None:
+        self._make_dirs(target)
+        try:
+            move()
+        except FileNotFoundError:  # a remembered directory was removed behind our back
+            self._made.clear()
+            self._make_dirs(target)
+            move()
+        _fsync_dir(os.path.dirname(target))
 
     def remove(self, sha256s: Iterable[str]) -> None:
         for sha in sha256s:
             with contextlib.suppress(FileNotFoundError):
-                self.path(sha).unlink()
+                os.unlink(self.path(sha))
 
     def remove_orphans(self, known: set[str], min_age: float) -> int:
         """Unlink files older than ``min_age`` seconds whose digest is not in ``known`` (and
@@ -128,57 +209,84 @@ class BlobStore:
 
 
 class FileContentWriter:
-    """A :class:`~mailwing.storage.interface.ContentWriter` into a :class:`BlobStore`."""
+    """A :class:`~mailwing.storage.interface.ContentWriter` into a :class:`BlobStore`.
+
+    Chunks are only collected until :data:`MEMORY_LIMIT` is passed (no thread hop, no
+    hashing on the event loop); then they go to a temporary file as they come."""
 
     def __init__(self, blobs: BlobStore) -> None:
         self._blobs = blobs
         self._info = ContentInfoBuilder()
-        self._file: BinaryIO | None = None
-        self._temp: Path | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._fd: int | None = None
+        self._temp: str | None = None
         self._result: ContentInfo | None = None
 
     async def write(self, data: bytes) -> None:
         if self._result is not None:
             raise StorageError("content writer already finished")
-        await self._in_thread(self._write, bytes(data))
+        data = bytes(data)  # the caller may reuse its buffer
+        if self._fd is None and self._buffered + len(data) <= MEMORY_LIMIT:
+            if data:
+                self._chunks.append(data)
+                self._buffered += len(data)
+            return
+        await self._in_thread(self._write, data)
 
     async def finish(self) -> ContentInfo:
         if self._result is None:
-            self._result = await self._in_thread(self._finish)
+            work = self._finish_small if self._fd is None else self._finish_big
+            self._result = await self._in_thread(work)
         return self._result
 
     async def abort(self) -> None:
-        await asyncio.to_thread(self._discard)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._fd is not None or self._temp is not None:
+            await asyncio.to_thread(self._discard)
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.to_thread(func, *args)
         except OSError as exc:
-            await asyncio.to_thread(self._discard)
+            await self.abort()
             raise TemporaryStorageError(f"cannot store content: {exc}") from exc
 
     def _write(self, data: bytes) -> None:
-        if self._file is None:
-            self._file, self._temp = self._blobs.new_temp()
+        if self._fd is None:  # spill what was buffered, then stream from now on
+            self._fd, self._temp = self._blobs.new_temp()
+            pending, self._chunks, self._buffered = self._chunks, [], 0
+            for chunk in pending:
+                self._info.update(chunk)
+                _write_all(self._fd, chunk)
         self._info.update(data)
-        self._file.write(data)
+        _write_all(self._fd, data)
 
-    def _finish(self) -> ContentInfo:
-        if self._file is None:
-            self._file, self._temp = self._blobs.new_temp()
+    def _finish_small(self) -> ContentInfo:
+        data = b"".join(self._chunks)
+        self._info.update(data)
         info = self._info.result()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        assert self._temp is not None
+        self._blobs.store(data, info.sha256)
+        self._chunks, self._buffered = [], 0
+        return info
+
+    def _finish_big(self) -> ContentInfo:
+        assert self._fd is not None and self._temp is not None
+        info = self._info.result()
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
         self._blobs.commit(self._temp, info.sha256)
-        self._file = self._temp = None
+        self._temp = None
         return info
 
     def _discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
         if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp)
             self._temp = None

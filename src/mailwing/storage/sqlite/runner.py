@@ -110,7 +110,12 @@ def to_sqlite_sql(sql: str) -> str:
     return sql.replace("$", "?")
 
 
+_PLAIN_TYPES = frozenset({int, str, bytes, float, bool, type(None)})
+
+
 def _adapt(value: Any) -> Any:
+    if type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, frozenset):
@@ -230,18 +235,22 @@ class SqliteRunner:
                 job.loop.call_soon_threadsafe(_resolve, job)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """One transaction for the batch. A lone request (the common case when the server
+        is not busy) needs no savepoint: if it fails, the whole transaction is rolled back."""
         conn.execute("BEGIN IMMEDIATE" if any(j.write for j in batch) else "BEGIN")
         try:
+            alone = len(batch) == 1
             for job in batch:
-                self._run_job(conn, job)
-            conn.execute("COMMIT")
+                self._run_job(conn, job, savepoint=not alone)
+            conn.execute("ROLLBACK" if alone and batch[0].error is not None else "COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _BatchFailed from map_sqlite_error(exc)
 
-    def _run_job(self, conn: sqlite3.Connection, job: _Job) -> None:
-        conn.execute("SAVEPOINT job")
+    def _run_job(self, conn: sqlite3.Connection, job: _Job, *, savepoint: bool) -> None:
+        if savepoint:
+            conn.execute("SAVEPOINT job")
         try:
             job.result = drive(job.script, functools.partial(self._step, conn, job))
         except (sqlite3.OperationalError, OSError):
@@ -250,8 +259,10 @@ class SqliteRunner:
             job.error = map_sqlite_error(exc)
             job.drops.clear()
             job.changed.clear()
-            conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
+            if savepoint:
+                conn.execute("ROLLBACK TO job")
+        if savepoint:
+            conn.execute("RELEASE job")
 
     def _step(self, conn: sqlite3.Connection, job: _Job, step: Any) -> Any:
         if isinstance(step, Query):
