@@ -176,7 +176,7 @@ async def test_sqlite_blob_directories_removed_behind_its_back_are_remade(
         assert await storage.read_content(info.sha256) == big
         path = storage.blobs.path(info.sha256)
         assert Path(path).relative_to(data_dir / "blobs").parts == (
-            info.sha256[:2], info.sha256[2:4], info.sha256)
+            info.sha256[:2], info.sha256)
     finally:
         await storage.close()
 

@@ -1,4 +1,4 @@
-"""Message contents as files, named by their SHA-256, under ``data_dir/blobs/ab/cd/<sha256>``.
+"""Message contents as files, named by their SHA-256, under ``data_dir/blobs/ab/<sha256>``.
 
 Durability order (the reason this module exists): the bytes go to a temporary file in the
 blobs directory, which is fsynced, renamed to its final name, and the directory is fsynced;
@@ -12,6 +12,9 @@ the disk. Cost matters here (every SMTP message comes through): a content of at 
 renamed in *one* thread hop at :meth:`FileContentWriter.finish`; a larger one spills to the
 temporary file and streams chunk by chunk, so memory stays bounded whatever the size. Paths are
 plain strings, and each fan-out directory is created (and its parent fsynced) once per process.
+One level of 256 directories (not two of 65,536): a young store would otherwise create, and
+fsync the parent of, a new directory for nearly every message; a million messages still make
+only ~4,000 entries per directory.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class BlobStore:
     def path(self, sha256: str) -> str:
         if len(sha256) != 64 or sha256.strip(_HEX):
             raise NotFound(f"not a content digest: {sha256!r}")
-        return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        return f"{self._root}/{sha256[:2]}/{sha256}"
 
     def exists(self, sha256: str) -> bool:
         return os.path.isfile(self.path(sha256))
@@ -98,11 +101,10 @@ class BlobStore:
         self._made.add(path)
 
     def _make_dirs(self, target: str) -> None:
-        """Create ab/ and ab/cd/ as needed."""
+        """Create the fan-out directory ab/ as needed."""
         leaf = os.path.dirname(target)
         if leaf not in self._made:
             self._ensure_dir(self._root, root=True)
-            self._ensure_dir(os.path.dirname(leaf))
             self._ensure_dir(leaf)
 
     def _refresh(self, target: str) -> bool:
@@ -168,7 +170,7 @@ class BlobStore:
         stale temporary files); return how many. Call it under the database write lock."""
         deadline = time.time() - min_age
         removed = 0
-        candidates = [*self.root.glob("??/??/*"), *self.root.glob(_TEMP_PREFIX + "*")]
+        candidates = [*self.root.glob("??/*"), *self.root.glob(_TEMP_PREFIX + "*")]
         for path in candidates:
             with contextlib.suppress(FileNotFoundError):
                 if path.name not in known and path.stat().st_mtime < deadline:
