@@ -11,8 +11,9 @@ This is the only module that knows every layer. ``mailwing serve`` calls :func:`
 3. with ``server.workers = 1`` the worker runs in this process, otherwise
    :mod:`mailwing.server.workers` forks them (after the pre-flight, before any event loop);
 4. each worker opens its own storage, builds the :class:`Authenticator` and
-   :class:`AppContext`, binds its listeners and waits for SIGTERM/SIGINT, then drains
-   (:meth:`ListenerGroup.shutdown`) and closes storage.
+   :class:`AppContext`, binds its listeners, starts its outbound queue worker and waits for
+   SIGTERM/SIGINT, then stops the queue worker, drains (:meth:`ListenerGroup.shutdown`) and
+   closes storage.
 
 uvloop is used when it is installed (``asyncio.Runner`` with its loop factory).
 """
@@ -138,16 +139,30 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
             return 1
         if not group.bound:
             log.warning("no listener is enabled with an implemented protocol")
+        outbound = _start_outbound(storage, settings)
         log.info("worker pid %d ready", os.getpid())
         await stop.wait()
         log.info("worker pid %d shutting down (%d session(s) live)",
                  os.getpid(), len(group.live))
+        if outbound is not None:
+            await outbound.stop()
         await group.shutdown(settings.server.shutdown_grace)
     finally:
         auth.close()
         await storage.close()
     log.info("worker pid %d stopped", os.getpid())
     return 0
+
+
+def _start_outbound(storage: Storage, settings: Settings) -> Any:
+    """The outbound queue worker of this process (:mod:`mailwing.queue.worker`), or None."""
+    if not settings.outbound.enabled:
+        return None
+    from mailwing.queue.worker import Worker
+
+    worker = Worker(storage, settings)
+    worker.start()
+    return worker
 
 
 def _lock_data_dir(data_dir: Path) -> int:

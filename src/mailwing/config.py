@@ -49,7 +49,7 @@ class ServerSettings:
     workers: int = 1
     max_connections: int = 2000  # per worker process
     max_connections_per_ip: int = 100  # per worker process
-    max_line_length: int = 8192  # a hard bound on any protocol line, whatever the protocol
+    max_line_length: int = 65536  # bound on an IMAP command line (literals apart; RFC 7162 3.2.1)
     log_level: str = "info"
     log_format: str = "text"  # "text" or "json"
     shutdown_grace: float = 10.0  # seconds to let sessions finish their command on SIGTERM
@@ -109,6 +109,7 @@ class OutboundSettings:
     relay_username: str = ""  # AUTH at the smarthost when set
     relay_password: str = ""
     relay_tls: str = "starttls"  # "starttls" (required), "opportunistic", "implicit", "none"
+    relay_ca_file: str = ""  # CA bundle to verify the smarthost with; empty: system's
     dns_resolver: str = ""  # "HOST" or "HOST:PORT" of the DNS server to ask; empty: system's
     mx_port: int = 25  # port used on remote MX hosts (tests point it elsewhere)
     retry_schedule: list[str] = field(
@@ -119,6 +120,8 @@ class OutboundSettings:
     max_per_destination: int = 4  # of those, towards one destination domain
     connect_timeout: float = 30.0
     command_timeout: float = 300.0  # RFC 5321 4.5.3.2 suggests minutes per step
+    lease: str = "10m"  # a worker's hold on a message it sends; renewed while it works
+    poll_interval: str = "5s"  # how often a worker looks for due messages (plus wake-ups)
 
 
 @dataclass
@@ -291,6 +294,12 @@ def _validate_outbound(o: OutboundSettings) -> None:
             raise ConfigError(f"outbound.retry_schedule: {item!r} must be positive")
     if parse_duration(o.lifetime, "outbound.lifetime") <= 0:
         raise ConfigError("outbound.lifetime: must be positive")
+    if parse_duration(o.lease, "outbound.lease") < 1:
+        raise ConfigError("outbound.lease: must be at least 1s")
+    if parse_duration(o.poll_interval, "outbound.poll_interval") <= 0:
+        raise ConfigError("outbound.poll_interval: must be positive")
+    if o.concurrency < 1 or o.max_per_destination < 1:
+        raise ConfigError("outbound.concurrency and max_per_destination: at least 1")
     if o.relay_tls not in ("starttls", "opportunistic", "implicit", "none"):
         raise ConfigError(
             "outbound.relay_tls: must be starttls, opportunistic, implicit or none"

@@ -135,12 +135,20 @@ def test_unknown_user_and_recipient_limit(sqlite_server: MailwingServer) -> None
         assert s.rcpt(ALICE)[1][:5] == b"4.5.3"
 
 
-def test_remote_recipient_for_authenticated_user_is_refused_clearly(
+def test_remote_recipient_for_authenticated_user_is_accepted_for_the_queue(
         sqlite_server: MailwingServer) -> None:
+    """With [outbound] enabled (the default) an authenticated user's remote recipient is
+    accepted at RCPT (queued after DATA; tests/protocol/test_outbound_*.py deliver it);
+    without AUTH it stays 554 5.7.1 relay denied."""
     with submission(sqlite_server) as s:
         s.mail(ALICE)
+        assert s.rcpt("friend@elsewhere.test")[0] == 250
+        s.rset()
+    with mx(sqlite_server) as s:
+        s.ehlo("client.test")
+        s.mail("sender@remote.test")
         code, text = s.rcpt("friend@elsewhere.test")
-        assert code == 550 and text.startswith(b"5.7.1") and b"outbound" in text
+        assert (code, text[:5]) == (554, b"5.7.1")
 
 
 def test_submission_requires_auth(sqlite_server: MailwingServer) -> None:

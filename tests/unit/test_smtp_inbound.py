@@ -42,6 +42,8 @@ async def test_recipient_policy(store: Any) -> None:
     assert await refusal(store, s, "nobody@example.test") == R.UNKNOWN_USER
     assert await refusal(store, s, "alice@alias.test") == R.UNKNOWN_USER
     assert await refusal(store, s, "x@remote.test") == R.RELAY_DENIED
+    assert await refusal(store, s, "x@remote.test", auth=True) is None  # queued (outbound)
+    s.outbound.enabled = False
     assert await refusal(store, s, "x@remote.test", auth=True) == R.OUTBOUND_UNAVAILABLE
     assert await refusal(store, s, "postmaster") == R.RELAY_DENIED  # hostname not local
 

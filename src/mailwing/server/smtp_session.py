@@ -11,6 +11,9 @@ in :mod:`mailwing.services.inbound`. This module only connects them:
   before MAIL.
 - Replies to pipelined commands (RFC 2920) are collected and written in one go whenever the
   core needs more input or before a TLS upgrade: one write per command group.
+- Remote recipients of authenticated sessions are queued in the commit's transaction
+  (``services.inbound``); the outbound worker of this process is woken at once
+  (:mod:`mailwing.queue.wakeup`), others find the message when they poll.
 - The body streams into a content writer as it arrives; a refused body (``MessageAbort``),
   a dropped connection or a failure aborts the writer, so nothing is stored half. ``250``
   after DATA/BDAT LAST is written only after the commit returned (fsync + commit).
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 
+from mailwing.mailauth import inbound as mailauth
 from mailwing.proto.smtp.core import SmtpCore
 from mailwing.proto.smtp.events import (
     AuthFailure,
@@ -43,6 +47,7 @@ from mailwing.proto.smtp.events import (
     StartTlsRequest,
 )
 from mailwing.proto.smtp.replies import R, Reply, SmtpError
+from mailwing.queue import wakeup
 from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
 from mailwing.services import policy
 from mailwing.services.auth import AuthOutcome
@@ -205,7 +210,9 @@ class _SmtpSession:
     async def _begin(self) -> None:
         self._queue_id = new_queue_id()
         self._failed = None
-        self._message = InboundMessage(self.ctx.storage)
+        self._message = mailauth.start_message(  # held for DKIM/SPF/DMARC (mailauth)
+            self.ctx.storage, self.ctx.settings, listener=self.conn.listener,
+            user=self.core.user, recipients=self.core.recipients)
         try:
             await self._message.begin(self._trace())
         except StorageError as exc:
@@ -234,7 +241,14 @@ class _SmtpSession:
             try:
                 policy.check_from_header(self.ctx.settings, message.header_block,
                                          self.core.user)
-                await message.commit(req.recipients)  # type: ignore[arg-type]
+                targets = await mailauth.finish_message(  # sign, or check + act (mailauth)
+                    self.ctx.storage, self.ctx.settings, self.ctx.hostname, message,
+                    req.recipients, client_ip=self.conn.peer.ip,
+                    helo=self.core.client_name, sender=req.sender.text)
+                await message.commit(targets,  # type: ignore[arg-type]
+                                     queue_id=self._queue_id, sender=req.sender.text)
+                if any(isinstance(r, policy.RemoteRecipient) for r in req.recipients):
+                    wakeup.notify()  # the outbound worker of this process, at once
             except SmtpError as exc:
                 reply = exc.reply
             except QuotaExceeded:

@@ -17,6 +17,9 @@ and links it into every INBOX in ONE :meth:`Storage.append` transaction (all or 
   ends the transaction without :meth:`InboundMessage.commit` must call ``abort``.
 - Durability: :meth:`commit` returns only after ``finish`` (fsync) and ``append`` (commit);
   the SMTP ``250`` is sent after that, never before.
+- Remote recipients (:class:`RemoteRecipient`, authenticated sessions only) are queued for
+  the outbound worker in the SAME ``append`` transaction as the local copies
+  (``Storage.append(..., outbound=...)``): one content, all recipients or none.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from email.utils import formatdate
 
 from mailwing.model import MailEntry
 from mailwing.services.delivery import QuotaExceeded
-from mailwing.services.policy import LocalRecipient
-from mailwing.storage.interface import ContentWriter, Delivery, Storage
+from mailwing.services.policy import LocalRecipient, RemoteRecipient
+from mailwing.storage.interface import ContentWriter, Delivery, Outbound, Storage
 
 __all__ = ["FLUSH_AT", "HEADER_LIMIT", "InboundMessage", "Trace", "new_queue_id",
            "received_header", "return_path_header"]
@@ -125,11 +128,16 @@ class InboundMessage:
         if writer is not None:
             await writer.abort()
 
-    async def commit(self, recipients: Sequence[LocalRecipient]) -> list[MailEntry]:
-        """Make the content durable and link it into every recipient's INBOX at once.
-        Raises :class:`QuotaExceeded` or a storage error; nothing is stored then."""
+    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient], *,
+                     queue_id: str = "", sender: str = "") -> list[MailEntry]:
+        """Make the content durable, link it into every local recipient's INBOX and queue it
+        for the remote ones (as ``queue_id`` from ``sender``), all at once. Raises
+        :class:`QuotaExceeded` or a storage error; nothing is stored then."""
         assert self._writer is not None, "begin() was not called"
-        unique = list({r.mailbox_id: r for r in recipients}.values())
+        local = [r for r in recipients if isinstance(r, LocalRecipient)]
+        remote = tuple(dict.fromkeys(r.address for r in recipients
+                                     if isinstance(r, RemoteRecipient)))
+        unique = list({r.mailbox_id: r for r in local}.values())
         try:
             for r in unique:
                 if r.quota_bytes > 0:
@@ -142,7 +150,10 @@ class InboundMessage:
             await self.abort()
             raise
         self._writer = None
-        return await self.storage.append(content, [Delivery(r.mailbox_id) for r in unique])
+        outbound = (Outbound(queue_id or new_queue_id(), sender, remote, time.time())
+                    if remote else None)
+        return await self.storage.append(content, [Delivery(r.mailbox_id) for r in unique],
+                                         outbound=outbound)
 
     # -- internals ------------------------------------------------------------------------
     def _queue(self, data: bytes) -> None:

@@ -11,9 +11,10 @@ Rules (RFC 5321 section 3.6 and 7.1; RFC 6409 section 6.1 for submission):
 - A recipient is *local* when its domain is in the database (``storage.get_domain``) or in
   ``mail.local_domains``; its user must exist (``550 5.1.1``). ``<postmaster>`` without a
   domain (RFC 5321 section 4.5.1) means ``postmaster@<server hostname>``.
-- A remote recipient is refused: unauthenticated with ``554 5.7.1`` (never an open relay);
-  authenticated with ``550 5.7.1`` saying outbound delivery does not exist yet, so nothing
-  is ever accepted and then silently dropped.
+- A remote recipient of an authenticated session becomes a :class:`RemoteRecipient` (queued
+  for the outbound worker, :mod:`mailwing.queue`) when ``outbound.enabled``; with outbound
+  delivery disabled it is refused with ``550 5.7.1``, so nothing is ever accepted and then
+  silently dropped. Unauthenticated: ``554 5.7.1`` relay denied (never an open relay).
 - A local user already at or over quota is refused at RCPT with ``452 4.2.2``.
 - Authenticated sessions (every submission session; an MX session only if the client chose
   to AUTH) with ``mail.enforce_sender``: the envelope sender and every From: address must be
@@ -33,8 +34,8 @@ from mailwing.proto.smtp.replies import R, SmtpError
 from mailwing.storage.errors import StorageError
 from mailwing.storage.interface import Storage
 
-__all__ = ["LocalRecipient", "check_from_header", "check_recipient", "check_sender",
-           "is_local_domain"]
+__all__ = ["LocalRecipient", "RemoteRecipient", "check_from_header", "check_recipient",
+           "check_sender", "is_local_domain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,13 @@ class LocalRecipient:
     quota_bytes: int  # 0: unlimited
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteRecipient:
+    """A recipient in another domain: the message is queued for it."""
+
+    address: str
+
+
 async def is_local_domain(storage: Storage, settings: Settings, domain: str) -> bool:
     domain = domain.lower().rstrip(".")
     if domain in (d.lower() for d in settings.mail.local_domains):
@@ -55,14 +63,19 @@ async def is_local_domain(storage: Storage, settings: Settings, domain: str) -> 
 
 
 async def check_recipient(storage: Storage, settings: Settings, recipient: Address, *,
-                          authenticated: bool) -> LocalRecipient:
-    """The local mailbox for ``recipient``, or :class:`SmtpError` with the refusal."""
+                          authenticated: bool) -> LocalRecipient | RemoteRecipient:
+    """The local mailbox or the remote address for ``recipient``, or :class:`SmtpError`
+    with the refusal."""
     address = recipient.text
     if address.lower() == "postmaster":
         address = f"postmaster@{settings.server.hostname}"
     try:
         if not await is_local_domain(storage, settings, address.rpartition("@")[2]):
-            raise SmtpError(R.OUTBOUND_UNAVAILABLE if authenticated else R.RELAY_DENIED)
+            if not authenticated:
+                raise SmtpError(R.RELAY_DENIED)
+            if not settings.outbound.enabled:
+                raise SmtpError(R.OUTBOUND_UNAVAILABLE)
+            return RemoteRecipient(address)
         user = await storage.get_user(address)
         if user is None:
             raise SmtpError(R.UNKNOWN_USER)

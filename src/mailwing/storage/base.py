@@ -18,8 +18,17 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
-from mailwing.storage import scripts, scripts_mail, scripts_mailboxes
-from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, MailboxCounts
+from mailwing.storage import scripts, scripts_mail, scripts_mailboxes, scripts_queue
+from mailwing.storage.interface import (
+    Bounce,
+    ContentWriter,
+    Delivery,
+    FlagMode,
+    MailboxCounts,
+    Outbound,
+    QueuedMessage,
+    RecipientOutcome,
+)
 from mailwing.storage.migrate import Migration, outdated_error
 from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.steps import Script
@@ -138,9 +147,13 @@ class ScriptedStorage:
 
     # -- mail -----------------------------------------------------------------------------
     async def append(
-        self, content: ContentInfo, deliveries: Sequence[Delivery]
+        self, content: ContentInfo, deliveries: Sequence[Delivery],
+        *, outbound: Outbound | None = None,
     ) -> list[MailEntry]:
-        return await self._run(scripts.append(content, list(deliveries)))
+        if outbound is None:
+            return await self._run(scripts.append(content, list(deliveries)))
+        return await self._run(
+            scripts_queue.append_and_enqueue(content, list(deliveries), outbound))
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         return await self._read(scripts.list_mail(mailbox_id))
@@ -193,6 +206,37 @@ class ScriptedStorage:
 
     async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None:
         await self._run(scripts_mail.set_content_cache(sha256, dict(values)))
+
+    # -- outbound queue -------------------------------------------------------------------
+    async def enqueue(self, content: ContentInfo, outbound: Outbound) -> None:
+        await self._run(scripts_queue.enqueue(content, outbound))
+
+    async def claim_queued(
+        self, worker: str, now: float, lease_until: float, limit: int
+    ) -> list[QueuedMessage]:
+        return await self._run(scripts_queue.claim_queued(worker, now, lease_until, limit))
+
+    async def renew_lease(self, queue_id: str, worker: str, lease_until: float) -> bool:
+        return await self._run(scripts_queue.renew_lease(queue_id, worker, lease_until))
+
+    async def settle_queued(
+        self, queue_id: str, worker: str, outcomes: Sequence[RecipientOutcome],
+        *, next_attempt: float, bounce: Bounce | None = None,
+    ) -> bool:
+        return await self._run(scripts_queue.settle_queued(
+            queue_id, worker, list(outcomes), next_attempt, bounce))
+
+    async def list_queued(self) -> list[QueuedMessage]:
+        return await self._read(scripts_queue.list_queued())
+
+    async def get_queued(self, queue_id: str) -> QueuedMessage | None:
+        return await self._read(scripts_queue.get_queued(queue_id))
+
+    async def retry_queued(self, queue_id: str, now: float) -> bool:
+        return await self._run(scripts_queue.retry_queued(queue_id, now))
+
+    async def delete_queued(self, queue_id: str) -> bool:
+        return await self._run(scripts_queue.delete_queued(queue_id))
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after

@@ -21,9 +21,23 @@ from typing import Literal, Protocol, runtime_checkable
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 
-__all__ = ["ContentWriter", "Delivery", "FlagMode", "MailboxCounts", "Storage"]
+__all__ = [
+    "Bounce",
+    "ContentWriter",
+    "Delivery",
+    "FlagMode",
+    "MailboxCounts",
+    "Outbound",
+    "QueueStatus",
+    "QueuedMessage",
+    "QueuedRecipient",
+    "RecipientOutcome",
+    "Storage",
+]
 
 FlagMode = Literal["add", "remove", "replace"]
+#: A queued recipient: not tried yet, to be retried, done, or given up (a DSN was made).
+QueueStatus = Literal["pending", "deferred", "delivered", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,61 @@ class Delivery:
     mailbox_id: int
     flags: frozenset[str] = field(default_factory=frozenset)
     internal_date: datetime | None = None  # None: the commit time (UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message to queue for remote delivery (its content is passed beside it)."""
+
+    queue_id: str  # unique; the SMTP "queued as" id
+    sender: str  # envelope sender, "" for the null sender (a DSN)
+    recipients: tuple[str, ...]
+    created_at: float  # UNIX seconds
+    next_attempt: float | None = None  # None: due at once (created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    address: str
+    status: QueueStatus
+    last_reply: str = ""  # the remote server's (or our own) last word about it
+    remote_mta: str = ""  # the host that gave that reply
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One row of the outbound queue with its recipients (ordered by address)."""
+
+    queue_id: str
+    content: ContentInfo
+    sender: str
+    created_at: float
+    next_attempt: float
+    attempts: int  # claims so far (a claim counts as an attempt)
+    lease_owner: str | None
+    lease_until: float | None
+    recipients: tuple[QueuedRecipient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """What one delivery attempt gave for one recipient."""
+
+    address: str
+    status: QueueStatus  # "delivered", "deferred" or "failed"
+    reply: str = ""
+    remote_mta: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """A delivery status notification made when a queued message is settled: stored in the
+    same transaction as the outcome, into local mailboxes and/or the queue (never both lost,
+    never made twice)."""
+
+    content: ContentInfo
+    deliveries: tuple[Delivery, ...] = ()
+    outbound: Outbound | None = None
 
 
 @runtime_checkable
@@ -129,12 +198,16 @@ class Storage(Protocol):
 
     # -- mail -----------------------------------------------------------------------------
     async def append(
-        self, content: ContentInfo, deliveries: Sequence[Delivery]
+        self, content: ContentInfo, deliveries: Sequence[Delivery],
+        *, outbound: Outbound | None = None,
     ) -> list[MailEntry]:
         """Link ``content`` into each mailbox in one transaction (all or nothing).
 
         Each new entry gets its mailbox's UIDNEXT (which then increases) and a new MODSEQ
-        (HIGHESTMODSEQ increases). The result is in the order of ``deliveries``."""
+        (HIGHESTMODSEQ increases). The result is in the order of ``deliveries``. With
+        ``outbound``, the same transaction also queues the content for those remote
+        recipients (:meth:`enqueue`), so a message for local and remote recipients is
+        accepted for all of them or for none; ``deliveries`` may then be empty."""
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
@@ -209,3 +282,42 @@ class Storage(Protocol):
         wake-up between processes sharing the data folder; both also re-check periodically
         (every few seconds) so a lost wake-up only delays, never loses, a change. A mailbox
         that does not exist (any more) counts as changed: True."""
+
+    # -- outbound queue (see mailwing.storage.scripts_queue) -----------------------------
+    async def enqueue(self, content: ContentInfo, outbound: Outbound) -> None:
+        """Queue ``content`` for ``outbound.recipients`` (durable on return; AlreadyExists if
+        the queue id is taken). While any queue row references a content, no expunge or user
+        deletion removes it."""
+
+    async def claim_queued(
+        self, worker: str, now: float, lease_until: float, limit: int
+    ) -> list[QueuedMessage]:
+        """Lease up to ``limit`` messages that are due (``next_attempt <= now``) and not
+        leased (no lease, or one that expired before ``now``) to ``worker`` until
+        ``lease_until``; each claim counts one attempt. Safe between processes and nodes:
+        a message is held by at most one worker while its lease is alive."""
+
+    async def renew_lease(self, queue_id: str, worker: str, lease_until: float) -> bool:
+        """Extend ``worker``'s lease; False when the lease is no longer its own."""
+
+    async def settle_queued(
+        self, queue_id: str, worker: str, outcomes: Sequence[RecipientOutcome],
+        *, next_attempt: float, bounce: Bounce | None = None,
+    ) -> bool:
+        """Record an attempt's per-recipient outcomes and release the lease, in one
+        transaction. When no recipient is left pending or deferred the row is deleted (and
+        its content, unless used elsewhere); otherwise it is due again at ``next_attempt``.
+        ``bounce`` is stored in the same transaction. With no outcomes this is a plain
+        release (a worker shutting down hands the message back). False (and nothing
+        changed) when ``worker`` no longer holds the lease."""
+
+    async def list_queued(self) -> list[QueuedMessage]:
+        """Every queued message, oldest first."""
+
+    async def get_queued(self, queue_id: str) -> QueuedMessage | None: ...
+
+    async def retry_queued(self, queue_id: str, now: float) -> bool:
+        """Make the message due at ``now`` (deferred recipients included); False if absent."""
+
+    async def delete_queued(self, queue_id: str) -> bool:
+        """Remove the message from the queue without a DSN; False if absent."""
