@@ -30,6 +30,8 @@ them again they match what the view holds and produce nothing.
 from __future__ import annotations
 
 import bisect
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -250,13 +252,61 @@ class SelectedView:
         return out
 
 
+class _ListingCache:
+    """The last listing of recently selected mailboxes, per storage object (process-wide).
+
+    A SELECT of a 1,000-message mailbox would otherwise rebuild 1,000 entries from rows every
+    time; with this cache it asks only for what changed since the cached HIGHESTMODSEQ
+    (:meth:`Storage.mail_changes`: appends, flag changes, expunges), which is usually
+    nothing. Bounded to :attr:`SIZE` mailboxes, least recently used first out."""
+
+    SIZE = 128
+
+    def __init__(self) -> None:
+        self._by_storage: weakref.WeakKeyDictionary[
+            Storage, OrderedDict[int, tuple[int, dict[int, MailEntry]]]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, storage: Storage, mailbox_id: int) -> tuple[int, dict[int, MailEntry]] | None:
+        lru = self._by_storage.get(storage)
+        if lru is None or mailbox_id not in lru:
+            return None
+        lru.move_to_end(mailbox_id)
+        return lru[mailbox_id]
+
+    def put(self, storage: Storage, mailbox_id: int, modseq: int,
+            entries: dict[int, MailEntry]) -> None:
+        lru = self._by_storage.setdefault(storage, OrderedDict())
+        lru[mailbox_id] = (modseq, entries)
+        lru.move_to_end(mailbox_id)
+        while len(lru) > self.SIZE:
+            lru.popitem(last=False)
+
+
+_listings = _ListingCache()
+
+
 async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> SelectedView:
-    """SELECT/EXAMINE: counters first, then the listing, so nothing between is lost (a change
-    made in between is reported again by the next :func:`refresh` and matched harmlessly)."""
-    fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
+    """SELECT/EXAMINE: counters, \\Recent claim and the listing, so that nothing between is
+    lost (a change made in between is reported again by the next :func:`refresh` and matched
+    harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
+    taken when the mailbox was selected before in this process."""
     floor = None if read_only else await storage.claim_recent(mailbox.id)
-    entries = await storage.list_mail(mailbox.id)
-    return SelectedView(fresh, entries, read_only=read_only, modseq=fresh.highestmodseq,
+    cached = _listings.get(storage, mailbox.id)
+    if cached is None:
+        fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
+        modseq = fresh.highestmodseq
+        by_uid = {e.uid: e for e in await storage.list_mail(mailbox.id)}
+    else:
+        since, previous = cached
+        modseq, changed, expunged = await storage.mail_changes(mailbox.id, since)
+        by_uid = dict(previous)
+        for uid in expunged:
+            by_uid.pop(uid, None)
+        by_uid.update((e.uid, e) for e in changed)  # SelectedView sorts by UID
+        fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
+    _listings.put(storage, mailbox.id, modseq, by_uid)
+    return SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
                         recent_floor=floor)
 
 

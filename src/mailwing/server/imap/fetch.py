@@ -29,12 +29,13 @@ async def stream_literal(s: SessionState, body: LiteralBody) -> None:
     """Write exactly ``body.size`` octets of the CRLF form of the content."""
     src: StreamSource = body.source
     await s.flush()
-    norm = CrlfNormaliser()
+    # Content stored with CRLF everywhere (all SMTP mail) is sent as it is: no rewrite.
+    norm = None if src.content.crlf_clean else CrlfNormaliser()
     skip, left = src.start, src.length
     chunks = s.ctx.storage.open_content(src.content.sha256, chunk_size=CHUNK_SIZE)
     try:
         async for raw in chunks:
-            data = norm.feed(raw)
+            data = norm.feed(raw) if norm is not None else raw
             if skip:
                 cut = min(skip, len(data))
                 data, skip = data[cut:], skip - cut
@@ -45,7 +46,7 @@ async def stream_literal(s: SessionState, body: LiteralBody) -> None:
             if not left:
                 break
         else:
-            tail = norm.finish()[:left] if not skip else b""
+            tail = norm.finish()[:left] if norm is not None and not skip else b""
             left -= len(tail)
             if tail:
                 await s.conn.write(tail)
