@@ -38,8 +38,8 @@ from mailwing.config import Settings
 from mailwing.mailauth import dmarc, spf
 from mailwing.mailauth.dkim import DkimResult, from_domain, sign_outbound, verify_message
 from mailwing.mailauth.dns import Lookup
-from mailwing.mailauth.results import authentication_results, dmarc_reject_reply, strip_forged
-from mailwing.proto.smtp.replies import SmtpError
+from mailwing.mailauth.results import authentication_results, strip_forged
+from mailwing.proto.smtp.replies import R, SmtpError
 from mailwing.services.inbound import HEADER_LIMIT, InboundMessage
 from mailwing.services.policy import LocalRecipient
 from mailwing.storage.errors import AlreadyExists
@@ -208,7 +208,7 @@ async def finish_message(storage: Storage, settings: Settings, hostname: str,
         log.exception("authentication checks failed; message stored without results")
         verdict = Verdict(b"", "none")
     if verdict.disposition == "reject":
-        raise SmtpError(dmarc_reject_reply(verdict.from_domain))
+        raise SmtpError(R.dmarc_rejected(verdict.from_domain))
     if verdict.header:
         message.replace_held(strip_forged(body, hostname))
     await message.release(verdict.header)

@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from mailwing.mailauth.dkim import DkimResult
 from mailwing.mailauth.dmarc import DmarcResult
 from mailwing.mailauth.spf import SpfResult
-from mailwing.proto.smtp.replies import Reply
 
-__all__ = ["authentication_results", "dmarc_reject_reply", "strip_forged"]
+__all__ = ["authentication_results", "strip_forged"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+$")
 
@@ -65,12 +64,6 @@ def authentication_results(authserv_id: str, *, spf: SpfResult | None = None,
         return b""
     body = ";\r\n\t".join([authserv_id, *parts])
     return f"Authentication-Results: {body}\r\n".encode()
-
-
-def dmarc_reject_reply(domain: str) -> Reply:
-    """``550 5.7.1`` for a message refused by its From: domain's DMARC policy (RFC 7489
-    section 6.6.4: the rejection happens in the SMTP transaction, at the end of DATA)."""
-    return Reply(550, "5.7.1", f"message rejected: DMARC policy of {domain}")
 
 
 _FIELD = re.compile(rb"^Authentication-Results[ \t]*:[ \t\r\n]*([^;\s]+)", re.IGNORECASE)

@@ -76,6 +76,11 @@ class R:
 
     # -- connection ------------------------------------------------------------------------
     @staticmethod
+    def dmarc_rejected(domain: str) -> Reply:
+        """RFC 7489 section 6.6.4: a p=reject failure is refused in the SMTP transaction."""
+        return _r(550, "5.7.1", f"message rejected: DMARC policy of {domain}")
+
+    @staticmethod
     def greeting(hostname: str) -> Reply:
         return _r(220, None, f"{hostname} ESMTP mailwing")
 
