@@ -34,11 +34,8 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,9 +43,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imap_dovecot import DovecotImap, dovecot_available, wait_for_greeting
+from imap_dovecot import DovecotImap, wait_for_greeting
 from imap_load import COMMANDS, LoadResult, body_throughput, prime, run_load, warm_logins
-from pop3_bench import Mailwing, free_port, make_big, parse_ints, postgres_database, ssha512
+from pop3_bench import (
+    Mailwing,
+    bench_main,
+    free_port,
+    make_big,
+    parse_ints,
+    ssha512,
+)
 
 PASSWORD = "bench-password"
 DOMAIN = "bench.test"
@@ -212,35 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    root = Path(tempfile.mkdtemp(prefix="mailwing-imap-bench-"))
-    use_dovecot = "dovecot" in args.servers and dovecot_available()
-    if args.dovecot_required and not use_dovecot:
-        print("dovecot requested but /usr/sbin/dovecot is missing or we are not root")
-        return 2
-    rows: list[Row] = []
-    big: dict[str, float] = {}
-    with contextlib.ExitStack() as stack:
-        if not args.keep:
-            stack.callback(shutil.rmtree, root, True)
-        try:
-            if args.backend == "postgresql":
-                url = stack.enter_context(postgres_database(args.postgres_url))
-            else:
-                url = f"sqlite:///{root / 'mailwing' / 'data' / 'mailwing.db'}"
-            run_all(args, root, url, use_dovecot, rows, big, stack)
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping servers and cleaning up", flush=True)
-            return 130
-    summarise(args, rows, big, use_dovecot)
-    return 0
+    return bench_main(parse_args(argv), "mailwing-imap-bench-", run_all, summarise)
 
 
 def run_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,

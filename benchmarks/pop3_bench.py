@@ -39,9 +39,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -298,18 +299,25 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+RunAll = Callable[..., None]
+Summarise = Callable[[argparse.Namespace, list[Any], dict[str, float], bool], None]
+
+
+def bench_main(args: argparse.Namespace, prefix: str, run_all: RunAll,
+               summarise: Summarise) -> int:
+    """The frame every side-by-side benchmark shares (POP3 here, IMAP in imap_bench.py): a
+    temp folder, Dovecot when available, a SQLite file or a throw-away PostgreSQL database,
+    ``run_all`` filling the rows, clean-up of every process and file on any exit."""
     # SIGTERM takes the same clean-up path as Ctrl-C; SIGINT is set explicitly because a
     # shell starting us in the background may have left it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    root = Path(tempfile.mkdtemp(prefix="mailwing-bench-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     use_dovecot = "dovecot" in args.servers and dovecot_available()
     if args.dovecot_required and not use_dovecot:
         print("dovecot requested but /usr/sbin/dovecot is missing or we are not root")
         return 2
-    rows: list[Row] = []
+    rows: list[Any] = []
     big: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         if not args.keep:
@@ -325,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     summarise(args, rows, big, use_dovecot)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(parse_args(argv), "mailwing-bench-", run_all, summarise)
 
 
 def run_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
