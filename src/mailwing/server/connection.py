@@ -9,6 +9,7 @@ back-pressure (``drain``) and upgrade with :meth:`Connection.start_tls`. Driver 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
@@ -167,6 +168,13 @@ class Connection:
         except (OSError, ssl.SSLError, RuntimeError) as exc:
             self.end_reason = self.end_reason or "closed"
             raise ConnectionClosed(str(exc)) from exc
+
+    async def write_last(self, data: bytes, timeout: float = 5.0) -> None:
+        """Send a session's last words (pending replies and its goodbye: POP3 ``-ERR``, SMTP
+        ``421``, IMAP ``* BYE``) without letting a peer that reads nothing, or is gone
+        already, hold the closing session: bounded by ``timeout``, failures ignored."""
+        with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
+            await asyncio.wait_for(self.write(data), timeout)
 
     async def start_tls(self, go_ahead: bytes = b"") -> None:
         """Upgrade this connection in place (STARTTLS / STLS).

@@ -20,8 +20,6 @@ pending updates in :mod:`mailwing.services.imap_selected`. This loop only:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from mailwing.proto.imap import commands as c
@@ -47,7 +45,6 @@ __all__ = ["handle_imap"]
 
 log = logging.getLogger("mailwing.session")
 
-_LAST_WORDS_TIMEOUT = 5.0
 #: commands during which EXPUNGE must not be sent (RFC 3501 section 7.4.1)
 _NO_EXPUNGE = (c.Fetch, c.Store, c.Search)
 _MAX_LITERAL = 1024 * 1024  # literal data of any command but APPEND
@@ -162,6 +159,7 @@ class _ImapSession:
 
     async def _last_words(self, data: bytes) -> None:
         self.s.out.append(data)
-        with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
-            await asyncio.wait_for(self.s.flush(), _LAST_WORDS_TIMEOUT)
+        pending = b"".join(self.s.out)
+        self.s.out.clear()
+        await self.s.conn.write_last(pending)
 

@@ -25,7 +25,6 @@ unexpected exception is logged and answered with ``-ERR [SYS/TEMP]`` rather than
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -57,7 +56,6 @@ __all__ = ["CHUNK_SIZE", "handle_pop3", "uidl_for"]
 log = logging.getLogger("mailwing.session")
 
 CHUNK_SIZE = 256 * 1024  # storage read size for RETR/TOP
-_LAST_WORDS_TIMEOUT = 5.0  # a client that reads nothing must not hold a closing session
 
 _OUTCOMES: dict[AuthOutcome, AuthFailure] = {
     AuthOutcome.BAD_CREDENTIALS: AuthFailure.BAD_CREDENTIALS,
@@ -253,8 +251,9 @@ class _Pop3Session:
 
     async def _last_words(self, reply: Reply) -> None:
         self._out.append(reply.encode())
-        with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
-            await asyncio.wait_for(self._flush(), _LAST_WORDS_TIMEOUT)
+        data = b"".join(self._out)
+        self._out.clear()
+        await self.conn.write_last(data)
 
     def _debug(self, event: str, **fields: object) -> None:
         self.conn.log(event, level=logging.DEBUG, **fields)

@@ -25,7 +25,6 @@ in :mod:`mailwing.services.inbound`. This module only connects them:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -67,7 +66,6 @@ __all__ = ["SUBMISSION_LISTENERS", "handle_smtp"]
 log = logging.getLogger("mailwing.session")
 
 SUBMISSION_LISTENERS = frozenset({"submission", "smtps"})
-_LAST_WORDS_TIMEOUT = 5.0
 
 _OUTCOMES: dict[AuthOutcome, AuthFailure] = {
     AuthOutcome.BAD_CREDENTIALS: AuthFailure.BAD_CREDENTIALS,
@@ -295,5 +293,6 @@ class _SmtpSession:
 
     async def _last_words(self, reply: Reply) -> None:
         self._out.append(reply.encode())
-        with contextlib.suppress(ConnectionClosed, IdleTimeout, OSError, TimeoutError):
-            await asyncio.wait_for(self._flush(), _LAST_WORDS_TIMEOUT)
+        data = b"".join(self._out)
+        self._out.clear()
+        await self.conn.write_last(data)
