@@ -87,6 +87,12 @@ class Connection:
                                          "peer": self.peer.ip, "user": self.user,
                                          "fields": fields})
 
+    def log_failure(self, event: str) -> None:
+        """Log the exception being handled, with this session's fields (sessions call it
+        from their last-resort ``except Exception`` before sending their internal-error line)."""
+        log.exception(event, extra={"session": self.session_id, "listener": self.listener,
+                                    "peer": self.peer.ip, "user": self.user, "fields": {}})
+
     # -- shutdown -------------------------------------------------------------------------
     @property
     def closing(self) -> bool:

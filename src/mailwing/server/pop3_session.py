@@ -116,7 +116,7 @@ class _Pop3Session:
         except (ConnectionClosed, _Abort):
             pass
         except Exception:
-            log.exception("POP3 session failed", extra=self._extra({}))
+            self.conn.log_failure("POP3 session failed")
             await self._last_words(R.INTERNAL)
 
     async def _loop(self) -> None:

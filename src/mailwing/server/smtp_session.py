@@ -112,9 +112,7 @@ class _SmtpSession:
         except ConnectionClosed:
             pass
         except Exception:
-            log.exception("SMTP session failed", extra={
-                "session": self.conn.session_id, "listener": self.conn.listener,
-                "peer": self.conn.peer.ip, "user": self.conn.user, "fields": {}})
+            self.conn.log_failure("SMTP session failed")
             await self._last_words(R.INTERNAL)
         finally:
             await self._discard()
