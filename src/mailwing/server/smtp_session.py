@@ -241,7 +241,7 @@ class _SmtpSession:
                     self.ctx.storage, self.ctx.settings, self.ctx.hostname, message,
                     req.recipients, client_ip=self.conn.peer.ip,
                     helo=self.core.client_name, sender=req.sender.text)
-                await message.commit(targets,  # type: ignore[arg-type]
+                await message.commit(targets,
                                      queue_id=self._queue_id, sender=req.sender.text)
                 if any(isinstance(r, policy.RemoteRecipient) for r in req.recipients):
                     wakeup.notify()  # the outbound worker of this process, at once
