@@ -4,7 +4,8 @@
 The rules (a package's imports of itself are always allowed):
 
 * ``proto`` and ``mime`` are pure: the standard library and each other only (``mime`` uses
-  ``proto.common``'s line-ending helpers; neither touches I/O, storage or services);
+  ``proto.common``'s line-ending helpers), and none of the stdlib's I/O modules (asyncio,
+  socket, ssl, selectors): sans-IO means bytes in, events out;
 * ``storage`` imports no ``proto``, ``server`` or ``services``;
 * ``services`` imports no ``server``;
 * ``app`` (the composition root) is imported only by the fronts that start a server: ``cli``
@@ -31,6 +32,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "services": {"server"},
 }
 PURE = {"proto", "mime"}
+IO_MODULES = {"asyncio", "socket", "ssl", "selectors"}
+MAX_LINES = 600  # "small modules": past this, split it
 #: package -> the only packages (besides itself) allowed to import it
 IMPORTED_ONLY_BY: dict[str, set[str]] = {
     "app": {"cli", "testing"},
@@ -84,6 +87,8 @@ def _violations() -> Iterator[str]:
             if top != "mailwing":
                 if pkg in PURE and top not in stdlib:
                     yield f"{where}:{line}: {pkg} may import only the stdlib, not {module}"
+                elif pkg in PURE and top in IO_MODULES:
+                    yield f"{where}:{line}: {pkg} is sans-IO but imports {module}"
                 continue
             target = rest.split(".")[0]
             if not target or target == pkg:
@@ -102,8 +107,16 @@ def test_import_rules_hold() -> None:
     assert not broken, "layering rules broken:\n" + "\n".join(broken)
 
 
+def test_modules_stay_small() -> None:
+    big = [f"{p.relative_to(SRC)}: {n} lines" for p in sorted(SRC.rglob("*.py"))
+           if (n := p.read_text(encoding="utf-8").count("\n")) > MAX_LINES]
+    assert not big, f"split these modules (over {MAX_LINES} lines): {big}"
+
+
 @pytest.mark.parametrize(("pkg", "source", "rule"), [
-    ("proto", "import asyncio\nfrom mailwing.storage import interface\n", "stdlib"),
+    ("proto", "import asyncio\n", "sans-IO"),
+    ("proto", "from mailwing.storage import interface\n", "stdlib"),
+    ("proto", "from ..storage import interface\n", "stdlib"),
     ("mime", "import dkim\n", "stdlib"),
     ("storage", "from mailwing.services import auth\n", "must not import services"),
     ("services", "from mailwing.server.connection import Connection\n", "must not import server"),
