@@ -80,7 +80,9 @@ async def handle_smtp(ctx: AppContext, conn: Connection) -> None:
     limits = ctx.settings.limits
     core = SmtpCore(
         ctx.hostname,
-        auth_required=conn.listener in SUBMISSION_LISTENERS,
+        # capture mode takes mail with or without AUTH on every listener
+        auth_required=(conn.listener in SUBMISSION_LISTENERS
+                       and not ctx.settings.capture.enabled),
         tls_active=conn.tls_active,
         tls_available=conn.ssl_context is not None,
         plaintext_allowed=ctx.settings.plaintext_allowed,
@@ -173,10 +175,14 @@ class _SmtpSession:
             self.core.mail_accepted()
 
     async def _rcpt(self, req: RcptRequest) -> None:
+        target: object
         try:
-            target = await policy.check_recipient(
-                self.ctx.storage, self.ctx.settings, req.recipient,
-                authenticated=req.user is not None)
+            if self.ctx.capture is not None:
+                target = await self.ctx.capture.recipient(req.recipient.text)
+            else:
+                target = await policy.check_recipient(
+                    self.ctx.storage, self.ctx.settings, req.recipient,
+                    authenticated=req.user is not None)
         except SmtpError as exc:
             self.conn.log("recipient refused", level=logging.DEBUG, code=exc.reply.code)
             self.core.rcpt_rejected(exc.reply)
@@ -184,6 +190,12 @@ class _SmtpSession:
             self.core.rcpt_accepted(target)
 
     async def _authenticate(self, req: AuthRequest) -> None:
+        if self.ctx.capture is not None:  # capture mode: any credentials are accepted
+            self.conn.user = req.username[:256] or "anonymous"
+            self.conn.log("login", mechanism=req.mechanism, tls=self.conn.tls_active,
+                          capture=True)
+            self.core.auth_succeeded(self.conn.user)
+            return
         try:
             result = await self.ctx.auth.authenticate(req.username, req.password,
                                                       peer_ip=self.conn.peer.ip)
