@@ -1,0 +1,77 @@
+"""RFC 3501 conformance regressions (issue #8 section 1), on SQLite and PostgreSQL: each test
+failed before its fix. Raw sockets, so the exact untagged responses and their order are seen."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.protocol.test_imap_support import PASSWORD, USER, Raw, simple, start
+from tests.support import MailwingServer
+
+ODD = b"!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+@pytest.fixture
+def srv(server_factory: type[MailwingServer], tmp_path: Path,
+        database_url: str) -> MailwingServer:
+    return start(server_factory, tmp_path, database_url)
+
+
+def login(srv: MailwingServer) -> Raw:
+    r = Raw(srv.ports["imap"])
+    assert r.command(f'l LOGIN {USER} "{PASSWORD}"'.encode())[-1].startswith(b"l OK")
+    return r
+
+
+def tagged(lines: list[bytes]) -> bytes:
+    return lines[-1].split(b" ", 1)[1]
+
+
+def append(r: Raw, mailbox: str, message: bytes, flags: str = "") -> list[bytes]:
+    r.send(b'ap APPEND "%s" (%s) {%d+}\r\n' % (mailbox.encode(), flags.encode(), len(message))
+           + message + b"\r\n")
+    lines = r.until(b"ap")
+    assert tagged(lines).startswith(b"OK"), lines
+    return lines
+
+
+def uidvalidity(lines: list[bytes]) -> int:
+    for line in lines:
+        m = re.search(rb"\[UIDVALIDITY (\d+)\]", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(lines)
+
+
+def test_delete_with_children_keeps_noselect_name(srv: MailwingServer) -> None:
+    r = login(srv)
+    assert tagged(r.command(b"c1 CREATE a/b")).startswith(b"OK")
+    append(r, "a", simple("old parent mail"))
+    first = uidvalidity(r.command(b"s1 EXAMINE a"))
+    r.command(b"u UNSELECT")
+    assert tagged(r.command(b"d1 DELETE a")).startswith(b"OK")  # RFC 3501 6.3.4
+    assert r.command(b'l1 LIST "" a') == [b'* LIST (\\Noselect \\HasChildren) "/" a',
+                                          b"l1 OK LIST completed"]
+    assert tagged(r.command(b"s2 SELECT a")).startswith(b"NO")
+    assert tagged(r.command(b"d2 DELETE a")).startswith(b"NO")  # \Noselect with children
+    assert tagged(r.command(b"c2 CREATE a")).startswith(b"OK")
+    lines = r.command(b"s3 SELECT a")
+    assert b"* 0 EXISTS" in lines, lines  # the old mail is gone
+    assert uidvalidity(lines) != first
+    assert r.command(b'l2 LIST "" a') == [b'* LIST (\\HasChildren) "/" a',
+                                          b"l2 OK LIST completed"]
+    r.close()
+
+
+def test_odd_names_that_do_not_exist_are_no_not_bad(srv: MailwingServer) -> None:
+    r = login(srv)
+    for name in (b'"' + ODD + b'"', ODD, b'"&Jjo"', b'"a%b"', b'"\x01x"'):
+        for cmd in (b"SELECT " + name, b"EXAMINE " + name, b"STATUS " + name + b" (MESSAGES)"):
+            assert tagged(r.command(b"t " + cmd)).startswith(b"NO"), cmd
+        for cmd in (b'LIST "" ' + name, b'LSUB "" ' + name):
+            assert r.command(b"t " + cmd)[-1].startswith(b"t OK"), cmd
+    assert r.command(b'x LIST "" "INBOX"')[0] == b'* LIST (\\HasNoChildren) "/" INBOX'
+    r.close()
