@@ -75,3 +75,40 @@ def test_odd_names_that_do_not_exist_are_no_not_bad(srv: MailwingServer) -> None
             assert r.command(b"t " + cmd)[-1].startswith(b"t OK"), cmd
     assert r.command(b'x LIST "" "INBOX"')[0] == b'* LIST (\\HasNoChildren) "/" INBOX'
     r.close()
+
+
+def _flags_line(lines: list[bytes]) -> int:
+    return next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS "))
+
+
+def test_new_keywords_are_announced_before_any_fetch_carrying_them(
+        srv: MailwingServer) -> None:
+    a, b = login(srv), login(srv)
+    append(a, "INBOX", simple("one"))
+    a.command(b"s SELECT INBOX")
+    assert b"$Old" not in b"".join(b.command(b"s SELECT INBOX"))
+    # STORE introduces a keyword: the storing session hears FLAGS before its FETCH
+    lines = a.command(b"t STORE 1 +FLAGS ($Fresh)")
+    at = _flags_line(lines)
+    assert b"$Fresh" in lines[at] and b"$Fresh \\*)]" in lines[at + 1], lines
+    assert lines[at + 2].startswith(b"* 1 FETCH") and b"$Fresh" in lines[at + 2]
+    # the observing session: FLAGS and PERMANENTFLAGS before the FETCH, RFC 3501 7.2.6
+    lines = b.command(b"n NOOP")
+    at = _flags_line(lines)
+    assert b"$Fresh" in lines[at] and b"PERMANENTFLAGS" in lines[at + 1], lines
+    fetch_at = next(i for i, line in enumerate(lines) if b"FETCH" in line)
+    assert at < fetch_at
+    # APPEND with a new keyword: FLAGS before the FETCH that shows it
+    lines = append(a, "INBOX", simple("two"), flags="$Appended")  # a has INBOX selected
+    assert _flags_line(lines) < next(i for i, x in enumerate(lines) if x.endswith(b"EXISTS"))
+    lines = b.command(b"n2 NOOP") + b.command(b"f FETCH 2 FLAGS")
+    assert b"$Appended" in lines[_flags_line(lines)], lines
+    assert _flags_line(lines) < next(i for i, line in enumerate(lines) if b"2 FETCH" in line)
+    # a new SELECT lists every keyword in use
+    lines = b.command(b"s2 EXAMINE INBOX")
+    assert b"$Appended" in lines[_flags_line(lines)] and b"$Fresh" in lines[_flags_line(lines)]
+    # a flag already listed is not announced again
+    lines = a.command(b"n3 NOOP") + a.command(b"t2 STORE 2 +FLAGS ($Fresh)")
+    assert not any(line.startswith(b"* FLAGS") for line in lines), lines
+    a.close()
+    b.close()

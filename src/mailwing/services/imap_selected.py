@@ -21,6 +21,12 @@ either that or ``NO``; we answer ``OK`` and omit, which clients handle best).
 entries at or above the returned floor are recent for this session only. New mail seen later
 is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims.
 
+Keywords (RFC 3501 section 7.2.6): the view remembers the flags it has listed in ``FLAGS``
+(SELECT lists every keyword in use). When an entry this session is about to report carries
+a keyword not yet listed (a STORE or APPEND here or elsewhere introduced it), a
+:class:`FlagsListed` update comes first, so no FETCH ever carries a flag the client was not
+told of. Keywords are never taken back from the list during a session.
+
 Change tracking uses the mailbox's MODSEQ: the view remembers the HIGHESTMODSEQ it has caught
 up with and asks only for what changed since. Own changes (STORE, EXPUNGE by this session)
 are applied at once and announced by the command itself; when ``mail_changes`` later reports
@@ -40,9 +46,11 @@ from mailwing.storage.interface import Storage
 
 __all__ = [
     "RECENT",
+    "SYSTEM_FLAGS",
     "Exists",
     "Expunged",
     "FlagsChanged",
+    "FlagsListed",
     "Recent",
     "SelectedView",
     "Update",
@@ -51,6 +59,7 @@ __all__ = [
 ]
 
 RECENT = "\\Recent"
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +88,15 @@ class FlagsChanged:
     flags: frozenset[str]
 
 
-Update = Expunged | Exists | Recent | FlagsChanged
+@dataclass(frozen=True, slots=True)
+class FlagsListed:
+    """``* FLAGS (...)`` and ``* OK [PERMANENTFLAGS (...)]``: the applicable flags grew."""
+
+    flags: tuple[str, ...]
+    read_only: bool
+
+
+Update = Expunged | Exists | Recent | FlagsChanged | FlagsListed
 
 
 class SelectedView:
@@ -101,6 +118,7 @@ class SelectedView:
         self._changed: set[int] = set()  # flags changed elsewhere, FETCH not yet sent
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
+        self.keywords: set[str] = {f for e in ordered for f in e.flags} - set(SYSTEM_FLAGS)
 
     # -- identity and counters -----------------------------------------------------------
     @property
@@ -154,6 +172,21 @@ class SelectedView:
         if by_uid:
             return self.uids[-1] if self.uids else 0
         return len(self.uids)
+
+    @property
+    def flag_list(self) -> tuple[str, ...]:
+        """The FLAGS this session has been told of: system flags, then keywords."""
+        return (*SYSTEM_FLAGS, *sorted(self.keywords))
+
+    def list_keywords(self, flag_sets: Iterable[Iterable[str]]) -> FlagsListed | None:
+        """Add the keywords of ``flag_sets`` that the client was not told of yet; the
+        :class:`FlagsListed` to send before anything carrying them, or None."""
+        new = {f for flags in flag_sets for f in flags
+               if f not in self.keywords and f not in SYSTEM_FLAGS and f != RECENT}
+        if not new:
+            return None
+        self.keywords |= new
+        return FlagsListed(self.flag_list, self.read_only)
 
     def flags_of(self, uid: int) -> frozenset[str]:
         """Flags as this session reports them (with \\Recent when it is recent here)."""
@@ -214,6 +247,11 @@ class SelectedView:
         out: list[Update] = []
         if allow_expunge:
             out.extend(self._take_expunges())
+        listed = self.list_keywords(
+            [e.flags for e in self._new.values()]
+            + [self.entries[u].flags for u in self._changed if u in self.entries])
+        if listed is not None:
+            out.append(listed)
         if self._new:
             for uid in sorted(self._new):
                 self.uids.append(uid)

@@ -17,7 +17,14 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, Refusal, SessionState, resolve, unavailable
+from mailwing.server.imap.base import (
+    Done,
+    Refusal,
+    SessionState,
+    list_keywords,
+    resolve,
+    unavailable,
+)
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
 from mailwing.storage.errors import NotFound, StorageError
@@ -52,6 +59,7 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
         except StorageError as exc:
             raise unavailable() from exc
         view.own_flags(changed)
+        list_keywords(s, view, [e.flags for e in changed])
     if not cmd.silent:
         for seq, uid in pairs:
             s.send(_fetch_flags(view, seq, uid, cmd.uid))
