@@ -112,3 +112,16 @@ def test_new_keywords_are_announced_before_any_fetch_carrying_them(
     assert not any(line.startswith(b"* FLAGS") for line in lines), lines
     a.close()
     b.close()
+
+
+def test_examine_reports_recent_without_claiming(srv: MailwingServer) -> None:
+    r = login(srv)
+    append(r, "INBOX", simple("one"))
+    append(r, "INBOX", simple("two"))
+    for tag in (b"e1", b"e2"):  # RFC 3501 6.3.2: EXAMINE reports, never claims
+        lines = r.command(tag + b" EXAMINE INBOX")
+        assert b"* 2 RECENT" in lines, lines
+    assert b"\\Recent" in b"".join(r.command(b"f FETCH 1:* FLAGS"))
+    assert b"* 2 RECENT" in r.command(b"s SELECT INBOX")  # the claim is still there
+    assert b"* 0 RECENT" in r.command(b"e3 EXAMINE INBOX")
+    r.close()

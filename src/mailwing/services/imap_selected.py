@@ -19,7 +19,9 @@ either that or ``NO``; we answer ``OK`` and omit, which clients handle best).
 
 \\Recent (RFC 3501 section 2.3.2): a read-write SELECT calls :meth:`Storage.claim_recent`;
 entries at or above the returned floor are recent for this session only. New mail seen later
-is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims.
+is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims,
+but reports what is recent (the top ``STATUS RECENT`` UIDs, RFC 3501 section 6.3.2: the
+same untagged responses as SELECT) so a later SELECT still gets the claim.
 
 Keywords (RFC 3501 section 7.2.6): the view remembers the flags it has listed in ``FLAGS``
 (SELECT lists every keyword in use). When an entry this session is about to report carries
@@ -330,6 +332,7 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
     taken when the mailbox was selected before in this process."""
     floor = None if read_only else await storage.claim_recent(mailbox.id)
+    peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
     cached = _listings.get(storage, mailbox.id)
     if cached is None:
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
@@ -344,8 +347,12 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
         by_uid.update((e.uid, e) for e in changed)  # SelectedView sorts by UID
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
     _listings.put(storage, mailbox.id, modseq, by_uid)
-    return SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
+    view = SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
                         recent_floor=floor)
+    if peeked:  # recent UIDs are the highest ones (at or above the mailbox's floor)
+        view.note_recent(view.uids[-peeked:])
+        view._announced_recent = len(view.recent)
+    return view
 
 
 async def refresh(storage: Storage, view: SelectedView) -> None:
