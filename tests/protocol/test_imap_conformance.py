@@ -125,3 +125,18 @@ def test_examine_reports_recent_without_claiming(srv: MailwingServer) -> None:
     assert b"* 2 RECENT" in r.command(b"s SELECT INBOX")  # the claim is still there
     assert b"* 0 RECENT" in r.command(b"e3 EXAMINE INBOX")
     r.close()
+
+
+def test_copy_and_move_into_the_selected_mailbox(srv: MailwingServer) -> None:
+    r = login(srv)
+    append(r, "INBOX", simple("one"))
+    v = uidvalidity(r.command(b"s SELECT INBOX"))
+    lines = r.command(b"c COPY 1 INBOX")
+    assert lines[-1] == b"c OK [COPYUID %d 1 2] COPY completed" % v, lines
+    assert b"* 2 EXISTS" in lines
+    lines = r.command(b"m UID MOVE 1 INBOX")  # RFC 6851: new UID, old one expunged
+    assert lines[0] == b"* OK [COPYUID %d 1 3] UID MOVE completed" % v, lines
+    assert b"* 1 EXPUNGE" in lines and lines[-1].startswith(b"m OK"), lines
+    assert b"* 2 EXISTS" in lines, lines
+    assert r.command(b"f UID FETCH 1:* UID")[:-1] == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 3)"]
+    r.close()

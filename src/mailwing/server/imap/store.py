@@ -6,7 +6,8 @@
   A read-only (EXAMINEd) mailbox refuses STORE, EXPUNGE and MOVE with ``NO [READ-ONLY]``.
 - COPY/MOVE to a mailbox that does not exist answer ``NO [TRYCREATE]``; success carries
   ``[COPYUID uidvalidity source-uids dest-uids]``. MOVE sends it in an untagged OK before its
-  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK.
+  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK. The target may be the
+  selected mailbox itself: the messages get new UIDs (EXPUNGE of the old, EXISTS of the new).
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
 """
@@ -80,8 +81,6 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         if not uids:
             return Done("OK", texts.COMPLETED.format(word))
-        if move and target.id == view.mailbox_id:
-            return Done("NO", texts.CANNOT, "CANNOT")
         pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move)
     except NotFound:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
