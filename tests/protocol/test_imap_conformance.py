@@ -140,3 +140,66 @@ def test_copy_and_move_into_the_selected_mailbox(srv: MailwingServer) -> None:
     assert b"* 2 EXISTS" in lines, lines
     assert r.command(b"f UID FETCH 1:* UID")[:-1] == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 3)"]
     r.close()
+
+
+AWKWARD_ADDRESSES = (
+    b'From: "Alice Example" <alice@example.test>\r\n'
+    b"To: =?utf-8?q?J=C3=B6rg?= <j@x.test>, Bob Smith <b@x.test>\r\n"
+    b'Bcc: "Secret Person" <s@x.test>\r\n'
+    b"Date: Fri, 02 Jan 2026 23:30:00 -0500\r\n"
+    b"Subject: x\r\n\r\nbody\r\n"
+)
+COMMENT_AND_ROUTE = (
+    b"From: alice@example.test (Alice Comment)\r\n"
+    b"To: Bob <@route.example,@r2.example:bob@x.test>\r\n"
+    b"Subject: y\r\n\r\nbody\r\n"
+)
+
+
+def _search(r: Raw, criteria: bytes) -> bytes:
+    lines = r.command(b"s UID SEARCH " + criteria)
+    assert lines[-1].startswith(b"s OK"), lines
+    return lines[0]
+
+
+def test_envelope_keeps_the_source_route(srv: MailwingServer) -> None:
+    r = login(srv)
+    append(r, "INBOX", COMMENT_AND_ROUTE)
+    r.command(b"x EXAMINE INBOX")
+    lines = r.command(b"f FETCH 1 ENVELOPE")
+    assert b'(("Bob" "@route.example,@r2.example" "bob" "x.test"))' in lines[0], lines
+    r.close()
+
+
+def test_search_address_keys_match_the_whole_address_text(srv: MailwingServer) -> None:
+    r = login(srv)
+    append(r, "INBOX", AWKWARD_ADDRESSES)
+    append(r, "INBOX", COMMENT_AND_ROUTE)
+    r.command(b"x EXAMINE INBOX")
+    assert _search(r, b'FROM "Alice Example"') == b"* SEARCH 1"
+    assert _search(r, b"FROM alice@example") == b"* SEARCH 1 2"
+    assert _search(r, b'FROM "Alice Comment"') == b"* SEARCH 2"  # a comment names too
+    assert _search(r, b'TO "Bob Smith"') == b"* SEARCH 1"
+    assert _search(r, b"TO route.example") == b"* SEARCH 2"  # the source route counts
+    assert _search(r, b'BCC "Secret Person"') == b"* SEARCH 1"
+    r.send(b"s UID SEARCH CHARSET UTF-8 TO {5+}\r\nJ\xc3\xb6rg\r\n")
+    assert r.until(b"s")[0] == b"* SEARCH 1"
+    r.close()
+
+
+def test_search_dates_use_the_own_zone_calendar_date(srv: MailwingServer) -> None:
+    r = login(srv)
+    # Date: 23:30 -0500 on 2 Jan is 3 Jan in UTC; the internal date is 2 Jan in UTC
+    for message in (AWKWARD_ADDRESSES, COMMENT_AND_ROUTE):  # the second has no Date:
+        r.send(b'ap APPEND INBOX "01-Jan-2026 23:30:00 -0500" {%d+}\r\n' % len(message)
+               + message + b"\r\n")
+        assert r.until(b"ap")[-1].startswith(b"ap OK")
+    r.command(b"x EXAMINE INBOX")
+    assert _search(r, b"SENTON 2-Jan-2026") == b"* SEARCH 1 2"  # 2: internal date fallback
+    assert _search(r, b"SENTON 3-Jan-2026") == b"* SEARCH"
+    assert _search(r, b"SENTBEFORE 3-Jan-2026") == b"* SEARCH 1 2"
+    assert _search(r, b"SENTSINCE 3-Jan-2026") == b"* SEARCH"
+    assert _search(r, b"SENTSINCE 2-Jan-2026") == b"* SEARCH 1 2"
+    assert _search(r, b"ON 2-Jan-2026") == b"* SEARCH 1 2"
+    assert _search(r, b"BEFORE 2-Jan-2026") == b"* SEARCH"
+    r.close()
