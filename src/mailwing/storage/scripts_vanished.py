@@ -14,7 +14,21 @@ from __future__ import annotations
 from mailwing.storage.errors import NotFound
 from mailwing.storage.steps import Script, q
 
-__all__ = ["prune_expunged", "vanished_since"]
+__all__ = ["absent_uids", "prune_expunged", "vanished_since"]
+
+
+def absent_uids(live: list[int], top: int) -> list[int]:
+    """UIDs 1..``top`` not in the ascending list ``live`` (UIDs are never reused, so these
+    are exactly the ones expunged so far)."""
+    out: list[int] = []
+    nxt = 1
+    for uid in live:
+        if uid > top:
+            break
+        out.extend(range(nxt, uid))
+        nxt = uid + 1
+    out.extend(range(nxt, top + 1))
+    return out
 
 
 def vanished_since(mailbox_id: int, since_modseq: int) -> Script[list[int] | None]:
