@@ -22,7 +22,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.fetchitems import FetchItem
 from mailwing.proto.imap.responses import LiteralBody
-from mailwing.server.imap.base import Done, SessionState, resolve, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, resolve, unavailable
 from mailwing.services.imap_condstore import vanished_in
 from mailwing.services.imap_fetch import Fetcher, StreamSource
 from mailwing.storage.errors import NotFound, StorageError
@@ -134,4 +134,4 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
     return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))
 
 
-HANDLERS = {c.Fetch: fetch}
+HANDLERS: dict[type[c.Command], Handler] = {c.Fetch: fetch}

@@ -29,7 +29,7 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, SessionState, flags_response, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, flags_response, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
 from mailwing.services.imap_condstore import prune_history, resync
 from mailwing.services.imap_selected import RECENT, SelectedView, open_view, refresh
@@ -153,7 +153,7 @@ async def unselect(s: SessionState, cmd: c.Unselect) -> Done:
     return Done("OK", texts.COMPLETED.format("UNSELECT"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Select: select, c.Status: status, c.Append: append, c.Check: check, c.Close: close,
     c.Unselect: unselect,
 }

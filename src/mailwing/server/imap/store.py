@@ -26,6 +26,7 @@ from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import (
     Done,
+    Handler,
     Refusal,
     SessionState,
     flags_response,
@@ -109,9 +110,8 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:
         raise unavailable() from exc
-    code = Code.copyuid(target.uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
-    if not pairs:
-        code = None
+    code = (Code.copyuid(target.uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
+            if pairs else None)
     if not move:
         return Done("OK", texts.COMPLETED.format(word), code)
     if code:
@@ -156,4 +156,6 @@ async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
     return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"), code)
 
 
-HANDLERS = {c.Store: store, c.Copy: copy, c.Move: move, c.Expunge: expunge}
+HANDLERS: dict[type[c.Command], Handler] = {
+    c.Store: store, c.Copy: copy, c.Move: move, c.Expunge: expunge,
+}
