@@ -89,6 +89,9 @@ class LimitsSettings:
     max_recipients: int = 100  # per SMTP transaction (RFC 5321 4.5.3.1.8 minimum)
     max_errors: int = 10  # protocol errors in a row before a session is closed
     max_auth_failures: int = 3  # failed AUTH/LOGIN attempts in one session before it is closed
+    #: Expunged UIDs remembered per mailbox for IMAP QRESYNC's VANISHED (RFC 7162); a client
+    #: resynchronising from before the oldest one is sent every known UID that is gone.
+    expunged_retention: int = 20_000
 
 
 @dataclass
@@ -347,6 +350,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:
         raise ConfigError("limits.max_recipients: must be between 1 and 100000")
+    if s.limits.expunged_retention < 0:
+        raise ConfigError("limits.expunged_retention: must be 0 or more")
     if s.limits.max_errors < 1 or s.limits.max_auth_failures < 1:
         raise ConfigError("limits.max_errors and limits.max_auth_failures: must be at least 1")
     if s.server.workers < 1 or s.server.workers > 256:

@@ -134,8 +134,17 @@ async def id_(s: SessionState, cmd: c.Id) -> Done:
     return Done("OK", texts.ID_OK)
 
 
+#: What ENABLE can turn on (RFC 5161); unknown names are ignored (section 3.1).
+ENABLEABLE = {"CONDSTORE": ("CONDSTORE",), "QRESYNC": ("QRESYNC", "CONDSTORE")}
+
+
 async def enable(s: SessionState, cmd: c.Enable) -> Done:
-    s.send(responses.enabled(()))  # nothing enableable yet (RFC 5161 section 3.1)
+    turned_on: list[str] = []
+    for cap in cmd.capabilities:
+        if cap in ENABLEABLE and cap not in turned_on:
+            s.enabled.update(ENABLEABLE[cap])  # QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+            turned_on.append(cap)
+    s.send(responses.enabled(turned_on))
     return Done("OK", texts.ENABLE_OK)
 
 
