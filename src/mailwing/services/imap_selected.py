@@ -101,6 +101,8 @@ class SelectedView:
         self._changed: set[int] = set()  # flags changed elsewhere, FETCH not yet sent
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
+        #: RFC 5182 ``$``: UIDs saved by SEARCH RETURN (SAVE); a new view starts empty
+        self.saved_uids: frozenset[int] = frozenset()
 
     # -- identity and counters -----------------------------------------------------------
     @property

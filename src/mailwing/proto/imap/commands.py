@@ -16,12 +16,13 @@ from typing import ClassVar
 from mailwing.proto.imap.fetchitems import FetchItem
 from mailwing.proto.imap.search import SearchKey
 from mailwing.proto.imap.seqset import SequenceSet
+from mailwing.proto.imap.sortparse import SortKey
 
 __all__ = [
     "Append", "Authenticate", "Capability", "Check", "Close", "Command", "Copy", "Create",
     "Delete", "Enable", "Examine", "Expunge", "Fetch", "Id", "Idle", "List", "Login",
-    "Logout", "Lsub", "Move", "Namespace", "Noop", "Rename", "Search", "Select", "StartTls",
-    "Status", "Store", "Subscribe", "Unselect", "Unsubscribe",
+    "Logout", "Lsub", "Move", "Namespace", "Noop", "Rename", "Search", "Select", "Sort",
+    "StartTls", "Status", "Store", "Subscribe", "Thread", "Unselect", "Unsubscribe",
 ]
 
 
@@ -142,7 +143,7 @@ class Lsub(Command):
 class Status(Command):
     name: ClassVar[str] = "STATUS"
     mailbox: str
-    items: tuple[str, ...]  # MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ
+    items: tuple[str, ...]  # MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,30 @@ class Search(Command):
     criteria: SearchKey
     charset: str | None = None
     uid: bool = False
-    return_options: tuple[str, ...] | None = None  # RFC 4731 RETURN (...), parsed only
+    return_options: tuple[str, ...] | None = None  # RFC 4731 / 5182 RETURN (...)
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """RFC 5256 SORT; ``return_options`` set for the RFC 5267 ESORT form."""
+
+    name: ClassVar[str] = "SORT"
+    keys: tuple[SortKey, ...]
+    criteria: SearchKey
+    charset: str = "UTF-8"
+    uid: bool = False
+    return_options: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """RFC 5256 THREAD with ORDEREDSUBJECT or REFERENCES."""
+
+    name: ClassVar[str] = "THREAD"
+    algorithm: str
+    criteria: SearchKey
+    charset: str = "UTF-8"
+    uid: bool = False
 
 
 @dataclass(frozen=True, slots=True)

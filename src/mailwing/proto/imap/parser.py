@@ -20,6 +20,7 @@ from mailwing.proto.imap import texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
+from mailwing.proto.imap.sortparse import parse_sort, parse_thread
 
 __all__ = ["parse_command", "read_tag"]
 
@@ -220,6 +221,18 @@ def _search(tag: str, cur: Cursor, uid: bool) -> c.Command:
     return c.Search(tag, key, charset, uid, returns)
 
 
+def _sort(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    returns, keys, charset, criteria = parse_sort(cur)
+    return c.Sort(tag, keys, criteria, charset, uid, returns)
+
+
+def _thread(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    algorithm, charset, criteria = parse_thread(cur)
+    return c.Thread(tag, algorithm, criteria, charset, uid)
+
+
 def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
     cur.sp()
     seq = cur.sequence_set()
@@ -306,6 +319,7 @@ SIMPLE: dict[str, Callable[[str, Cursor], c.Command]] = {
 WITH_UID: dict[str, Callable[[str, Cursor, bool], c.Command]] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": _fetch, "STORE": _store,
     "COPY": _copy_move(c.Copy), "MOVE": _copy_move(c.Move),
+    "SORT": _sort, "THREAD": _thread,
 }
 
 

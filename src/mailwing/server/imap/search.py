@@ -1,8 +1,13 @@
-"""SEARCH and UID SEARCH (RFC 3501 sections 6.4.4, 6.4.8, 7.2.5).
+"""SEARCH and UID SEARCH (RFC 3501 sections 6.4.4, 6.4.8, 7.2.5), with ESEARCH (RFC 4731)
+and SEARCHRES (RFC 5182).
 
 Evaluation is :func:`mailwing.services.imap_search.search`; contents are read only for
 header/body keys, through ``storage.read_content`` (CRLF-normalised for :mod:`mailwing.mime`).
 CHARSET UTF-8 and US-ASCII are accepted (the parser refuses others with BADCHARSET).
+
+``RETURN (...)`` answers ``* ESEARCH`` instead of ``* SEARCH``; ``SAVE`` keeps the result
+(as UIDs, so later expunges simply drop out of it) in the view for ``$``; a SAVE search that
+fails on storage empties it (RFC 5182 section 2.1).
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ from mailwing.model import MailEntry
 from mailwing.proto.common.crlf import to_crlf
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.esearch import esearch, saved_result
+from mailwing.proto.imap.search import SearchKey
 from mailwing.server.imap.base import Done, SessionState, unavailable
 from mailwing.services.imap_search import search as run_search
 from mailwing.storage.errors import NotFound, StorageError
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "answer_esearch", "matching"]
 
 
-async def search(s: SessionState, cmd: c.Search) -> Done:
+async def matching(s: SessionState, criteria: SearchKey) -> list[tuple[int, int]]:
+    """(seq, uid) of the selected view's messages matching ``criteria``."""
     view = s.selected()
     storage = s.ctx.storage
 
@@ -30,10 +38,37 @@ async def search(s: SessionState, cmd: c.Search) -> Done:
         return raw if entry.content.crlf_clean else to_crlf(raw)
 
     try:
-        found = await run_search(view, cmd.criteria, load)
+        return await run_search(view, criteria, load)
     except StorageError as exc:
         raise unavailable() from exc
-    s.send(responses.search(uid if cmd.uid else seq for seq, uid in found))
+
+
+def answer_esearch(s: SessionState, tag: str, found: list[tuple[int, int]],
+                   options: tuple[str, ...], *, uid: bool, sort_order: bool = False) -> None:
+    """Queue the ESEARCH line and apply SAVE (RFC 4731 section 3.1, RFC 5182 section 2.4)."""
+    view = s.selected()
+    numbers = [u if uid else q for q, u in found]
+    if "SAVE" in options:
+        by_uid = dict(found) if not uid else None
+        kept = saved_result(numbers, options, sort_order=sort_order)
+        view.saved_uids = frozenset(kept if by_uid is None else (by_uid[n] for n in kept))
+    line = esearch(tag, numbers, options, uid=uid, sort_order=sort_order)
+    if line is not None:
+        s.send(line)
+
+
+async def search(s: SessionState, cmd: c.Search) -> Done:
+    view = s.selected()
+    try:
+        found = await matching(s, cmd.criteria)
+    except BaseException:
+        if cmd.return_options and "SAVE" in cmd.return_options:
+            view.saved_uids = frozenset()
+        raise
+    if cmd.return_options is not None:
+        answer_esearch(s, cmd.tag, found, cmd.return_options, uid=cmd.uid)
+    else:
+        s.send(responses.search(uid if cmd.uid else seq for seq, uid in found))
     return Done("OK", texts.COMPLETED.format("UID SEARCH" if cmd.uid else "SEARCH"))
 
 
