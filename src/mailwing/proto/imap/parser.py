@@ -25,7 +25,7 @@ from mailwing.proto.imap.sortparse import parse_sort, parse_thread
 __all__ = ["parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-                          "HIGHESTMODSEQ", "SIZE"})
+                          "HIGHESTMODSEQ", "SIZE", "MAILBOXID"})
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
 

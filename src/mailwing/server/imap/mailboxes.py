@@ -22,8 +22,10 @@ import contextlib
 from mailwing.model import Mailbox
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, Refusal, SessionState, unavailable
 from mailwing.services import imap_mailboxes as mb
+from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import AlreadyExists, NotFound, StorageError
 
 __all__ = ["HANDLERS", "find_mailbox", "valid_name"]
@@ -70,12 +72,12 @@ async def create(s: SessionState, cmd: c.Create) -> Done:
         if await s.ctx.storage.get_mailbox(user.id, name) is not None:
             return Done("NO", texts.MAILBOX_EXISTS, "ALREADYEXISTS")
         await _ensure_parents(s, name)
-        await s.ctx.storage.create_mailbox(user.id, name, use)
+        box = await s.ctx.storage.create_mailbox(user.id, name, use)
     except AlreadyExists:
         return Done("NO", texts.MAILBOX_EXISTS, "ALREADYEXISTS")
     except StorageError as exc:
         raise unavailable() from exc
-    return Done("OK", texts.COMPLETED.format("CREATE"))
+    return Done("OK", texts.COMPLETED.format("CREATE"), Code.mailboxid(mailbox_id(box)))
 
 
 async def delete(s: SessionState, cmd: c.Delete) -> Done:

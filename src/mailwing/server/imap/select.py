@@ -24,6 +24,8 @@ from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, SessionState, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
 from mailwing.services.imap_selected import RECENT, open_view, refresh
+from mailwing.services.imap_status import status_values
+from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.interface import Delivery
 
@@ -52,6 +54,7 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
     s.send(responses.ok("*", texts.PERMANENTFLAGS, Code.permanentflags(permanent)))
     s.send(responses.ok("*", texts.UIDVALIDITY, Code.uidvalidity(view.mailbox.uidvalidity)))
     s.send(responses.ok("*", texts.UIDNEXT, Code.uidnext(view.uidnext)))
+    s.send(responses.ok("*", texts.MAILBOXID, Code.mailboxid(mailbox_id(view.mailbox))))
     mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
     return Done("OK", texts.COMPLETED.format("EXAMINE" if cmd.readonly else "SELECT"), mode)
 
@@ -59,13 +62,10 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
 async def status(s: SessionState, cmd: c.Status) -> Done:
     box = await find_mailbox(s, cmd.mailbox)
     try:
-        counts = await s.ctx.storage.mailbox_counts(box.id)
+        values = await status_values(s.ctx.storage, box, cmd.items)
     except StorageError as exc:
         raise unavailable() from exc
-    values = {"MESSAGES": counts.messages, "RECENT": counts.recent, "UIDNEXT": box.uidnext,
-              "UIDVALIDITY": box.uidvalidity, "UNSEEN": counts.unseen,
-              "HIGHESTMODSEQ": box.highestmodseq}
-    s.send(responses.status(box.name, {i: values[i] for i in cmd.items if i in values}))
+    s.send(responses.status(box.name, values))
     return Done("OK", texts.COMPLETED.format("STATUS"))
 
 
