@@ -126,6 +126,7 @@ class List(Command):
     patterns: tuple[str, ...]
     select_options: tuple[str, ...] = ()
     return_options: tuple[str, ...] = ()
+    status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
 
     @property
     def extended(self) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from mailwing.proto.common.sasl import SaslError, decode_response
 from mailwing.proto.imap import commands as c
-from mailwing.proto.imap import texts, utf7
+from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
@@ -153,7 +153,7 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     cur.sp()
     select: tuple[str, ...] = ()
     if cur.peek() == ord("("):
-        select = cur.paren_atoms()
+        select = listext.parse_select_options(cur)
         cur.sp()
     reference = decode_mailbox(cur.astring(), normalise=False)
     cur.sp()
@@ -166,12 +166,13 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     else:
         patterns = (_pattern(cur),)
     returns: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
     if cur.accept(b" "):
         if cur.keyword() != "RETURN":
             raise ParseError(texts.BAD_LIST_OPTION)
         cur.sp()
-        returns = cur.paren_atoms()
-    return c.List(tag, reference, patterns, select, returns)
+        returns, status = listext.parse_return_options(cur, STATUS_ITEMS)
+    return c.List(tag, reference, patterns, select, returns, status)
 
 
 def _lsub(tag: str, cur: Cursor) -> c.Command:

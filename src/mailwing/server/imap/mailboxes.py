@@ -24,6 +24,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, Refusal, SessionState, unavailable
+from mailwing.server.imap.listext import list_extended
 from mailwing.services import imap_mailboxes as mb
 from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import AlreadyExists, NotFound, StorageError
@@ -146,6 +147,8 @@ def _line(kind: str, item: mb.ListItem) -> bytes:
 
 
 async def list_(s: SessionState, cmd: c.List) -> Done:
+    if cmd.extended:
+        return await list_extended(s, cmd)  # RFC 5258 / 5819
     try:
         boxes = await s.ctx.storage.list_mailboxes(s.require_user().id)
     except StorageError as exc:

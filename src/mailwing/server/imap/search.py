@@ -18,7 +18,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.esearch import esearch, saved_result
 from mailwing.proto.imap.search import SearchKey
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.services.imap_search import search as run_search
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -72,4 +72,4 @@ async def search(s: SessionState, cmd: c.Search) -> Done:
     return Done("OK", texts.COMPLETED.format("UID SEARCH" if cmd.uid else "SEARCH"))
 
 
-HANDLERS = {c.Search: search}
+HANDLERS: dict[type[c.Command], Handler] = {c.Search: search}

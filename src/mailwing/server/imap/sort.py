@@ -11,7 +11,7 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.threads import format_threads
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.server.imap.search import answer_esearch, matching
 from mailwing.services.imap_sort import sort_pairs, thread_pairs
 from mailwing.storage.errors import StorageError
@@ -41,4 +41,4 @@ async def thread(s: SessionState, cmd: c.Thread) -> Done:
     return Done("OK", texts.COMPLETED.format("UID THREAD" if cmd.uid else "THREAD"))
 
 
-HANDLERS = {c.Sort: sort, c.Thread: thread}
+HANDLERS: dict[type[c.Command], Handler] = {c.Sort: sort, c.Thread: thread}
