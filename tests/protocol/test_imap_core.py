@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from mailwing.proto.imap.extensions import SEARCH_EXTENSIONS
 from tests.protocol.test_imap_support import MULTIPART, connect, ok, simple, start
 from tests.support import MailwingServer
 
+_SEARCH = " ".join(SEARCH_EXTENSIONS)
 CAPS_BEFORE = ("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
-               "SPECIAL-USE CHILDREN CONDSTORE QRESYNC STARTTLS AUTH=PLAIN")
+               f"SPECIAL-USE CHILDREN CONDSTORE QRESYNC {_SEARCH} STARTTLS AUTH=PLAIN")
 CAPS_AFTER = ("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
-              "SPECIAL-USE CHILDREN CONDSTORE QRESYNC")
+              f"SPECIAL-USE CHILDREN CONDSTORE QRESYNC {_SEARCH}")
 
 
 @pytest.fixture

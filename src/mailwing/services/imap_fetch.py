@@ -10,6 +10,9 @@ item needs (nothing beyond the entry, the cached MIME views, or the content) is 
   process-wide LRU (:class:`ViewCache`) so that a ``FETCH 1:* (FLAGS ENVELOPE)`` of a large
   mailbox seen before costs no query per message. Contents are immutable (keyed by SHA-256),
   so the cache never goes stale.
+- EMAILID and THREADID (RFC 8474) are derived (:mod:`mailwing.services.objectid`); PREVIEW
+  (RFC 8970, :mod:`mailwing.mime.preview`) is computed once per content and cached in the
+  content cache under ``preview`` and in a process-wide LRU.
 - A full ``BODY[]``/``RFC822`` (or a partial of it) of a message larger than
   :data:`STREAM_OVER` becomes a :class:`~mailwing.proto.imap.responses.LiteralBody`: the
   session streams it from ``storage.open_content`` with CRLF normalisation, so a 25 MB
@@ -28,12 +31,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailwing import mime
+from mailwing.mime.preview import preview as preview_text
 from mailwing.model import ContentInfo, MailEntry
 from mailwing.proto.common.crlf import to_crlf
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.fetchitems import FetchItem, Section
 from mailwing.proto.imap.responses import LiteralBody
 from mailwing.services.imap_selected import SelectedView
+from mailwing.services.objectid import email_id
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import Storage
 
@@ -76,6 +81,7 @@ class ViewCache:
 
 
 VIEWS = ViewCache()
+PREVIEWS = ViewCache()  # {"preview": UTF-8 text} per content
 
 
 class Fetcher:
@@ -131,6 +137,20 @@ class Fetcher:
         self.cache.put(content.sha256, stored)
         return stored
 
+    async def preview(self, content: ContentInfo) -> str:
+        """RFC 8970 preview text, computed once per content (storage content cache and a
+        process-wide LRU, like the views)."""
+        cached = PREVIEWS.get(content.sha256)
+        if cached is None:
+            cached = await self.storage.get_content_cache(content.sha256)
+            if "preview" not in cached:
+                raw, msg = await self.message(content)
+                cached = {"preview": preview_text(raw, msg).encode("utf-8")}
+                await self.storage.set_content_cache(content.sha256, cached)
+            cached = {"preview": cached["preview"]}
+            PREVIEWS.put(content.sha256, cached)
+        return cached["preview"].decode("utf-8", "replace")
+
     async def items(self, uid: int, items: tuple[FetchItem, ...], *, with_uid: bool,
                     with_flags: bool) -> list[tuple[str, bytes | LiteralBody]] | None:
         """The FETCH data of one message, or None when its content is gone."""
@@ -164,6 +184,12 @@ class Fetcher:
             return name, b"(%d)" % entry.modseq
         if name in _VIEW_ITEMS:
             return name, (await self.views(entry.content))[_VIEW_ITEMS[name]]
+        if name == "EMAILID":
+            return name, b"(" + email_id(entry.content).encode("ascii") + b")"
+        if name == "THREADID":
+            return name, b"NIL"  # RFC 8474 section 5.2: no persistent thread ids
+        if name == "PREVIEW":
+            return name, pw.quoted(await self.preview(entry.content))
         return name, await self._section(entry, _RFC822[name], None)
 
     async def _section(self, entry: MailEntry, section: Section,

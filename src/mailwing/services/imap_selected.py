@@ -123,6 +123,8 @@ class SelectedView:
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
         self.keywords: set[str] = {f for e in ordered for f in e.flags} - set(SYSTEM_FLAGS)
+        #: RFC 5182 ``$``: UIDs saved by SEARCH RETURN (SAVE); a new view starts empty
+        self.saved_uids: frozenset[int] = frozenset()
 
     # -- identity and counters -----------------------------------------------------------
     @property

@@ -47,6 +47,7 @@ class MailboxCounts:
     messages: int
     unseen: int  # entries without \\Seen
     recent: int  # entries with uid >= the mailbox's recent floor (not yet claimed by a SELECT)
+    size: int = 0  # sum of the entries' RFC822.SIZE (CRLF size), for STATUS=SIZE (RFC 8438)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,14 @@ from typing import ClassVar
 from mailwing.proto.imap.fetchitems import FetchItem
 from mailwing.proto.imap.search import SearchKey
 from mailwing.proto.imap.seqset import SequenceSet
+from mailwing.proto.imap.sortparse import SortKey
 
 __all__ = [
     "Append", "Authenticate", "Capability", "Check", "Close", "Command", "Copy", "Create",
     "Delete", "Enable", "Examine", "Expunge", "Fetch", "Id", "Idle", "List", "Login",
     "Logout", "Lsub", "Move", "Namespace", "Noop", "QresyncParams", "Rename", "Search",
-    "Select", "StartTls", "Status", "Store", "Subscribe", "Unselect", "Unsubscribe",
+    "Select", "Sort", "StartTls", "Status", "Store", "Subscribe", "Thread", "Unselect",
+    "Unsubscribe",
 ]
 
 
@@ -137,6 +139,7 @@ class List(Command):
     patterns: tuple[str, ...]
     select_options: tuple[str, ...] = ()
     return_options: tuple[str, ...] = ()
+    status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
 
     @property
     def extended(self) -> bool:
@@ -154,7 +157,7 @@ class Lsub(Command):
 class Status(Command):
     name: ClassVar[str] = "STATUS"
     mailbox: str
-    items: tuple[str, ...]  # MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ
+    items: tuple[str, ...]  # MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,30 @@ class Search(Command):
     criteria: SearchKey
     charset: str | None = None
     uid: bool = False
-    return_options: tuple[str, ...] | None = None  # RFC 4731 RETURN (...), parsed only
+    return_options: tuple[str, ...] | None = None  # RFC 4731 / 5182 RETURN (...)
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """RFC 5256 SORT; ``return_options`` set for the RFC 5267 ESORT form."""
+
+    name: ClassVar[str] = "SORT"
+    keys: tuple[SortKey, ...]
+    criteria: SearchKey
+    charset: str = "UTF-8"
+    uid: bool = False
+    return_options: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """RFC 5256 THREAD with ORDEREDSUBJECT or REFERENCES."""
+
+    name: ClassVar[str] = "THREAD"
+    algorithm: str
+    criteria: SearchKey
+    charset: str = "UTF-8"
+    uid: bool = False
 
 
 @dataclass(frozen=True, slots=True)

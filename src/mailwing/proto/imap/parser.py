@@ -16,16 +16,17 @@ from collections.abc import Callable
 
 from mailwing.proto.common.sasl import SaslError, decode_response
 from mailwing.proto.imap import commands as c
-from mailwing.proto.imap import texts, utf7
+from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
 from mailwing.proto.imap.seqset import SequenceSet
+from mailwing.proto.imap.sortparse import parse_sort, parse_thread
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-                          "HIGHESTMODSEQ", "SIZE"})
+                          "HIGHESTMODSEQ", "SIZE", "MAILBOXID"})
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
 
@@ -207,7 +208,7 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     cur.sp()
     select: tuple[str, ...] = ()
     if cur.peek() == ord("("):
-        select = cur.paren_atoms()
+        select = listext.parse_select_options(cur)
         cur.sp()
     reference = decode_mailbox(cur.astring(), normalise=False)
     cur.sp()
@@ -220,12 +221,13 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     else:
         patterns = (_pattern(cur),)
     returns: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
     if cur.accept(b" "):
         if cur.keyword() != "RETURN":
             raise ParseError(texts.BAD_LIST_OPTION)
         cur.sp()
-        returns = cur.paren_atoms()
-    return c.List(tag, reference, patterns, select, returns)
+        returns, status = listext.parse_return_options(cur, STATUS_ITEMS)
+    return c.List(tag, reference, patterns, select, returns, status)
 
 
 def _lsub(tag: str, cur: Cursor) -> c.Command:
@@ -298,6 +300,18 @@ def _fetch_modifiers(cur: Cursor, uid: bool) -> tuple[int | None, bool]:
     if vanished and (not uid or changed is None):
         raise ParseError(texts.BAD_VANISHED)
     return changed, vanished
+
+
+def _sort(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    returns, keys, charset, criteria = parse_sort(cur)
+    return c.Sort(tag, keys, criteria, charset, uid, returns)
+
+
+def _thread(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    algorithm, charset, criteria = parse_thread(cur)
+    return c.Thread(tag, algorithm, criteria, charset, uid)
 
 
 def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -387,6 +401,7 @@ SIMPLE: dict[str, Callable[[str, Cursor], c.Command]] = {
 WITH_UID: dict[str, Callable[[str, Cursor, bool], c.Command]] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": _fetch, "STORE": _store,
     "COPY": _copy_move(c.Copy), "MOVE": _copy_move(c.Move),
+    "SORT": _sort, "THREAD": _thread,
 }
 
 

@@ -33,6 +33,8 @@ from mailwing.server.imap.base import Done, Handler, SessionState, flags_respons
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
 from mailwing.services.imap_condstore import prune_history, resync
 from mailwing.services.imap_selected import RECENT, SYSTEM_FLAGS, SelectedView, open_view, refresh
+from mailwing.services.imap_status import status_values
+from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.interface import Delivery
 
@@ -65,6 +67,7 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
     s.send(responses.ok("*", texts.PERMANENTFLAGS, Code.permanentflags(permanent)))
     s.send(responses.ok("*", texts.UIDVALIDITY, Code.uidvalidity(view.mailbox.uidvalidity)))
     s.send(responses.ok("*", texts.UIDNEXT, Code.uidnext(view.uidnext)))
+    s.send(responses.ok("*", texts.MAILBOXID, Code.mailboxid(mailbox_id(view.mailbox))))
     s.send(responses.ok("*", texts.HIGHESTMODSEQ, Code.highestmodseq(view.modseq)))
     if cmd.qresync is not None:
         await _resync(s, view, cmd.qresync)
@@ -93,13 +96,10 @@ async def status(s: SessionState, cmd: c.Status) -> Done:
         s.enable_condstore()
     box = await find_mailbox(s, cmd.mailbox)
     try:
-        counts = await s.ctx.storage.mailbox_counts(box.id)
+        values = await status_values(s.ctx.storage, box, cmd.items)
     except StorageError as exc:
         raise unavailable() from exc
-    values = {"MESSAGES": counts.messages, "RECENT": counts.recent, "UIDNEXT": box.uidnext,
-              "UIDVALIDITY": box.uidvalidity, "UNSEEN": counts.unseen,
-              "HIGHESTMODSEQ": box.highestmodseq}
-    s.send(responses.status(box.name, {i: values[i] for i in cmd.items if i in values}))
+    s.send(responses.status(box.name, values))
     return Done("OK", texts.COMPLETED.format("STATUS"))
 
 
