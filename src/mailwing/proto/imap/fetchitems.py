@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.grammar import Cursor, ParseError
 
-__all__ = ["MACROS", "FetchItem", "Section", "parse_fetch_items"]
+__all__ = ["MACROS", "FetchItem", "Section", "parse_fetch_items", "parse_section"]
 
 SECTION_TEXTS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME")
 SIMPLE_ITEMS = frozenset({
@@ -138,6 +138,18 @@ def _section(cur: Cursor) -> Section:
             raise ParseError(texts.BAD_SECTION)
     cur.expect(b"]")
     return Section(tuple(parts), text, fields)
+
+
+def parse_section(text: str) -> Section:
+    """A ``section-spec`` given as text (an IMAP URL's ``;SECTION=``): ParseError (a
+    ValueError) unless it is one."""
+    try:
+        cur = Cursor([text.encode("ascii") + b"]"])
+    except UnicodeEncodeError as exc:
+        raise ParseError(texts.BAD_SECTION) from exc
+    section = _section(cur)
+    cur.end()
+    return section
 
 
 def _binary_section(cur: Cursor) -> Section:

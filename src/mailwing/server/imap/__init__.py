@@ -2,7 +2,8 @@
 
 Groups: ``auth`` (any state and not authenticated, plus ID/ENABLE/NAMESPACE), ``mailboxes``
 (CREATE/DELETE/RENAME/SUBSCRIBE/LIST/LSUB), ``select`` (SELECT/EXAMINE/STATUS/APPEND/CHECK/
-CLOSE/UNSELECT), ``fetch``, ``search``, ``store`` (STORE/COPY/MOVE/EXPUNGE), ``idle``.
+CLOSE/UNSELECT), ``fetch``, ``search``, ``store`` (STORE/COPY/MOVE/EXPUNGE), ``idle``,
+``append`` (APPEND with MULTIAPPEND/CATENATE), ``compress`` (COMPRESS=DEFLATE), ``quota``.
 Whether a command is allowed in the current state is decided by
 :func:`mailwing.proto.imap.states.allowed` before a handler runs (RFC 3501 section 3).
 """
@@ -10,12 +11,24 @@ Whether a command is allowed in the current state is decided by
 from __future__ import annotations
 
 from mailwing.proto.imap.commands import Command
-from mailwing.server.imap import auth, fetch, idle, mailboxes, search, select, store
+from mailwing.server.imap import (
+    append,
+    auth,
+    compress,
+    fetch,
+    idle,
+    mailboxes,
+    quota,
+    search,
+    select,
+    store,
+)
 from mailwing.server.imap.base import Handler
 
 __all__ = ["HANDLERS"]
 
 HANDLERS: dict[type[Command], Handler] = {
     **auth.HANDLERS, **mailboxes.HANDLERS, **select.HANDLERS, **fetch.HANDLERS,
-    **search.HANDLERS, **store.HANDLERS, **idle.HANDLERS,
+    **search.HANDLERS, **store.HANDLERS, **idle.HANDLERS, **append.HANDLERS,
+    **compress.HANDLERS, **quota.HANDLERS,
 }

@@ -37,7 +37,9 @@ _FAILURES: dict[AuthOutcome, tuple[str, str]] = {
 def capability_list(s: SessionState) -> list[str]:
     caps = capabilities(tls_active=s.conn.tls_active,
                         plaintext_allowed=s.ctx.settings.plaintext_allowed,
-                        authenticated=s.authenticated)
+                        authenticated=s.authenticated,
+                        append_limit=s.ctx.settings.limits.max_message_size,
+                        compressed=s.conn.compressed)
     if s.conn.ssl_context is None:
         caps = [x for x in caps if x != "STARTTLS"]
     return caps

@@ -11,6 +11,7 @@ is left out (the command still completes OK; RFC 3501 section 7.4.1 leaves the c
 
 from __future__ import annotations
 
+from mailwing.mime.binary import UnknownCte
 from mailwing.proto.common.crlf import CrlfNormaliser
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
@@ -83,10 +84,14 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
             await fetcher.prefetch(view.entries[u].content for _, u in pairs)
         except StorageError as exc:
             raise unavailable() from exc
+    undecodable = False
     for seq, uid in pairs:
         try:
             data = await fetcher.items(uid, cmd.items, with_uid=cmd.uid,
                                        with_flags=uid in newly_seen)
+        except UnknownCte:  # RFC 3516 section 4.3: the others are still sent
+            undecodable = True
+            continue
         except StorageError as exc:
             if isinstance(exc, NotFound):
                 continue
@@ -100,6 +105,8 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                 s.send(segment)
         if sum(len(x) for x in s.out) > _FLUSH_AT:
             await s.flush()
+    if undecodable:
+        return Done("NO", texts.UNKNOWN_CTE, "UNKNOWN-CTE")
     return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))
 
 

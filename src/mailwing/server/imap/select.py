@@ -1,6 +1,6 @@
-"""Selecting and leaving mailboxes, STATUS and APPEND: SELECT/EXAMINE (RFC 3501 6.3.1-2),
-STATUS (6.3.10), APPEND (6.3.11, RFC 4315 APPENDUID), CHECK (6.4.1), CLOSE (6.4.2),
-UNSELECT (RFC 3691).
+"""Selecting and leaving mailboxes and STATUS: SELECT/EXAMINE (RFC 3501 6.3.1-2),
+STATUS (6.3.10), CHECK (6.4.1), CLOSE (6.4.2), UNSELECT (RFC 3691). APPEND is in
+``append.py``.
 
 SELECT answers FLAGS, EXISTS, RECENT, ``[UNSEEN n]`` (the first unseen sequence number, only
 when there is one), ``[PERMANENTFLAGS]`` (with ``\\*``: any keyword may be stored;
@@ -22,10 +22,9 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, SessionState, unavailable
-from mailwing.server.imap.mailboxes import find_mailbox, valid_name
-from mailwing.services.imap_selected import RECENT, open_view, refresh
-from mailwing.storage.errors import NotFound, StorageError
-from mailwing.storage.interface import Delivery
+from mailwing.server.imap.mailboxes import find_mailbox
+from mailwing.services.imap_selected import open_view, refresh
+from mailwing.storage.errors import StorageError
 
 __all__ = ["HANDLERS", "SYSTEM_FLAGS"]
 
@@ -69,29 +68,6 @@ async def status(s: SessionState, cmd: c.Status) -> Done:
     return Done("OK", texts.COMPLETED.format("STATUS"))
 
 
-async def append(s: SessionState, cmd: c.Append) -> Done:
-    if len(cmd.message) > s.ctx.settings.limits.max_message_size:
-        return Done("NO", texts.MESSAGE_TOO_BIG, "TOOBIG")
-    name = valid_name(cmd.mailbox)
-    storage = s.ctx.storage
-    flags = frozenset(f for f in cmd.flags if f != RECENT)
-    try:
-        box = await storage.get_mailbox(s.require_user().id, name)
-        if box is None:
-            return Done("NO", texts.TRYCREATE, "TRYCREATE")
-        content = await storage.store_content(cmd.message)
-        entries = await storage.append(
-            content, [Delivery(box.id, flags, cmd.internal_date)]
-        )
-    except NotFound:
-        return Done("NO", texts.TRYCREATE, "TRYCREATE")
-    except StorageError as exc:
-        raise unavailable() from exc
-    s.conn.log("append", mailbox_id=box.id, uid=entries[0].uid, size=len(cmd.message))
-    return Done("OK", texts.COMPLETED.format("APPEND"),
-                Code.appenduid(box.uidvalidity, entries[0].uid))
-
-
 async def check(s: SessionState, cmd: c.Check) -> Done:
     return Done("OK", texts.COMPLETED.format("CHECK"))
 
@@ -116,6 +92,6 @@ async def unselect(s: SessionState, cmd: c.Unselect) -> Done:
 
 
 HANDLERS = {
-    c.Select: select, c.Status: status, c.Append: append, c.Check: check, c.Close: close,
+    c.Select: select, c.Status: status, c.Check: check, c.Close: close,
     c.Unselect: unselect,
 }
