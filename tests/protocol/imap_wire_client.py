@@ -87,6 +87,11 @@ class WireClient:
             if got.startswith(tag.encode() + b" "):
                 return out
 
+    def starttls(self, ctx: ssl.SSLContext) -> None:
+        done = self.command("T", b"STARTTLS")
+        assert done[-1].startswith(b"T OK"), done
+        self.sock = ctx.wrap_socket(self.sock)
+
     def login(self, user: str, password: str) -> None:
         done = self.command("L", b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
         assert done[-1].startswith(b"L OK"), done
