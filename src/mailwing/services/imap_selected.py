@@ -101,6 +101,9 @@ class SelectedView:
         self._changed: set[int] = set()  # flags changed elsewhere, FETCH not yet sent
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
+        #: False for an IMAP4rev2 session (RFC 9051 has no \\Recent): nothing is noted as
+        #: recent and no RECENT update is reported.
+        self.track_recent = True
 
     # -- identity and counters -----------------------------------------------------------
     @property
@@ -187,7 +190,8 @@ class SelectedView:
         return fresh
 
     def note_recent(self, uids: Iterable[int]) -> None:
-        self.recent.update(uids)
+        if self.track_recent:
+            self.recent.update(uids)
 
     # -- this session's own changes ---------------------------------------------------------
     def own_flags(self, entries: Iterable[MailEntry]) -> list[FlagsChanged]:
@@ -222,9 +226,10 @@ class SelectedView:
         if len(self.uids) != self._announced_exists:
             self._announced_exists = len(self.uids)
             out.append(Exists(len(self.uids)))
-            recent = sum(1 for u in self.uids if u in self.recent)
-            self._announced_recent = recent
-            out.append(Recent(recent))
+            if self.track_recent:
+                recent = sum(1 for u in self.uids if u in self.recent)
+                self._announced_recent = recent
+                out.append(Recent(recent))
         for uid in sorted(self._changed):
             seq = self.seq_of(uid)
             if seq is not None and uid not in self.gone:

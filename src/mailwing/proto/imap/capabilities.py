@@ -14,7 +14,8 @@ LIST-EXTENDED is not advertised: only the SPECIAL-USE subset of RFC 5258 is unde
 
 Append and transport extensions: MULTIAPPEND (3502), CATENATE (4469), BINARY (3516),
 COMPRESS=DEFLATE (4978; left out once compression is active), QUOTA with QUOTA=RES-STORAGE
-(9208), APPENDLIMIT=n (7889, the configured maximum message size).
+(9208), UTF8=ACCEPT (6855), APPENDLIMIT=n (7889, the configured maximum message size);
+IMAP4rev2 (9051) beside IMAP4rev1, its differences after ``ENABLE IMAP4rev2`` (``rev2.py``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from mailwing.proto.common.sasl import MECHANISMS
 __all__ = ["capabilities"]
 
 _EXTENSIONS = (
-    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
-    "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN",
+    "IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE",
+    "UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN",
 )
 _APPEND_EXTENSIONS = (
-    "MULTIAPPEND", "CATENATE", "BINARY", "QUOTA", "QUOTA=RES-STORAGE",
+    "MULTIAPPEND", "CATENATE", "BINARY", "QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT",
 )
 
 

@@ -15,6 +15,7 @@ from mailwing.server.imap import (
     append,
     auth,
     compress,
+    enable,
     fetch,
     idle,
     mailboxes,
@@ -30,5 +31,5 @@ __all__ = ["HANDLERS"]
 HANDLERS: dict[type[Command], Handler] = {
     **auth.HANDLERS, **mailboxes.HANDLERS, **select.HANDLERS, **fetch.HANDLERS,
     **search.HANDLERS, **store.HANDLERS, **idle.HANDLERS, **append.HANDLERS,
-    **compress.HANDLERS, **quota.HANDLERS,
+    **compress.HANDLERS, **quota.HANDLERS, **enable.HANDLERS,
 }

@@ -21,6 +21,7 @@ from mailwing.model import ContentInfo
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.responses import Code
+from mailwing.proto.imap.rev2 import utf8
 from mailwing.server.imap.base import Done, SessionState, unavailable
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_catenate import CatenateError, catenate
@@ -32,6 +33,8 @@ __all__ = ["HANDLERS"]
 
 
 async def append(s: SessionState, cmd: c.Append) -> Done:
+    if any(m.utf8 for m in cmd.messages) and not utf8(s.enabled):
+        return Done("BAD", texts.UTF8_NOT_ENABLED)  # RFC 6855 section 4
     limit = s.ctx.settings.limits.max_message_size
     name = valid_name(cmd.mailbox)
     storage, user = s.ctx.storage, s.require_user()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
+from mailwing.proto.imap.rev2 import rev2
 from mailwing.server.imap.base import Done, SessionState, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox
 from mailwing.services.imap_selected import open_view, refresh
@@ -32,21 +33,31 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 async def select(s: SessionState, cmd: c.Select) -> Done:
-    s.view = None  # a failed SELECT leaves no mailbox selected
+    was_selected, s.view = s.view is not None, None  # a failed SELECT leaves none selected
+    imap4rev2 = rev2(s.enabled)
+    if imap4rev2 and was_selected:  # RFC 9051 section 7.1: the old mailbox is closed
+        s.send(responses.ok("*", texts.COMPLETED.format("CLOSE"), "CLOSED"))
     box = await find_mailbox(s, cmd.mailbox)
     try:
         view = await open_view(s.ctx.storage, box, read_only=cmd.readonly)
     except StorageError as exc:
         raise unavailable() from exc
+    if imap4rev2:  # no \Recent in IMAP4rev2 (RFC 9051 Appendix E)
+        view.track_recent = False
+        view.recent.clear()
     s.view = view
     keywords = {f for e in view.entries.values() for f in e.flags} - set(SYSTEM_FLAGS)
     flags = (*SYSTEM_FLAGS, *sorted(keywords))
     s.send(responses.flags(flags))
     s.send(responses.exists(view.exists))
-    s.send(responses.recent(len(view.recent)))
-    unseen = view.first_unseen()
-    if unseen is not None:
-        s.send(responses.ok("*", texts.UNSEEN_FIRST, Code.unseen(unseen)))
+    if imap4rev2:  # RFC 9051 section 6.3.2: LIST with the name, no RECENT, no UNSEEN
+        s.send(responses.list_response(
+            (box.special_use,) if box.special_use else (), "/", box.name))
+    else:
+        s.send(responses.recent(len(view.recent)))
+        unseen = view.first_unseen()
+        if unseen is not None:
+            s.send(responses.ok("*", texts.UNSEEN_FIRST, Code.unseen(unseen)))
     permanent = () if cmd.readonly else (*flags, "\\*")
     s.send(responses.ok("*", texts.PERMANENTFLAGS, Code.permanentflags(permanent)))
     s.send(responses.ok("*", texts.UIDVALIDITY, Code.uidvalidity(view.mailbox.uidvalidity)))
