@@ -182,3 +182,10 @@ def test_other_user_mailbox_is_not_reachable(srv: MailwingServer) -> None:
                      b'/INBOX/;UID=1")')
     assert done[-1].startswith(b"A NO [BADURL"), done
     w.close()
+
+
+def test_status_appendlimit(srv: MailwingServer) -> None:
+    w = client(srv)
+    got = w.command("S", b"STATUS INBOX (APPENDLIMIT MESSAGES)")
+    assert got[0] == b"* STATUS INBOX (APPENDLIMIT 4096 MESSAGES 0)", got
+    w.close()

@@ -24,7 +24,7 @@ from mailwing.proto.imap.search import parse_search
 __all__ = ["parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-                          "HIGHESTMODSEQ", "SIZE"})
+                          "HIGHESTMODSEQ", "SIZE", "APPENDLIMIT"})
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
 _KEYWORD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")

@@ -74,7 +74,8 @@ async def status(s: SessionState, cmd: c.Status) -> Done:
         raise unavailable() from exc
     values = {"MESSAGES": counts.messages, "RECENT": counts.recent, "UIDNEXT": box.uidnext,
               "UIDVALIDITY": box.uidvalidity, "UNSEEN": counts.unseen,
-              "HIGHESTMODSEQ": box.highestmodseq}
+              "HIGHESTMODSEQ": box.highestmodseq,
+              "APPENDLIMIT": s.ctx.settings.limits.max_message_size}  # RFC 7889 section 4
     s.send(responses.status(box.name, {i: values[i] for i in cmd.items if i in values}))
     return Done("OK", texts.COMPLETED.format("STATUS"))
 
