@@ -182,7 +182,8 @@ class _SmtpSession:
             else:
                 target = await policy.check_recipient(
                     self.ctx.storage, self.ctx.settings, req.recipient,
-                    authenticated=req.user is not None)
+                    authenticated=req.user is not None,
+                    size=self.core.mail.size if self.core.mail is not None else None)
         except SmtpError as exc:
             self.conn.log("recipient refused", level=logging.DEBUG, code=exc.reply.code)
             self.core.rcpt_rejected(exc.reply)

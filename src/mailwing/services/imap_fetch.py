@@ -19,6 +19,9 @@ item needs (nothing beyond the entry, the cached MIME views, or the content) is 
   message never sits whole in memory. Other sections read the content once per message
   (CRLF-normalised, as :mod:`mailwing.mime` requires) and slice it.
 
+BINARY, BINARY.PEEK and BINARY.SIZE (RFC 3516) decode the part's transfer encoding
+(:mod:`mailwing.mime.binary`) from the content read once per message.
+
 A section that does not exist answers the empty string (RFC 3501 leaves it open; most servers
 do the same). A message whose content has gone (expunged elsewhere, not yet announced) gets
 only the items that need no content (the caller omits it otherwise).
@@ -31,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailwing import mime
+from mailwing.mime.binary import decode_part
 from mailwing.mime.preview import preview as preview_text
 from mailwing.model import ContentInfo, MailEntry
 from mailwing.proto.common.crlf import to_crlf
@@ -170,6 +174,8 @@ class Fetcher:
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
         name = item.name
+        if item.binary:
+            return item.response_name, await self._binary(entry, item)
         if item.section is not None:
             return item.response_name, await self._section(entry, item.section, item.partial)
         if name == "UID":
@@ -191,6 +197,21 @@ class Fetcher:
         if name == "PREVIEW":
             return name, pw.quoted(await self.preview(entry.content))
         return name, await self._section(entry, _RFC822[name], None)
+
+    async def _binary(self, entry: MailEntry, item: FetchItem) -> bytes:
+        """RFC 3516: the decoded part (``literal8`` when it holds NUL), or its decoded size.
+        A part that does not exist is empty (size 0), like a missing BODY section. Raises
+        :class:`~mailwing.mime.binary.UnknownCte` (the command answers NO [UNKNOWN-CTE])."""
+        raw, msg = await self.message(entry.content)
+        assert item.section is not None
+        data = decode_part(raw, msg, item.section.part) or b""
+        if item.name == "BINARY.SIZE":
+            return b"%d" % len(data)
+        if item.partial is not None:
+            data = mime.partial(data, item.partial[0], item.partial[1])
+        if b"\x00" in data:
+            return b"~{%d}\r\n" % len(data) + data
+        return pw.literal(data) if data else b'""'
 
     async def _section(self, entry: MailEntry, section: Section,
                        partial: tuple[int, int] | None) -> bytes | LiteralBody:

@@ -18,9 +18,10 @@ from mailwing.storage.interface import Storage
 __all__ = ["status_values"]
 
 
-async def status_values(storage: Storage, box: Mailbox, items: Sequence[str]
-                        ) -> dict[str, int | str]:
-    """``{item: value}`` in the order of ``items`` (unknown items are left out)."""
+async def status_values(storage: Storage, box: Mailbox, items: Sequence[str], *,
+                        append_limit: int | None = None) -> dict[str, int | str]:
+    """``{item: value}`` in the order of ``items`` (unknown items are left out);
+    ``append_limit`` answers APPENDLIMIT (RFC 7889 section 4)."""
     counts = await storage.mailbox_counts(box.id)
     values: dict[str, int | str] = {
         "MESSAGES": counts.messages, "RECENT": counts.recent, "UIDNEXT": box.uidnext,
@@ -28,4 +29,6 @@ async def status_values(storage: Storage, box: Mailbox, items: Sequence[str]
         "HIGHESTMODSEQ": box.highestmodseq, "SIZE": counts.size,
         "MAILBOXID": f"({mailbox_id(box)})",
     }
+    if append_limit is not None:
+        values["APPENDLIMIT"] = append_limit
     return {i: values[i] for i in items if i in values}

@@ -9,7 +9,8 @@ with ``(MODSEQ n)``, the highest mod-sequence among the messages found.
 
 ``RETURN (...)`` answers ``* ESEARCH`` instead of ``* SEARCH``; ``SAVE`` keeps the result
 (as UIDs, so later expunges simply drop out of it) in the view for ``$``; a SAVE search that
-fails on storage empties it (RFC 5182 section 2.1).
+fails on storage empties it (RFC 5182 section 2.1). After ENABLE IMAP4rev2 a SEARCH
+without RETURN answers the ESEARCH form too (RFC 9051 section 6.4.4).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mailwing.proto.common.crlf import to_crlf
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.esearch import esearch, saved_result
+from mailwing.proto.imap.rev2 import rev2
 from mailwing.proto.imap.search import And, ModSeq, Not, Or, SearchKey
 from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.services.imap_search import search as run_search
@@ -90,8 +92,9 @@ async def search(s: SessionState, cmd: c.Search) -> Done:
         s.enable_condstore()
         if found:
             highest = max(view.entries[uid].modseq for _, uid in found)
-    if cmd.return_options is not None:
-        answer_esearch(s, cmd.tag, found, cmd.return_options, uid=cmd.uid, modseq=highest)
+    if cmd.return_options is not None or rev2(s.enabled):  # RFC 9051 6.4.4: RETURN (ALL)
+        answer_esearch(s, cmd.tag, found, cmd.return_options or ("ALL",), uid=cmd.uid,
+                       modseq=highest)
     else:
         s.send(responses.search((uid if cmd.uid else seq for seq, uid in found), highest))
     return Done("OK", texts.COMPLETED.format("UID SEARCH" if cmd.uid else "SEARCH"))
