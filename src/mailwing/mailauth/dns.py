@@ -13,25 +13,43 @@ RFC 7489 section 6.6.3 distinguish "no such record" from "could not ask"):
 
 A synchronous variant for dkimpy's ``dnsfunc`` (which runs in a worker thread) is
 :func:`txt_lookup_sync`.
+
+Why a cache and single-flight (issue #9: SMTP intake stalled on DNS): mail checks ask the same
+few questions over and over (the SPF and DMARC records of the same senders), and under
+concurrency many sessions ask the SAME question at the same moment.
+
+- Cache: both resolvers of one setting value share one bounded :class:`AnswerCache`
+  (dnspython's LRU cache), which keeps each answer for its TTL, and negative answers
+  (NXDOMAIN, NODATA) for the negative TTL of RFC 2308 section 5 (from the SOA in the
+  authority section; an answer without one is not cached, as that section asks).
+- Single-flight: :meth:`Lookup._query` keeps the lookups in flight per event loop; an
+  identical question (name, type, resolver) asked meanwhile waits for the same answer
+  instead of sending another query. A waiter that gives up (a check's time bound) does not
+  cancel the shared lookup for the others (``asyncio.shield``); the lookup itself ends
+  within :data:`LIFETIME`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
+import weakref
 from typing import Any
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
+import dns.rdatatype
 import dns.resolver
 
 from mailwing.config import Settings
 
-__all__ = ["DnsTempError", "Lookup", "parse_resolver", "resolver_for", "sync_resolver_for",
-           "txt_lookup_sync"]
+__all__ = ["AnswerCache", "DnsTempError", "Lookup", "clear_cache", "in_flight", "parse_resolver",
+           "resolver_for", "sync_resolver_for", "txt_lookup_sync"]
 
 LIFETIME = 10.0  # seconds for one lookup, all retries included
+CACHE_SIZE = 20_000  # answers kept per resolver setting (LRU beyond that)
 
 
 class DnsTempError(Exception):
@@ -52,7 +70,31 @@ def parse_resolver(value: str) -> tuple[str, int] | None:
     return value, 53
 
 
+class AnswerCache(dns.resolver.LRUCache):
+    """dnspython's LRU cache, minus one thing: a negative answer without an SOA is not kept
+    (RFC 2308 section 5 says it SHOULD NOT be cached; dnspython keeps it for 300 s)."""
+
+    def put(self, key: Any, value: dns.resolver.Answer) -> None:
+        if value.rrset is None and not any(
+                rrset.rdtype == dns.rdatatype.SOA for rrset in value.response.authority):
+            return
+        super().put(key, value)
+
+
+@functools.lru_cache(maxsize=8)
+def _cache(value: str) -> dns.resolver.LRUCache:
+    """The answer cache shared by the async and the blocking resolver of one setting value
+    (dnspython's cache is thread-safe: dkimpy's lookups run in worker threads)."""
+    cache = AnswerCache(CACHE_SIZE)
+    _CACHES.add(cache)
+    return cache
+
+
+_CACHES: weakref.WeakSet[dns.resolver.LRUCache] = weakref.WeakSet()
+
+
 def _configure(r: dns.resolver.BaseResolver, value: str) -> None:
+    r.cache = _cache(value)
     target = parse_resolver(value)
     if target is not None:
         r.nameservers = [target[0]]
@@ -85,6 +127,24 @@ def sync_resolver_for(settings: Settings) -> dns.resolver.Resolver:
     return _sync_resolver(settings.outbound.dns_resolver)
 
 
+def clear_cache() -> None:
+    """Forget every cached answer (tests; a resolver setting that changes meaning)."""
+    for cache in _CACHES:
+        cache.flush()
+
+
+_Key = tuple[int, str, str]
+#: Per event loop: the lookups in flight, by (resolver, lower-case name, type).
+_IN_FLIGHT: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                      dict[_Key, asyncio.Future[list[Any]]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def in_flight() -> int:
+    """How many distinct lookups this event loop has in flight (for tests and metrics)."""
+    return len(_IN_FLIGHT.get(asyncio.get_running_loop(), {}))
+
+
 class Lookup:
     """Typed record lookups over one resolver; empty list = NXDOMAIN/NODATA."""
 
@@ -96,6 +156,24 @@ class Lookup:
         return cls(resolver_for(settings))
 
     async def _query(self, name: str, rdtype: str) -> list[Any]:  # typed Rdata subclasses
+        """The records, shared with an identical lookup already in flight (module doc)."""
+        table = _IN_FLIGHT.setdefault(asyncio.get_running_loop(), {})
+        key = (id(self.resolver), name.rstrip(".").lower(), rdtype)
+        shared = table.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._ask(name, rdtype))
+            table[key] = shared
+
+            def done(fut: asyncio.Future[list[Any]], key: _Key = key) -> None:
+                if table.get(key) is fut:
+                    del table[key]
+                if not fut.cancelled():
+                    fut.exception()  # retrieved here: a waiter may have given up
+
+            shared.add_done_callback(done)
+        return list(await asyncio.shield(shared))
+
+    async def _ask(self, name: str, rdtype: str) -> list[Any]:
         try:
             answer = await self.resolver.resolve(name.rstrip(".") + ".", rdtype,
                                                  search=False)
