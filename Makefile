@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
+.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 ## Benchmarks (not tests): see benchmarks/README.md. `make bench` runs all of them.
-bench: bench-pop3 bench-smtp bench-imap bench-outbound
+bench: bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver
 
 bench-pop3: $(STAMP)
 	$(BIN)/python benchmarks/pop3_bench.py
@@ -38,6 +38,9 @@ bench-imap: $(STAMP)
 
 bench-outbound: $(STAMP)
 	$(BIN)/python benchmarks/outbound_bench.py
+
+bench-deliver: $(STAMP)
+	$(BIN)/python benchmarks/deliver_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
