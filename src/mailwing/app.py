@@ -6,8 +6,8 @@ This is the only module that knows every layer. ``mailwing serve`` calls :func:`
    stops start-up with the message naming ``mailwing db upgrade``; serve never migrates or
    creates accounts), and the TLS certificate must load (a self-signed one is made first if
    none is configured);
-2. protocol handlers are looked up by name; one not written yet (the SMTP, IMAP and admin
-   listeners for now) is reported once and its listener is skipped;
+2. the session handler of every enabled listener is imported; a module that fails to import
+   is an installation fault and stops start-up with one line naming it;
 3. with ``server.workers = 1`` the worker runs in this process, otherwise
    :mod:`mailwing.server.workers` forks them (after the pre-flight, before any event loop);
 4. each worker opens its own storage, builds the :class:`Authenticator` and
@@ -46,7 +46,7 @@ __all__ = ["HANDLERS", "StartupError", "load_handlers", "open_store", "run_async
 log = logging.getLogger("mailwing.app")
 T = TypeVar("T")
 
-#: protocol -> (module, function) of its session handler; modules may not exist yet.
+#: protocol -> (module, function) of its session handler.
 HANDLERS: dict[str, tuple[str, str]] = {
     "pop3": ("mailwing.server.pop3_session", "handle_pop3"),
     "smtp": ("mailwing.server.smtp_session", "handle_smtp"),
@@ -59,23 +59,25 @@ class StartupError(Exception):
 
 
 def load_handlers(protocols: set[str] | None = None) -> dict[str, Handler]:
-    """Import the session handlers that exist (for ``protocols``, default all)."""
+    """Import the session handlers of ``protocols`` (default all).
+
+    Every protocol is written, so a handler that cannot be imported means a broken
+    installation: :class:`StartupError` names the module and the reason, and the server
+    does not start with a listener silently missing."""
     found: dict[str, Handler] = {}
     for protocol, (module_name, func) in HANDLERS.items():
         if protocols is not None and protocol not in protocols:
             continue
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                log.exception("cannot import the %s session", protocol)
-            continue
-        except Exception:
-            log.exception("cannot import the %s session", protocol)
-            continue
+        except Exception as exc:
+            raise StartupError(f"cannot load the {protocol} session ({module_name}): "
+                               f"{type(exc).__name__}: {exc}") from exc
         handler = getattr(module, func, None)
-        if handler is not None:
-            found[protocol] = handler
+        if handler is None:
+            raise StartupError(f"cannot load the {protocol} session: {module_name} has no "
+                               f"{func}")
+        found[protocol] = handler
     return found
 
 
@@ -181,14 +183,14 @@ def _serve_locked(settings: Settings) -> int:
         build_server_context(cert, key)  # fail here, once, with a clear message
     except TlsSetupError as exc:
         raise StartupError(str(exc)) from exc
-    handlers = load_handlers()
-    for spec in enabled_listeners(settings):
-        if spec.protocol not in handlers:
-            log.info("listener %s on port %d: %s is not implemented yet, skipped",
+    enabled = enabled_listeners(settings)
+    handlers = load_handlers({spec.protocol for spec in enabled})
+    for spec in enabled:
+        if spec.protocol not in HANDLERS:  # the admin listener has its own issue (HTTP)
+            log.info("listener %s on port %d: %s is not served yet, skipped",
                      spec.name, spec.port, spec.protocol)
-    served = [s for s in enabled_listeners(settings) if s.protocol in handlers]
-    if not served:
-        log.warning("no enabled listener has an implemented protocol (known: %s)",
+    if not any(spec.protocol in handlers for spec in enabled):
+        log.warning("no enabled listener has a served protocol (known: %s)",
                     ", ".join(sorted({p for p, *_ in LISTENERS.values()})))
 
     def run_worker(_index: int = 0) -> int:

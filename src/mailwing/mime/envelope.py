@@ -18,6 +18,7 @@ raw (unquoted, encoded-words untouched).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.utils import getaddresses, unquote
 from typing import Any
 
@@ -31,6 +32,7 @@ _Address = list[str | bytes | None]
 
 def envelope(msg: MessagePart | bytes) -> list[Any]:
     """ENVELOPE of a message (a parsed :class:`MessagePart` or the raw message bytes)."""
+    get: Callable[[str], str | None]
     if isinstance(msg, bytes | bytearray | memoryview):
         raw = bytes(msg)
         fields, _ = scan_headers(raw, 0, len(raw))

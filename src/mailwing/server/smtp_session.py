@@ -114,9 +114,7 @@ class _SmtpSession:
         except ConnectionClosed:
             pass
         except Exception:
-            log.exception("SMTP session failed", extra={
-                "session": self.conn.session_id, "listener": self.conn.listener,
-                "peer": self.conn.peer.ip, "user": self.conn.user, "fields": {}})
+            self.conn.log_failure("SMTP session failed")
             await self._last_words(R.INTERNAL)
         finally:
             await self._discard()
@@ -124,6 +122,16 @@ class _SmtpSession:
                 self._early.close()
 
     async def _loop(self) -> None:
+        """Pump the core's events until it closes.
+
+        POP3 and SMTP each have this loop rather than one shared driver: the four cases they
+        share (send, read, count a command, close) are three lines each, and everything else
+        is a match on the core's own event classes with protocol-specific handling (POP3 hands
+        its buffered go-ahead line to the TLS upgrade; SMTP streams body chunks). A shared
+        driver would need a dispatch table plus hooks and read worse than two short matches;
+        what is really common (buffered writes, bounded reads, STARTTLS, the failure log and the
+        goodbye line) already lives once, on :class:`~mailwing.server.connection.Connection`.
+        """
         core, conn = self.core, self.conn
         while True:
             event = core.next_event()
@@ -252,7 +260,7 @@ class _SmtpSession:
                     self.ctx.storage, self.ctx.settings, self.ctx.hostname, message,
                     req.recipients, client_ip=self.conn.peer.ip,
                     helo=self.core.client_name, sender=req.sender.text, early=self._early)
-                await message.commit(targets,  # type: ignore[arg-type]
+                await message.commit(targets,
                                      queue_id=self._queue_id, sender=req.sender.text)
                 if any(isinstance(r, policy.RemoteRecipient) for r in req.recipients):
                     wakeup.notify()  # the outbound worker of this process, at once

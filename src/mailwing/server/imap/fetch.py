@@ -15,7 +15,7 @@ from mailwing.proto.common.crlf import CrlfNormaliser
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import LiteralBody
-from mailwing.server.imap.base import Done, SessionState, resolve, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, resolve, unavailable
 from mailwing.services.imap_fetch import Fetcher, StreamSource
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -103,4 +103,4 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
     return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))
 
 
-HANDLERS = {c.Fetch: fetch}
+HANDLERS: dict[type[c.Command], Handler] = {c.Fetch: fetch}

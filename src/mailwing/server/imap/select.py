@@ -21,7 +21,7 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
 from mailwing.services.imap_selected import RECENT, open_view, refresh
 from mailwing.storage.errors import NotFound, StorageError
@@ -115,7 +115,7 @@ async def unselect(s: SessionState, cmd: c.Unselect) -> Done:
     return Done("OK", texts.COMPLETED.format("UNSELECT"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Select: select, c.Status: status, c.Append: append, c.Check: check, c.Close: close,
     c.Unselect: unselect,
 }

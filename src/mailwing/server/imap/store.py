@@ -17,7 +17,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, Refusal, SessionState, resolve, unavailable
+from mailwing.server.imap.base import Done, Handler, Refusal, SessionState, resolve, unavailable
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
 from mailwing.storage.errors import NotFound, StorageError
@@ -79,9 +79,8 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:
         raise unavailable() from exc
-    code = Code.copyuid(target.uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
-    if not pairs:
-        code = None
+    code = (Code.copyuid(target.uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
+            if pairs else None)
     if not move:
         return Done("OK", texts.COMPLETED.format(word), code)
     if code:
@@ -118,4 +117,6 @@ async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
     return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"))
 
 
-HANDLERS = {c.Store: store, c.Copy: copy, c.Move: move, c.Expunge: expunge}
+HANDLERS: dict[type[c.Command], Handler] = {
+    c.Store: store, c.Copy: copy, c.Move: move, c.Expunge: expunge,
+}
