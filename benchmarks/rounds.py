@@ -74,13 +74,13 @@ def run_rounds(title: str, targets: list[Target], args: argparse.Namespace, unit
     results: dict[str, list[Measure]] = {t.label: [] for t in targets}
     print(f"\n== {title}: {args.rounds} rounds of {args.duration:g} s, pause {pause:g} s "
           f"after round(s) {sorted(after) or '-'}", flush=True)
-    print(f"   {'round':>5} {'server':28} {unit + '/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
+    print(f"   {'round':>5} {'server':40} {unit + '/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
           f"{'errors':>7}", flush=True)
     for n in range(1, args.rounds + 1):
         for target in targets:
             m = target.run()
             results[target.label].append(m)
-            print(f"   {n:>5} {target.label:28} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
+            print(f"   {n:>5} {target.label:40} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
                   f"{m.p99_ms:>9.1f} {m.errors:>7}{'  ' + m.note if m.note else ''}",
                   flush=True)
         if n in after and n < args.rounds and pause > 0:
@@ -112,7 +112,7 @@ def print_summary(title: str, results: dict[str, list[Measure]], ours: str, unit
         verdict = ""
         if target_ratio is not None:
             verdict = "  met" if ratio >= target_ratio else f"  NOT met (target {target_ratio}x)"
-        lines.append(f"   vs {label:28} median {ref:10.1f}  ratio of medians {ratio:5.2f}x  "
+        lines.append(f"   vs {label:40} median {ref:10.1f}  ratio of medians {ratio:5.2f}x  "
                      f"worst round {worst:5.2f}x{verdict}")
     for line in lines:
         print(line, flush=True)
