@@ -98,6 +98,7 @@ class Mailwing:
     database_url: str
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    server_extra: str = ""  # more [server] settings, one per line
 
     @property
     def config(self) -> Path:
@@ -117,7 +118,7 @@ data_dir = "{self.root / 'data'}"
 workers = {workers}
 log_level = "warning"
 max_connections_per_ip = 100000
-
+{self.server_extra}
 [database]
 url = "{self.database_url}"
 
