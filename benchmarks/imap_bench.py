@@ -54,6 +54,7 @@ from imap_load import (
     set_workload,
     warm_logins,
 )
+from imap_mixed import run_mixed
 from pop3_bench import (
     Mailwing,
     bench_main,
@@ -222,6 +223,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="password schemes Dovecot is run with, comma-separated: ssha512 (cheap, "
                         "compares the mail path) and/or argon2id (mailwing's own hashes; every "
                         "Dovecot login then costs an Argon2id check), plain ({PLAIN})")
+    p.add_argument("--mixed-clients", type=lambda t: parse_ints(t) if t.strip() else [],
+                   default=[10, 50],
+                   help="rounds: client counts of the imaptest-style mixed load (imap_mixed; "
+                        "empty: none)")
+    p.add_argument("--per-mailbox", type=int, default=5,
+                   help="mixed load: clients sharing one mailbox")
     add_round_options(p)
     p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
     args = p.parse_args(argv)
@@ -251,6 +258,16 @@ def _imap_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namesp
                    r.first_error[:80] if r.first_error else "")
 
 
+def _mixed_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namespace
+                   ) -> Measure:
+    r = run_mixed("127.0.0.1", port, creds, args.duration, args.load_procs)
+    every = sorted(r.latencies)
+    p50 = every[len(every) // 2] * 1000 if every else 0.0
+    p99 = every[min(len(every) - 1, len(every) * 99 // 100)] * 1000 if every else 0.0
+    note = f"FETCH NO {r.fetch_no}" + (f"; first error: {r.examples[0]}" if r.examples else "")
+    return Measure(r.commands / r.elapsed if r.elapsed else 0.0, p50, p99, r.errors, note)
+
+
 def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
                    rows: list[Any], big: dict[str, float], stack: contextlib.ExitStack
                    ) -> None:
@@ -263,6 +280,10 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
             for u in users}
     if args.big_size:
         mail[BIG_USER] = [make_big(args.big_size)]
+    mixed_users = [f"mix{i:04d}@{DOMAIN}" for i in range(
+        max(args.mixed_clients, default=0) // max(1, args.per_mailbox) or 0)]
+    for u in mixed_users:
+        mail[u] = [make_message(rng, u, n + 1, 2048) for n in range(20)]
     (root / "mailwing" / "data").mkdir(parents=True)
     mw = MailwingImap(root / "mailwing", url)
     stack.callback(mw.stop)
@@ -292,6 +313,18 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
             targets.append(Target(label, lambda port=port, creds=creds: _imap_measure(
                 port, creds, args)))
         title = f"IMAP {args.workload} sessions, {clients} clients"
+        rows.append((title, run_rounds(title, targets, args, "cmds")))
+    for clients in args.mixed_clients:
+        boxes = max(1, clients // max(1, args.per_mailbox))
+        creds = [(mixed_users[i % boxes], PASSWORD) for i in range(clients)]
+        targets = []
+        for label, port in servers:
+            if label.startswith("mailwing"):
+                warm_logins("127.0.0.1", port, creds, rounds=8 * workers)
+            targets.append(Target(label, lambda port=port, creds=creds: _mixed_measure(
+                port, creds, args)))
+        title = (f"IMAP mixed load (imaptest-style), {clients} clients, "
+                 f"{args.per_mailbox} per mailbox")
         rows.append((title, run_rounds(title, targets, args, "cmds")))
     if args.big_size:
         for label, port in servers[:2]:
