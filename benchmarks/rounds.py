@@ -60,6 +60,10 @@ def add_round_options(p: argparse.ArgumentParser) -> None:
                         "cache TTL + 5 s: auth.cache_ttl, the DNS TTL)")
     p.add_argument("--pause-after", default="2,4",
                    help="rounds after which to pause, comma-separated (empty: never)")
+    p.add_argument("--settle", type=float, default=3.0,
+                   help="idle seconds between two servers' turns (work a server still does "
+                        "for clients that have gone, e.g. Dovecot's queued Argon2id checks, "
+                        "must not land in the next server's turn)")
 
 
 def _pause_rounds(text: str) -> set[int]:
@@ -77,7 +81,9 @@ def run_rounds(title: str, targets: list[Target], args: argparse.Namespace, unit
     print(f"   {'round':>5} {'server':40} {unit + '/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
           f"{'errors':>7}", flush=True)
     for n in range(1, args.rounds + 1):
-        for target in targets:
+        for i, target in enumerate(targets):
+            if i or n > 1:
+                time.sleep(args.settle)
             m = target.run()
             results[target.label].append(m)
             print(f"   {n:>5} {target.label:40} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
