@@ -79,6 +79,9 @@ class AuthSettings:
     check_spf: bool = True  # inbound (MX listener) SPF check, RFC 7208
     check_dkim: bool = True  # inbound DKIM signature verification, RFC 6376
     check_dmarc: bool = True  # inbound DMARC policy, RFC 7489 (needs SPF and DKIM results)
+    #: Bound on the wait for one message's checks after its DATA (RFC 7208 section 4.6.4 asks
+    #: for at least 20 s); a check still waiting then counts as temperror.
+    check_timeout: float = 20.0
 
 
 @dataclass
@@ -395,6 +398,8 @@ def _validate(s: Settings) -> None:
     for key in ("max_failures_per_ip", "max_failures_per_user"):
         if getattr(s.auth, key) < 1:
             raise ConfigError(f"auth.{key}: must be at least 1")
+    if s.auth.check_timeout <= 0:
+        raise ConfigError("auth.check_timeout: must be positive")
     for key in ("failure_window", "failure_delay", "failure_delay_max"):
         if getattr(s.auth, key) < 0:
             raise ConfigError(f"auth.{key}: must not be negative")

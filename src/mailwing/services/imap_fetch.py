@@ -96,7 +96,7 @@ class Fetcher:
         self.storage = storage
         self.view = view
         self.cache = cache
-        self._last: tuple[str, bytes, mime.MessagePart] | None = None
+        self._last: tuple[str, bytes, mime.MessagePart | None] | None = None
 
     async def prefetch(self, contents: Iterable[ContentInfo]) -> None:
         """Warm the LRU for many contents in one query when the storage offers a batch
@@ -114,13 +114,22 @@ class Fetcher:
             if all(k in values for k in _VIEW_ITEMS.values()):
                 self.cache.put(sha256, values)
 
-    async def message(self, content: ContentInfo) -> tuple[bytes, mime.MessagePart]:
-        """The CRLF form of a content and its MIME tree (NotFound if the content is gone)."""
+    async def raw(self, content: ContentInfo) -> bytes:
+        """The CRLF form of a content (NotFound if the content is gone)."""
         if self._last is not None and self._last[0] == content.sha256:
-            return self._last[1], self._last[2]
+            return self._last[1]
         raw = await self.storage.read_content(content.sha256)
         if not content.crlf_clean:
             raw = to_crlf(raw)
+        self._last = (content.sha256, raw, None)
+        return raw
+
+    async def message(self, content: ContentInfo) -> tuple[bytes, mime.MessagePart]:
+        """The CRLF form of a content and its MIME tree (NotFound if the content is gone)."""
+        last = self._last
+        if last is not None and last[0] == content.sha256 and last[2] is not None:
+            return last[1], last[2]
+        raw = await self.raw(content)
         msg = mime.parse(raw)
         self._last = (content.sha256, raw, msg)
         return raw, msg
@@ -221,8 +230,11 @@ class Fetcher:
             start, length = partial if partial is not None else (0, content.crlf_size)
             size = max(0, min(length, content.crlf_size - start))
             return LiteralBody(size, StreamSource(content, start, size))
-        raw, msg = await self.message(content)
-        data = mime.section(raw, msg, section.part, section.text, section.fields)
+        if whole and not section.fields:  # BODY[] is the whole message (mime.parse spans
+            data: bytes | None = await self.raw(content)  # 0..len): no MIME tree needed
+        else:
+            raw, msg = await self.message(content)
+            data = mime.section(raw, msg, section.part, section.text, section.fields)
         if data is None:
             data = b""
         if partial is not None:
