@@ -36,8 +36,9 @@ from mailwing.config import LISTENERS, Settings
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
-from mailwing.services.auth import Authenticator
+from mailwing.services.auth import Authenticator, VerificationCache
 from mailwing.services.context import AppContext
+from mailwing.shared.node import NodeShared, open_worker, prepare_node
 from mailwing.storage.errors import SchemaOutdated, StorageError
 from mailwing.storage.interface import Storage
 
@@ -122,16 +123,21 @@ async def _preflight(settings: Settings) -> None:
 
 
 async def _worker_main(settings: Settings, handlers: dict[str, Handler],
-                       ssl_context: ssl.SSLContext) -> int:
+                       ssl_context: ssl.SSLContext, node: NodeShared, index: int) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     storage = await open_store(settings)
-    auth = Authenticator(storage, settings.auth)
+    shared = await open_worker(settings, node, index)
+    cache = VerificationCache(settings.auth.cache_ttl, table=shared.cache_table,
+                              key=node.cache_key)
+    auth = Authenticator(storage, settings.auth, cache=cache, throttle=shared.throttle)
+    log.info("node %s worker %d: login cache in node memory, limits shared through %s",
+             node.name, index, shared.where)
     try:
         ctx = AppContext(settings, storage, auth)
-        group = ListenerGroup(ctx, handlers, ssl_context)
+        group = ListenerGroup(ctx, handlers, ssl_context, connections=shared.connections)
         try:
             await group.start()
         except OSError as exc:
@@ -148,7 +154,9 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
             await outbound.stop()
         await group.shutdown(settings.server.shutdown_grace)
     finally:
-        auth.close()
+        await auth.aclose()
+        with contextlib.suppress(Exception):
+            await shared.connections.close()
         await storage.close()
     log.info("worker pid %d stopped", os.getpid())
     return 0
@@ -212,9 +220,11 @@ def _serve_locked(settings: Settings) -> int:
         log.warning("no enabled listener has an implemented protocol (known: %s)",
                     ", ".join(sorted({p for p, *_ in LISTENERS.values()})))
 
-    def run_worker(_index: int = 0) -> int:
+    node = prepare_node(settings)  # shared memory and cache key, inherited by the workers
+
+    def run_worker(index: int = 0) -> int:
         ctx = build_server_context(cert, key)
-        return run_async(lambda: _worker_main(settings, handlers, ctx))
+        return run_async(lambda: _worker_main(settings, handlers, ctx, node, index))
 
     workers = settings.server.workers
     if workers == 1:

@@ -77,7 +77,7 @@ class TlsSettings:
 @dataclass
 class AuthSettings:
     allow_plaintext: bool | None = None  # None: true only when every listen address is loopback
-    cache_ttl: float = 60.0  # seconds a successful password check is remembered; 0 disables
+    cache_ttl: float = 3600.0  # seconds a successful check is remembered (sliding); 0: off
     max_failures_per_ip: int = 20  # within failure_window, then logins from that IP are refused
     max_failures_per_user: int = 10  # within failure_window, then logins to that user are refused
     failure_window: float = 300.0

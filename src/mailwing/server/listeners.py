@@ -48,6 +48,12 @@ from mailwing.server.proxy import (
     reuse_port_socket,
 )
 from mailwing.services.context import AppContext
+from mailwing.shared.limits import (
+    ConnectionCounts,
+    MemoryConnections,
+    NoConnections,
+    publish_forever,
+)
 
 __all__ = ["Handler", "ListenerGroup", "ListenerSpec", "enabled_listeners"]
 
@@ -88,12 +94,16 @@ class ListenerGroup:
         ctx: AppContext,
         handlers: Mapping[str, Handler],
         ssl_context: ssl.SSLContext | None,
+        *,
+        connections: ConnectionCounts | None = None,
     ) -> None:
         self.ctx = ctx
         self.handlers = dict(handlers)
         self.ssl_context = ssl_context
         server = ctx.settings.server
-        self.limiter = ConnectionLimiter(server.max_connections, server.max_connections_per_ip)
+        self.limiter = ConnectionLimiter(server.max_connections, server.max_connections_per_ip,
+                                         connections or NoConnections())
+        self._publisher: asyncio.Task[None] | None = None
         self.trusted = TrustedProxies(server.proxy_trusted)
         self.bound: list[tuple[str, str, int]] = []  # (listener, host, port)
         self._servers: list[asyncio.Server] = []
@@ -109,6 +119,9 @@ class ListenerGroup:
     async def start(self) -> None:
         """Bind every enabled listener that has a handler; raise OSError if a bind fails."""
         settings = self.ctx.settings
+        if not isinstance(self.limiter.shared, NoConnections | MemoryConnections):
+            self._publisher = asyncio.create_task(
+                publish_forever(self.limiter.shared, self.limiter.snapshot))
         for spec in enabled_listeners(settings):
             handler = self.handlers.get(spec.protocol)
             if handler is None:
@@ -153,6 +166,9 @@ class ListenerGroup:
                  ", ".join(self.ctx.settings.server.proxy_trusted) or "nobody", os.getpid())
 
     def stop_accepting(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            self._publisher = None
         for srv in self._servers:
             srv.close()
         self._servers.clear()
