@@ -32,12 +32,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailwing.config import LISTENERS, Settings
+from mailwing.config import LISTENERS, Settings, parse_duration
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
 from mailwing.services.auth import Authenticator, VerificationCache
 from mailwing.services.context import AppContext
+from mailwing.shared.background import GarbageCollector
 from mailwing.shared.node import NodeShared, open_worker, prepare_node
 from mailwing.storage.errors import SchemaOutdated, StorageError
 from mailwing.storage.interface import Storage
@@ -146,12 +147,20 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
         if not group.bound:
             log.warning("no listener is enabled with an implemented protocol")
         outbound = _start_outbound(storage, settings)
+        if outbound is not None:
+            log.info("outbound queue: node %s worker %s takes per-message leases alongside "
+                     "every other worker and node", node.name, outbound.id)
+        gc = GarbageCollector(storage, f"{node.name}/{os.getpid()}",
+                              interval=parse_duration(settings.server.gc_interval),
+                              min_age=parse_duration(settings.server.gc_min_age))
+        gc.start()
         log.info("worker pid %d ready", os.getpid())
         await stop.wait()
         log.info("worker pid %d shutting down (%d session(s) live)",
                  os.getpid(), len(group.live))
         if outbound is not None:
             await outbound.stop()
+        await gc.stop()
         await group.shutdown(settings.server.shutdown_grace)
     finally:
         await auth.aclose()

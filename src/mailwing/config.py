@@ -61,6 +61,9 @@ class ServerSettings:
     redis_url: str = ""
     #: Name of this node in logs and leases; empty: the host name and the parent's pid.
     node_name: str = ""
+    #: How often a worker tries the garbage-collection lease (one node collects); "0": never.
+    gc_interval: str = "10m"
+    gc_min_age: str = "1h"  # only what has been unreferenced for this long is removed
 
 
 @dataclass
@@ -355,6 +358,8 @@ def _validate(s: Settings) -> None:
     if s.server.redis_url and not s.server.redis_url.startswith(("redis://", "rediss://",
                                                                  "unix://")):
         raise ConfigError("server.redis_url: must start with redis://, rediss:// or unix://")
+    parse_duration(s.server.gc_interval, "server.gc_interval")
+    parse_duration(s.server.gc_min_age, "server.gc_min_age")
     if s.server.log_format not in ("text", "json"):
         raise ConfigError("server.log_format: must be 'text' or 'json'")
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):
