@@ -79,6 +79,8 @@ class Connection:
         #: Drop the connection if its first bytes are a PROXY header (a direct client trying
         #: to pass for someone else; see :mod:`mailwing.server.proxy`).
         self.refuse_proxy_header = refuse_proxy_header
+        #: A load balancer's probe (PROXY LOCAL): its session is logged at debug level only.
+        self.health_check = False
         self.session_id = f"{next(_ids):x}"
         self.user: str | None = None  # set by the session after a successful login
         self.commands = 0  # counted by the session, reported in the end-of-session log line

@@ -215,7 +215,8 @@ class ListenerGroup:
             return
         peer = PeerInfo(ip, port, str(local[0]), int(local[1]))
         await self._accept(reader, writer, spec, handler, peer=peer,
-                           refuse_proxy_header=header is None)
+                           refuse_proxy_header=header is None,
+                           health_check=header is not None and header.local)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, ask sessions to end, wait up to ``grace`` s, cancel the rest."""
@@ -236,10 +237,11 @@ class ListenerGroup:
     # -- one connection ----------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       spec: ListenerSpec, handler: Handler, *, peer: PeerInfo | None = None,
-                      refuse_proxy_header: bool = True) -> None:
+                      refuse_proxy_header: bool = True, health_check: bool = False) -> None:
         conn = Connection(reader, writer, listener=spec.name,
                           ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout,
                           peer=peer, refuse_proxy_header=refuse_proxy_header)
+        conn.health_check = health_check
         if not self.limiter.acquire(conn.peer.ip):
             await self._refuse(conn, spec)
             return
@@ -286,7 +288,8 @@ class ListenerGroup:
         finally:
             cipher = conn.tls_cipher or cipher
             await conn.close()
-            conn.log("session end", tls=cipher, commands=conn.commands,
+            conn.log("session end", level=logging.DEBUG if conn.health_check else logging.INFO,
+                     tls=cipher, commands=conn.commands,
                      duration=round(time.monotonic() - conn.started_at, 3), result=result)
 
 
