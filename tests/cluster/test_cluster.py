@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from tests.cluster import netns
-from tests.cluster.conftest import LB, PASSWORD, Cluster, lb_port
+from tests.cluster.harness import LB, PASSWORD, Cluster, lb_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster"),
               pytest.mark.timeout(180)]
@@ -185,6 +185,30 @@ print(",".join(out))
     pop.user("guess@cluster.test")
     pop.pass_(PASSWORD)  # another client address is not throttled
     pop.quit()
+
+
+def test_connections_per_ip_counted_across_nodes(cluster: Cluster) -> None:
+    """From its own address (the mx namespace): 6 IMAP connections held on node1 and 6 on
+    node2 reach the per-IP limit of 12; one more on either node is refused."""
+    script = f"""
+import socket, time
+held = []
+def greet(port):
+    s = socket.create_connection(("{LB}", port), 10)
+    s.settimeout(10)
+    held.append(s)
+    return s.recv(200).decode(errors="replace").split(" ")[1]
+out = [greet({lb_port("imap", "node1")}) for _ in range(6)]
+out += [greet({lb_port("imap", "node2")}) for _ in range(6)]
+time.sleep(2.5)   # counts are published every second
+out.append(greet({lb_port("imap", "node1")}))
+out.append(greet({lb_port("imap", "node2")}))
+print(",".join(out))
+"""
+    result = subprocess.run([*netns.exec_prefix("mx"), sys.executable, "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split(",") == ["OK"] * 12 + ["BYE", "BYE"]
 
 
 def _count_by_message_id(cluster: Cluster, user: str) -> dict[str, int]:
