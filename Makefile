@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
+.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-imap: $(STAMP)
 
 bench-outbound: $(STAMP)
 	$(BIN)/python benchmarks/outbound_bench.py
+
+bench-cluster: $(STAMP)   # root: network namespaces, HAProxy, two nodes on PostgreSQL
+	$(BIN)/python benchmarks/cluster_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -40,15 +40,12 @@ USERS = [f"bench{i}@cluster.test" for i in range(20)]
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
 
 
 def _pids(name: str) -> list[int]:
@@ -66,17 +63,18 @@ def _pids(name: str) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds of PostgreSQL, the nodes and HAProxy between start() and stop()."""
+    """CPU seconds of PostgreSQL, the nodes and HAProxy between start() and stop(): the
+    growth of each process alive at stop (new ones, like fresh PostgreSQL backends, from
+    zero); a process that ended meanwhile is not counted after its last sample."""
+
+    names = ("postgres", "mailwing", "haproxy")
 
     def start(self) -> None:
-        self.pids = {n: _pids(n) for n in ("postgres", "mailwing", "haproxy")}
-        self.before = {n: _cpu_of(p) for n, p in self.pids.items()}
+        self.before = {pid: _cpu_of(pid) for n in self.names for pid in _pids(n)}
 
     def stop(self) -> dict[str, float]:
-        # processes that started meanwhile (new PostgreSQL backends) count from zero
-        now = {n: _pids(n) for n in self.pids}
-        return {n: _cpu_of(now[n]) - _cpu_of([p for p in self.pids[n] if p not in now[n]])
-                - self.before[n] for n in self.pids}
+        return {n: sum(_cpu_of(pid) - self.before.get(pid, 0.0) for pid in _pids(n))
+                for n in self.names}
 
 
 async def _db_counter(url: str) -> int:
