@@ -6,8 +6,13 @@ This is the only module that knows every layer. ``mailwing serve`` calls :func:`
    stops start-up with the message naming ``mailwing db upgrade``; serve never migrates or
    creates accounts), and the TLS certificate must load (a self-signed one is made first if
    none is configured);
-2. protocol handlers are looked up by name; one not written yet (the SMTP, IMAP and admin
-   listeners for now) is reported once and its listener is skipped;
+2. protocol handlers are looked up by name; one not written yet is reported once and its
+   listener is skipped. The admin listener (protocol ``http``) is not a session handler: it
+   is :class:`mailwing.admin.server.AdminServer`, started in each worker after the mail
+   listeners, on the same event loop;
+   metrics (:mod:`mailwing.services.metrics`) are switched on in each worker, in
+   multiprocess mode under ``data_dir/metrics`` when there are several workers, and the
+   worker's storage is wrapped in its timing proxy;
 3. with ``server.workers = 1`` the worker runs in this process, otherwise
    :mod:`mailwing.server.workers` forks them (after the pre-flight, before any event loop);
 4. each worker opens its own storage, builds the :class:`Authenticator` and
@@ -29,13 +34,15 @@ import os
 import signal
 import ssl
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mailwing.config import LISTENERS, Settings
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
+from mailwing.services import metrics
 from mailwing.services.auth import Authenticator
 from mailwing.services.context import AppContext
 from mailwing.storage.errors import SchemaOutdated, StorageError
@@ -121,14 +128,59 @@ async def _preflight(settings: Settings) -> None:
         await store.close()
 
 
+@dataclass(frozen=True)
+class _WorkerSetup:
+    cert: Path
+    key: Path
+    session_key: bytes
+    metrics_dir: Path | None
+
+
+def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
+    from mailwing.admin.state import ListenerStatus
+
+    live: dict[str, int] = {}
+    for conn in group.live:
+        live[conn.listener] = live.get(conn.listener, 0) + 1
+    out = []
+    for name, host, port in group.bound:
+        protocol, implicit, _, _ = LISTENERS[name]
+        tls = "implicit" if implicit else ("none" if name == "smtp" else "starttls")
+        out.append(ListenerStatus(name, protocol, host, port, tls, live.get(name, 0)))
+    if admin is not None:
+        out += [ListenerStatus(name, "http", host, port, tls, 0)
+                for name, host, port, tls in admin.bound]
+    return out
+
+
+async def _start_admin(settings: Settings, storage: Storage, group: ListenerGroup,
+                       setup: _WorkerSetup) -> Any:
+    """The admin HTTP listener of this worker (:mod:`mailwing.admin`), or None if disabled."""
+    if not settings.admin.port:
+        return None
+    from mailwing.admin.server import AdminServer
+    from mailwing.admin.state import AdminState
+
+    holder: list[Any] = []
+    state = AdminState(settings, storage, setup.session_key,
+                       listeners=lambda: _listener_status(group, holder[0] if holder else None),
+                       ready=lambda: bool(group.bound) or not group.handlers)
+    server = AdminServer(state, setup.cert, setup.key)
+    holder.append(server)
+    await server.start()
+    return server
+
+
 async def _worker_main(settings: Settings, handlers: dict[str, Handler],
-                       ssl_context: ssl.SSLContext) -> int:
+                       ssl_context: ssl.SSLContext, setup: _WorkerSetup) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    storage = await open_store(settings)
+    metrics.setup({name: spec[0] for name, spec in LISTENERS.items()}, setup.metrics_dir)
+    storage = cast(Storage, metrics.TimedStorage(await open_store(settings)))
     auth = Authenticator(storage, settings.auth)
+    admin = None
     try:
         ctx = AppContext(settings, storage, auth)
         group = ListenerGroup(ctx, handlers, ssl_context)
@@ -137,7 +189,13 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
         except OSError as exc:
             log.error("%s", exc.strerror or exc)
             return 1
-        if not group.bound:
+        try:
+            admin = await _start_admin(settings, storage, group, setup)
+        except OSError as exc:
+            log.error("%s", exc.strerror or exc)
+            group.stop_accepting()
+            return 1
+        if not group.bound and admin is None:
             log.warning("no listener is enabled with an implemented protocol")
         outbound = _start_outbound(storage, settings)
         log.info("worker pid %d ready", os.getpid())
@@ -146,6 +204,8 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
                  os.getpid(), len(group.live))
         if outbound is not None:
             await outbound.stop()
+        if admin is not None:
+            await admin.stop()
         await group.shutdown(settings.server.shutdown_grace)
     finally:
         auth.close()
@@ -204,19 +264,26 @@ def _serve_locked(settings: Settings) -> int:
         raise StartupError(str(exc)) from exc
     handlers = load_handlers()
     for spec in enabled_listeners(settings):
-        if spec.protocol not in handlers:
+        if spec.protocol not in handlers and spec.protocol != "http":
             log.info("listener %s on port %d: %s is not implemented yet, skipped",
                      spec.name, spec.port, spec.protocol)
-    served = [s for s in enabled_listeners(settings) if s.protocol in handlers]
+    served = [s for s in enabled_listeners(settings)
+              if s.protocol in handlers or s.protocol == "http"]
     if not served:
         log.warning("no enabled listener has an implemented protocol (known: %s)",
                     ", ".join(sorted({p for p, *_ in LISTENERS.values()})))
 
+    workers = settings.server.workers
+    from mailwing.admin.state import load_session_key
+
+    setup = _WorkerSetup(
+        Path(cert), Path(key), load_session_key(settings.server.data_dir),
+        metrics.prepare_multiprocess_dir(settings.server.data_dir) if workers > 1 else None)
+
     def run_worker(_index: int = 0) -> int:
         ctx = build_server_context(cert, key)
-        return run_async(lambda: _worker_main(settings, handlers, ctx))
+        return run_async(lambda: _worker_main(settings, handlers, ctx, setup))
 
-    workers = settings.server.workers
     if workers == 1:
         return run_worker()
     log.info("starting %d worker processes", workers)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from mailwing.config import LISTENERS, Settings
 from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
 from mailwing.server.limits import ConnectionLimiter, refusal_line
+from mailwing.services import metrics
 from mailwing.services.context import AppContext
 
 __all__ = ["Handler", "ListenerGroup", "ListenerSpec", "enabled_listeners"]
@@ -141,8 +142,10 @@ class ListenerGroup:
                       spec: ListenerSpec, handler: Handler) -> None:
         conn = Connection(reader, writer, listener=spec.name,
                           ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout)
+        metrics.connection_opened(spec.name)
         if not self.limiter.acquire(conn.peer.ip):
             await self._refuse(conn, spec)
+            metrics.connection_closed(spec.name, "refused")
             return
         task = asyncio.current_task()
         assert task is not None
@@ -187,5 +190,6 @@ class ListenerGroup:
         finally:
             cipher = conn.tls_cipher or cipher
             await conn.close()
+            metrics.connection_closed(conn.listener, result)
             conn.log("session end", tls=cipher, commands=conn.commands,
                      duration=round(time.monotonic() - conn.started_at, 3), result=result)

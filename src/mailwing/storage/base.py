@@ -18,8 +18,15 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
-from mailwing.storage import scripts, scripts_mail, scripts_mailboxes, scripts_queue
+from mailwing.storage import (
+    scripts,
+    scripts_admin,
+    scripts_mail,
+    scripts_mailboxes,
+    scripts_queue,
+)
 from mailwing.storage.interface import (
+    AdminToken,
     Bounce,
     ContentWriter,
     Delivery,
@@ -28,6 +35,7 @@ from mailwing.storage.interface import (
     Outbound,
     QueuedMessage,
     RecipientOutcome,
+    StorageStats,
 )
 from mailwing.storage.migrate import Migration, outdated_error
 from mailwing.storage.notify import ChangeWaiters
@@ -237,6 +245,34 @@ class ScriptedStorage:
 
     async def delete_queued(self, queue_id: str) -> bool:
         return await self._run(scripts_queue.delete_queued(queue_id))
+
+    # -- admin API tokens -------------------------------------------------------------------
+    async def add_admin_token(self, name: str, token_hash: str, now: float) -> AdminToken:
+        return await self._run(scripts_admin.add_admin_token(name, token_hash, now))
+
+    async def list_admin_tokens(self) -> list[AdminToken]:
+        return await self._read(scripts_admin.list_admin_tokens())
+
+    async def find_admin_token(self, token_hash: str) -> AdminToken | None:
+        return await self._read(scripts_admin.find_admin_token(token_hash))
+
+    async def get_admin_token(self, token_id: int) -> AdminToken | None:
+        return await self._read(scripts_admin.get_admin_token(token_id))
+
+    async def touch_admin_token(self, token_id: int, now: float) -> None:
+        await self._run(scripts_admin.touch_admin_token(token_id, now))
+
+    async def delete_admin_token(self, name: str) -> bool:
+        return await self._run(scripts_admin.delete_admin_token(name))
+
+    #: The backend's name and its query for the database's size in octets.
+    BACKEND = ""
+    SIZE_SQL = "SELECT 0"
+
+    async def storage_stats(self) -> StorageStats:
+        contents, content_bytes = await self._read(scripts_admin.content_bytes())
+        size = await self._read(scripts_admin.database_size(self.SIZE_SQL))
+        return StorageStats(self.BACKEND, size, contents, content_bytes)
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after
