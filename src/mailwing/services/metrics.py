@@ -90,6 +90,8 @@ class _Families:
         self.delivery_attempts = Counter(
             "mailwing_outbound_delivery_attempts", "Outbound attempts per recipient, by result",
             ["result"], registry=r)
+        for result in ("delivered", "deferred", "failed"):
+            self.delivery_attempts.labels(result)  # present at 0 from the start
         self.bounces = Counter(
             "mailwing_outbound_bounces", "Delivery status notifications generated", registry=r)
         self.commands = Counter(
