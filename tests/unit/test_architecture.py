@@ -66,6 +66,22 @@ def test_nothing_imports_the_composition_root_or_the_cli() -> None:
             assert not name.startswith(("mailwing.app", "mailwing.cli")), f"{rel} imports {name}"
 
 
+def test_only_the_composition_root_imports_the_admin_front_end() -> None:
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in ("admin", "app.py"):
+            continue
+        for name in _imports(path):
+            assert not name.startswith("mailwing.admin"), f"{rel} imports {name}"
+
+
+def test_admin_front_end_uses_services_not_the_server_layer() -> None:
+    for path in _modules("admin"):
+        for name in _imports(path):
+            assert not name.startswith(("mailwing.server", "mailwing.cli", "mailwing.app")), (
+                f"{path.relative_to(SRC)} imports {name}")
+
+
 def test_modules_stay_small() -> None:
     for path in SRC.rglob("*.py"):
         lines = path.read_text().count("\n")

@@ -34,8 +34,17 @@ _HEADERS = [
 ]
 
 
+#: The largest request body accepted (JSON, forms, Autodiscover requests are all small).
+MAX_BODY = 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class SecurityHeaders:
-    """Pure ASGI middleware (no body buffering, so streamed message downloads stay streamed)."""
+    """Pure ASGI middleware (no body buffering, so streamed message downloads stay streamed):
+    adds the security headers and bounds request bodies to :data:`MAX_BODY` (413)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -44,6 +53,20 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY):
+                await _refuse(send)
+                return
+        seen = 0
+
+        async def bounded() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY:
+                    raise _TooLarge
+            return message
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -51,7 +74,18 @@ class SecurityHeaders:
                 message["headers"] = list(message["headers"]) + _HEADERS
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, bounded, with_headers)
+        except _TooLarge:
+            await _refuse(send)
+
+
+async def _refuse(send: Any) -> None:
+    body = b'{"detail":"request body too large"}'
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *_HEADERS]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _need_login(request: Request, exc: Exception) -> Response:
