@@ -160,7 +160,7 @@ def setup(listener_protocols: dict[str, str], multiprocess_dir: Path | None = No
         _multiprocess_dir = multiprocess_dir
     from prometheus_client import CollectorRegistry, disable_created_metrics
 
-    disable_created_metrics()  # the *_created series only double the scrape size
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
     _registry = CollectorRegistry(auto_describe=True)
     _PROTOCOL_OF.update(listener_protocols)
     _families = _Families(_registry)
@@ -302,7 +302,7 @@ def render(extra: Iterable[Any] = ()) -> bytes:
         from prometheus_client.multiprocess import MultiProcessCollector
 
         merged = CollectorRegistry()
-        MultiProcessCollector(merged, path=str(_multiprocess_dir))
+        MultiProcessCollector(merged, path=str(_multiprocess_dir))  # type: ignore[no-untyped-call]
         families = list(merged.collect())
     else:
         families = list(_registry.collect())
@@ -323,4 +323,4 @@ def render(extra: Iterable[Any] = ()) -> bytes:
         def collect(self) -> Iterable[Any]:
             return everything
 
-    return bytes(generate_latest(_All()))  # type: ignore[arg-type]
+    return bytes(generate_latest(_All()))  # type: ignore[arg-type,unused-ignore]
