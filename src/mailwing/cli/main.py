@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from mailwing import __version__
 from mailwing.app import StartupError
 from mailwing.cli import (
+    backup,
     db,
     deliver,
     dkim,
@@ -31,7 +32,8 @@ from mailwing.storage.errors import SchemaOutdated, StorageError
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim, portability)
+_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim, portability,
+           backup)
 
 
 def build_parser() -> argparse.ArgumentParser:
