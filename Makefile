@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
+.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-import clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,6 @@ bench-outbound: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench-import: $(STAMP)
+	$(BIN)/python benchmarks/import_bench.py

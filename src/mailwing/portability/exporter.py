@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -32,7 +33,7 @@ class _Writer(Protocol):
     def folder_path(self, name: str) -> Path: ...
     def open_folder(self, name: str, uidvalidity: int, uidnext: int) -> None: ...
     def add(self, folder: str, uid: int, data: bytes, flags: frozenset[str],
-            internal_date: object) -> str | None: ...
+            internal_date: datetime) -> str | None: ...
     def finish(self) -> None: ...
 
 
