@@ -7,11 +7,12 @@
   query (:meth:`Storage.mailbox_digests`). A message whose SHA-256 is already there is
   skipped; a remote message whose Message-ID and size match one already there is skipped
   without being downloaded. So a second run imports nothing, and an interrupted run
-  continues where it stopped: every message is appended in a transaction of its own (its
-  content stored and fsynced first), so there is never half a message.
+  continues where it stopped: a message's content is stored and fsynced before the
+  transaction that links it commits, so there is never half a message.
 * **Order and speed.** Messages are appended in source order (their UIDs keep the source's
   order) while the next few are already read, hashed and stored, so file reads and fsyncs
-  overlap with the appends.
+  overlap with the appends; the messages ready at that moment share one append transaction
+  (:meth:`Storage.append_many`, at most ``BATCH``), so a commit is not paid per message.
 * **Bad items** become lines of the summary (what and why) and the import goes on.
 """
 
@@ -31,7 +32,8 @@ from mailwing.storage.interface import Delivery, Storage
 __all__ = ["ImportSummary", "import_mail", "normalize_message_id"]
 
 DUPLICATE = "already in the mailbox"
-WINDOW = 16  # messages read and stored ahead of the append
+WINDOW = 32  # messages read and stored ahead of the appends
+BATCH = 64  # at most this many messages per append transaction
 
 
 def normalize_message_id(value: str | None) -> str | None:
@@ -84,15 +86,26 @@ class _FolderImport:
             norm = normalize_message_id(mid)
             if norm:
                 self.ids.add((norm, size))
+        refs = iter(folder.messages)
         pending: deque[asyncio.Task[_Prepared]] = deque()
+        batch: list[_Prepared] = []
         count = 0
         try:
-            for ref in folder.messages:
-                pending.append(asyncio.create_task(self._prepare(source, ref)))
-                if len(pending) >= WINDOW:
-                    count += await self._finish(await pending.popleft())
-            while pending:
-                count += await self._finish(await pending.popleft())
+            while True:
+                while len(pending) < WINDOW and (ref := next(refs, None)) is not None:
+                    pending.append(asyncio.create_task(self._prepare(source, ref)))
+                if not pending:
+                    break
+                if batch and (len(batch) >= BATCH or not pending[0].done()):
+                    count += await self._append(batch)  # overlaps with the reads ahead
+                    batch = []
+                item = await pending.popleft()
+                if item.content is None:
+                    self._skip(item)
+                else:
+                    batch.append(item)
+            if batch:
+                count += await self._append(batch)
         finally:
             for task in pending:
                 task.cancel()
@@ -112,29 +125,34 @@ class _FolderImport:
         self.digests.add(sha)  # claimed before any await: a later copy is a duplicate
         return _Prepared(ref, len(data), content=await self.store.store_content(data))
 
-    async def _finish(self, item: _Prepared) -> int:
-        if item.content is None:
-            reason = item.reason or "unknown"
-            self.summary.skipped[reason] += 1
-            if reason != DUPLICATE:
-                self.summary.problems.append(Problem(item.ref.label, reason))
-                self.progress.note(f"skipped {item.ref.label}: {reason}")
-            self.progress.advance(1, 0)
-            return 0
-        delivery = Delivery(self.box.id, item.ref.flags, item.ref.internal_date)
+    def _skip(self, item: _Prepared) -> None:
+        reason = item.reason or "unknown"
+        self.summary.skipped[reason] += 1
+        if reason != DUPLICATE:
+            self.summary.problems.append(Problem(item.ref.label, reason))
+            self.progress.note(f"skipped {item.ref.label}: {reason}")
+        self.progress.advance(1, 0)
+
+    async def _append(self, batch: list[_Prepared]) -> int:
+        """One transaction for the batch, in source order (UIDs follow it)."""
+        items = [(item.content, [Delivery(self.box.id, item.ref.flags, item.ref.internal_date)])
+                 for item in batch if item.content is not None]
         try:
-            await self.store.append(item.content, [delivery])
-        except NotFound as exc:  # the mailbox was deleted meanwhile, or the content
-            self.summary.skipped[f"not stored: {exc}"] += 1
-            self.summary.problems.append(Problem(item.ref.label, f"not stored: {exc}"))
+            await self.store.append_many(items)
+        except NotFound as exc:  # the mailbox was deleted meanwhile, or a content
+            for item in batch:
+                item.reason, item.content = f"not stored: {exc}", None
+                self._skip(item)
             return 0
-        norm = normalize_message_id(item.content.fields.message_id)
-        if norm:
-            self.ids.add((norm, item.content.crlf_size))
-        self.summary.imported += 1
-        self.summary.bytes += item.size
-        self.progress.advance(1, item.size)
-        return 1
+        for item in batch:
+            assert item.content is not None
+            norm = normalize_message_id(item.content.fields.message_id)
+            if norm:
+                self.ids.add((norm, item.content.crlf_size))
+            self.summary.imported += 1
+            self.summary.bytes += item.size
+            self.progress.advance(1, item.size)
+        return len(batch)
 
 
 async def _target(store: Storage, user_id: int, folder: FolderScan,

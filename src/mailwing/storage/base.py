@@ -161,6 +161,11 @@ class ScriptedStorage:
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         return await self._run(scripts.expunge(mailbox_id, list(uids)))
 
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Sequence[Delivery]]]
+    ) -> list[list[MailEntry]]:
+        return await self._run(scripts_mail.append_many([(c, list(d)) for c, d in items]))
+
     async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
         return await self._read(scripts_mail.mailbox_digests(mailbox_id))
 

@@ -209,6 +209,13 @@ class Storage(Protocol):
         recipients (:meth:`enqueue`), so a message for local and remote recipients is
         accepted for all of them or for none; ``deliveries`` may then be empty."""
 
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Sequence[Delivery]]]
+    ) -> list[list[MailEntry]]:
+        """Several :meth:`append` calls in one transaction, in the given order (all or
+        nothing): what an import uses so that a batch of messages costs one commit while the
+        messages keep their order (UIDs ascending in ``items`` order)."""
+
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
 

@@ -22,14 +22,15 @@ from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import replace
 
-from mailwing.model import MailEntry
+from mailwing.model import ContentInfo, MailEntry
 from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
 from mailwing.storage.errors import NotFound
-from mailwing.storage.interface import FlagMode
-from mailwing.storage.scripts import _allocate, _lock, _remove_entries
+from mailwing.storage.interface import Delivery, FlagMode
+from mailwing.storage.scripts import _allocate, _lock, _remove_entries, append
 from mailwing.storage.steps import Script, q
 
 __all__ = [
+    "append_many",
     "copy_mail",
     "get_content_cache",
     "mail_changes",
@@ -170,3 +171,13 @@ def mailbox_digests(mailbox_id: int) -> Script[list[tuple[str, str | None, int]]
         " ORDER BY m.uid", mailbox_id,
     )
     return [(str(r[0]), r[1], int(r[2])) for r in rows]
+
+
+def append_many(
+    items: list[tuple[ContentInfo, list[Delivery]]],
+) -> Script[list[list[MailEntry]]]:
+    """Several appends in one transaction, in order; see ``Storage.append_many``."""
+    out = []
+    for content, deliveries in items:
+        out.append((yield from append(content, deliveries)))
+    return out
