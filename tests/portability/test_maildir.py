@@ -153,3 +153,12 @@ async def test_export_refuses_a_non_empty_target(store: Storage, alice: User,
     else:
         raise AssertionError("export wrote into a non-empty folder")
     assert os.listdir(tmp_path / "x") == ["file"]
+
+
+async def test_export_reports_a_folder_maildir_cannot_hold(store: Storage, alice: User,
+                                                           tmp_path: Path) -> None:
+    await store.create_mailbox(alice.id, "v1.2 notes")
+    summary = await export_mail(store, alice.address, tmp_path / "out", "maildir")
+    assert [(p.item, p.reason.split(":")[0]) for p in summary.problems] == [
+        ("v1.2 notes", "folder skipped")]
+    assert "INBOX" in summary.folders
