@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "LISTENERS",
     "AuthSettings",
+    "CaptureSettings",
     "ConfigError",
     "DatabaseSettings",
     "DkimSettings",
@@ -136,6 +137,19 @@ class DkimSettings:
 
 
 @dataclass
+class CaptureSettings:
+    """Capture mode (``mailwing serve --capture``): accept every message for any address and
+    keep it for browsing; nothing is ever relayed and no outbound worker runs."""
+
+    enabled: bool = False
+    address: str = "capture@localhost"  # the login that sees every captured message
+    password: str = ""  # empty: generated once into data_dir/capture-password.txt
+    per_recipient: bool = False  # also a login per recipient address that sees only its mail
+    max_messages: int = 0  # keep at most this many in the catch-all mailbox (0: no limit)
+    max_age: str = ""  # drop captured messages older than this ("7d"; empty: keep)
+
+
+@dataclass
 class ListenerSettings:
     port: int = 0  # 0 disables the listener
     idle_timeout: float = 600.0
@@ -169,6 +183,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     smtp: ListenerSettings = _listener("smtp")
     submission: ListenerSettings = _listener("submission")
     smtps: ListenerSettings = _listener("smtps")
@@ -314,8 +329,20 @@ def _validate_outbound(o: OutboundSettings) -> None:
             raise ConfigError(f"outbound.{name}: {value!r} must be HOST or HOST:PORT")
 
 
+def _validate_capture(c: CaptureSettings) -> None:
+    if c.max_messages < 0:
+        raise ConfigError("capture.max_messages: must not be negative")
+    if c.max_age:
+        parse_duration(c.max_age, "capture.max_age")
+    local, _, domain = c.address.partition("@")
+    if not local or not domain:
+        raise ConfigError(f"capture.address: {c.address!r} is not an address like "
+                          "capture@localhost")
+
+
 def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
+    _validate_capture(s.capture)
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:

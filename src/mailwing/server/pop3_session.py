@@ -116,10 +116,20 @@ class _Pop3Session:
         except (ConnectionClosed, _Abort):
             pass
         except Exception:
-            log.exception("POP3 session failed", extra=self._extra({}))
+            self.conn.log_failure("POP3 session failed")
             await self._last_words(R.INTERNAL)
 
     async def _loop(self) -> None:
+        """Pump the core's events until it closes.
+
+        POP3 and SMTP each have this loop rather than one shared driver: the four cases they
+        share (send, read, count a command, close) are three lines each, and everything else
+        is a match on the core's own event classes with protocol-specific handling (POP3 hands
+        its buffered go-ahead line to the TLS upgrade; SMTP streams body chunks). A shared
+        driver would need a dispatch table plus hooks and read worse than two short matches;
+        what is really common (buffered writes, bounded reads, STARTTLS, the failure log and the
+        goodbye line) already lives once, on :class:`~mailwing.server.connection.Connection`.
+        """
         core, conn = self.core, self.conn
         while True:
             event = core.next_event()

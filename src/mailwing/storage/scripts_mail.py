@@ -82,7 +82,7 @@ def set_flags(
     if not groups:
         return [], modified
     _, modseq = yield from _allocate(mailbox_id, 0)
-    changed = []
+    changed: list[MailEntry] = []
     for new, entries in groups.items():
         yield q(
             "UPDATE mail SET flags = $3, modseq = $4 WHERE mailbox_id = $1 AND uid @IN($2)",

@@ -12,7 +12,7 @@ section 7.4.1 allows at that moment.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from mailwing.model import User
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.reader import ImapReader
+from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.seqset import STAR, SequenceSet
 from mailwing.server.connection import Connection
 from mailwing.services.context import AppContext
@@ -27,6 +28,7 @@ from mailwing.services.imap_selected import (
     Exists,
     Expunged,
     FlagsChanged,
+    FlagsListed,
     Recent,
     SelectedView,
     Update,
@@ -35,7 +37,8 @@ from mailwing.services.imap_selected import (
 from mailwing.storage.errors import StorageError
 
 __all__ = [
-    "Done", "Handler", "Refusal", "SessionState", "Status", "resolve", "sync_view",
+    "Done", "Handler", "Refusal", "SessionState", "Status", "list_keywords", "resolve",
+    "sync_view",
     "unavailable", "update_response",
 ]
 
@@ -132,7 +135,20 @@ def update_response(update: Update) -> bytes:
         case FlagsChanged(seq=seq, uid=uid, flags=flags):
             return responses.fetch(seq, [("UID", b"%d" % uid),
                                          ("FLAGS", pw.flag_list(sorted(flags)))])
+        case FlagsListed(flags=flags, read_only=read_only):
+            permanent = () if read_only else (*flags, "\\*")
+            return responses.flags(flags) + responses.ok(
+                "*", texts.PERMANENTFLAGS, Code.permanentflags(permanent))
     raise TypeError(update)
+
+
+def list_keywords(s: SessionState, view: SelectedView, flag_sets: Iterable[Iterable[str]]
+                  ) -> None:
+    """Queue ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` if ``flag_sets`` carry a keyword the
+    client was not told of (RFC 3501 section 7.2.6), before the FETCH that carries it."""
+    listed = view.list_keywords(flag_sets)
+    if listed is not None:
+        s.send(update_response(listed))
 
 
 async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:

@@ -15,7 +15,14 @@ from mailwing.proto.common.crlf import CrlfNormaliser
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import LiteralBody
-from mailwing.server.imap.base import Done, SessionState, resolve, unavailable
+from mailwing.server.imap.base import (
+    Done,
+    Handler,
+    SessionState,
+    list_keywords,
+    resolve,
+    unavailable,
+)
 from mailwing.services.imap_fetch import Fetcher, StreamSource
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -76,6 +83,8 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                 raise unavailable() from exc
             view.own_flags(changed)
             newly_seen = {e.uid for e in changed}
+    if newly_seen or any(i.name == "FLAGS" and i.section is None for i in cmd.items):
+        list_keywords(s, view, [view.entries[u].flags for _, u in pairs])
     fetcher = Fetcher(storage, view)
     if any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") and i.section is None
            for i in cmd.items):
@@ -103,4 +112,4 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
     return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))
 
 
-HANDLERS = {c.Fetch: fetch}
+HANDLERS: dict[type[c.Command], Handler] = {c.Fetch: fetch}

@@ -11,7 +11,7 @@ from mailwing.model import MailEntry
 from mailwing.proto.common.crlf import to_crlf
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.services.imap_search import search as run_search
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -37,4 +37,4 @@ async def search(s: SessionState, cmd: c.Search) -> Done:
     return Done("OK", texts.COMPLETED.format("UID SEARCH" if cmd.uid else "SEARCH"))
 
 
-HANDLERS = {c.Search: search}
+HANDLERS: dict[type[c.Command], Handler] = {c.Search: search}

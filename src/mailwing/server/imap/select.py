@@ -21,15 +21,14 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
-from mailwing.services.imap_selected import RECENT, open_view, refresh
+from mailwing.services.imap_selected import RECENT, SYSTEM_FLAGS, open_view, refresh
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.interface import Delivery
 
 __all__ = ["HANDLERS", "SYSTEM_FLAGS"]
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 async def select(s: SessionState, cmd: c.Select) -> Done:
@@ -40,8 +39,7 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
     except StorageError as exc:
         raise unavailable() from exc
     s.view = view
-    keywords = {f for e in view.entries.values() for f in e.flags} - set(SYSTEM_FLAGS)
-    flags = (*SYSTEM_FLAGS, *sorted(keywords))
+    flags = view.flag_list  # every keyword in use (RFC 3501 section 7.2.6)
     s.send(responses.flags(flags))
     s.send(responses.exists(view.exists))
     s.send(responses.recent(len(view.recent)))
@@ -115,7 +113,7 @@ async def unselect(s: SessionState, cmd: c.Unselect) -> Done:
     return Done("OK", texts.COMPLETED.format("UNSELECT"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Select: select, c.Status: status, c.Append: append, c.Check: check, c.Close: close,
     c.Unselect: unselect,
 }

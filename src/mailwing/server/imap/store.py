@@ -6,7 +6,8 @@
   A read-only (EXAMINEd) mailbox refuses STORE, EXPUNGE and MOVE with ``NO [READ-ONLY]``.
 - COPY/MOVE to a mailbox that does not exist answer ``NO [TRYCREATE]``; success carries
   ``[COPYUID uidvalidity source-uids dest-uids]``. MOVE sends it in an untagged OK before its
-  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK.
+  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK. The target may be the
+  selected mailbox itself: the messages get new UIDs (EXPUNGE of the old, EXISTS of the new).
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
 """
@@ -17,7 +18,15 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, Refusal, SessionState, resolve, unavailable
+from mailwing.server.imap.base import (
+    Done,
+    Handler,
+    Refusal,
+    SessionState,
+    list_keywords,
+    resolve,
+    unavailable,
+)
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
 from mailwing.storage.errors import NotFound, StorageError
@@ -52,6 +61,7 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
         except StorageError as exc:
             raise unavailable() from exc
         view.own_flags(changed)
+        list_keywords(s, view, [e.flags for e in changed])
     if not cmd.silent:
         for seq, uid in pairs:
             s.send(_fetch_flags(view, seq, uid, cmd.uid))
@@ -72,16 +82,13 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         if not uids:
             return Done("OK", texts.COMPLETED.format(word))
-        if move and target.id == view.mailbox_id:
-            return Done("NO", texts.CANNOT, "CANNOT")
         pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move)
     except NotFound:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:
         raise unavailable() from exc
-    code = Code.copyuid(target.uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
-    if not pairs:
-        code = None
+    code = (Code.copyuid(target.uidvalidity, [a for a, _ in pairs], [b for _, b in pairs])
+            if pairs else None)
     if not move:
         return Done("OK", texts.COMPLETED.format(word), code)
     if code:
@@ -118,4 +125,6 @@ async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
     return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"))
 
 
-HANDLERS = {c.Store: store, c.Copy: copy, c.Move: move, c.Expunge: expunge}
+HANDLERS: dict[type[c.Command], Handler] = {
+    c.Store: store, c.Copy: copy, c.Move: move, c.Expunge: expunge,
+}
