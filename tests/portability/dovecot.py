@@ -1,5 +1,5 @@
-"""A throwaway Dovecot IMAP server for the import/export tests, built on the benchmarks'
-private-Dovecot harness (benchmarks/imap_dovecot.py) rather than a second launcher.
+"""A throwaway Dovecot IMAP server for the import/export tests: the benchmarks' launcher
+(benchmarks/imap_dovecot.py, which the differential tests use too), not a second one.
 
 It adds what the tests need: plain passwords, RFC 6154 special-use attributes on two
 folders, and helpers to APPEND through IMAP (so the Maildir is written by Dovecot itself) and
@@ -33,14 +33,13 @@ _META = re.compile(rb'UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE "([^"]+)"')
 class TestDovecot(DovecotImap):
     __test__ = False
 
-    def write_config(self) -> None:
-        super().write_config()
-        text = self.config.read_text().replace(
-            "  separator = /\n",
-            "  separator = /\n"
-            "  mailbox \"Sent Messages\" {\n    special_use = \\Sent\n  }\n"
-            "  mailbox \"Papierkorb\" {\n    special_use = \\Trash\n  }\n", 1)
-        self.config.write_text(text)
+    def __init__(self, root: Path, port: int) -> None:
+        # Dovecot's default Maildir++ layout (".Archive.2024"), plain passwords, and two
+        # special-use folders: "Sent Messages" (a name mailwing also recognises) and
+        # "Papierkorb" (\Trash only by its LIST attribute).
+        super().__init__(root, port, clients=4, scheme="PLAIN", namespace_extra=(
+            '  mailbox "Sent Messages" {\n    special_use = \\Sent\n  }\n'
+            '  mailbox "Papierkorb" {\n    special_use = \\Trash\n  }'))
 
     def login(self, address: str, password: str = "secret") -> imaplib.IMAP4:
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
@@ -59,7 +58,7 @@ def dovecot(root: Path, users: tuple[str, ...] = ("alice@example.org",)) -> Iter
     require_binary("dovecot")
     if os.geteuid() != 0:
         skip_or_fail("Dovecot must be started as root (it drops privileges itself)")
-    server = TestDovecot(root, free_port(), clients=4, scheme="PLAIN")
+    server = TestDovecot(root, free_port())
     server.set_users({u: "secret" for u in users})
     for u in users:
         home = server.maildir(u)
