@@ -14,6 +14,7 @@ import shutil
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mailwing.model import User
 from mailwing.portability.exporter import export_mail
@@ -123,10 +124,21 @@ async def test_remote_imap_import(store: Storage, alice: User, tmp_path: Path) -
         seed(server)
         original = dovecot_view(server)
         url = f"imap://{ADDRESS}@127.0.0.1:{server.port}"
-        source = ImapSource(url, "secret")
+        fetches: list[str] = []
+
+        class Recording(ImapSource):
+            def _command(self, name: str, *args: Any) -> list[Any]:
+                if name == "uid":
+                    fetches.append(" ".join(args))
+                return super()._command(name, *args)
+
+        source = Recording(url, "secret")
         summary = await import_mail(store, ADDRESS, source)
         await source.close()
         assert summary.imported == 8 and not summary.problems
+        # Bodies come in one UID FETCH per folder (after one metadata FETCH per folder).
+        bodies = [f for f in fetches if "BODY.PEEK[])" in f]
+        assert sorted(f.split()[1] for f in bodies) == ["1", "1", "1", "1,2", "1,2,3"]
 
         class Counting(ImapSource):
             loads = 0

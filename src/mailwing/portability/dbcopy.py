@@ -37,7 +37,9 @@ from mailwing.storage.interface import Storage
 
 __all__ = ["CopyError", "CopyReport", "copy_database", "sqlite_path", "table_digests"]
 
-_SEEDED = frozenset({"counters"})  # rows that a fresh schema already holds
+#: A target with rows in any of these holds an installation (other tables may hold rows
+#: that migrations seed, like ``counters``; they are replaced without asking).
+_DATA_TABLES = ("domains", "users", "mailboxes", "mail", "contents", "queue")
 _MASK = (1 << 128) - 1
 
 
@@ -220,7 +222,7 @@ async def _copy(source: Storage, src: Endpoint, target: Storage, tgt: Endpoint, 
     for child, ps in (await src.parents()).items():
         parents.setdefault(child, set()).update(ps)
     order = _order(parents, tgt_tables)
-    holding = [t for t in tgt_tables if t not in _SEEDED and await tgt.count(t)]
+    holding = [t for t in _DATA_TABLES if t in tgt_tables and await tgt.count(t)]
     if holding and not (force or catch_up):
         raise CopyError(f"the target already holds data (table {holding[0]}): use --force "
                         "to replace it, or --catch-up to update an earlier copy")

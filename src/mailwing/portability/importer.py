@@ -86,7 +86,17 @@ class _FolderImport:
             norm = normalize_message_id(mid)
             if norm:
                 self.ids.add((norm, size))
-        refs = iter(folder.messages)
+        wanted = []
+        for ref in folder.messages:  # known by Message-ID and size: no need to download
+            norm = normalize_message_id(ref.message_id)
+            if norm and ref.crlf_size is not None and (norm, ref.crlf_size) in self.ids:
+                self._skip(_Prepared(ref, reason=DUPLICATE))
+            else:
+                wanted.append(ref)
+        plan = getattr(source, "will_load", None)
+        if plan is not None:
+            plan(wanted)
+        refs = iter(wanted)
         pending: deque[asyncio.Task[_Prepared]] = deque()
         batch: list[_Prepared] = []
         count = 0
@@ -112,9 +122,6 @@ class _FolderImport:
         return count
 
     async def _prepare(self, source: Source, ref: MessageRef) -> _Prepared:
-        norm = normalize_message_id(ref.message_id)
-        if norm and ref.crlf_size is not None and (norm, ref.crlf_size) in self.ids:
-            return _Prepared(ref, reason=DUPLICATE)
         try:
             data = await source.load(ref)
         except BadMessage as exc:
