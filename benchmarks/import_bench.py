@@ -4,11 +4,13 @@ Why a Maildir of that shape: it is what Dovecot leaves behind (``cur/`` files na
 ``<time>.M<n>P<pid>.<host>,S=<size>:2,<flags>``, a ``dovecot-uidlist``, a few Maildir++
 folders), and 10,000 is a typical mid-sized account. The import is timed end to end through
 the same code path as the CLI (scan, read, hash, store and fsync each content, one append
-transaction per message), then a second run is timed (everything is a duplicate: it measures
-the check that makes imports resumable), then an export back to a Maildir.
+transaction per batch of ready messages), then a second run is timed (everything is a
+duplicate: it measures the check that makes imports resumable), then an export back to a
+Maildir. With ``--source imap`` the same messages are imported over IMAP from a private
+Dovecot on loopback (benchmarks/imap_dovecot.py) instead, INBOX only.
 
     .venv/bin/python benchmarks/import_bench.py [--messages 10000] [--size 4096]
-        [--backend sqlite|postgresql] [--folders 5]
+        [--backend sqlite|postgresql] [--folders 5] [--source maildir|imap]
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+from imap_dovecot import DovecotImap, dovecot_available
 
 from mailwing.portability.exporter import export_mail
+from mailwing.portability.imapsource import ImapSource
 from mailwing.portability.importer import import_mail
 from mailwing.portability.maildir import MaildirSource
 from mailwing.storage import open_storage
@@ -60,10 +64,30 @@ def make_maildir(root: Path, count: int, size: int, folders: int) -> int:
     return total
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def run(args: argparse.Namespace, tmp: Path) -> None:
     maildir = tmp / "Maildir"
-    size = make_maildir(maildir, args.messages, args.size, args.folders)
-    print(f"Maildir: {args.messages} messages, {size / 1e6:.1f} MB, {args.folders} folders")
+    dovecot = None
+    if args.source == "imap":
+        if not dovecot_available():
+            raise SystemExit("--source imap needs Dovecot and root")
+        dovecot = DovecotImap(tmp / "dovecot", free_port(), clients=2, scheme="PLAIN")
+        dovecot.set_users({"user@example.org": "secret"})
+        make_maildir(maildir, args.messages, args.size, 1)
+        for path in sorted((maildir / "cur").iterdir()):
+            dovecot.add_message("user@example.org", path.read_bytes())
+        dovecot.start()
+        print(f"Dovecot IMAP on port {dovecot.port}: {args.messages} messages in INBOX")
+    else:
+        size = make_maildir(maildir, args.messages, args.size, args.folders)
+        print(f"Maildir: {args.messages} messages, {size / 1e6:.1f} MB, {args.folders} folders")
     db_name = None
     if args.backend == "sqlite":
         url = f"sqlite:///{tmp / 'mailwing.db'}"
@@ -79,7 +103,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         await store.add_user("user@example.org", "x", create_domain=True)
         for label in ("first import", "second import (all duplicates)"):
             start = time.perf_counter()
-            summary = await import_mail(store, "user@example.org", MaildirSource(maildir))
+            source: MaildirSource | ImapSource = MaildirSource(maildir)
+            if dovecot is not None:
+                source = ImapSource(f"imap://user@example.org@127.0.0.1:{dovecot.port}",
+                                    "secret")
+            summary = await import_mail(store, "user@example.org", source)
+            await source.close()
             elapsed = time.perf_counter() - start
             print(f"{label}: {summary.imported} imported, "
                   f"{sum(summary.skipped.values())} skipped in {elapsed:.2f} s = "
@@ -91,6 +120,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
               f"{exported.messages / elapsed:.0f} messages/s")
     finally:
         await store.close()
+        if dovecot is not None:
+            dovecot.stop()
         if db_name:
             conn = await asyncpg.connect(PG_ADMIN)
             await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
@@ -103,8 +134,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4096, help="octets per message")
     parser.add_argument("--folders", type=int, default=5)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--source", choices=("maildir", "imap"), default="maildir")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mailwing-import-bench-"))
+    os.chmod(tmp, 0o755)  # Dovecot's unprivileged processes must reach their folders
     try:
         asyncio.run(run(args, tmp))
     finally:
