@@ -93,3 +93,39 @@ def test_move_to_postgres_with_mbsync(server_factory: type[MailwingServer], tmp_
     assert any(c.startswith("UID FETCH") for c in sent), output[-3000:]
     assert not [c for c in sent if _WRITES.search(c)], sent
 
+
+
+def test_import_from_another_mailwing_over_imaps(server_factory: type[MailwingServer],
+                                                 tmp_path: Path,
+                                                 tls_files: TlsFiles,  # noqa: F811
+                                                 database_url: str) -> None:
+    """``mailwing import USER imaps://...`` from one mailwing to another (each backend as the
+    target), the certificate checked against a CA file; keywords and flags kept."""
+    old, target = start(server_factory, tmp_path / "old", f"sqlite:///{tmp_path / 'old.db'}",
+                        tls_files)
+    old.add_user(ADDRESS, PASSWORD)
+    client = login(target)
+    append_all(client, "INBOX", [(seed_message(n), (*seed_flags(n), "$Label1"))
+                                 for n in range(1, 11)])
+    client.create("Projects/2026")
+    append_all(client, "Projects/2026", [(seed_message(11), ("\\Answered",))])
+    client.logout()
+    before = server_state(target)
+
+    new = MailwingServer(root=tmp_path / "new", database_url=database_url)
+    new.cli("db", "upgrade")
+    new.add_user("alice@example.org", "pw")
+    password = tmp_path / "pw"
+    password.write_text(PASSWORD + "\n")
+    url = f"imaps://{ADDRESS}@localhost:{target.tls_port}"
+    out = new.cli("import", "alice@example.org", url, "--password-file", str(password),
+                  "--ca-file", str(tls_files.ca)).stdout.decode()
+    assert "messages imported: 11" in out and "folders: 8 (2 created)" in out
+    untrusted = new.cli("import", "alice@example.org", url, "--password-file", str(password),
+                        check=False)
+    assert untrusted.returncode == 69 and b"CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+
+    _, new_target = start(server_factory, tmp_path / "new", database_url, tls_files)
+    moved = server_state(ImapTarget(new_target.host, new_target.port, new_target.tls_port,
+                                    "alice@example.org", "pw", tls_files.ca))
+    assert moved == before and len(moved) == 10  # same Message-IDs, UIDs and flags

@@ -49,7 +49,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                      help="target folder for a single mbox file (default: INBOX)")
     imp.add_argument("--password-file", metavar="FILE",
                      help="IMAP: read the remote password from the first line of FILE")
-    imp.add_argument("--insecure", action="store_true",
+    tls = imp.add_mutually_exclusive_group()
+    tls.add_argument("--ca-file", metavar="FILE",
+                     help="imaps: trust the certificates in FILE (PEM) instead of the system's")
+    tls.add_argument("--insecure", action="store_true",
                      help="imaps: do not verify the server's certificate")
     imp.add_argument("--quiet", action="store_true", help="no progress output")
     imp.set_defaults(func=_import)
@@ -83,7 +86,13 @@ def make_source(args: argparse.Namespace) -> Source:
         from mailwing.portability.imapsource import ImapSource
 
         context = None
-        if args.insecure:
+        if args.ca_file:
+            try:
+                context = ssl.create_default_context(cafile=args.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliError(f"cannot read certificates from {args.ca_file}: {exc}",
+                               EX_NOINPUT) from exc
+        elif args.insecure:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
