@@ -120,3 +120,18 @@ async def test_refuses_an_outdated_source(tmp_path: Path) -> None:
     with pytest.raises(CopyError, match="db upgrade"):
         await copy_database(src_url, tmp_path / "src", f"sqlite:///{tmp_path / 't.db'}",
                             tmp_path / "t")
+
+
+async def test_a_content_gone_from_the_source_stops_the_copy(tmp_path: Path) -> None:
+    src_url = f"sqlite:///{tmp_path / 'src.db'}"
+    src = await open_storage(src_url, data_dir=tmp_path / "src")
+    await src.upgrade()
+    await populate(src)
+    await src.close()
+    next((tmp_path / "src" / "blobs").glob("??/*")).unlink()  # as if expunged meanwhile
+    target = f"sqlite:///{tmp_path / 't.db'}"
+    with pytest.raises(CopyError, match="vanished"):
+        await copy_database(src_url, tmp_path / "src", target, tmp_path / "t")
+    back = await open_storage(target, data_dir=tmp_path / "t")
+    assert await back.list_users() == []  # no rows were committed
+    await back.close()

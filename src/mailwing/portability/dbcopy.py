@@ -142,6 +142,10 @@ async def _copy_content(source: Storage, src: Endpoint, target: Storage, sha256:
             size += len(chunk)
             await writer.write(chunk)
         info = await writer.finish()
+    except NotFound as exc:
+        await writer.abort()
+        raise CopyError(f"content {sha256} vanished from the source while it was copied "
+                        "(expunged meanwhile): run the copy again") from exc
     except BaseException:
         await writer.abort()
         raise
