@@ -51,6 +51,7 @@ _RD_QUOTED = re.compile(rb"^>+From ", re.M)
 _RD_TO_QUOTE = re.compile(rb"^(>*From )", re.M)
 _O_QUOTED = re.compile(rb"^>From ", re.M)
 _MAX_MESSAGE = 256 * 1024 * 1024
+_MAX_LINE = 1024 * 1024
 _X_STATUS = {"A": "\\Answered", "F": "\\Flagged", "T": "\\Draft", "D": "\\Deleted"}
 
 
@@ -122,7 +123,7 @@ class _Scanner:
         flags: list[frozenset[str]] = []
         headers: list[bytes] | None = []  # None once past the header block
         previous_blank = False
-        for line in f:
+        while line := f.readline(_MAX_LINE):  # a longer line comes in pieces: memory bounded
             if previous_blank and line.startswith(b"From "):
                 if headers is not None:
                     flags.append(_header_flags(headers))
