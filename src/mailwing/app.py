@@ -29,12 +29,13 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mailwing.config import LISTENERS, Settings
+from mailwing.runtime import open_store, run_async
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
@@ -60,27 +61,6 @@ HANDLERS: dict[str, tuple[str, str]] = {
 
 class StartupError(Exception):
     """The server cannot start; the message is one line for the operator."""
-
-
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh event loop, uvloop's when available."""
-    try:
-        import uvloop
-    except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main())
-
-
-async def open_store(settings: Settings) -> Storage:
-    """Open the configured storage (creating the data folder first)."""
-    from mailwing.storage import open_storage
-
-    data_dir = settings.server.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return await open_storage(settings.database_url, data_dir=data_dir)
 
 
 def load_handlers(protocols: set[str] | None = None) -> dict[str, Handler]:

@@ -79,6 +79,9 @@ class AuthSettings:
     check_spf: bool = True  # inbound (MX listener) SPF check, RFC 7208
     check_dkim: bool = True  # inbound DKIM signature verification, RFC 6376
     check_dmarc: bool = True  # inbound DMARC policy, RFC 7489 (needs SPF and DKIM results)
+    #: Bound on the wait for one message's checks after its DATA (RFC 7208 section 4.6.4 asks
+    #: for at least 20 s); a check still waiting then counts as temperror.
+    check_timeout: float = 20.0
 
 
 @dataclass
@@ -89,6 +92,9 @@ class LimitsSettings:
     max_recipients: int = 100  # per SMTP transaction (RFC 5321 4.5.3.1.8 minimum)
     max_errors: int = 10  # protocol errors in a row before a session is closed
     max_auth_failures: int = 3  # failed AUTH/LOGIN attempts in one session before it is closed
+    #: Expunged UIDs remembered per mailbox for IMAP QRESYNC's VANISHED (RFC 7162); a client
+    #: resynchronising from before the oldest one is sent every known UID that is gone.
+    expunged_retention: int = 20_000
 
 
 @dataclass
@@ -347,6 +353,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:
         raise ConfigError("limits.max_recipients: must be between 1 and 100000")
+    if s.limits.expunged_retention < 0:
+        raise ConfigError("limits.expunged_retention: must be 0 or more")
     if s.limits.max_errors < 1 or s.limits.max_auth_failures < 1:
         raise ConfigError("limits.max_errors and limits.max_auth_failures: must be at least 1")
     if s.server.workers < 1 or s.server.workers > 256:
@@ -390,6 +398,8 @@ def _validate(s: Settings) -> None:
     for key in ("max_failures_per_ip", "max_failures_per_user"):
         if getattr(s.auth, key) < 1:
             raise ConfigError(f"auth.{key}: must be at least 1")
+    if s.auth.check_timeout <= 0:
+        raise ConfigError("auth.check_timeout: must be positive")
     for key in ("failure_window", "failure_delay", "failure_delay_max"):
         if getattr(s.auth, key) < 0:
             raise ConfigError(f"auth.{key}: must not be negative")

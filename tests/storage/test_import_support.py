@@ -1,13 +1,10 @@
-"""The two storage methods imports rely on, on every backend: ``mailbox_digests`` (which
-messages a mailbox already holds, without reading bodies) and ``append_many`` (several
-appends in one all-or-nothing transaction, in order)."""
+"""What imports rely on, on every backend: ``mailbox_digests`` tells which messages a
+mailbox already holds, without reading bodies."""
 
 from __future__ import annotations
 
-import pytest
-
 from mailwing.model import User
-from mailwing.storage import Delivery, NotFound, Storage
+from mailwing.storage import Delivery, Storage
 from tests.storage.conftest import inbox_id
 
 
@@ -30,18 +27,3 @@ async def test_mailbox_digests(storage: Storage, user: User) -> None:
     await storage.expunge(inbox, [1])
     assert [d[0] for d in await storage.mailbox_digests(inbox)] == [second.sha256]
 
-
-async def test_append_many_keeps_order_and_is_all_or_nothing(storage: Storage,
-                                                            user: User) -> None:
-    inbox = await inbox_id(storage, user)
-    contents = [await storage.store_content(msg(n)) for n in range(5)]
-    result = await storage.append_many([(c, [Delivery(inbox, frozenset({"\\Seen"}))])
-                                        for c in contents])
-    assert [r[0].uid for r in result] == [1, 2, 3, 4, 5]
-    entries = await storage.list_mail(inbox)
-    assert [e.content.sha256 for e in entries] == [c.sha256 for c in contents]
-    assert len({e.modseq for e in entries}) == 5
-    with pytest.raises(NotFound):
-        await storage.append_many([(contents[0], [Delivery(inbox)]),
-                                   (contents[1], [Delivery(999_999)])])
-    assert len(await storage.list_mail(inbox)) == 5  # the first of the failed batch is gone too

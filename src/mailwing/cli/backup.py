@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailwing.app import run_async
 from mailwing.cli.common import CliError
-from mailwing.config import Settings
-from mailwing.portability.backup import BackupError, backup, restore
+from mailwing.runtime import run_async
+
+if TYPE_CHECKING:
+    from mailwing.config import Settings
 
 __all__ = ["register"]
 
@@ -39,6 +40,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from mailwing.portability.backup import BackupError, backup
+
     try:
         manifest = run_async(lambda: backup(settings.database_url, settings.server.data_dir,
                                             Path(args.dest), _say))
@@ -52,6 +55,8 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from mailwing.portability.backup import BackupError, restore
+
     try:
         report = run_async(lambda: restore(Path(args.src), settings.database_url,
                                            settings.server.data_dir, force=args.force,

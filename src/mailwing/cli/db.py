@@ -71,8 +71,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _copy(args: argparse.Namespace, settings: Settings) -> int:
-    from mailwing.app import run_async
     from mailwing.portability.dbcopy import CopyError, copy_database, sqlite_path
+    from mailwing.runtime import run_async
 
     target_path = sqlite_path(args.to)
     if args.to_data_dir:

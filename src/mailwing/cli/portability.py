@@ -14,16 +14,15 @@ import getpass
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailwing.cli.common import EXIT_USAGE, CliError, normalize_address, with_storage
-from mailwing.config import Settings
-from mailwing.portability.exporter import export_mail
-from mailwing.portability.importer import ImportSummary, import_mail
-from mailwing.portability.progress import Progress
-from mailwing.portability.sources import Source
-from mailwing.storage.errors import NotFound
-from mailwing.storage.interface import Storage
+
+if TYPE_CHECKING:  # imported when a command runs (lazy CLI imports, issue #9)
+    from mailwing.config import Settings
+    from mailwing.portability.importer import ImportSummary
+    from mailwing.portability.sources import Source
+    from mailwing.storage.interface import Storage
 
 __all__ = ["register"]
 
@@ -122,6 +121,9 @@ def _looks_like_maildir(path: Path) -> bool:
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     from mailwing.portability.imapsource import ImapSourceError
+    from mailwing.portability.importer import import_mail
+    from mailwing.portability.progress import Progress
+    from mailwing.storage.errors import NotFound
 
     address = normalize_address(args.address)
     source = make_source(args)
@@ -149,6 +151,10 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from mailwing.portability.exporter import export_mail
+    from mailwing.portability.progress import Progress
+    from mailwing.storage.errors import NotFound
+
     address = normalize_address(args.address)
     progress = Progress(quiet=args.quiet)
 

@@ -220,7 +220,8 @@ class ImapSource:
         start = self._plan.get(ref.key)
         if start is None:
             return [ref]
-        out, size = [], 0
+        out: list[MessageRef] = []
+        size = 0
         for other in self._planned[start:start + _BATCH_COUNT]:
             if other.key[0] != ref.key[0] or (out and size + (other.crlf_size or 0)
                                                 > _BATCH_BYTES):

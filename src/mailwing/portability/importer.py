@@ -102,8 +102,8 @@ class _FolderImport:
         count = 0
         try:
             while True:
-                while len(pending) < WINDOW and (ref := next(refs, None)) is not None:
-                    pending.append(asyncio.create_task(self._prepare(source, ref)))
+                while len(pending) < WINDOW and (nxt := next(refs, None)) is not None:
+                    pending.append(asyncio.create_task(self._prepare(source, nxt)))
                 if not pending:
                     break
                 if batch and (len(batch) >= BATCH or not pending[0].done()):
@@ -142,7 +142,7 @@ class _FolderImport:
 
     async def _append(self, batch: list[_Prepared]) -> int:
         """One transaction for the batch, in source order (UIDs follow it)."""
-        items = [(item.content, [Delivery(self.box.id, item.ref.flags, item.ref.internal_date)])
+        items = [(item.content, Delivery(self.box.id, item.ref.flags, item.ref.internal_date))
                  for item in batch if item.content is not None]
         try:
             await self.store.append_many(items)

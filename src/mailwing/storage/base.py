@@ -18,7 +18,14 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
-from mailwing.storage import scripts, scripts_mail, scripts_mailboxes, scripts_queue
+from mailwing.storage import (
+    scripts,
+    scripts_mail,
+    scripts_mailboxes,
+    scripts_queue,
+    scripts_quota,
+    scripts_vanished,
+)
 from mailwing.storage.interface import (
     Bounce,
     ContentWriter,
@@ -120,6 +127,9 @@ class ScriptedStorage:
     async def usage(self, user_id: int) -> tuple[int, int]:
         return await self._read(scripts.usage(user_id))
 
+    async def set_quota(self, address: str, limit_bytes: int | None) -> None:
+        await self._run(scripts_quota.set_quota(address, limit_bytes))
+
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
         return await self._read(scripts.list_mailboxes(user_id))
@@ -148,23 +158,23 @@ class ScriptedStorage:
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
-        *, outbound: Outbound | None = None,
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         if outbound is None:
-            return await self._run(scripts.append(content, list(deliveries)))
+            return await self._run(scripts.append(content, list(deliveries), enforce_quota))
         return await self._run(
             scripts_queue.append_and_enqueue(content, list(deliveries), outbound))
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        return await self._run(scripts.append_many(list(items), enforce_quota))
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         return await self._read(scripts.list_mail(mailbox_id))
 
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         return await self._run(scripts.expunge(mailbox_id, list(uids)))
-
-    async def append_many(
-        self, items: Sequence[tuple[ContentInfo, Sequence[Delivery]]]
-    ) -> list[list[MailEntry]]:
-        return await self._run(scripts_mail.append_many([(c, list(d)) for c, d in items]))
 
     async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
         return await self._read(scripts_mail.mailbox_digests(mailbox_id))
@@ -198,16 +208,22 @@ class ScriptedStorage:
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
-        *, move: bool = False,
+        *, move: bool = False, enforce_quota: bool = False,
     ) -> list[tuple[int, int]]:
         return await self._run(
-            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move)
+            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move, enforce_quota)
         )
 
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
     ) -> tuple[int, list[MailEntry], list[int]]:
         return await self._read(scripts_mail.mail_changes(mailbox_id, since_modseq))
+
+    async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
+        return await self._read(scripts_vanished.vanished_since(mailbox_id, since_modseq))
+
+    async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
+        return await self._run(scripts_vanished.prune_expunged(mailbox_id, keep))
 
     async def get_content_cache(self, sha256: str) -> dict[str, bytes]:
         return await self._read(scripts_mail.get_content_cache(sha256))

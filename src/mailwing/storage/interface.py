@@ -47,6 +47,7 @@ class MailboxCounts:
     messages: int
     unseen: int  # entries without \\Seen
     recent: int  # entries with uid >= the mailbox's recent floor (not yet claimed by a SELECT)
+    size: int = 0  # sum of the entries' RFC822.SIZE (CRLF size), for STATUS=SIZE (RFC 8438)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,13 @@ class Storage(Protocol):
 
     async def list_users(self) -> list[UserUsage]: ...  # ordered by address
     async def usage(self, user_id: int) -> tuple[int, int]:
-        """(message count, bytes used) over all of the user's mailboxes."""
+        """(message count, bytes used) over all of the user's mailboxes, read from running
+        counters that every transaction adding or removing mail keeps exact."""
+
+    async def set_quota(self, address: str, limit_bytes: int | None) -> None:
+        """Set the user's storage limit in bytes (``quota_bytes``); ``None`` or 0 removes it.
+        NotFound; ValueError if negative. Who may do this is a service rule
+        (:mod:`mailwing.services.quota`)."""
 
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]: ...  # ordered by name
@@ -199,7 +206,7 @@ class Storage(Protocol):
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
-        *, outbound: Outbound | None = None,
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         """Link ``content`` into each mailbox in one transaction (all or nothing).
 
@@ -207,14 +214,16 @@ class Storage(Protocol):
         (HIGHESTMODSEQ increases). The result is in the order of ``deliveries``. With
         ``outbound``, the same transaction also queues the content for those remote
         recipients (:meth:`enqueue`), so a message for local and remote recipients is
-        accepted for all of them or for none; ``deliveries`` may then be empty."""
+        accepted for all of them or for none; ``deliveries`` may then be empty. With
+        ``enforce_quota`` (ignored when ``outbound`` is given), an owner whose use would exceed
+        its quota makes the whole call fail with :class:`~mailwing.storage.errors.OverQuota`,
+        checked in the transaction."""
 
     async def append_many(
-        self, items: Sequence[tuple[ContentInfo, Sequence[Delivery]]]
-    ) -> list[list[MailEntry]]:
-        """Several :meth:`append` calls in one transaction, in the given order (all or
-        nothing): what an import uses so that a batch of messages costs one commit while the
-        messages keep their order (UIDs ascending in ``items`` order)."""
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        """Like :meth:`append` for several contents at once, in one transaction (all or
+        nothing: RFC 3502 MULTIAPPEND); UIDs follow the order of ``items``."""
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
@@ -262,11 +271,12 @@ class Storage(Protocol):
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
-        *, move: bool = False,
+        *, move: bool = False, enforce_quota: bool = False,
     ) -> list[tuple[int, int]]:
         """Copy (or, with ``move``, move: copy and expunge in the same transaction, RFC 6851)
         the entries to another mailbox, keeping flags and INTERNALDATE and sharing contents.
-        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315)."""
+        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315).
+        ``enforce_quota``: see :meth:`append` (a move within one user adds nothing)."""
 
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
@@ -274,6 +284,15 @@ class Storage(Protocol):
         """(HIGHESTMODSEQ now, entries with modseq > since ascending by UID, UIDs expunged
         with modseq > since ascending). What a session needs to catch up with other
         sessions' appends, flag changes and expunges."""
+
+    async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
+        """UIDs expunged with a MODSEQ above ``since_modseq``, ascending (RFC 7162 VANISHED),
+        or None when that history has been pruned (:meth:`prune_expunged`) and the list
+        could be incomplete. NotFound for a missing mailbox."""
+
+    async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
+        """Keep only about the newest ``keep`` expunged UIDs of the mailbox; later
+        :meth:`vanished_since` calls from before the cut return None. Returns rows removed."""
 
     async def claim_recent(self, mailbox_id: int) -> int:
         """RFC 3501 \\Recent: atomically return the mailbox's recent floor and raise it to
