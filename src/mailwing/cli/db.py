@@ -1,4 +1,5 @@
-"""``mailwing db upgrade|status``: create or migrate the database schema.
+"""``mailwing db upgrade|status|gc|copy``: create or migrate the database schema; collect
+garbage; copy the installation to another database (:mod:`mailwing.portability.dbcopy`).
 
 Migrations only run when an operator asks for them; ``serve`` refuses an outdated schema
 instead of migrating behind the operator's back (several workers or hosts could race).
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mailwing.cli.common import EXIT_USAGE, CliError, with_storage
-from mailwing.config import Settings
+from mailwing.config import ConfigError, Settings, parse_duration
 from mailwing.storage import redact_url
 from mailwing.storage.interface import Storage
 
@@ -42,6 +43,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     mode.add_argument("--catch-up", action="store_true",
                       help="update an earlier copy (only new contents are sent)")
     copy.set_defaults(func=_copy)
+    gc = cmds.add_parser("gc", parents=[common],
+                         help="remove stored contents nothing refers to (both backends)")
+    gc.add_argument("--min-age", default="1h", metavar="DURATION",
+                    help="only what is older than this (default 1h; 0 for everything)")
+    gc.set_defaults(func=_gc)
 
 
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,4 +99,18 @@ def _copy(args: argparse.Namespace, settings: Settings) -> int:
     print(f"copied {redact_url(settings.database_url)} to {redact_url(args.to)}")
     for line in report.lines():
         print(line)
+    return 0
+
+
+def _gc(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        min_age = parse_duration(args.min_age, "--min-age")
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+    async def work(store: Storage) -> int:
+        return await store.collect_garbage(min_age)
+
+    removed = with_storage(settings, work)
+    print(f"removed {removed} unreferenced content(s) older than {args.min_age}")
     return 0

@@ -195,9 +195,12 @@ class PgEndpoint(Endpoint):
         return cls(await asyncpg.connect(url, timeout=30))
 
     async def tables(self) -> list[str]:
+        """Permanent tables only: UNLOGGED ones hold runtime state that a crash may lose
+        anyway (per-IP counters shared by the nodes), nothing to copy."""
         rows = await self.conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema ="
-            " current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            " AND c.relpersistence = 'p' ORDER BY c.relname")
         return [r[0] for r in rows if r[0] not in SKIP_TABLES]
 
     async def columns(self, table: str) -> dict[str, str]:

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from mailwing.proto.common.proxy import V2_SIGNATURE
+
 __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
 
 log = logging.getLogger("mailwing.session")
@@ -75,15 +77,25 @@ class Connection:
         listener: str,
         ssl_context: ssl.SSLContext | None,
         idle_timeout: float,
+        peer: PeerInfo | None = None,
+        refuse_proxy_header: bool = True,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.listener = listener
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        sock = writer.get_extra_info("sockname") or ("?", 0)
-        self.peer = PeerInfo(str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1]))
+        if peer is None:
+            name = writer.get_extra_info("peername") or ("?", 0)
+            sock = writer.get_extra_info("sockname") or ("?", 0)
+            peer = PeerInfo(str(name[0]), int(name[1]), str(sock[0]), int(sock[1]))
+        #: The client: from the PROXY header when a trusted balancer sent one.
+        self.peer = peer
+        #: Drop the connection if its first bytes are a PROXY header (a direct client trying
+        #: to pass for someone else; see :mod:`mailwing.server.proxy`).
+        self.refuse_proxy_header = refuse_proxy_header
+        #: A load balancer's probe (PROXY LOCAL): its session is logged at debug level only.
+        self.health_check = False
         self.session_id = f"{next(_ids):x}"
         self.user: str | None = None  # set by the session after a successful login
         self.commands = 0  # counted by the session, reported in the end-of-session log line
@@ -205,6 +217,12 @@ class Connection:
         if not data:
             self.end_reason = "closed"
             raise ConnectionClosed("eof")
+        if self.refuse_proxy_header:
+            self.refuse_proxy_header = False  # only the first bytes can be a header
+            if data.startswith((b"PROXY ", V2_SIGNATURE[:8])):
+                self.log("connection refused", reason="PROXY header from an untrusted address")
+                self.end_reason = "closed"
+                raise ConnectionClosed("PROXY header from an untrusted address")
         return data
 
     async def write(self, data: bytes) -> None:

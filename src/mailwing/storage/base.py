@@ -20,6 +20,7 @@ from typing import TypeVar
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 from mailwing.storage import (
     scripts,
+    scripts_leases,
     scripts_mail,
     scripts_mailboxes,
     scripts_queue,
@@ -261,6 +262,13 @@ class ScriptedStorage:
 
     async def delete_queued(self, queue_id: str) -> bool:
         return await self._run(scripts_queue.delete_queued(queue_id))
+
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        return await self._run(scripts_leases.take_lease(name, owner, now, until))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._run(scripts_leases.release_lease(name, owner))
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after

@@ -351,5 +351,19 @@ class Storage(Protocol):
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         """Make the message due at ``now`` (deferred recipients included); False if absent."""
 
+    # -- background jobs and housekeeping (schema 6) -------------------------------------------
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        """Take or renew the lease ``name`` for ``owner`` until ``until`` if it is free,
+        expired before ``now`` or ``owner``'s already; return (holder, until) afterwards."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
+
+    async def collect_garbage(self, min_age: float = 3600.0) -> int:
+        """Remove stored bytes and contents nothing refers to, older than ``min_age``
+        seconds (never what a delivery in progress is about to link); how many."""
+        ...
+
     async def delete_queued(self, queue_id: str) -> bool:
         """Remove the message from the queue without a DSN; False if absent."""
