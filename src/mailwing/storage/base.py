@@ -180,6 +180,9 @@ class ScriptedStorage:
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         return await self._run(scripts.expunge(mailbox_id, list(uids)))
 
+    async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
+        return await self._read(scripts_mail.mailbox_digests(mailbox_id))
+
     # -- IMAP support ---------------------------------------------------------------------
     async def delete_mailbox(self, user_id: int, name: str) -> None:
         await self._run(scripts_mailboxes.delete_mailbox(user_id, name))

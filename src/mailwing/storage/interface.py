@@ -251,6 +251,12 @@ class Storage(Protocol):
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
 
+    async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
+        """(content SHA-256, Message-ID, CRLF size) of every entry of the mailbox, in one
+        query over the ``mail`` index: how an import tells, without reading any body, which
+        messages a mailbox already holds (a second run, or a resumed one, imports nothing
+        twice)."""
+
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         """Remove those entries that still exist, in one transaction; return the UIDs removed,
         ascending. Contents left with no entry are deleted."""
