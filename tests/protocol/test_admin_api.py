@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import imaplib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def test_tokens_401_and_revocation(server: tuple[MailwingServer, str]) -> None:
     listing = srv.cli("admin", "token", "list").stdout.decode()
     assert "tests\t" in listing and token not in listing
     if srv.database_url.startswith("sqlite:///"):
-        stored = Path(srv.database_url.removeprefix("sqlite:///")).read_bytes()
+        db = Path(srv.database_url.removeprefix("sqlite:///"))
+        stored = b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal")) if p.exists())
         assert token.encode() not in stored  # only the digest is kept
         assert hashlib.sha256(token.encode()).hexdigest().encode() in stored
     srv.cli("admin", "token", "revoke", "tests")
@@ -87,6 +89,14 @@ def test_domains_and_users(server: tuple[MailwingServer, str]) -> None:
             imap.login(ALICE, "new-pw-2")
         assert c.patch("/api/v1/users/ghost@example.org", json={"enabled": True}
                        ).status_code == 404
+        # quota: the same service as `mailwing user quota`
+        r = c.patch("/api/v1/users/u1@other.test", json={"quota": 5 * 1024 * 1024})
+        assert r.status_code == 200 and r.json()["quota"] == 5 * 1024 * 1024
+        listing = srv.cli("user", "list").stdout.decode()
+        assert re.search(r"u1@other\.test\s.*\s5M", listing), listing
+        assert c.patch("/api/v1/users/u1@other.test", json={"quota": 0}).json()["quota"] == 0
+        assert c.patch("/api/v1/users/u1@other.test", json={"quota": -1}).status_code == 422
+        assert c.patch("/api/v1/users/ghost@other.test", json={"quota": 1}).status_code == 404
 
         # a domain with users is refused unless forced
         r = c.delete("/api/v1/domains/other.test")
