@@ -132,9 +132,11 @@ class _WorkerSetup:
 def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
     from mailwing.admin.state import ListenerStatus
 
-    live: dict[str, int] = {}
-    for conn in group.live:
-        live[conn.listener] = live.get(conn.listener, 0) + 1
+    live = metrics.live_connections()  # every worker's, when metrics are on
+    if live is None:
+        live = {}
+        for conn in group.live:
+            live[conn.listener] = live.get(conn.listener, 0) + 1
     out = []
     for name, host, port in group.bound:
         protocol, implicit, _, _ = LISTENERS[name]

@@ -319,5 +319,5 @@ async def status(st: AdminState) -> s.StatusOut:
 
 @router.get("/status", response_model=s.StatusOut, tags=["status"])
 async def get_status(st: State) -> s.StatusOut:
-    """Version, uptime, listeners with live connections (this worker), queue depth, storage."""
+    """Version, uptime, listeners with live connections (all workers), queue depth, storage."""
     return await status(st)

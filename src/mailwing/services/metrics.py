@@ -41,6 +41,7 @@ __all__ = [
     "delivered_local",
     "delivery_attempt",
     "enabled",
+    "live_connections",
     "login",
     "prepare_multiprocess_dir",
     "recent_activity",
@@ -160,7 +161,7 @@ def setup(listener_protocols: dict[str, str], multiprocess_dir: Path | None = No
         _multiprocess_dir = multiprocess_dir
     from prometheus_client import CollectorRegistry, disable_created_metrics
 
-    disable_created_metrics()  # the *_created series are noise here
+    disable_created_metrics()  # type: ignore[no-untyped-call,unused-ignore]  # *_created: noise
     _registry = CollectorRegistry(auto_describe=True)
     _PROTOCOL_OF.update(listener_protocols)
     _families = _Families(_registry)
@@ -290,22 +291,39 @@ def _timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- the scrape ------------------------------------------------------------------------------
 
+def _collect() -> list[Any]:
+    """Every metric family, merged over all worker processes in multiprocess mode."""
+    if _families is None:
+        return []
+    if _multiprocess_dir is not None:
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(_multiprocess_dir))  # type: ignore[no-untyped-call,unused-ignore]
+        return list(merged.collect())
+    return list(_registry.collect())
+
+
+def live_connections() -> dict[str, int] | None:
+    """Open connections per listener over every worker (None before :func:`setup`)."""
+    if _families is None:
+        return None
+    out: dict[str, int] = {}
+    for fam in _collect():
+        if fam.name == "mailwing_connections_current":
+            for sample in fam.samples:
+                name = sample.labels.get("listener", "")
+                out[name] = out.get(name, 0) + int(sample.value)
+    return out
+
+
 def render(extra: Iterable[Any] = ()) -> bytes:
     """The text exposition of every process's figures plus ``extra`` metric families."""
     from prometheus_client import generate_latest
     from prometheus_client.core import GaugeMetricFamily
 
-    if _families is None:
-        families: list[Any] = []
-    elif _multiprocess_dir is not None:
-        from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged, path=str(_multiprocess_dir))
-        families = list(merged.collect())
-    else:
-        families = list(_registry.collect())
+    families = _collect()
     hits = total = 0.0
     for fam in families:
         if fam.name == "mailwing_auth_cache_lookups":
