@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import importlib
 import logging
 import os
@@ -359,4 +360,6 @@ def _serve_locked(settings: Settings) -> int:
     if workers == 1:
         return run_worker()
     log.info("starting %d worker processes", workers)
-    return supervise(workers, run_worker)
+    on_exit = (functools.partial(metrics.process_exited, setup.metrics_dir)
+               if setup.metrics_dir is not None else None)
+    return supervise(workers, run_worker, on_exit)

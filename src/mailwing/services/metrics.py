@@ -24,6 +24,7 @@ digits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -44,6 +45,7 @@ __all__ = [
     "live_connections",
     "login",
     "prepare_multiprocess_dir",
+    "process_exited",
     "recent_activity",
     "render",
     "setup",
@@ -137,6 +139,8 @@ def recent_activity() -> tuple[int, int]:
 
 
 _families: _Families | None = None
+_command_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+_storage_children: dict[str, Any] = {}  # keyed by Storage method names: a fixed set
 _registry: Any = None
 _multiprocess_dir: Path | None = None
 _PROTOCOL_OF: dict[str, str] = {}
@@ -148,6 +152,15 @@ def prepare_multiprocess_dir(data_dir: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, mode=0o700)
     return path
+
+
+def process_exited(multiprocess_dir: Path, pid: int) -> None:
+    """Forget a dead worker's live gauges (its counters stay: they happened). Called by the
+    supervising parent, which never imports prometheus-client; the files are named by
+    prometheus-client's multiprocess layout (``gauge_livesum_<pid>.db``)."""
+    for kind in ("livesum", "liveall", "livemax", "livemin", "livemostrecent"):
+        with contextlib.suppress(OSError):
+            (Path(multiprocess_dir) / f"gauge_{kind}_{pid}.db").unlink()
 
 
 def setup(listener_protocols: dict[str, str], multiprocess_dir: Path | None = None) -> None:
@@ -197,12 +210,19 @@ def command(listener: str, name: str, seconds: float | None) -> None:
     """One command finished after ``seconds`` (None: only count it)."""
     if _families is None:
         return
-    protocol = _PROTOCOL_OF.get(listener, listener)
-    label = _command_label(protocol, name)
+    key = (listener, name)
+    children = _command_children.get(key)
+    if children is None:  # the hot path below skips label validation and lookup
+        protocol = _PROTOCOL_OF.get(listener, listener)
+        label = _command_label(protocol, name)
+        children = (_families.commands.labels(protocol, label),
+                    _families.command_seconds.labels(protocol, label))
+        if len(_command_children) < 4096:  # bounded even if names vary (they map to "other")
+            _command_children[key] = children
     if seconds is None:
-        _families.commands.labels(protocol, label).inc()
+        children[0].inc()
     else:
-        _families.command_seconds.labels(protocol, label).observe(seconds)
+        children[1].observe(seconds)
 
 
 def login(listener: str, mechanism: str, outcome: str) -> None:
@@ -247,7 +267,10 @@ def auth_cache(hit: bool) -> None:
 
 def storage_op(operation: str, seconds: float) -> None:
     if _families is not None:
-        _families.storage_seconds.labels(operation).observe(seconds)
+        child = _storage_children.get(operation)
+        if child is None:
+            child = _storage_children[operation] = _families.storage_seconds.labels(operation)
+        child.observe(seconds)
 
 
 # -- storage timing --------------------------------------------------------------------------
