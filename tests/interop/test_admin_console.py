@@ -121,9 +121,12 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     d.get(base + "/users")
     d.find_element(css, "#new-address").send_keys("bob@example.org")
     d.find_element(css, "#new-password").send_keys("bob-secret-1")
+    d.find_element(css, "#new-quota").send_keys("1G")
     d.find_element(css, "#add-user").click()
     assert "user bob@example.org created" in d.find_element(css, "#notice").text
     assert "bob@example.org" in d.find_element(css, "#users").text
+    assert "1.0 GiB" in d.find_element(
+        By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]").text
     row = d.find_element(By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]")
     row.find_element(css, "input[name=quota]").send_keys("2M")
     row.find_element(css, "button[value=quota]").click()

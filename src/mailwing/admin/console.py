@@ -43,7 +43,6 @@ __all__ = ["router", "templates"]
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 Csrf = Annotated[str, Form(max_length=100)]
-_MB = 1024 * 1024
 
 
 def _filesize(n: int) -> str:
@@ -237,10 +236,11 @@ async def users_add(request: Request, _: User, csrf: Csrf,
                     quota: Annotated[str, Form(max_length=12)] = "") -> Response:
     check_csrf(request, csrf)
     try:
-        mb = int(quota or 0)
-        await accounts.add_user(state_of(request).storage, address, password, quota=mb * _MB)
+        limit = quota_service.parse_size(quota) if quota.strip() else None
+        await accounts.add_user(state_of(request).storage, address, password,
+                                quota=limit or 0)
     except ValueError:
-        return _back("/users", error="the quota must be a whole number of MB")
+        return _back("/users", error=f"{quota[:20]!r} is not a size like 500M or 2G")
     except AccountError as exc:
         return _back("/users", error=str(exc))
     return _back("/users", notice=f"user {address.strip().lower()} created")
