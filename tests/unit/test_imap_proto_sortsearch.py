@@ -141,3 +141,13 @@ def test_esearch_lines_and_saved() -> None:
     assert saved_result([4, 2, 9], ["SAVE", "MIN", "COUNT"]) == [4, 2, 9]
     assert saved_result([4, 2, 9], ["SAVE", "MAX"], sort_order=True) == [9]
     assert saved_result([], ["SAVE", "MIN"]) == []
+
+
+def test_preview_lazy_and_fetch_modifiers() -> None:
+    lazy = cmd("a FETCH 1 PREVIEW (LAZY)")
+    assert isinstance(lazy, c.Fetch) and [i.name for i in lazy.items] == ["PREVIEW"]
+    both = cmd("a FETCH 1 (UID PREVIEW (lazy)) (CHANGEDSINCE 5)")
+    assert isinstance(both, c.Fetch) and both.changed_since == 5
+    plain = cmd("a FETCH 1 PREVIEW (CHANGEDSINCE 7)")  # a modifier, not a preview-mod
+    assert isinstance(plain, c.Fetch) and plain.changed_since == 7
+    assert err("a FETCH 1 PREVIEW (LAZY FAST)").response().startswith(b"a BAD")
