@@ -12,7 +12,9 @@ Each response of a command becomes one canonical text line:
 - UIDVALIDITY values (also inside APPENDUID/COPYUID and STATUS) become ``V1``, ``V2``, ...
   in order of first appearance, so "a new UIDVALIDITY" is still checked;
 - HIGHESTMODSEQ/NOMODSEQ codes and MODSEQ items are dropped (Dovecot always tracks
-  modseqs; CONDSTORE scripts will compare them once mailwing enables it);
+  modseqs; CONDSTORE scripts will compare them once mailwing enables it); so are the RFC
+  8474 object ids (MAILBOXID code and STATUS item, EMAILID/THREADID FETCH items): their
+  values are each server's own, and Dovecot 2.3 does not implement OBJECTID;
 - INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
 - FETCH items are sorted by name, flag lists and LIST attributes sorted;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
@@ -28,7 +30,10 @@ from tests.differential.wire import Atom, Literal, Value, parse
 
 __all__ = ["Normaliser", "render"]
 
-_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ"}
+_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ", "MAILBOXID"}
+#: RFC 8474 object ids: each server's own values, and Dovecot 2.3 has no OBJECTID at all
+#: (mailwing's are tested in tests/protocol/test_imap_objectid_preview.py)
+_DROP_ITEMS = {"HIGHESTMODSEQ", "MAILBOXID", "MODSEQ", "EMAILID", "THREADID"}
 
 
 def render(value: Value) -> str:
@@ -140,7 +145,7 @@ class Normaliser:
         pairs = []
         for name, value in zip(items[0::2], items[1::2], strict=False):
             key = _upper(name)
-            if key == "HIGHESTMODSEQ":
+            if key in _DROP_ITEMS:
                 continue
             pairs.append(f"{key} {self.validity(value) if key == 'UIDVALIDITY' else render(value)}")
         return "(" + " ".join(sorted(pairs)) + ")"
@@ -149,7 +154,7 @@ class Normaliser:
         pairs = []
         for name, value in zip(items[0::2], items[1::2], strict=False):
             key = _upper(name)
-            if key == "MODSEQ":
+            if key in _DROP_ITEMS:
                 continue
             if key == "INTERNALDATE":
                 text = "<date>"
