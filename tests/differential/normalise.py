@@ -16,7 +16,8 @@ Each response of a command becomes one canonical text line:
   8474 object ids (MAILBOXID code and STATUS item, EMAILID/THREADID FETCH items): their
   values are each server's own, and Dovecot 2.3 does not implement OBJECTID;
 - INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
-- FETCH items are sorted by name, flag lists and LIST attributes sorted;
+- FETCH items are sorted by name, flag lists and LIST attributes sorted; LIST extended data
+  tags (``CHILDINFO``) compare as astrings, quoted or not;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
   (RFC 3501 fixes no order among SELECT's responses, for example).
 """
@@ -134,7 +135,8 @@ class Normaliser:
             return "FLAGS " + render(sorted(rest[1], key=str))
         if word in ("LIST", "LSUB") and len(rest) > 1 and isinstance(rest[1], list):
             return " ".join([word, render(sorted(rest[1], key=lambda a: str(a).lower())),
-                             *(render(v) for v in rest[2:])])
+                             *(render(v) for v in rest[2:4]),
+                             *(_tags(v) for v in rest[4:])])
         if word == "STATUS" and len(rest) > 2 and isinstance(rest[2], list):
             return f"STATUS {render(rest[1])} {self.status_items(rest[2])}"
         if second == "FETCH" and len(rest) > 2 and isinstance(rest[2], list):
@@ -164,6 +166,16 @@ class Normaliser:
                 text = render(value)
             pairs.append(f"{key} {text}")
         return "(" + " ".join(sorted(pairs)) + ")"
+
+
+def _tags(value: Value) -> str:
+    """LIST extended data (RFC 5258 ``mbox-list-extended``): its tags are astrings, so
+    ``CHILDINFO`` and ``"CHILDINFO"`` are the same tag."""
+    if isinstance(value, list):
+        return "(" + " ".join(_tags(v) for v in value) + ")"
+    if isinstance(value, str) and not isinstance(value, Atom):
+        return str(value).upper()
+    return render(value)
 
 
 _FIXED = re.compile(r"^\* \d+ EXPUNGE$")
