@@ -171,11 +171,13 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
                 or (_subject(other)[1] and not reply)):
             by_subject[key] = node
     merged: list[Node] = []
+    where: dict[int, int] = {}  # id(node) -> its index in merged (no list scans: 10,000 roots)
     for node in roots:
         text, reply = _subject(node)
         target = by_subject.get(casemap(text)) if text else None
         if target is None or target is node:
             if node.parent is None:
+                where[id(node)] = len(merged)
                 merged.append(node)
             continue
         if node.message is None and target.message is None:
@@ -185,14 +187,15 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
             _link(target, node)
         else:
             dummy = Node()
-            index = merged.index(target) if target in merged else None
+            index = where.pop(id(target), None)
             _link(dummy, target)
             _link(dummy, node)
             by_subject[casemap(text)] = dummy
-            if index is not None:
-                merged[index] = dummy
-            else:
+            if index is None:
+                index = len(merged)
                 merged.append(dummy)
+            merged[index] = dummy
+            where[id(dummy)] = index
     merged = [n for n in merged if n.parent is None]
     _sort(merged)  # step 7
     return merged
