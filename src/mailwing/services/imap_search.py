@@ -12,9 +12,11 @@ Matching rules:
 - FROM/TO/CC/SUBJECT use the fields parsed at delivery (:class:`~mailwing.model.HeaderFields`)
   when storage has them, and the content otherwise; BCC, HEADER, BODY and TEXT read the
   content; ``HEADER name ""`` matches every message that has the field;
-- BEFORE/ON/SINCE compare the date of INTERNALDATE, SENT* the date of the Date: field (in
-  its own time zone, as RFC 3501 says "disregarding time and timezone"); a message without a
-  usable Date: never matches a SENT* key;
+- BEFORE/ON/SINCE compare the date of INTERNALDATE, SENT* the calendar date of the Date:
+  field in its own time zone (RFC 3501 says "disregarding time and timezone"; storage keeps
+  the instant, not the zone, so the stored value only decides when it is more than a day
+  away, else the header is read); a message without a usable Date: falls back to its
+  INTERNALDATE, as Dovecot does;
 - NEW is RECENT UNSEEN, OLD is NOT RECENT (section 6.4.4); sequence sets resolve ``*`` with
   the view's current numbering.
 """
@@ -22,7 +24,7 @@ Matching rules:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, timedelta
 
 from mailwing import mime
 from mailwing.model import MailEntry
@@ -56,6 +58,17 @@ def _cmp(rel: str, day: date, wanted: date) -> bool:
     if rel == "on":
         return day == wanted
     return day >= wanted
+
+
+def _around(rel: str, utc_day: date, wanted: date) -> bool | None:
+    """Decide a SENT* key from the UTC date of the Date: field when every zone (at most a
+    day away) gives the same answer; None when the header's own date must be read."""
+    low, high = utc_day - timedelta(days=1), utc_day + timedelta(days=1)
+    if rel == "before":
+        return True if high < wanted else False if low >= wanted else None
+    if rel == "on":
+        return False if wanted < low or wanted > high else None
+    return True if low >= wanted else False if high < wanted else None
 
 
 def _contains(haystack: str | None, needle: str) -> bool:
@@ -133,11 +146,13 @@ class _Probe:
             case k.Date(which="sent", rel=rel, date=d):
                 sent = self.entry.content.fields.date
                 if sent is not None:
-                    return _cmp(rel, sent.date(), d)
+                    quick = _around(rel, sent.astimezone(UTC).date(), d)
+                    if quick is not None:
+                        return quick
                 if self.msg is None:
                     return None
-                day = mime.sent_date(self.msg)
-                return day is not None and _cmp(rel, day, d)
+                day = mime.sent_date(self.msg) or self.entry.internal_date.date()
+                return _cmp(rel, day, d)
         if self.msg is None or self.raw is None:
             return None
         match key:

@@ -19,7 +19,15 @@ either that or ``NO``; we answer ``OK`` and omit, which clients handle best).
 
 \\Recent (RFC 3501 section 2.3.2): a read-write SELECT calls :meth:`Storage.claim_recent`;
 entries at or above the returned floor are recent for this session only. New mail seen later
-is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims.
+is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims,
+but reports what is recent (the top ``STATUS RECENT`` UIDs, RFC 3501 section 6.3.2: the
+same untagged responses as SELECT) so a later SELECT still gets the claim.
+
+Keywords (RFC 3501 section 7.2.6): the view remembers the flags it has listed in ``FLAGS``
+(SELECT lists every keyword in use). When an entry this session is about to report carries
+a keyword not yet listed (a STORE or APPEND here or elsewhere introduced it), a
+:class:`FlagsListed` update comes first, so no FETCH ever carries a flag the client was not
+told of. Keywords are never taken back from the list during a session.
 
 Change tracking uses the mailbox's MODSEQ: the view remembers the HIGHESTMODSEQ it has caught
 up with and asks only for what changed since. Own changes (STORE, EXPUNGE by this session)
@@ -40,9 +48,11 @@ from mailwing.storage.interface import Storage
 
 __all__ = [
     "RECENT",
+    "SYSTEM_FLAGS",
     "Exists",
     "Expunged",
     "FlagsChanged",
+    "FlagsListed",
     "Recent",
     "SelectedView",
     "Update",
@@ -51,6 +61,7 @@ __all__ = [
 ]
 
 RECENT = "\\Recent"
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +92,15 @@ class FlagsChanged:
     flags: frozenset[str]
 
 
-Update = Expunged | Exists | Recent | FlagsChanged
+@dataclass(frozen=True, slots=True)
+class FlagsListed:
+    """``* FLAGS (...)`` and ``* OK [PERMANENTFLAGS (...)]``: the applicable flags grew."""
+
+    flags: tuple[str, ...]
+    read_only: bool
+
+
+Update = Expunged | Exists | Recent | FlagsChanged | FlagsListed
 
 
 class SelectedView:
@@ -103,6 +122,7 @@ class SelectedView:
         self._changed: set[int] = set()  # flags changed elsewhere, FETCH not yet sent
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
+        self.keywords: set[str] = {f for e in ordered for f in e.flags} - set(SYSTEM_FLAGS)
 
     # -- identity and counters -----------------------------------------------------------
     @property
@@ -156,6 +176,21 @@ class SelectedView:
         if by_uid:
             return self.uids[-1] if self.uids else 0
         return len(self.uids)
+
+    @property
+    def flag_list(self) -> tuple[str, ...]:
+        """The FLAGS this session has been told of: system flags, then keywords."""
+        return (*SYSTEM_FLAGS, *sorted(self.keywords))
+
+    def list_keywords(self, flag_sets: Iterable[Iterable[str]]) -> FlagsListed | None:
+        """Add the keywords of ``flag_sets`` that the client was not told of yet; the
+        :class:`FlagsListed` to send before anything carrying them, or None."""
+        new = {f for flags in flag_sets for f in flags
+               if f not in self.keywords and f not in SYSTEM_FLAGS and f != RECENT}
+        if not new:
+            return None
+        self.keywords |= new
+        return FlagsListed(self.flag_list, self.read_only)
 
     def flags_of(self, uid: int) -> frozenset[str]:
         """Flags as this session reports them (with \\Recent when it is recent here)."""
@@ -221,6 +256,11 @@ class SelectedView:
         hold_flags = hold_flags and not allow_expunge and bool(self.gone)
         if allow_expunge:
             out.extend(self._take_expunges())
+        listed = self.list_keywords(
+            [e.flags for e in self._new.values()]
+            + [self.entries[u].flags for u in self._changed if u in self.entries])
+        if listed is not None:
+            out.append(listed)
         if self._new:
             for uid in sorted(self._new):
                 self.uids.append(uid)
@@ -301,6 +341,7 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
     taken when the mailbox was selected before in this process."""
     floor = None if read_only else await storage.claim_recent(mailbox.id)
+    peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
     cached = _listings.get(storage, mailbox.id)
     if cached is None:
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
@@ -315,8 +356,12 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
         by_uid.update((e.uid, e) for e in changed)  # SelectedView sorts by UID
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
     _listings.put(storage, mailbox.id, modseq, by_uid)
-    return SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
+    view = SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
                         recent_floor=floor)
+    if peeked:  # recent UIDs are the highest ones (at or above the mailbox's floor)
+        view.note_recent(view.uids[-peeked:])
+        view._announced_recent = len(view.recent)
+    return view
 
 
 async def refresh(storage: Storage, view: SelectedView) -> None:

@@ -22,7 +22,7 @@ from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
 from mailwing.proto.imap.seqset import SequenceSet
 
-__all__ = ["parse_command", "read_tag"]
+__all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
                           "HIGHESTMODSEQ", "SIZE"})
@@ -40,21 +40,26 @@ def read_tag(line: bytes) -> str | None:
     return line[:end].decode("ascii")
 
 
+#: prefixed to a name that is syntactically valid but not decodable (invalid modified UTF-7
+#: or UTF-8): the command still parses, so SELECT/EXAMINE/STATUS answer NO and a LIST
+#: pattern simply matches nothing (RFC 3501 sections 6.3.1, 6.3.8), not BAD. No stored name
+#: can start with it (control characters are refused by the name rules).
+UNDECODABLE = "\x00"
+
+
 def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         try:
             name = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
     else:
         try:
             name = utf7.decode(text)
-        except utf7.Utf7Error as exc:
-            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        raise ParseError(texts.BAD_MAILBOX_NAME)
+        except utf7.Utf7Error:
+            return UNDECODABLE + text
     if normalise and name.upper() == "INBOX":
         return "INBOX"
     return name

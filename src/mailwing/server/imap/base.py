@@ -12,7 +12,7 @@ section 7.4.1 allows at that moment.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from mailwing.services.imap_selected import (
     Exists,
     Expunged,
     FlagsChanged,
+    FlagsListed,
     Recent,
     SelectedView,
     Update,
@@ -36,8 +37,8 @@ from mailwing.services.imap_selected import (
 from mailwing.storage.errors import StorageError
 
 __all__ = [
-    "Done", "Handler", "Refusal", "SessionState", "Status", "flags_response", "resolve",
-    "send_expunges", "sync_view", "unavailable", "update_response",
+    "Done", "Handler", "Refusal", "SessionState", "Status", "flags_response", "list_keywords",
+    "resolve", "send_expunges", "sync_view", "unavailable", "update_response",
 ]
 
 Status = Literal["OK", "NO", "BAD"]
@@ -160,7 +161,20 @@ def update_response(update: Update, view: SelectedView | None = None,
                 return flags_response(view, seq, uid, with_uid=True, condstore=condstore)
             return responses.fetch(seq, [("UID", b"%d" % uid),
                                          ("FLAGS", pw.flag_list(sorted(flags)))])
+        case FlagsListed(flags=flags, read_only=read_only):
+            permanent = () if read_only else (*flags, "\\*")
+            return responses.flags(flags) + responses.ok(
+                "*", texts.PERMANENTFLAGS, Code.permanentflags(permanent))
     raise TypeError(update)
+
+
+def list_keywords(s: SessionState, view: SelectedView, flag_sets: Iterable[Iterable[str]]
+                  ) -> None:
+    """Queue ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` if ``flag_sets`` carry a keyword the
+    client was not told of (RFC 3501 section 7.2.6), before the FETCH that carries it."""
+    listed = view.list_keywords(flag_sets)
+    if listed is not None:
+        s.send(update_response(listed))
 
 
 def send_expunges(s: SessionState, gone: list[Expunged]) -> None:

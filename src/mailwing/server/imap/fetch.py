@@ -22,7 +22,14 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.fetchitems import FetchItem
 from mailwing.proto.imap.responses import LiteralBody
-from mailwing.server.imap.base import Done, Handler, SessionState, resolve, unavailable
+from mailwing.server.imap.base import (
+    Done,
+    Handler,
+    SessionState,
+    list_keywords,
+    resolve,
+    unavailable,
+)
 from mailwing.services.imap_condstore import vanished_in
 from mailwing.services.imap_fetch import Fetcher, StreamSource
 from mailwing.storage.errors import NotFound, StorageError
@@ -104,6 +111,8 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                 raise unavailable() from exc
             view.own_flags(changed)
             newly_seen = {e.uid for e in changed}
+    if newly_seen or any(i.name == "FLAGS" and i.section is None for i in cmd.items):
+        list_keywords(s, view, [view.entries[u].flags for _, u in pairs])
     fetcher = Fetcher(storage, view)
     if any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") and i.section is None
            for i in items):

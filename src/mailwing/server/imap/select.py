@@ -32,13 +32,12 @@ from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, Handler, SessionState, flags_response, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
 from mailwing.services.imap_condstore import prune_history, resync
-from mailwing.services.imap_selected import RECENT, SelectedView, open_view, refresh
+from mailwing.services.imap_selected import RECENT, SYSTEM_FLAGS, SelectedView, open_view, refresh
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.interface import Delivery
 
 __all__ = ["HANDLERS", "SYSTEM_FLAGS"]
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 async def select(s: SessionState, cmd: c.Select) -> Done:
@@ -55,8 +54,7 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
     except StorageError as exc:
         raise unavailable() from exc
     s.view = view
-    keywords = {f for e in view.entries.values() for f in e.flags} - set(SYSTEM_FLAGS)
-    flags = (*SYSTEM_FLAGS, *sorted(keywords))
+    flags = view.flag_list  # every keyword in use (RFC 3501 section 7.2.6)
     s.send(responses.flags(flags))
     s.send(responses.exists(view.exists))
     s.send(responses.recent(len(view.recent)))

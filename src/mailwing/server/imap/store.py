@@ -6,7 +6,8 @@
   A read-only (EXAMINEd) mailbox refuses STORE, EXPUNGE and MOVE with ``NO [READ-ONLY]``.
 - COPY/MOVE to a mailbox that does not exist answer ``NO [TRYCREATE]``; success carries
   ``[COPYUID uidvalidity source-uids dest-uids]``. MOVE sends it in an untagged OK before its
-  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK.
+  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK. The target may be the
+  selected mailbox itself: the messages get new UIDs (EXPUNGE of the old, EXISTS of the new).
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
 
@@ -30,6 +31,7 @@ from mailwing.server.imap.base import (
     Refusal,
     SessionState,
     flags_response,
+    list_keywords,
     resolve,
     send_expunges,
     unavailable,
@@ -76,6 +78,7 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
         except StorageError as exc:
             raise unavailable() from exc
         view.own_flags(changed)
+        list_keywords(s, view, [e.flags for e in changed])
         changed_uids = {e.uid for e in changed}
     skipped = set(modified)
     for seq, uid in pairs:
@@ -103,8 +106,6 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         if not uids:
             return Done("OK", texts.COMPLETED.format(word))
-        if move and target.id == view.mailbox_id:
-            return Done("NO", texts.CANNOT, "CANNOT")
         pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move)
     except NotFound:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
