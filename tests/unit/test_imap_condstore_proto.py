@@ -31,6 +31,12 @@ def test_select_parameters() -> None:
         1, 2, None, (SequenceSet.parse("1:2"), SequenceSet.parse("5:6")))
     assert cmd("a SELECT INBOX (qresync (1 0))") == c.Select(
         "a", "INBOX", False, False, c.QresyncParams(1, 0))
+    # three numbers, two UIDs: parsed, then refused by the session (after closing the mailbox)
+    got = cmd("a SELECT INBOX (QRESYNC (1 5 1:9 (1:3 4:5)))")
+    assert isinstance(got, c.Select) and got.qresync is not None
+    assert not got.qresync.seq_match_paired
+    assert c.QresyncParams(1, 5, None, (SequenceSet.parse("1:3,2"),
+                                        SequenceSet.parse("7:9"))).seq_match_paired
 
 
 @pytest.mark.parametrize("line", [
@@ -39,7 +45,6 @@ def test_select_parameters() -> None:
     "a SELECT INBOX (QRESYNC (0 5))",  # UIDVALIDITY is a non-zero number
     "a SELECT INBOX (QRESYNC (1 x))",
     "a SELECT INBOX (QRESYNC (1 5 1:*x))",
-    "a SELECT INBOX (QRESYNC (1 5 1:9 (1:3 4:5)))",  # three numbers, two UIDs
     "a SELECT INBOX (QRESYNC (1 5 1:9 (1:* 4:5)))",
     "a SELECT INBOX (QRESYNC (1 5) QRESYNC (1 5))",
     "a SELECT INBOX (CONDSTORE CONDSTORE)",

@@ -136,11 +136,14 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
 
 
 def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
-                   condstore: bool) -> bytes:
-    """``* seq FETCH ([UID u] FLAGS (...) [MODSEQ (m)])`` for a flag change: once CONDSTORE is
-    on, UID and MODSEQ are always included (RFC 7162 section 3.1.4)."""
-    items = [("UID", b"%d" % uid)] if with_uid or condstore else []
-    items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+                   condstore: bool, flags: bool = True) -> bytes:
+    """``* seq FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])`` for a flag change: once CONDSTORE
+    is on, MODSEQ is always included (RFC 7162 section 3.1.4); callers ask for UID for UID
+    commands and once QRESYNC is on. ``flags=False``: a ``.SILENT`` STORE under CONDSTORE,
+    which still reports the new mod-sequence (section 3.1.3)."""
+    items = [("UID", b"%d" % uid)] if with_uid else []
+    if flags:
+        items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
     if condstore:
         items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
     return responses.fetch(seq, items)

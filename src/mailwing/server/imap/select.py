@@ -20,8 +20,9 @@ are always stored, so never ``[NOMODSEQ]``); ``(CONDSTORE)`` and the STATUS item
 enable CONDSTORE (section 3.1). ``(QRESYNC (...))`` needs ``ENABLE QRESYNC`` first (BAD
 otherwise, section 3.2.5) and, when the UIDVALIDITY matches, is answered after the usual data
 with ``* VANISHED (EARLIER)`` and the FETCHes of what changed
-(:func:`mailwing.services.imap_condstore.resync`). With QRESYNC on, a SELECT that replaces a
-selected mailbox first says ``* OK [CLOSED]`` (section 3.2.11).
+(:func:`mailwing.services.imap_condstore.resync`). A SELECT/EXAMINE that replaces a selected
+mailbox first says ``* OK [CLOSED]`` (section 3.2.11; RFC 9051 makes it general, and clients
+ignore codes they do not know, RFC 3501 section 7.1), even when it then fails.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ __all__ = ["HANDLERS", "SYSTEM_FLAGS"]
 
 
 async def select(s: SessionState, cmd: c.Select) -> Done:
-    if cmd.qresync is not None and not s.qresync:
-        return Done("BAD", texts.QRESYNC_NOT_ENABLED)
-    if s.view is not None and s.qresync:
+    if s.view is not None:  # RFC 7162 3.2.11 (and RFC 9051): the old mailbox ends here
         s.send(responses.ok("*", texts.CLOSED, Code.CLOSED))
     s.view = None  # a failed SELECT leaves no mailbox selected
+    if cmd.qresync is not None and not s.qresync:
+        return Done("BAD", texts.QRESYNC_NOT_ENABLED)
+    if cmd.qresync is not None and not cmd.qresync.seq_match_paired:
+        return Done("BAD", texts.BAD_SEQ_MATCH)
     if cmd.condstore:
         s.enable_condstore()
     box = await find_mailbox(s, cmd.mailbox)
