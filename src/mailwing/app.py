@@ -29,18 +29,21 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailwing.config import LISTENERS, Settings
+from mailwing.config import LISTENERS, Settings, parse_duration
+from mailwing.runtime import open_store, run_async
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
-from mailwing.services.auth import Authenticator
+from mailwing.services.auth import Authenticator, VerificationCache
 from mailwing.services.capture import PASSWORD_FILE, Capture, apply_capture_mode, provision
 from mailwing.services.context import AppContext
+from mailwing.shared.background import GarbageCollector
+from mailwing.shared.node import NodeShared, WorkerShared, open_worker, prepare_node
 from mailwing.storage.errors import SchemaOutdated, StorageError
 from mailwing.storage.interface import Storage
 
@@ -60,27 +63,6 @@ HANDLERS: dict[str, tuple[str, str]] = {
 
 class StartupError(Exception):
     """The server cannot start; the message is one line for the operator."""
-
-
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh event loop, uvloop's when available."""
-    try:
-        import uvloop
-    except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main())
-
-
-async def open_store(settings: Settings) -> Storage:
-    """Open the configured storage (creating the data folder first)."""
-    from mailwing.storage import open_storage
-
-    data_dir = settings.server.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return await open_storage(settings.database_url, data_dir=data_dir)
 
 
 def load_handlers(protocols: set[str] | None = None) -> dict[str, Handler]:
@@ -143,37 +125,52 @@ class RunningWorker:
     storage: Storage
     ctx: AppContext
     group: ListenerGroup
+    shared: WorkerShared
     outbound: Any = None
+    gc: GarbageCollector | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop the outbound worker, drain the sessions, end background work, close."""
+        """Stop the outbound worker and GC, drain the sessions, end background work, close."""
         try:
             if self.outbound is not None:
                 await self.outbound.stop()
+            if self.gc is not None:
+                await self.gc.stop()
             await self.group.shutdown(self.settings.server.shutdown_grace
                                       if grace is None else grace)
         finally:
             for task in self.background:
                 task.cancel()
             await asyncio.gather(*self.background, return_exceptions=True)
-            self.ctx.auth.close()
+            await self.ctx.auth.aclose()
+            with contextlib.suppress(Exception):
+                await self.shared.connections.close()
             await self.storage.close()
 
 
 async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
                        ssl_context: ssl.SSLContext | None, *,
+                       node: NodeShared | None = None, index: int = 0,
                        storage: Storage | None = None,
                        sockets: Mapping[str, socket.socket] | None = None) -> RunningWorker:
-    """Open storage (unless given), build the services, bind the listeners (on ``sockets``
-    where given, by listener name) and start the background work. Raises OSError when a
+    """Open storage (unless given), build the services with the node's shared limits, bind
+    the listeners (on ``sockets`` where given, by listener name) and start the background
+    work (outbound queue, garbage collection, capture retention). Raises OSError when a
     listener cannot be bound (everything opened is closed again)."""
+    node = node if node is not None else prepare_node(settings)
     storage = storage if storage is not None else await open_store(settings)
-    auth = Authenticator(storage, settings.auth)
+    shared = await open_worker(settings, node, index)
+    cache = VerificationCache(settings.auth.cache_ttl, table=shared.cache_table,
+                              key=node.cache_key)
+    auth = Authenticator(storage, settings.auth, cache=cache, throttle=shared.throttle)
+    log.info("node %s worker %d: login cache in node memory, limits shared through %s",
+             node.name, index, shared.where)
     capture = Capture(storage, settings) if settings.capture.enabled else None
     ctx = AppContext(settings, storage, auth, capture=capture)
-    group = ListenerGroup(ctx, handlers, ssl_context, sockets=sockets)
-    worker = RunningWorker(settings, storage, ctx, group)
+    group = ListenerGroup(ctx, handlers, ssl_context, sockets=sockets,
+                          connections=shared.connections)
+    worker = RunningWorker(settings, storage, ctx, group, shared)
     try:
         await group.start()
     except BaseException:
@@ -182,17 +179,24 @@ async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
     if capture is not None:
         worker.background.append(asyncio.create_task(_retention_loop(capture)))
     worker.outbound = _start_outbound(storage, settings)
+    if worker.outbound is not None:
+        log.info("outbound queue: node %s worker %s takes per-message leases alongside "
+                 "every other worker and node", node.name, worker.outbound.id)
+    worker.gc = GarbageCollector(storage, f"{node.name}/{os.getpid()}",
+                                 interval=parse_duration(settings.server.gc_interval),
+                                 min_age=parse_duration(settings.server.gc_min_age))
+    worker.gc.start()
     return worker
 
 
 async def _worker_main(settings: Settings, handlers: dict[str, Handler],
-                       ssl_context: ssl.SSLContext) -> int:
+                       ssl_context: ssl.SSLContext, node: NodeShared, index: int) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        worker = await start_worker(settings, handlers, ssl_context)
+        worker = await start_worker(settings, handlers, ssl_context, node=node, index=index)
     except OSError as exc:
         log.error("%s", exc.strerror or exc)
         return 1
@@ -281,9 +285,11 @@ def _serve_locked(settings: Settings) -> int:
         log.warning("no enabled listener has a served protocol (known: %s)",
                     ", ".join(sorted({p for p, *_ in LISTENERS.values()})))
 
-    def run_worker(_index: int = 0) -> int:
+    node = prepare_node(settings)  # shared memory and cache key, inherited by the workers
+
+    def run_worker(index: int = 0) -> int:
         ctx = build_server_context(cert, key)
-        return run_async(lambda: _worker_main(settings, handlers, ctx))
+        return run_async(lambda: _worker_main(settings, handlers, ctx, node, index))
 
     workers = settings.server.workers
     if workers == 1:

@@ -153,7 +153,10 @@ def test_qresync_select_fetch_and_vanished(srv: MailwingServer) -> None:
     # Session B learns it at NOOP as VANISHED plus the flag changes.
     lines = b.command(b"n NOOP")
     assert lines[0] == b"* VANISHED 3,5"
-    assert any(x.startswith(b"* 2 FETCH (UID 2 FLAGS ($Seen2) MODSEQ") for x in lines), lines
+    # the new keyword is announced first (RFC 3501 7.2.6), then the flag change with its MODSEQ
+    fetch = next(i for i, x in enumerate(lines)
+                 if x.startswith(b"* 2 FETCH (UID 2 FLAGS ($Seen2) MODSEQ"))
+    assert any(x.startswith(b"* FLAGS (") and b"$Seen2" in x for x in lines[1:fetch])
     # A third client resyncs from `since`: only the changes, nothing else.
     c = session(srv, "QRESYNC")
     lines = c.command(b"s SELECT INBOX (QRESYNC (%d %d))" % (uidvalidity, since))

@@ -1,4 +1,4 @@
-"""``mailwing user add|passwd|del|list|enable|disable``: accounts.
+"""``mailwing user add|passwd|del|list|enable|disable|quota``: accounts.
 
 Passwords are hashed here (Argon2id) before storage sees them; ``user add`` creates the
 address's domain when it is new and says so, since a typo in a domain name is easy to miss.
@@ -17,7 +17,7 @@ from mailwing.cli.common import (
     with_storage,
 )
 from mailwing.config import Settings
-from mailwing.services.passwords import hash_password
+from mailwing.services import quota
 from mailwing.storage.errors import AlreadyExists, NotFound
 from mailwing.storage.interface import Storage
 
@@ -47,10 +47,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     lst = cmds.add_parser("list", parents=[common], help="list accounts and their usage")
     lst.set_defaults(func=_list)
 
+    q = cmds.add_parser("quota", parents=[common], help="set an account's storage limit")
+    q.add_argument("address")
+    q.add_argument("size", help="e.g. 500M, 2G, 1048576 (bytes) or none")
+    q.set_defaults(func=_quota)
+
     for name, enabled in (("enable", True), ("disable", False)):
         p = cmds.add_parser(name, parents=[common], help=f"{name} logins for an account")
         p.add_argument("address")
         p.set_defaults(func=_set_enabled, enabled=enabled)
+
+
+def _hash(password: str) -> str:
+    from mailwing.services.passwords import hash_password  # argon2: only when hashing
+
+    return hash_password(password)
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,7 +69,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
     if args.quota < 0:
         raise CliError("--quota must not be negative", 2)
     password = read_password(args)
-    password_hash = hash_password(password)
+    password_hash = _hash(password)
 
     async def work(store: Storage) -> bool:
         try:
@@ -76,7 +87,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:
     address = normalize_address(args.address)
-    password_hash = hash_password(read_password(args))
+    password_hash = _hash(read_password(args))
 
     async def work(store: Storage) -> None:
         try:
@@ -117,6 +128,24 @@ def _set_enabled(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _quota(args: argparse.Namespace, settings: Settings) -> int:
+    address = normalize_address(args.address)
+    try:
+        limit = quota.parse_size(args.size)
+    except ValueError as exc:
+        raise CliError(str(exc), 64) from exc
+
+    async def work(store: Storage) -> None:
+        try:
+            await quota.set_quota(store, address, limit)
+        except NotFound as exc:
+            raise CliError(f"user {address} does not exist", 67) from exc
+
+    with_storage(settings, work)
+    print(f"quota of {address} set to {quota.format_size(limit)}")
+    return 0
+
+
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: Storage) -> list[Any]:
         return list(await store.list_users())
@@ -124,7 +153,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     rows = [("ADDRESS", "ENABLED", "MESSAGES", "BYTES USED", "QUOTA")]
     for u in with_storage(settings, work):
         rows.append((u.address, "yes" if u.enabled else "no", str(u.message_count),
-                     str(u.bytes_used), str(u.quota_bytes) if u.quota_bytes else "unlimited"))
+                     str(u.bytes_used), quota.format_size(u.quota_bytes)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:],

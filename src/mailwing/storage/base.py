@@ -20,9 +20,11 @@ from typing import TypeVar
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 from mailwing.storage import (
     scripts,
+    scripts_leases,
     scripts_mail,
     scripts_mailboxes,
     scripts_queue,
+    scripts_quota,
     scripts_vanished,
 )
 from mailwing.storage.interface import (
@@ -126,6 +128,9 @@ class ScriptedStorage:
     async def usage(self, user_id: int) -> tuple[int, int]:
         return await self._read(scripts.usage(user_id))
 
+    async def set_quota(self, address: str, limit_bytes: int | None) -> None:
+        await self._run(scripts_quota.set_quota(address, limit_bytes))
+
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
         return await self._read(scripts.list_mailboxes(user_id))
@@ -154,12 +159,17 @@ class ScriptedStorage:
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
-        *, outbound: Outbound | None = None,
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         if outbound is None:
-            return await self._run(scripts.append(content, list(deliveries)))
+            return await self._run(scripts.append(content, list(deliveries), enforce_quota))
         return await self._run(
             scripts_queue.append_and_enqueue(content, list(deliveries), outbound))
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        return await self._run(scripts.append_many(list(items), enforce_quota))
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         return await self._read(scripts.list_mail(mailbox_id))
@@ -196,10 +206,10 @@ class ScriptedStorage:
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
-        *, move: bool = False,
+        *, move: bool = False, enforce_quota: bool = False,
     ) -> list[tuple[int, int]]:
         return await self._run(
-            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move)
+            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move, enforce_quota)
         )
 
     async def mail_changes(
@@ -249,6 +259,13 @@ class ScriptedStorage:
 
     async def delete_queued(self, queue_id: str) -> bool:
         return await self._run(scripts_queue.delete_queued(queue_id))
+
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        return await self._run(scripts_leases.take_lease(name, owner, now, until))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._run(scripts_leases.release_lease(name, owner))
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after

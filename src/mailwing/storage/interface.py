@@ -47,6 +47,7 @@ class MailboxCounts:
     messages: int
     unseen: int  # entries without \\Seen
     recent: int  # entries with uid >= the mailbox's recent floor (not yet claimed by a SELECT)
+    size: int = 0  # sum of the entries' RFC822.SIZE (CRLF size), for STATUS=SIZE (RFC 8438)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,13 @@ class Storage(Protocol):
 
     async def list_users(self) -> list[UserUsage]: ...  # ordered by address
     async def usage(self, user_id: int) -> tuple[int, int]:
-        """(message count, bytes used) over all of the user's mailboxes."""
+        """(message count, bytes used) over all of the user's mailboxes, read from running
+        counters that every transaction adding or removing mail keeps exact."""
+
+    async def set_quota(self, address: str, limit_bytes: int | None) -> None:
+        """Set the user's storage limit in bytes (``quota_bytes``); ``None`` or 0 removes it.
+        NotFound; ValueError if negative. Who may do this is a service rule
+        (:mod:`mailwing.services.quota`)."""
 
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]: ...  # ordered by name
@@ -199,7 +206,7 @@ class Storage(Protocol):
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
-        *, outbound: Outbound | None = None,
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         """Link ``content`` into each mailbox in one transaction (all or nothing).
 
@@ -207,7 +214,16 @@ class Storage(Protocol):
         (HIGHESTMODSEQ increases). The result is in the order of ``deliveries``. With
         ``outbound``, the same transaction also queues the content for those remote
         recipients (:meth:`enqueue`), so a message for local and remote recipients is
-        accepted for all of them or for none; ``deliveries`` may then be empty."""
+        accepted for all of them or for none; ``deliveries`` may then be empty. With
+        ``enforce_quota`` (ignored when ``outbound`` is given), an owner whose use would exceed
+        its quota makes the whole call fail with :class:`~mailwing.storage.errors.OverQuota`,
+        checked in the transaction."""
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        """Like :meth:`append` for several contents at once, in one transaction (all or
+        nothing: RFC 3502 MULTIAPPEND); UIDs follow the order of ``items``."""
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
@@ -249,11 +265,12 @@ class Storage(Protocol):
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
-        *, move: bool = False,
+        *, move: bool = False, enforce_quota: bool = False,
     ) -> list[tuple[int, int]]:
         """Copy (or, with ``move``, move: copy and expunge in the same transaction, RFC 6851)
         the entries to another mailbox, keeping flags and INTERNALDATE and sharing contents.
-        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315)."""
+        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315).
+        ``enforce_quota``: see :meth:`append` (a move within one user adds nothing)."""
 
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
@@ -327,6 +344,20 @@ class Storage(Protocol):
 
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         """Make the message due at ``now`` (deferred recipients included); False if absent."""
+
+    # -- background jobs and housekeeping (schema 6) -------------------------------------------
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        """Take or renew the lease ``name`` for ``owner`` until ``until`` if it is free,
+        expired before ``now`` or ``owner``'s already; return (holder, until) afterwards."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
+
+    async def collect_garbage(self, min_age: float = 3600.0) -> int:
+        """Remove stored bytes and contents nothing refers to, older than ``min_age``
+        seconds (never what a delivery in progress is about to link); how many."""
+        ...
 
     async def delete_queued(self, queue_id: str) -> bool:
         """Remove the message from the queue without a DSN; False if absent."""

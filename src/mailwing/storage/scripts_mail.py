@@ -29,6 +29,7 @@ from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
+from mailwing.storage.scripts_quota import Deltas, account, entry_sizes
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Script, q
 
@@ -94,7 +95,7 @@ def set_flags(
 
 
 def copy_mail(
-    src: int, uids: Collection[int], dst: int, move: bool
+    src: int, uids: Collection[int], dst: int, move: bool, enforce_quota: bool = False
 ) -> Script[list[tuple[int, int]]]:
     wanted = _uid_list(uids)
     if not wanted:
@@ -115,9 +116,13 @@ def copy_mail(
         " content_sha256 FROM mail WHERE mailbox_id = $1 AND uid @IN($2)",
         src, present, dst, first, dst_modseq,
     )
+    count, size = yield from entry_sizes(src, present)
+    deltas: Deltas = {dst: (count, size)}
     if move:
         src_modseq = dst_modseq if src == dst else (yield from _allocate(src, 0))[1]
-        yield from _remove_entries(src, present, src_modseq)  # contents stay: dst uses them
+        # contents stay: dst uses them
+        yield from _remove_entries(src, present, src_modseq, deltas)
+    yield from account(deltas, enforce=enforce_quota)
     return [(uid, first + i) for i, uid in enumerate(present)]
 
 

@@ -16,17 +16,19 @@ from collections.abc import Callable
 
 from mailwing.proto.common.sasl import SaslError, decode_response
 from mailwing.proto.imap import commands as c
-from mailwing.proto.imap import texts, utf7
+from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
+from mailwing.proto.imap.sortparse import parse_sort, parse_thread
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-                          "HIGHESTMODSEQ", "SIZE"})
+                          "HIGHESTMODSEQ", "SIZE", "MAILBOXID", "APPENDLIMIT"})
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
+_KEYWORD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def read_tag(line: bytes) -> str | None:
@@ -195,7 +197,7 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     cur.sp()
     select: tuple[str, ...] = ()
     if cur.peek() == ord("("):
-        select = cur.paren_atoms()
+        select = listext.parse_select_options(cur)
         cur.sp()
     reference = decode_mailbox(cur.astring(), normalise=False)
     cur.sp()
@@ -208,12 +210,13 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     else:
         patterns = (_pattern(cur),)
     returns: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
     if cur.accept(b" "):
         if cur.keyword() != "RETURN":
             raise ParseError(texts.BAD_LIST_OPTION)
         cur.sp()
-        returns = cur.paren_atoms()
-    return c.List(tag, reference, patterns, select, returns)
+        returns, status = listext.parse_return_options(cur, STATUS_ITEMS)
+    return c.List(tag, reference, patterns, select, returns, status)
 
 
 def _lsub(tag: str, cur: Cursor) -> c.Command:
@@ -233,10 +236,34 @@ def _status(tag: str, cur: Cursor) -> c.Command:
     return c.Status(tag, name, tuple(dict.fromkeys(items)))
 
 
-def _append(tag: str, cur: Cursor) -> c.Command:
+def _append_data(cur: Cursor) -> tuple[bytes, bool]:
+    """A ``literal`` or (RFC 3516) ``literal8``; True for the latter."""
+    if cur.accept(b"~"):
+        if not cur.peek_literal():
+            raise ParseError(texts.APPEND_NEEDS_LITERAL)
+        return cur.literal(), True
+    if not cur.peek_literal():
+        raise ParseError(texts.APPEND_NEEDS_LITERAL)
+    return cur.literal(), False
+
+
+def _cat_part(cur: Cursor) -> c.CatPart:
+    """RFC 4469 ``cat-part``: ``TEXT SP literal`` (or literal8) / ``URL SP astring``."""
+    kind = cur.keyword()
     cur.sp()
-    name = _mailbox(cur)
-    cur.sp()
+    if kind == "TEXT":
+        return c.CatPart(text=_append_data(cur)[0])
+    if kind == "URL":
+        try:
+            return c.CatPart(url=cur.astring().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ParseError(texts.NOT_UTF8) from exc
+    raise ParseError(texts.BAD_CATENATE)
+
+
+def _append_message(cur: Cursor) -> c.AppendMessage:
+    """``[SP flag-list] [SP date-time] SP append-data`` (RFC 3502 ``append-message``; the
+    leading SP is consumed by the caller)."""
     flags: tuple[str, ...] = ()
     when = None
     if cur.peek() == ord("("):
@@ -245,9 +272,70 @@ def _append(tag: str, cur: Cursor) -> c.Command:
     if cur.peek() == ord('"'):
         when = cur.date_time()
         cur.sp()
-    if not cur.peek_literal():
+    if cur.peek() in (ord("~"), ord("{")):
+        data, binary = _append_data(cur)
+        return c.AppendMessage(flags, when, data, None, binary)
+    word = cur.keyword() if cur.peek() in _KEYWORD_START else ""
+    if word not in ("CATENATE", "UTF8"):
         raise ParseError(texts.APPEND_NEEDS_LITERAL)
-    return c.Append(tag, name, flags, when, cur.literal())
+    cur.sp()
+    if word == "CATENATE":
+        parts = cur.paren_list(lambda: _cat_part(cur))
+        if not parts:
+            raise ParseError(texts.BAD_CATENATE)
+        return c.AppendMessage(flags, when, b"", parts)
+    if word == "UTF8":  # RFC 6855 section 4: UTF8 SP "(" literal8 ")"
+        cur.expect(b"(")
+        if not cur.accept(b"~"):
+            raise ParseError(texts.APPEND_NEEDS_LITERAL)
+        data = cur.literal()
+        cur.expect(b")")
+        return c.AppendMessage(flags, when, data, None, True, utf8=True)
+    raise ParseError(texts.APPEND_NEEDS_LITERAL)
+
+
+def _append(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    name = _mailbox(cur)
+    cur.sp()
+    first = _append_message(cur)
+    more = []
+    while cur.accept(b" "):  # RFC 3502 MULTIAPPEND: further messages
+        more.append(_append_message(cur))
+    return c.Append(tag, name, first.flags, first.internal_date, first.message, tuple(more),
+                    first.parts, first.binary, first.utf8)
+
+
+def _compress(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.Compress(tag, cur.keyword())
+
+
+def _quota_root(cur: Cursor) -> str:
+    return decode_mailbox(cur.astring(), normalise=False)
+
+
+def _getquota(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.GetQuota(tag, _quota_root(cur))
+
+
+def _getquotaroot(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.GetQuotaRoot(tag, _mailbox(cur))
+
+
+def _setquota(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    root = _quota_root(cur)
+    cur.sp()
+
+    def limit() -> tuple[str, int]:
+        resource = cur.keyword()
+        cur.sp()
+        return resource, cur.number64()
+
+    return c.SetQuota(tag, root, cur.paren_list(limit))
 
 
 def _expunge(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -286,6 +374,18 @@ def _fetch_modifiers(cur: Cursor, uid: bool) -> tuple[int | None, bool]:
     if vanished and (not uid or changed is None):
         raise ParseError(texts.BAD_VANISHED)
     return changed, vanished
+
+
+def _sort(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    returns, keys, charset, criteria = parse_sort(cur)
+    return c.Sort(tag, keys, criteria, charset, uid, returns)
+
+
+def _thread(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    algorithm, charset, criteria = parse_thread(cur)
+    return c.Thread(tag, algorithm, criteria, charset, uid)
 
 
 def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -370,11 +470,13 @@ SIMPLE: dict[str, Callable[[str, Cursor], c.Command]] = {
     "DELETE": _one_mailbox(c.Delete), "RENAME": _rename,
     "SUBSCRIBE": _one_mailbox(c.Subscribe), "UNSUBSCRIBE": _one_mailbox(c.Unsubscribe),
     "LIST": _list, "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
-    "ENABLE": _enable, "ID": _id,
+    "ENABLE": _enable, "ID": _id, "COMPRESS": _compress, "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquotaroot, "SETQUOTA": _setquota,
 }
 WITH_UID: dict[str, Callable[[str, Cursor, bool], c.Command]] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": _fetch, "STORE": _store,
     "COPY": _copy_move(c.Copy), "MOVE": _copy_move(c.Move),
+    "SORT": _sort, "THREAD": _thread,
 }
 
 

@@ -128,6 +128,9 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
     """(seq, uid) pairs of a sequence set in the session's numbering (RFC 3501 section 9:
     a message number beyond the mailbox is an error, BAD; a UID that does not exist is
     simply not matched, section 6.4.8)."""
+    if seqset.saved:  # RFC 5182 "$": the same messages whether used by UID or number
+        found = ((view.seq_of(u), u) for u in sorted(view.saved_uids))
+        return [(seq, u) for seq, u in found if seq is not None]
     star = view.star(by_uid=by_uid)
     if not by_uid and not seqset.has_star and seqset.exceeds(view.exists):
         raise Refusal("BAD", texts.BAD_MESSAGE_NUMBER)

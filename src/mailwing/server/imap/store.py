@@ -8,6 +8,8 @@
   ``[COPYUID uidvalidity source-uids dest-uids]``. MOVE sends it in an untagged OK before its
   EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK. The target may be the
   selected mailbox itself: the messages get new UIDs (EXPUNGE of the old, EXISTS of the new).
+  A COPY that would take the user past the quota is ``NO [OVERQUOTA]`` (RFC 9208), checked
+  in its transaction.
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
 
@@ -40,7 +42,7 @@ from mailwing.server.imap.base import (
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_condstore import prune_history
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
-from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import FlagMode
 
 __all__ = ["HANDLERS"]
@@ -108,7 +110,10 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         if not uids:
             return Done("OK", texts.COMPLETED.format(word))
-        pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move)
+        pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move,
+                                        enforce_quota=True)
+    except OverQuota:  # RFC 9208 section 5.2; a MOVE within the user adds nothing
+        return Done("NO", texts.OVER_QUOTA, "OVERQUOTA")
     except NotFound:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:

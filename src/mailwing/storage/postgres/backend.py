@@ -29,6 +29,7 @@ from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.postgres.content import PgContentWriter, read_pieces
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
+from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
 from mailwing.storage.steps import Script, advance
 
@@ -127,6 +128,12 @@ class PostgresStorage(ScriptedStorage):
                 "DELETE FROM content_chunks WHERE sha256 = ANY($1)", list(step.sha256s)
             )
         raise TypeError(f"unknown step {step!r}")
+
+    async def collect_garbage(self, min_age: float = 3600.0) -> int:
+        """Remove abandoned staging pieces, unlinked pieces and unreferenced contents older
+        than ``min_age`` seconds (see :mod:`.gc`); return how many."""
+        with pg_errors():
+            return await collect_garbage(self._pool, min_age)
 
     def new_content(self) -> ContentWriter:
         return PgContentWriter(self._pool)
