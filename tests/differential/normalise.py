@@ -30,7 +30,8 @@ from tests.differential.wire import Atom, Literal, Value, parse
 
 __all__ = ["Normaliser", "render"]
 
-_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ"}
+# MAILBOXID (RFC 8474 OBJECTID): Dovecot 2.3 does not implement OBJECTID.
+_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ", "MAILBOXID"}
 
 
 def render(value: Value) -> str:

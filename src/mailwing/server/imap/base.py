@@ -78,7 +78,10 @@ class SessionState:
     view: SelectedView | None = None
     logout: bool = False
     auth_failures: int = 0
-    enabled: set[str] = field(default_factory=set)
+    enabled: set[str] = field(default_factory=set)  # by ENABLE (RFC 5161)
+    #: turned on by a command that implies it (RFC 7162 section 3.1), not by ENABLE: a later
+    #: ``ENABLE CONDSTORE`` still answers ``* ENABLED CONDSTORE``
+    implied: set[str] = field(default_factory=set)
     out: list[bytes] = field(default_factory=list)
     #: set when the session must end after this command (``* BYE`` text already queued)
     closing: bool = False
@@ -110,7 +113,7 @@ class SessionState:
     # -- RFC 7162: extensions the client turned on (ENABLE, or a command that implies it) --
     @property
     def condstore(self) -> bool:
-        return "CONDSTORE" in self.enabled
+        return "CONDSTORE" in self.enabled or "CONDSTORE" in self.implied
 
     @property
     def qresync(self) -> bool:
@@ -118,7 +121,7 @@ class SessionState:
 
     def enable_condstore(self) -> None:
         """RFC 7162 section 3.1: a CONDSTORE-enabling command was used."""
-        self.enabled.add("CONDSTORE")
+        self.implied.add("CONDSTORE")
 
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]
