@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle bench-cluster clean
+.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle bench-cluster bench-import clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,6 @@ bench-cluster: $(STAMP)   # root: network namespaces, HAProxy, two nodes on Post
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench-import: $(STAMP)
+	$(BIN)/python benchmarks/import_bench.py

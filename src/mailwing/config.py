@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "LISTENERS",
+    "AdminSettings",
     "AuthSettings",
     "CaptureSettings",
     "ConfigError",
@@ -173,6 +174,33 @@ class ListenerSettings:
     proxy_protocol: bool = False  # expect a PROXY v1/v2 header from server.proxy_trusted peers
 
 
+@dataclass
+class AdminSettings(ListenerSettings):
+    """The admin HTTP listener (JSON API, console, /metrics, autoconfig): ``[admin]``."""
+
+    #: Addresses the admin listener binds (its own, not server.listen): loopback by default.
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    #: "auto": TLS when any admin.listen address is not loopback; "on"; "off" (e.g. behind a
+    #: TLS-terminating proxy). The certificate is the mail listeners' (the [tls] section).
+    tls: str = "auto"
+    #: A separate plain-HTTP port serving only client autoconfiguration and MTA-STS (clients
+    #: fetch those by host name, usually on port 80); 0: off. Binds server.listen.
+    autoconfig_port: int = 0
+    #: The console's session lifetime.
+    session_ttl: str = "12h"
+    #: MTA-STS policy (RFC 8461 section 3.2): "testing", "enforce" or "none"; max_age seconds.
+    mta_sts_mode: str = "testing"
+    mta_sts_max_age: int = 604800
+    #: Where TLS reports go (RFC 8460 TLS-RPT record); empty: postmaster@<domain>.
+    tlsrpt_address: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        if self.tls == "auto":
+            return not all(_is_loopback(a) for a in self.listen)
+        return self.tls == "on"
+
+
 #: Listener sections: name -> (protocol, implicit TLS, default development port, idle timeout).
 LISTENERS: dict[str, tuple[str, bool, int, float]] = {
     "smtp": ("smtp", False, 2525, 300.0),
@@ -209,7 +237,9 @@ class Settings:
     pop3s: ListenerSettings = _listener("pop3s")
     imap: ListenerSettings = _listener("imap")
     imaps: ListenerSettings = _listener("imaps")
-    admin: ListenerSettings = _listener("admin")
+    admin: AdminSettings = field(
+        default_factory=lambda: AdminSettings(port=LISTENERS["admin"][2],
+                                              idle_timeout=LISTENERS["admin"][3]))
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -358,6 +388,27 @@ def _validate_capture(c: CaptureSettings) -> None:
                           "capture@localhost")
 
 
+def _validate_admin(a: AdminSettings) -> None:
+    if a.tls not in ("auto", "on", "off"):
+        raise ConfigError("admin.tls: must be auto, on or off")
+    if not a.listen:
+        raise ConfigError("admin.listen: at least one address is needed")
+    for addr in a.listen:
+        if addr != "localhost":
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError as exc:
+                raise ConfigError(f"admin.listen: {addr!r} is not an IP address") from exc
+    if not 0 <= a.autoconfig_port <= 65535:
+        raise ConfigError(f"admin.autoconfig_port: {a.autoconfig_port} is not a port number")
+    if parse_duration(a.session_ttl, "admin.session_ttl") < 60:
+        raise ConfigError("admin.session_ttl: must be at least 1m")
+    if a.mta_sts_mode not in ("testing", "enforce", "none"):
+        raise ConfigError("admin.mta_sts_mode: must be testing, enforce or none")
+    if not 0 <= a.mta_sts_max_age <= 31557600:
+        raise ConfigError("admin.mta_sts_max_age: between 0 and 31557600 seconds")
+
+
 def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
     _validate_capture(s.capture)
@@ -395,6 +446,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("server.redis_url: must start with redis://, rediss:// or unix://")
     parse_duration(s.server.gc_interval, "server.gc_interval")
     parse_duration(s.server.gc_min_age, "server.gc_min_age")
+    _validate_admin(s.admin)
     if s.server.log_format not in ("text", "json"):
         raise ConfigError("server.log_format: must be 'text' or 'json'")
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -48,6 +48,7 @@ from mailwing.server.proxy import (
     open_streams,
     reuse_port_socket,
 )
+from mailwing.services import metrics
 from mailwing.services.context import AppContext
 from mailwing.shared.limits import (
     ConnectionCounts,
@@ -256,8 +257,10 @@ class ListenerGroup:
                           ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout,
                           peer=peer, refuse_proxy_header=refuse_proxy_header)
         conn.health_check = health_check
+        metrics.connection_opened(spec.name)
         if not self.limiter.acquire(conn.peer.ip):
             await self._refuse(conn, spec)
+            metrics.connection_closed(spec.name, "refused")
             return
         task = asyncio.current_task()
         assert task is not None
@@ -302,6 +305,7 @@ class ListenerGroup:
         finally:
             cipher = conn.tls_cipher or cipher
             await conn.close()
+            metrics.connection_closed(conn.listener, result)
             conn.log("session end", level=logging.DEBUG if conn.health_check else logging.INFO,
                      tls=cipher, commands=conn.commands,
                      duration=round(time.monotonic() - conn.started_at, 3), result=result)

@@ -60,6 +60,8 @@ def _adapt(value: Any) -> Any:
 class PostgresStorage(ScriptedStorage):
     MIGRATIONS = _MIGRATIONS
     LATEST_SCHEMA = _MIGRATIONS[-1].version
+    BACKEND = "postgresql"
+    SIZE_SQL = "SELECT pg_database_size(current_database())"
 
     def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
         self._pool = pool
