@@ -28,6 +28,12 @@ class Known:
 
 
 KNOWN: list[Known] = [
+    Known("qresync.txt", r"^FETCH \d+ \(BODY\[TEXT\]\)$",
+          "A FETCH that sets \\Seen with QRESYNC on: mailwing puts UID (and MODSEQ) into the "
+          "same FETCH response as the body and FLAGS; Dovecot sends them in a second FETCH "
+          "response for the message. RFC 3501 section 7.4.2 lets a server split a message's "
+          "data items over several FETCH responses or send them in one; RFC 7162 only asks "
+          "that UID and MODSEQ be reported once QRESYNC is on."),
 ]
 
 

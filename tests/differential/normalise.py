@@ -11,8 +11,10 @@ Each response of a command becomes one canonical text line:
   3501 section 7.2.1 lets a server volunteer them or not);
 - UIDVALIDITY values (also inside APPENDUID/COPYUID and STATUS) become ``V1``, ``V2``, ...
   in order of first appearance, so "a new UIDVALIDITY" is still checked;
-- HIGHESTMODSEQ/NOMODSEQ codes and MODSEQ items are dropped (Dovecot always tracks
-  modseqs; CONDSTORE scripts will compare them once mailwing enables it);
+- HIGHESTMODSEQ/NOMODSEQ codes, MODSEQ items and the value of SEARCH's ``(MODSEQ n)`` are
+  dropped: each server numbers its own changes (RFC 7162 only asks for a strictly increasing
+  sequence per mailbox). CONDSTORE/QRESYNC scripts compare everything else: which messages a
+  CHANGEDSINCE FETCH returns, VANISHED sets, [MODIFIED] sets, SEARCH MODSEQ results;
 - INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
 - FETCH items are sorted by name, flag lists and LIST attributes sorted;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
@@ -28,7 +30,8 @@ from tests.differential.wire import Atom, Literal, Value, parse
 
 __all__ = ["Normaliser", "render"]
 
-_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ"}
+# MAILBOXID (RFC 8474 OBJECTID): Dovecot 2.3 does not implement OBJECTID.
+_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ", "MAILBOXID"}
 
 
 def render(value: Value) -> str:
@@ -134,6 +137,9 @@ class Normaliser:
             return f"STATUS {render(rest[1])} {self.status_items(rest[2])}"
         if second == "FETCH" and len(rest) > 2 and isinstance(rest[2], list):
             return f"{render(rest[0])} FETCH {self.fetch_items(rest[2])}"
+        if word == "SEARCH" and rest and isinstance(rest[-1], list) and rest[-1] \
+                and _upper(rest[-1][0]) == "MODSEQ":
+            return " ".join([*(render(v) for v in rest[:-1]), "(MODSEQ <n>)"])
         return " ".join(render(v) for v in rest)
 
     def status_items(self, items: list[Value]) -> str:

@@ -20,7 +20,6 @@ from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
-from mailwing.proto.imap.seqset import SequenceSet
 from mailwing.proto.imap.sortparse import parse_sort, parse_thread
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
@@ -108,17 +107,6 @@ def _login(tag: str, cur: Cursor) -> c.Command:
     return c.Login(tag, user, cur.text_string())
 
 
-def _size(numbers: SequenceSet) -> int:
-    """How many numbers a set without ``*`` holds (ranges may overlap: counted once)."""
-    total, last = 0, 0
-    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in numbers.ranges):
-        lo = max(lo, last + 1)
-        if hi >= lo:
-            total += hi - lo + 1
-            last = hi
-    return total
-
-
 def _qresync_param(cur: Cursor) -> c.QresyncParams:
     """RFC 7162 section 3.2.5: ``"(" uidvalidity SP mod-sequence-value [SP known-uids]
     [SP seq-match-data] ")"``, after ``QRESYNC SP``."""
@@ -138,7 +126,7 @@ def _qresync_param(cur: Cursor) -> c.QresyncParams:
             cur.sp()
             uids = cur.sequence_set()
             cur.expect(b")")
-            if seqs.has_star or uids.has_star or _size(seqs) != _size(uids):
+            if seqs.has_star or uids.has_star:
                 raise ParseError(texts.BAD_SEQ_MATCH)
             match = (seqs, uids)
         else:
