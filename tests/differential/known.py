@@ -34,6 +34,13 @@ KNOWN: list[Known] = [
           "response for the message. RFC 3501 section 7.4.2 lets a server split a message's "
           "data items over several FETCH responses or send them in one; RFC 7162 only asks "
           "that UID and MODSEQ be reported once QRESYNC is on."),
+    Known("esearch_searchres.txt", r"^EXPUNGE$",
+          "RFC 3501 7.3.2/7.4.1: after EXPUNGE Dovecot re-announces RECENT although the "
+          "client can derive it; mailwing sends RECENT only with EXISTS. Both are allowed."),
+    Known("list_extended.txt", r'^LIST "" "V',
+          "RFC 5258 section 3: a deleted mailbox kept only as the parent of its children is "
+          "not a mailbox, so it is \\NonExistent (which implies \\Noselect); Dovecot keeps "
+          "its Maildir folder and calls it \\Noselect."),
 ]
 
 

@@ -15,8 +15,12 @@ Each response of a command becomes one canonical text line:
   dropped: each server numbers its own changes (RFC 7162 only asks for a strictly increasing
   sequence per mailbox). CONDSTORE/QRESYNC scripts compare everything else: which messages a
   CHANGEDSINCE FETCH returns, VANISHED sets, [MODIFIED] sets, SEARCH MODSEQ results;
+- the RFC 8474 object ids (MAILBOXID code and STATUS item, EMAILID/THREADID FETCH items)
+  are dropped: their values are each server's own, and Dovecot 2.3 does not implement
+  OBJECTID;
 - INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
-- FETCH items are sorted by name, flag lists and LIST attributes sorted;
+- FETCH items are sorted by name, flag lists and LIST attributes sorted; LIST extended data
+  tags (``CHILDINFO``) compare as astrings, quoted or not;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
   (RFC 3501 fixes no order among SELECT's responses, for example).
 """
@@ -30,8 +34,10 @@ from tests.differential.wire import Atom, Literal, Value, parse
 
 __all__ = ["Normaliser", "render"]
 
-# MAILBOXID (RFC 8474 OBJECTID): Dovecot 2.3 does not implement OBJECTID.
 _DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ", "MAILBOXID"}
+#: RFC 8474 object ids: each server's own values, and Dovecot 2.3 has no OBJECTID at all
+#: (mailwing's are tested in tests/protocol/test_imap_objectid_preview.py)
+_DROP_ITEMS = {"HIGHESTMODSEQ", "MAILBOXID", "MODSEQ", "EMAILID", "THREADID"}
 
 
 def render(value: Value) -> str:
@@ -132,7 +138,8 @@ class Normaliser:
             return "FLAGS " + render(sorted(rest[1], key=str))
         if word in ("LIST", "LSUB") and len(rest) > 1 and isinstance(rest[1], list):
             return " ".join([word, render(sorted(rest[1], key=lambda a: str(a).lower())),
-                             *(render(v) for v in rest[2:])])
+                             *(render(v) for v in rest[2:4]),
+                             *(_tags(v) for v in rest[4:])])
         if word == "STATUS" and len(rest) > 2 and isinstance(rest[2], list):
             return f"STATUS {render(rest[1])} {self.status_items(rest[2])}"
         if second == "FETCH" and len(rest) > 2 and isinstance(rest[2], list):
@@ -146,7 +153,7 @@ class Normaliser:
         pairs = []
         for name, value in zip(items[0::2], items[1::2], strict=False):
             key = _upper(name)
-            if key == "HIGHESTMODSEQ":
+            if key in _DROP_ITEMS:
                 continue
             pairs.append(f"{key} {self.validity(value) if key == 'UIDVALIDITY' else render(value)}")
         return "(" + " ".join(sorted(pairs)) + ")"
@@ -155,7 +162,7 @@ class Normaliser:
         pairs = []
         for name, value in zip(items[0::2], items[1::2], strict=False):
             key = _upper(name)
-            if key == "MODSEQ":
+            if key in _DROP_ITEMS:
                 continue
             if key == "INTERNALDATE":
                 text = "<date>"
@@ -165,6 +172,16 @@ class Normaliser:
                 text = render(value)
             pairs.append(f"{key} {text}")
         return "(" + " ".join(sorted(pairs)) + ")"
+
+
+def _tags(value: Value) -> str:
+    """LIST extended data (RFC 5258 ``mbox-list-extended``): its tags are astrings, so
+    ``CHILDINFO`` and ``"CHILDINFO"`` are the same tag."""
+    if isinstance(value, list):
+        return "(" + " ".join(_tags(v) for v in value) + ")"
+    if isinstance(value, str) and not isinstance(value, Atom):
+        return str(value).upper()
+    return render(value)
 
 
 _FIXED = re.compile(r"^\* \d+ EXPUNGE$")
