@@ -16,11 +16,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from mailwing.app import open_store, run_async
 from mailwing.cli.serve import run_server
 from mailwing.config import Settings
-from mailwing.services.delivery import deliver_local
-from mailwing.services.passwords import hash_password
+from mailwing.runtime import open_store, run_async
 
 __all__ = ["DEMO_ADDRESS", "register"]
 
@@ -46,6 +44,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def _prepare(settings: Settings, password_file: Path) -> tuple[int, int, bool]:
+    from mailwing.services.delivery import deliver_local
+    from mailwing.services.passwords import hash_password
+
     store = await open_store(settings)
     try:
         before, after = await store.upgrade()

@@ -18,7 +18,6 @@ from mailwing.cli.common import (
 )
 from mailwing.config import Settings
 from mailwing.services import quota
-from mailwing.services.passwords import hash_password
 from mailwing.storage.errors import AlreadyExists, NotFound
 from mailwing.storage.interface import Storage
 
@@ -59,12 +58,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.set_defaults(func=_set_enabled, enabled=enabled)
 
 
+def _hash(password: str) -> str:
+    from mailwing.services.passwords import hash_password  # argon2: only when hashing
+
+    return hash_password(password)
+
+
 def _add(args: argparse.Namespace, settings: Settings) -> int:
     address = normalize_address(args.address)
     if args.quota < 0:
         raise CliError("--quota must not be negative", 2)
     password = read_password(args)
-    password_hash = hash_password(password)
+    password_hash = _hash(password)
 
     async def work(store: Storage) -> bool:
         try:
@@ -82,7 +87,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:
     address = normalize_address(args.address)
-    password_hash = hash_password(read_password(args))
+    password_hash = _hash(read_password(args))
 
     async def work(store: Storage) -> None:
         try:

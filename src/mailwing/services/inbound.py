@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from mailwing.model import MailEntry
+from mailwing.services.capture import CaptureRecipient
 from mailwing.services.delivery import QuotaExceeded
 from mailwing.services.policy import LocalRecipient, RemoteRecipient
 from mailwing.storage.interface import ContentWriter, Delivery, Outbound, Storage
@@ -128,7 +129,8 @@ class InboundMessage:
         if writer is not None:
             await writer.abort()
 
-    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient], *,
+    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient
+                                                | CaptureRecipient], *,
                      queue_id: str = "", sender: str = "") -> list[MailEntry]:
         """Make the content durable, link it into every local recipient's INBOX and queue it
         for the remote ones (as ``queue_id`` from ``sender``), all at once. Raises
@@ -138,7 +140,9 @@ class InboundMessage:
         :func:`policy.check_recipient`); a message that fits some recipients but not others
         here goes to all of them (a soft overshoot rather than a silent loss)."""
         assert self._writer is not None, "begin() was not called"
-        local = [r for r in recipients if isinstance(r, LocalRecipient)]
+        local = [t for r in recipients
+                 for t in (r.targets if isinstance(r, CaptureRecipient) else (r,))
+                 if isinstance(t, LocalRecipient)]
         remote = tuple(dict.fromkeys(r.address for r in recipients
                                      if isinstance(r, RemoteRecipient)))
         unique = list({r.mailbox_id: r for r in local}.values())

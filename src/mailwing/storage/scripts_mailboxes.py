@@ -112,15 +112,17 @@ def mailbox_counts(mailbox_id: int) -> Script[MailboxCounts]:
     rows = yield q(
         "SELECT count(m.id),"
         " sum(CASE WHEN m.id IS NULL OR @HASFLAG(m.flags, $2) THEN 0 ELSE 1 END),"
-        " sum(CASE WHEN m.uid >= b.recent_floor THEN 1 ELSE 0 END)"
+        " sum(CASE WHEN m.uid >= b.recent_floor THEN 1 ELSE 0 END),"
+        " sum(c.crlf_size)"
         " FROM mailboxes b LEFT JOIN mail m ON m.mailbox_id = b.id"
+        " LEFT JOIN contents c ON c.sha256 = m.content_sha256"
         " WHERE b.id = $1 GROUP BY b.id",
         mailbox_id, "\\Seen",
     )
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
-    messages, unseen, recent = (int(v or 0) for v in rows[0])
-    return MailboxCounts(messages=messages, unseen=unseen, recent=recent)
+    messages, unseen, recent, size = (int(v or 0) for v in rows[0])
+    return MailboxCounts(messages=messages, unseen=unseen, recent=recent, size=size)
 
 
 def claim_recent(mailbox_id: int) -> Script[int]:

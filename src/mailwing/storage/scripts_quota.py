@@ -1,7 +1,7 @@
 """Per-user usage counters and quota limits (RFC 9208 QUOTA), as transaction scripts.
 
 Why counters: a quota check on every APPEND, COPY and SMTP delivery must not sum the sizes of
-every message a user has. ``users.used_bytes``/``users.used_messages`` (schema 4) are changed
+every message a user has. ``users.used_bytes``/``users.used_messages`` (schema 5) are changed
 by the same transaction that adds or removes mail (append, copy, move, expunge, mailbox
 deletion), so they are exact whatever process or node did the change.
 

@@ -16,44 +16,14 @@ from typing import ClassVar
 from mailwing.proto.imap.fetchitems import FetchItem
 from mailwing.proto.imap.search import SearchKey
 from mailwing.proto.imap.seqset import SequenceSet
+from mailwing.proto.imap.sortparse import SortKey
 
 __all__ = [
-    "Append",
-    "AppendMessage",
-    "Authenticate",
-    "Capability",
-    "CatPart",
-    "Check",
-    "Close",
-    "Command",
-    "Compress",
-    "Copy",
-    "Create",
-    "Delete",
-    "Enable",
-    "Examine",
-    "Expunge",
-    "Fetch",
-    "GetQuota",
-    "GetQuotaRoot",
-    "Id",
-    "Idle",
-    "List",
-    "Login",
-    "Logout",
-    "Lsub",
-    "Move",
-    "Namespace",
-    "Noop",
-    "Rename",
-    "Search",
-    "Select",
-    "SetQuota",
-    "StartTls",
-    "Status",
-    "Store",
-    "Subscribe",
-    "Unselect",
+    "Append", "AppendMessage", "Authenticate", "Capability", "CatPart", "Check", "Close",
+    "Command", "Compress", "Copy", "Create", "Delete", "Enable", "Examine", "Expunge", "Fetch",
+    "GetQuota", "GetQuotaRoot", "Id", "Idle", "List", "Login", "Logout", "Lsub", "Move",
+    "Namespace", "Noop", "QresyncParams", "Rename", "Search", "Select", "SetQuota", "Sort",
+    "StartTls", "Status", "Store", "Subscribe", "Thread", "Unselect",
     "Unsubscribe",
 ]
 
@@ -105,11 +75,23 @@ class Login(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """RFC 7162 section 3.2.5: ``QRESYNC (uidvalidity modseq [known-uids [seq-match]])``.
+    ``seq_match`` pairs the client's message numbers with the UIDs it knows for them."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Select(Command):
     name: ClassVar[str] = "SELECT"
     mailbox: str
     readonly: bool = False  # EXAMINE
     condstore: bool = False  # RFC 7162 "(CONDSTORE)" select parameter
+    qresync: QresyncParams | None = None  # RFC 7162 "(QRESYNC (...))" select parameter
 
 
 Examine = Select
@@ -158,6 +140,7 @@ class List(Command):
     patterns: tuple[str, ...]
     select_options: tuple[str, ...] = ()
     return_options: tuple[str, ...] = ()
+    status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
 
     @property
     def extended(self) -> bool:
@@ -175,7 +158,7 @@ class Lsub(Command):
 class Status(Command):
     name: ClassVar[str] = "STATUS"
     mailbox: str
-    items: tuple[str, ...]  # MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ
+    items: tuple[str, ...]  # MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +254,30 @@ class Search(Command):
     criteria: SearchKey
     charset: str | None = None
     uid: bool = False
-    return_options: tuple[str, ...] | None = None  # RFC 4731 RETURN (...), parsed only
+    return_options: tuple[str, ...] | None = None  # RFC 4731 / 5182 RETURN (...)
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """RFC 5256 SORT; ``return_options`` set for the RFC 5267 ESORT form."""
+
+    name: ClassVar[str] = "SORT"
+    keys: tuple[SortKey, ...]
+    criteria: SearchKey
+    charset: str = "UTF-8"
+    uid: bool = False
+    return_options: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """RFC 5256 THREAD with ORDEREDSUBJECT or REFERENCES."""
+
+    name: ClassVar[str] = "THREAD"
+    algorithm: str
+    criteria: SearchKey
+    charset: str = "UTF-8"
+    uid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +286,8 @@ class Fetch(Command):
     sequence_set: SequenceSet
     items: tuple[FetchItem, ...]
     uid: bool = False
-    changed_since: int | None = None  # RFC 7162 CHANGEDSINCE, parsed only
+    changed_since: int | None = None  # RFC 7162 CHANGEDSINCE modifier
+    vanished: bool = False  # RFC 7162 section 3.2.6 VANISHED modifier (UID FETCH only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +298,7 @@ class Store(Command):
     silent: bool = False
     flags: tuple[str, ...] = ()
     uid: bool = False
-    unchanged_since: int | None = None  # RFC 7162 UNCHANGEDSINCE, parsed only
+    unchanged_since: int | None = None  # RFC 7162 UNCHANGEDSINCE modifier
 
 
 @dataclass(frozen=True, slots=True)

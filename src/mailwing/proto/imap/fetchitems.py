@@ -8,7 +8,9 @@ response. The echoed name follows section 7.4.2: ``BODY.PEEK[...]`` is answered 
 
 ``BODY`` without a section is the non-extensible BODYSTRUCTURE (``section is None``);
 ``BODY[]`` is ``name == "BODY"`` with ``section == Section()``. The macros ``ALL``, ``FAST``
-and ``FULL`` are expanded at parse time. ``MODSEQ`` (RFC 7162) is parsed only.
+and ``FULL`` are expanded at parse time. ``MODSEQ`` (RFC 7162) is parsed only. ``EMAILID``
+and ``THREADID`` (RFC 8474) and ``PREVIEW [(LAZY)]`` (RFC 8970; the modifier changes nothing
+here, previews are always computed and cached) are simple items.
 RFC 3516 ``BINARY[part]<partial>``, ``BINARY.PEEK[...]`` and ``BINARY.SIZE[part]`` are items
 with ``name`` ``BINARY``/``BINARY.SIZE`` and a section holding part numbers only.
 """
@@ -26,6 +28,7 @@ SECTION_TEXTS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME")
 SIMPLE_ITEMS = frozenset({
     "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT",
     "ENVELOPE", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ",
+    "EMAILID", "THREADID", "PREVIEW",  # RFC 8474 section 5, RFC 8970 section 3
 })
 _NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
 _SECTION_CHARS = _NAME_CHARS | frozenset(b"-")
@@ -189,6 +192,10 @@ def _item(cur: Cursor) -> FetchItem:
         return FetchItem("BODY", section, partial, peek=name == "BODY.PEEK")
     if name not in SIMPLE_ITEMS:
         raise ParseError(texts.BAD_FETCH_ITEM)
+    if name == "PREVIEW" and bytes(cur.buf[cur.pos:cur.pos + 2]) == b" (":
+        cur.pos += 1  # RFC 8970 preview-mod list: only LAZY is defined
+        if cur.paren_atoms() != ("LAZY",):
+            raise ParseError(texts.BAD_FETCH_ITEM)
     return FetchItem(name)
 
 

@@ -39,6 +39,7 @@ _AUTH = _ANY | {
 }
 _SELECTED = _AUTH | {
     c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move,
+    c.Sort, c.Thread,
 }
 
 ALLOWED: Mapping[State, frozenset[type[c.Command]]] = {

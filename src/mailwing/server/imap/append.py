@@ -22,7 +22,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.rev2 import utf8
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_catenate import CatenateError, catenate
 from mailwing.services.imap_selected import RECENT
@@ -69,4 +69,4 @@ async def append(s: SessionState, cmd: c.Append) -> Done:
     return Done("OK", texts.COMPLETED.format("APPEND"), Code.appenduid(box.uidvalidity, uids))
 
 
-HANDLERS = {c.Append: append}
+HANDLERS: dict[type[c.Command], Handler] = {c.Append: append}

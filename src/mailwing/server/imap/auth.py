@@ -20,7 +20,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.capabilities import capabilities
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, SessionState
+from mailwing.server.imap.base import Done, Handler, SessionState
 from mailwing.services.auth import AuthOutcome
 from mailwing.storage.errors import StorageError
 
@@ -141,7 +141,7 @@ async def namespace(s: SessionState, cmd: c.Namespace) -> Done:
     return Done("OK", texts.COMPLETED.format("NAMESPACE"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Capability: capability, c.Noop: noop, c.Logout: logout, c.StartTls: starttls,
     c.Login: login, c.Authenticate: authenticate, c.Id: id_, c.Namespace: namespace,
 }

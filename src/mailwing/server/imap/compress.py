@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
-from mailwing.server.imap.base import Done, SessionState
+from mailwing.server.imap.base import Done, Handler, SessionState
 
 __all__ = ["HANDLERS"]
 
@@ -36,4 +36,4 @@ async def compress(s: SessionState, cmd: c.Compress) -> Done:
     return Done(sent=True)
 
 
-HANDLERS = {c.Compress: compress}
+HANDLERS: dict[type[c.Command], Handler] = {c.Compress: compress}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap import wire as pw
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox
 from mailwing.services import quota
 from mailwing.storage.errors import StorageError
@@ -62,4 +62,6 @@ async def setquota(s: SessionState, cmd: c.SetQuota) -> Done:
     return Done("NO", texts.QUOTA_NOT_ADMIN, "NOPERM")
 
 
-HANDLERS = {c.GetQuota: getquota, c.GetQuotaRoot: getquotaroot, c.SetQuota: setquota}
+HANDLERS: dict[type[c.Command], Handler] = {
+    c.GetQuota: getquota, c.GetQuotaRoot: getquotaroot, c.SetQuota: setquota,
+}
