@@ -23,6 +23,7 @@ from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
 from mailwing.proto.imap.seqset import SequenceSet
 from mailwing.proto.imap.sortparse import parse_sort, parse_thread
+from mailwing.proto.imap.wire import UTF8_NAMES
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
@@ -54,10 +55,8 @@ def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
     if UTF8_NAMES.get():  # RFC 6855 section 3 / RFC 9051: names are UTF-8, "&" is itself
         try:
             name = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-            raise ParseError(texts.BAD_MAILBOX_NAME)
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
         return "INBOX" if normalise and name.upper() == "INBOX" else name
     try:
         text = raw.decode("ascii")
