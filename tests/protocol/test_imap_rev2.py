@@ -79,7 +79,7 @@ def test_imap4rev2_differences(srv: MailwingServer) -> None:
     assert b"* 4 EXISTS" in got and not any(b"RECENT" in line for line in got), got
     assert w.command("F", b"FETCH 4 FLAGS")[0] == b"* 4 FETCH (FLAGS ())"
     got = w.command("S", b"EXAMINE Sent")
-    assert got[0] == b"* OK [CLOSED] CLOSE completed", got
+    assert got[0].startswith(b"* OK [CLOSED] "), got
     assert b'* LIST (\\Sent) "/" Sent' in got
     w.close()
     # a plain IMAP4rev1 session is unchanged (the IMAP4rev2 session's SELECT claimed the
