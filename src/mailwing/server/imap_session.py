@@ -117,7 +117,7 @@ class _ImapSession:
 
     async def _dispatch(self, command: c.Command) -> None:
         s = self.s
-        s.conn.commands += 1
+        s.conn.command(command.name)
         s.conn.log("command", level=logging.DEBUG, command=command.name)
         state = self.state
         if not allowed(state, command):

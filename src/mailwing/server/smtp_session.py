@@ -144,7 +144,7 @@ class _SmtpSession:
                     await self._flush()
                     core.receive_data(await conn.read())
                 case CommandReceived(name=name):
-                    conn.commands += 1
+                    conn.command(name)
                     conn.log("command", level=logging.DEBUG, command=name)
                 case BodyChunk(data=data):
                     await self._body(data)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from mailwing.model import MailEntry
+from mailwing.services import metrics
 from mailwing.services.capture import CaptureRecipient
 from mailwing.services.delivery import QuotaExceeded
 from mailwing.services.policy import LocalRecipient, RemoteRecipient
@@ -158,8 +159,10 @@ class InboundMessage:
         self._writer = None
         outbound = (Outbound(queue_id or new_queue_id(), sender, remote, time.time())
                     if remote else None)
-        return await self.storage.append(content, [Delivery(r.mailbox_id) for r in unique],
-                                         outbound=outbound)
+        entries = await self.storage.append(content, [Delivery(r.mailbox_id) for r in unique],
+                                            outbound=outbound)
+        metrics.delivered_local(len(entries))
+        return entries
 
     async def _fits(self, r: LocalRecipient) -> bool:
         if r.quota_bytes <= 0:

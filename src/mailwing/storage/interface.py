@@ -22,6 +22,7 @@ from typing import Literal, Protocol, runtime_checkable
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 
 __all__ = [
+    "AdminToken",
     "Bounce",
     "ContentWriter",
     "Delivery",
@@ -33,11 +34,33 @@ __all__ = [
     "QueuedRecipient",
     "RecipientOutcome",
     "Storage",
+    "StorageStats",
 ]
 
 FlagMode = Literal["add", "remove", "replace"]
 #: A queued recipient: not tried yet, to be retried, done, or given up (a DSN was made).
 QueueStatus = Literal["pending", "deferred", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """A bearer token of the admin HTTP API (only its SHA-256 digest is stored)."""
+
+    id: int
+    name: str
+    token_hash: str  # hex SHA-256 of the token
+    created_at: float  # UNIX seconds
+    last_used_at: float | None  # updated at most about once a minute
+
+
+@dataclass(frozen=True, slots=True)
+class StorageStats:
+    """What the admin status page shows about storage."""
+
+    backend: str  # "sqlite" or "postgresql"
+    database_bytes: int  # the database's own size (rows and indexes)
+    contents: int  # distinct message contents stored
+    content_bytes: int  # their octets (each content counted once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +251,12 @@ class Storage(Protocol):
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
 
+    async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
+        """(content SHA-256, Message-ID, CRLF size) of every entry of the mailbox, in one
+        query over the ``mail`` index: how an import tells, without reading any body, which
+        messages a mailbox already holds (a second run, or a resumed one, imports nothing
+        twice)."""
+
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         """Remove those entries that still exist, in one transaction; return the UIDs removed,
         ascending. Contents left with no entry are deleted."""
@@ -345,5 +374,32 @@ class Storage(Protocol):
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         """Make the message due at ``now`` (deferred recipients included); False if absent."""
 
+    # -- background jobs and housekeeping (schema 6) -------------------------------------------
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        """Take or renew the lease ``name`` for ``owner`` until ``until`` if it is free,
+        expired before ``now`` or ``owner``'s already; return (holder, until) afterwards."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
+
+    async def collect_garbage(self, min_age: float = 3600.0) -> int:
+        """Remove stored bytes and contents nothing refers to, older than ``min_age``
+        seconds (never what a delivery in progress is about to link); how many."""
+        ...
+
     async def delete_queued(self, queue_id: str) -> bool:
         """Remove the message from the queue without a DSN; False if absent."""
+
+    # -- admin API tokens (schema 7, see mailwing.services.admin_tokens) -------------------
+    async def add_admin_token(self, name: str, token_hash: str, now: float) -> AdminToken:
+        """AlreadyExists when the name (or, never in practice, the digest) is taken."""
+
+    async def list_admin_tokens(self) -> list[AdminToken]: ...  # ordered by name
+    async def find_admin_token(self, token_hash: str) -> AdminToken | None: ...
+    async def get_admin_token(self, token_id: int) -> AdminToken | None: ...
+    async def touch_admin_token(self, token_id: int, now: float) -> None: ...
+    async def delete_admin_token(self, name: str) -> bool:
+        """Revoke a token; False if there is none of that name."""
+
+    async def storage_stats(self) -> StorageStats: ...

@@ -37,6 +37,7 @@ __all__ = [
     "copy_mail",
     "get_content_cache",
     "mail_changes",
+    "mailbox_digests",
     "move_all",
     "set_content_cache",
     "set_flags",
@@ -174,3 +175,13 @@ def set_content_cache(sha256: str, values: dict[str, bytes]) -> Script[None]:
             " ON CONFLICT (sha256, key) DO UPDATE SET value = excluded.value",
             sha256, key, bytes(values[key]),
         )
+
+
+def mailbox_digests(mailbox_id: int) -> Script[list[tuple[str, str | None, int]]]:
+    """(sha256, Message-ID, CRLF size) per entry; see ``Storage.mailbox_digests``."""
+    rows = yield q(
+        "SELECT m.content_sha256, c.message_id, c.crlf_size FROM mail m"
+        " JOIN contents c ON c.sha256 = m.content_sha256 WHERE m.mailbox_id = $1"
+        " ORDER BY m.uid", mailbox_id,
+    )
+    return [(str(r[0]), r[1], int(r[2])) for r in rows]

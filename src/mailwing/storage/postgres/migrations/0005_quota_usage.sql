@@ -1,4 +1,4 @@
--- mailwing schema 4 for PostgreSQL: running usage counters per user (RFC 9208 QUOTA), kept up
+-- mailwing schema 5 for PostgreSQL: running usage counters per user (RFC 9208 QUOTA), kept up
 -- to date by the same transactions that add or remove mail, so a quota check reads one row
 -- instead of summing every message. users.quota_bytes stays the limit (0: unlimited).
 ALTER TABLE users ADD COLUMN used_bytes BIGINT NOT NULL DEFAULT 0;
