@@ -28,6 +28,10 @@ class Known:
 
 
 KNOWN: list[Known] = [
+    Known("binary.txt", r"^FETCH \d+ BINARY\S*\[1\]$",
+          "Dovecot sends an untagged FETCH carrying only UID before its tagged NO "
+          "[UNKNOWN-CTE]; RFC 3516 section 4.3 asks only for the NO [UNKNOWN-CTE], and a FETCH "
+          "response without the requested data tells the client nothing."),
 ]
 
 
