@@ -41,6 +41,10 @@ KNOWN: list[Known] = [
           "RFC 5258 section 3: a deleted mailbox kept only as the parent of its children is "
           "not a mailbox, so it is \\NonExistent (which implies \\Noselect); Dovecot keeps "
           "its Maildir folder and calls it \\Noselect."),
+    Known("binary.txt", r"^FETCH \d+ BINARY\S*\[1\]$",
+          "Dovecot sends an untagged FETCH carrying only UID before its tagged NO "
+          "[UNKNOWN-CTE]; RFC 3516 section 4.3 asks only for the NO [UNKNOWN-CTE], and a FETCH "
+          "response without the requested data tells the client nothing."),
 ]
 
 

@@ -7,7 +7,8 @@ recovers the tag from a line that failed, so the error can be tagged.
 Mailbox names (``mailbox`` rule) are modified UTF-7 (section 5.1.3), decoded here; clients
 that send raw UTF-8 (not allowed by IMAP4rev1, common in practice) are accepted as UTF-8
 text, since 8-bit bytes cannot be mistaken for modified UTF-7. ``INBOX`` is case-insensitive
-(section 5.1) and normalised to upper case.
+(section 5.1) and normalised to upper case. In a session that enabled UTF8=ACCEPT or
+IMAP4rev2 (``wire.UTF8_NAMES``), names are plain UTF-8: ``&`` is not a shift character.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
 from mailwing.proto.imap.sortparse import parse_sort, parse_thread
+from mailwing.proto.imap.wire import UTF8_NAMES
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
@@ -49,6 +51,12 @@ UNDECODABLE = "\x00"
 
 
 def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
+    if UTF8_NAMES.get():  # RFC 6855 section 3 / RFC 9051: names are UTF-8, "&" is itself
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
+        return "INBOX" if normalise and name.upper() == "INBOX" else name
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
