@@ -21,7 +21,6 @@ refreshed (a dead worker or node) stops counting after :data:`STALE_AFTER` secon
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -191,7 +190,17 @@ class MemoryConnections:
 async def publish_forever(counts: ConnectionCounts, snapshot: Callable[[], Mapping[str, int]],
                           every: float = PUBLISH_EVERY) -> None:
     """Publish this worker's counts every ``every`` seconds until cancelled."""
+    failing = False
     while True:
-        with contextlib.suppress(Exception):
+        try:
             await counts.publish(dict(snapshot()))
+        except Exception as exc:  # the store is down: keep counting locally, say so once
+            if not failing:
+                log.warning("cannot publish connection counts (%s); other nodes' counts "
+                            "are stale until it works again", exc)
+            failing = True
+        else:
+            if failing:
+                log.info("connection counts published again")
+            failing = False
         await asyncio.sleep(every)
