@@ -32,7 +32,9 @@ def test_create_list_delete_rename(srv: MailwingServer) -> None:
     assert b'(\\HasNoChildren \\Sent) "/" Sent' in top
     assert b'(\\HasChildren) "/" Projects' in top
     assert ok(c.list('""', "inbox")) == [b'(\\HasNoChildren) "/" INBOX']
-    typ, data = c.delete("Projects")
+    ok(c.create("Other/x"))
+    ok(c.delete("Other"))  # children stay; the name becomes \Noselect (RFC 3501 6.3.4)
+    typ, data = c.delete("Other")
     assert typ == "NO" and b"[INUSE]" in data[0]
     typ, data = c.delete("INBOX")
     assert typ == "NO"

@@ -109,7 +109,8 @@ def _verify_sync(message: bytes, settings: Settings) -> list[DkimResult]:
     for idx in range(min(count, MAX_SIGNATURES)):
         looked_up: list[bytes | None] = []
 
-        def dnsfunc(name: bytes, timeout: float = 5, _seen: list = looked_up) -> bytes | None:  # type: ignore[type-arg]
+        def dnsfunc(name: bytes, timeout: float = 5,
+                    _seen: list[bytes | None] = looked_up) -> bytes | None:
             record = txt_lookup_sync(settings, name)
             _seen.append(record)
             return record
@@ -150,6 +151,17 @@ def _ids(verifier: dkim.DKIM) -> tuple[str, str]:
             fields.get(b"s", b"").decode("ascii", "replace"))
 
 
+def _unsigned(message: bytes) -> bool:
+    """No ``DKIM-Signature`` field in the header block (RFC 6376 section 3.5)."""
+    end = message.find(b"\r\n\r\n")
+    head = message[:end] if end >= 0 else message
+    return b"dkim-signature" not in head.lower()
+
+
 async def verify_message(message: bytes, settings: Settings) -> list[DkimResult]:
-    """Every signature's result (an empty list: the message is unsigned)."""
+    """Every signature's result (an empty list: the message is unsigned). An unsigned
+    message is answered at once, without the worker thread and dkimpy's parse (most MX
+    traffic in a benchmark, and ``dkim=none`` is what RFC 8601 section 2.7.1 says of it)."""
+    if _unsigned(message):
+        return []
     return await asyncio.to_thread(_verify_sync, message, settings)

@@ -4,6 +4,12 @@ Sessions never touch asyncio streams directly; they read with an idle timeout, w
 back-pressure (``drain``) and upgrade with :meth:`Connection.start_tls`. Driver errors
 (``ConnectionResetError``, ``ssl.SSLError``, timeouts) are mapped here, at one boundary, to
 :class:`ConnectionClosed` and :class:`IdleTimeout`.
+
+:meth:`Connection.start_compression` switches both directions to raw DEFLATE (RFC 4978, IMAP
+COMPRESS): from then on :meth:`read` returns inflated bytes (at most ``max_bytes`` per call, so
+a small compressed input cannot make one read return a huge buffer) and :meth:`write`
+deflates each write with a sync flush, so every response reaches the client whole. Over TLS the
+deflate layer sits inside the TLS stream, as the RFC requires.
 """
 
 from __future__ import annotations
@@ -14,15 +20,25 @@ import itertools
 import logging
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mailwing.proto.common.proxy import V2_SIGNATURE
+from mailwing.services import metrics
 
 __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
 
 log = logging.getLogger("mailwing.session")
 _ids = itertools.count(1)
+
+
+@runtime_checkable
+class _PausableTransport(Protocol):
+    """A transport that can stop reading (asyncio's and uvloop's TCP transports can; uvloop's
+    do not derive from :class:`asyncio.ReadTransport`, hence a protocol, not that class)."""
+
+    def pause_reading(self) -> None: ...
 
 
 class ConnectionClosed(Exception):
@@ -91,13 +107,50 @@ class Connection:
         self._shutdown = asyncio.Event()
         self._reading: asyncio.Task[Any] | None = None  # the task blocked in read(), if any
         self._woken_for_shutdown = False
+        self._deflate: Any = None  # zlib compressor once COMPRESS=DEFLATE is active
+        self._inflate: Any = None
+        self._command: tuple[str, float] | None = None  # the command being answered, since
+
+    def command(self, name: str) -> None:
+        """Count one protocol command (called by each session where it dispatches one). Its
+        latency, for the metrics, runs until the session next reads or counts a command."""
+        self.commands += 1
+        now = time.perf_counter()
+        if self._command is not None:
+            metrics.command(self.listener, self._command[0], now - self._command[1])
+        metrics.command(self.listener, name, None)
+        self._command = (name, now)
+
+    def _command_done(self) -> None:
+        if self._command is not None:
+            name, started = self._command
+            self._command = None
+            metrics.command(self.listener, name, time.perf_counter() - started)
 
     def log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
-        """Write one structured log line about this session (never pass passwords here)."""
+        """Write one structured log line about this session (never pass passwords here).
+
+        Login and message events also feed the metrics here, in one place for every
+        protocol."""
+        if event == "login":
+            metrics.login(self.listener, str(fields.get("mechanism", "")), "ok")
+        elif event == "login failed":
+            reason = str(fields.get("reason", "failed")).split(":", 1)[0]
+            metrics.login(self.listener, str(fields.get("mechanism", "")), reason)
+        elif event == "message":
+            code = fields.get("code")
+            metrics.smtp_message(self.listener, fields.get("result") == "queued",
+                                 code if isinstance(code, int) else None)
         if log.isEnabledFor(level):
             log.log(level, event, extra={"session": self.session_id, "listener": self.listener,
                                          "peer": self.peer.ip, "user": self.user,
                                          "fields": fields})
+
+    def log_failure(self, event: str) -> None:
+        """Log the exception being handled, with this session's fields (sessions call it
+        from their last-resort ``except Exception`` before sending their internal-error line)."""
+        log.exception(event, extra={"session": self.session_id, "listener": self.listener,
+                                    "peer": self.peer.ip, "user": self.user, "fields": {}})
 
     # -- shutdown -------------------------------------------------------------------------
     @property
@@ -131,13 +184,46 @@ class Connection:
         version = obj.version()
         return f"{version}:{cipher[0]}" if cipher else version
 
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """Raw DEFLATE (window 2**15, no zlib header) in both directions, from the next
+        read and write on (RFC 4978 section 3)."""
+        if self._deflate is None:
+            self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            self._inflate = zlib.decompressobj(-15)
+
     # -- I/O ------------------------------------------------------------------------------
     async def read(self, max_bytes: int = 65536) -> bytes:
+        """See :meth:`_read`; with compression on, inflated (never an empty result)."""
+        inflate = self._inflate
+        if inflate is None:
+            return await self._read(max_bytes)
+        while True:
+            if inflate.unconsumed_tail:
+                data = inflate.decompress(inflate.unconsumed_tail, max_bytes)
+            else:
+                try:
+                    data = inflate.decompress(await self._read(max_bytes), max_bytes)
+                except zlib.error as exc:
+                    self.end_reason = "closed"
+                    raise ConnectionClosed(f"bad DEFLATE data: {exc}") from exc
+            if inflate.eof:
+                self.end_reason = "closed"
+                raise ConnectionClosed("DEFLATE stream ended")
+            if data:
+                return data
+
+    async def _read(self, max_bytes: int = 65536) -> bytes:
         """Return the next bytes the peer sent; raise on EOF, error or idle timeout.
 
         This is the hottest call of every session, so it creates no extra task or future:
         the idle limit is an ``asyncio.timeout`` (one timer handle) and shutdown wakes a
         waiting read by cancelling it (see :meth:`begin_shutdown`)."""
+        if self._command is not None:
+            self._command_done()
         if self._shutdown.is_set():
             self.end_reason = "shutdown"
             raise ServerShutdown("shutdown")
@@ -177,6 +263,8 @@ class Connection:
         A peer that stops reading for longer than the idle limit (its receive window full
         in the middle of a large message) is treated as gone, so it cannot hold a session
         and its buffers forever."""
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
@@ -207,6 +295,8 @@ class Connection:
         if self.ssl_context is None:
             raise RuntimeError("no TLS context configured")
         transport = self.writer.transport
+        if not isinstance(transport, _PausableTransport):
+            raise RuntimeError("this transport cannot pause reading")
         transport.pause_reading()
         buffered = getattr(self.reader, "_buffer", None)
         if buffered:
@@ -220,6 +310,7 @@ class Connection:
             raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
 
     async def close(self) -> None:
+        self._command_done()
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)

@@ -30,6 +30,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mailwing.config import LISTENERS, Settings
 from mailwing.proto.common.proxy import ProxyError
@@ -47,6 +48,7 @@ from mailwing.server.proxy import (
     open_streams,
     reuse_port_socket,
 )
+from mailwing.services import metrics
 from mailwing.services.context import AppContext
 from mailwing.shared.limits import (
     ConnectionCounts,
@@ -95,9 +97,13 @@ class ListenerGroup:
         handlers: Mapping[str, Handler],
         ssl_context: ssl.SSLContext | None,
         *,
+        sockets: Mapping[str, socket.socket] | None = None,
         connections: ConnectionCounts | None = None,
     ) -> None:
         self.ctx = ctx
+        #: listening sockets bound by the caller, by listener name (the embeddable server
+        #: binds port 0 itself, so no port is ever picked and then lost to a race)
+        self._given = dict(sockets or {})
         self.handlers = dict(handlers)
         self.ssl_context = ssl_context
         server = ctx.settings.server
@@ -130,14 +136,18 @@ class ListenerGroup:
                 continue
             if spec.implicit_tls and self.ssl_context is None:
                 raise RuntimeError(f"listener {spec.name} needs TLS but no context was given")
-            for host in settings.server.listen:
+            given = self._given.get(spec.name)
+            hosts = [given.getsockname()[0]] if given is not None else settings.server.listen
+            for host in hosts:
                 if spec.proxy_protocol:
-                    self._start_proxied(spec, handler, host)
+                    self._start_proxied(spec, handler, host, sock=given)
                     continue
+                where: dict[str, Any] = (
+                    {"sock": given} if given is not None else
+                    {"host": host, "port": spec.port, "reuse_port": True, "reuse_address": True})
                 try:
                     srv = await asyncio.start_server(
-                        functools.partial(self._accept, spec=spec, handler=handler),
-                        host, spec.port, reuse_port=True, reuse_address=True,
+                        functools.partial(self._accept, spec=spec, handler=handler), **where,
                         ssl=self.ssl_context if spec.implicit_tls else None,
                         ssl_handshake_timeout=_HANDSHAKE_TIMEOUT if spec.implicit_tls else None,
                     )
@@ -150,10 +160,15 @@ class ListenerGroup:
                 log.info("listening on %s port %d (%s%s), worker pid %d", host, spec.port,
                          spec.name, ", implicit TLS" if spec.implicit_tls else "", os.getpid())
 
-    def _start_proxied(self, spec: ListenerSpec, handler: Handler, host: str) -> None:
-        """Bind a listener that takes PROXY headers (accepting itself, see server.proxy)."""
+    def _start_proxied(self, spec: ListenerSpec, handler: Handler, host: str, *,
+                       sock: socket.socket | None = None) -> None:
+        """Bind a listener that takes PROXY headers (accepting itself, see server.proxy);
+        ``sock`` is one the caller bound already."""
         try:
-            sock = reuse_port_socket(host, spec.port)
+            if sock is None:
+                sock = reuse_port_socket(host, spec.port)
+            else:
+                sock.setblocking(False)
         except OSError as exc:
             self.stop_accepting()
             raise OSError(exc.errno, f"cannot listen on {host} port {spec.port} "
@@ -242,8 +257,10 @@ class ListenerGroup:
                           ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout,
                           peer=peer, refuse_proxy_header=refuse_proxy_header)
         conn.health_check = health_check
+        metrics.connection_opened(spec.name)
         if not self.limiter.acquire(conn.peer.ip):
             await self._refuse(conn, spec)
+            metrics.connection_closed(spec.name, "refused")
             return
         task = asyncio.current_task()
         assert task is not None
@@ -288,6 +305,7 @@ class ListenerGroup:
         finally:
             cipher = conn.tls_cipher or cipher
             await conn.close()
+            metrics.connection_closed(conn.listener, result)
             conn.log("session end", level=logging.DEBUG if conn.health_check else logging.INFO,
                      tls=cipher, commands=conn.commands,
                      duration=round(time.monotonic() - conn.started_at, 3), result=result)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from mailwing.config import AuthSettings
 from mailwing.model import User
-from mailwing.services import passwords
+from mailwing.services import metrics, passwords
 from mailwing.shared.limits import LocalFailures, SharedThrottle
 from mailwing.shared.memory import AuthCacheTable
 from mailwing.storage.errors import StorageError, TemporaryStorageError
@@ -176,7 +176,10 @@ class Authenticator:
         if user is None:
             await self._verify(await self._dummy(), password)
             return await self._fail(peer_ip, address)
-        if not self.cache.hit(user.address, password, user.password_hash):
+        hit = self.cache.hit(user.address, password, user.password_hash)
+        if self.cache.ttl > 0:
+            metrics.auth_cache(hit)
+        if not hit:
             if not await self._verify(user.password_hash, password):
                 return await self._fail(peer_ip, user.address)
             self.cache.remember(user.address, password, user.password_hash)

@@ -116,10 +116,10 @@ class SharedThrottle:
 
     async def _call(self, name: str, *args: object) -> list[int]:
         try:
-            return await getattr(self.store, name)(*args)  # type: ignore[no-any-return]
+            return await getattr(self.store, name)(*args)
         except Exception as exc:
             log.warning("shared failure counts unavailable (%s); using this process's", exc)
-            return await getattr(self._fallback, name)(*args)  # type: ignore[no-any-return]
+            return await getattr(self._fallback, name)(*args)
 
     async def is_throttled(self, ip: str, address: str | None) -> bool:
         keys = [f"ip:{ip}"] + ([f"user:{address}"] if address else [])

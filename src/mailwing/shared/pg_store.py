@@ -1,4 +1,4 @@
-"""Failure and connection counts in the PostgreSQL database itself (unlogged tables, schema 4).
+"""Failure and connection counts in the PostgreSQL database itself (unlogged tables, schema 6).
 
 Used when the database is PostgreSQL and no Redis is configured: nodes already share it, so no
 other service is needed. ``mw_auth_failures`` holds one row per recent failure (key, time),

@@ -1,4 +1,4 @@
--- mailwing schema 4 for PostgreSQL: what several nodes on one database share besides mail.
+-- mailwing schema 6 for PostgreSQL: what several nodes on one database share besides mail.
 -- Background jobs held by one node at a time (garbage collection; the queue has per-message
 -- leases of its own).
 CREATE TABLE leases (

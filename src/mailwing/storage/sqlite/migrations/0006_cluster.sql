@@ -1,4 +1,4 @@
--- mailwing schema 4 for SQLite: background jobs held by one process at a time (garbage
+-- mailwing schema 6 for SQLite: background jobs held by one process at a time (garbage
 -- collection), as on PostgreSQL, where several nodes compete for them.
 CREATE TABLE leases (
     name TEXT PRIMARY KEY,
