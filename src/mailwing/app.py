@@ -158,7 +158,16 @@ async def _start_admin(settings: Settings, storage: Storage, group: ListenerGrou
     state = AdminState(settings, storage, setup.session_key,
                        listeners=lambda: _listener_status(group, holder[0] if holder else None),
                        ready=lambda: bool(group.bound) or not group.handlers)
-    server = AdminServer(state, setup.cert, setup.key)
+    acceptor = None
+    if settings.admin.proxy_protocol:
+        from mailwing.server.proxy import TrustedProxies, accept_proxied
+
+        trusted = TrustedProxies(settings.server.proxy_trusted)
+
+        async def acceptor(sock: socket.socket) -> tuple[str, int]:
+            return (await accept_proxied(sock, trusted))[1]
+
+    server = AdminServer(state, setup.cert, setup.key, proxy_acceptor=acceptor)
     holder.append(server)
     await server.start()
     return server
