@@ -116,10 +116,11 @@ class SharedThrottle:
 
     async def _call(self, name: str, *args: object) -> list[int]:
         try:
-            return await getattr(self.store, name)(*args)
-        except Exception as exc:
+            counts: list[int] = await getattr(self.store, name)(*args)
+        except Exception as exc:  # the store is down: degrade to this process's counts
             log.warning("shared failure counts unavailable (%s); using this process's", exc)
-            return await getattr(self._fallback, name)(*args)
+            counts = await getattr(self._fallback, name)(*args)
+        return counts
 
     async def is_throttled(self, ip: str, address: str | None) -> bool:
         keys = [f"ip:{ip}"] + ([f"user:{address}"] if address else [])
