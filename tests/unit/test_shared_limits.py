@@ -229,3 +229,25 @@ async def test_password_change_and_disable_on_another_node(store: Any, database_
     finally:
         node1.close()
         await other.close()
+
+
+async def test_store_down_falls_back_to_this_process() -> None:
+    class Down:
+        async def counts(self, keys: list[str], now: float) -> list[int]:
+            raise ConnectionError("store unreachable")
+
+        add = counts
+
+        async def clear(self, key: str) -> None:
+            raise ConnectionError("store unreachable")
+
+        async def close(self) -> None:
+            return None
+
+    throttle = SharedThrottle(Down(), window=300, max_per_ip=2, max_per_user=100,
+                              delay_step=0, delay_max=0)
+    assert not await throttle.is_throttled("192.0.2.1", "a@x")
+    await throttle.record_failure("192.0.2.1", "a@x")
+    await throttle.record_failure("192.0.2.1", "a@x")
+    assert await throttle.is_throttled("192.0.2.1", "a@x")  # still limited, locally
+    await throttle.record_success("a@x")  # logged, not raised
