@@ -61,3 +61,35 @@ def test_failures_and_connections_counted_across_workers(
     for s in held:
         s.close()
     assert "limits shared through memory" in srv.log_text()
+
+
+def test_admin_token_failures_counted_across_workers(server_factory: type[MailwingServer],
+                                                     tmp_path: Path) -> None:
+    """Failed admin tokens on a 2-worker server: new connections each time (so both workers
+    answer some), and the limit of 3 holds for the IP whichever worker answers next. Mail
+    logins from the same IP are counted apart and still work."""
+    import httpx
+
+    from tests.adminkit import start_admin
+
+    srv, token = start_admin(server_factory, tmp_path / "adm", enable=("admin", "pop3"),
+                             extra="[server]\nworkers = 2\n[auth]\nmax_failures_per_ip = 3\n"
+                                   "failure_delay = 0\n")
+    srv.add_user("a@example.org", "right-pw")
+    time.sleep(1.0)
+    url = f"http://127.0.0.1:{srv.ports['admin']}/api/v1/status"
+
+    def get(auth: str) -> int:
+        with httpx.Client(timeout=30) as c:  # a new connection per request
+            return c.get(url, headers={"Authorization": f"Bearer {auth}"}).status_code
+
+    assert [get("mwa_x") for _ in range(3)] == [401] * 3
+    assert [get(token) for _ in range(6)] == [429] * 6
+    s = pop3(srv.ports["pop3"])
+    s.recv(512)
+    s.sendall(b"USER a@example.org\r\nPASS right-pw\r\n")
+    reply = b""
+    while reply.count(b"\r\n") < 2:
+        reply += s.recv(512)
+    assert reply.split(b"\r\n")[1].startswith(b"+OK")
+    s.close()
