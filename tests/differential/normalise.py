@@ -12,7 +12,14 @@ Each response of a command becomes one canonical text line:
 - UIDVALIDITY values (also inside APPENDUID/COPYUID and STATUS) become ``V1``, ``V2``, ...
   in order of first appearance, so "a new UIDVALIDITY" is still checked;
 - HIGHESTMODSEQ/NOMODSEQ codes and MODSEQ items are dropped (Dovecot always tracks
-  modseqs; CONDSTORE scripts will compare them once mailwing enables it);
+  modseqs; CONDSTORE scripts will compare them once mailwing enables it), and so is the
+  ``[CLOSED]`` code (RFC 7162 section 7, sent by Dovecot because it has QRESYNC);
+- a UID item in FETCH responses is dropped unless the command names UID (RFC 3501 7.4.2
+  lets a server add it to unsolicited FETCH responses; mailwing does, Dovecot does not);
+- ``* n RECENT`` is compared in SELECT/EXAMINE answers only (RFC 3501 7.3.2: servers differ
+  in when they announce a changed count later, e.g. after EXPUNGE);
+- BODY/BODYSTRUCTURE are compared case-insensitively (MIME types, subtypes, parameter names
+  and encodings are case-insensitive, RFC 2045 section 5.1);
 - INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
 - FETCH items are sorted by name, flag lists and LIST attributes sorted;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
@@ -28,7 +35,9 @@ from tests.differential.wire import Atom, Literal, Value, parse
 
 __all__ = ["Normaliser", "render"]
 
-_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ"}
+_DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ", "CLOSED"}
+_UID_WORD = re.compile(r"\bUID\b", re.IGNORECASE)
+_RECENT = re.compile(r"^\* \d+ RECENT$")
 
 
 def render(value: Value) -> str:
@@ -56,6 +65,7 @@ class Normaliser:
 
     def __init__(self) -> None:
         self._validities: dict[str, str] = {}
+        self._keep_uid = True
 
     def validity(self, value: Value) -> str:
         key = str(value)
@@ -65,10 +75,14 @@ class Normaliser:
 
     # -- one command's responses ----------------------------------------------------------
     def responses(self, raw: list[bytes], command: str = "") -> list[str]:
+        self._keep_uid = _UID_WORD.search(command) is not None
         lines = [self.response(r) for r in raw]
         if not command.upper().startswith("CAPABILITY"):
             # capabilities may come as a response code or untagged (RFC 3501 7.2.1), or not
             lines = [x for x in lines if x != "* CAPABILITY"]
+        if not command.upper().startswith(("SELECT", "EXAMINE")):
+            lines = [x for x in lines if x is None or not _RECENT.match(x)]
+
         tagged = lines[-1:] if raw and not raw[-1].startswith((b"* ", b"+")) else []
         untagged = [x for x in (lines[:-1] if tagged else lines) if x is not None]
         return _sort_runs(untagged) + [x for x in tagged if x is not None]
@@ -149,12 +163,14 @@ class Normaliser:
         pairs = []
         for name, value in zip(items[0::2], items[1::2], strict=False):
             key = _upper(name)
-            if key == "MODSEQ":
+            if key == "MODSEQ" or (key == "UID" and not self._keep_uid):
                 continue
             if key == "INTERNALDATE":
                 text = "<date>"
             elif key == "FLAGS" and isinstance(value, list):
                 text = render(sorted(value, key=str))
+            elif key in ("BODY", "BODYSTRUCTURE"):
+                text = render(value).lower()
             else:
                 text = render(value)
             pairs.append(f"{key} {text}")
