@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
+.PHONY: run test test-differential lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2
+
+## Only the differential tier: mailwing's IMAP answers against a throwaway Dovecot (as root).
+test-differential: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m differential tests/differential
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
