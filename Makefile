@@ -19,6 +19,7 @@ run: $(STAMP)
 ## Set up and run the whole test suite (lint first).
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2
 
 ## Only the differential tier: mailwing's IMAP answers against a throwaway Dovecot (as root).
@@ -27,6 +28,7 @@ test-differential: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 ## Benchmarks (not tests): see benchmarks/README.md. `make bench` runs all of them.
 bench: bench-pop3 bench-smtp bench-imap bench-outbound

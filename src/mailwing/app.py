@@ -6,8 +6,8 @@ This is the only module that knows every layer. ``mailwing serve`` calls :func:`
    stops start-up with the message naming ``mailwing db upgrade``; serve never migrates or
    creates accounts), and the TLS certificate must load (a self-signed one is made first if
    none is configured);
-2. protocol handlers are looked up by name; one not written yet (the SMTP, IMAP and admin
-   listeners for now) is reported once and its listener is skipped;
+2. the session handler of every enabled listener is imported; a module that fails to import
+   is an installation fault and stops start-up with one line naming it;
 3. with ``server.workers = 1`` the worker runs in this process, otherwise
    :mod:`mailwing.server.workers` forks them (after the pre-flight, before any event loop);
 4. each worker opens its own storage, builds the :class:`Authenticator` and
@@ -27,8 +27,10 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,16 +39,18 @@ from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
 from mailwing.services.auth import Authenticator
+from mailwing.services.capture import PASSWORD_FILE, Capture, apply_capture_mode, provision
 from mailwing.services.context import AppContext
 from mailwing.storage.errors import SchemaOutdated, StorageError
 from mailwing.storage.interface import Storage
 
-__all__ = ["HANDLERS", "StartupError", "load_handlers", "open_store", "run_async", "serve"]
+__all__ = ["HANDLERS", "RunningWorker", "StartupError", "load_handlers", "open_store",
+           "run_async", "serve", "start_worker"]
 
 log = logging.getLogger("mailwing.app")
 T = TypeVar("T")
 
-#: protocol -> (module, function) of its session handler; modules may not exist yet.
+#: protocol -> (module, function) of its session handler.
 HANDLERS: dict[str, tuple[str, str]] = {
     "pop3": ("mailwing.server.pop3_session", "handle_pop3"),
     "smtp": ("mailwing.server.smtp_session", "handle_smtp"),
@@ -80,23 +84,25 @@ async def open_store(settings: Settings) -> Storage:
 
 
 def load_handlers(protocols: set[str] | None = None) -> dict[str, Handler]:
-    """Import the session handlers that exist (for ``protocols``, default all)."""
+    """Import the session handlers of ``protocols`` (default all).
+
+    Every protocol is written, so a handler that cannot be imported means a broken
+    installation: :class:`StartupError` names the module and the reason, and the server
+    does not start with a listener silently missing."""
     found: dict[str, Handler] = {}
     for protocol, (module_name, func) in HANDLERS.items():
         if protocols is not None and protocol not in protocols:
             continue
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                log.exception("cannot import the %s session", protocol)
-            continue
-        except Exception:
-            log.exception("cannot import the %s session", protocol)
-            continue
+        except Exception as exc:
+            raise StartupError(f"cannot load the {protocol} session ({module_name}): "
+                               f"{type(exc).__name__}: {exc}") from exc
         handler = getattr(module, func, None)
-        if handler is not None:
-            found[protocol] = handler
+        if handler is None:
+            raise StartupError(f"cannot load the {protocol} session: {module_name} has no "
+                               f"{func}")
+        found[protocol] = handler
     return found
 
 
@@ -113,6 +119,12 @@ async def _preflight(settings: Settings) -> None:
         raise StartupError(f"cannot open the database: {exc}") from exc
     try:
         await store.check_schema()
+        if settings.capture.enabled:
+            await provision(store, settings)
+            where = ("capture.password" if settings.capture.password
+                     else settings.server.data_dir / PASSWORD_FILE)
+            log.info("capture mode: every message is kept, nothing is sent; log in as %s "
+                     "with the password in %s", settings.capture.address, where)
     except SchemaOutdated as exc:
         raise StartupError(str(exc)) from exc
     except StorageError as exc:
@@ -121,37 +133,92 @@ async def _preflight(settings: Settings) -> None:
         await store.close()
 
 
+@dataclass
+class RunningWorker:
+    """What one worker runs on its event loop: storage, services, listeners and background
+    tasks. ``mailwing serve`` runs one per process; the embeddable server runs one in the
+    caller's loop (:mod:`mailwing.embed`)."""
+
+    settings: Settings
+    storage: Storage
+    ctx: AppContext
+    group: ListenerGroup
+    outbound: Any = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop the outbound worker, drain the sessions, end background work, close."""
+        try:
+            if self.outbound is not None:
+                await self.outbound.stop()
+            await self.group.shutdown(self.settings.server.shutdown_grace
+                                      if grace is None else grace)
+        finally:
+            for task in self.background:
+                task.cancel()
+            await asyncio.gather(*self.background, return_exceptions=True)
+            self.ctx.auth.close()
+            await self.storage.close()
+
+
+async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
+                       ssl_context: ssl.SSLContext | None, *,
+                       storage: Storage | None = None,
+                       sockets: Mapping[str, socket.socket] | None = None) -> RunningWorker:
+    """Open storage (unless given), build the services, bind the listeners (on ``sockets``
+    where given, by listener name) and start the background work. Raises OSError when a
+    listener cannot be bound (everything opened is closed again)."""
+    storage = storage if storage is not None else await open_store(settings)
+    auth = Authenticator(storage, settings.auth)
+    capture = Capture(storage, settings) if settings.capture.enabled else None
+    ctx = AppContext(settings, storage, auth, capture=capture)
+    group = ListenerGroup(ctx, handlers, ssl_context, sockets=sockets)
+    worker = RunningWorker(settings, storage, ctx, group)
+    try:
+        await group.start()
+    except BaseException:
+        await worker.stop(0)
+        raise
+    if capture is not None:
+        worker.background.append(asyncio.create_task(_retention_loop(capture)))
+    worker.outbound = _start_outbound(storage, settings)
+    return worker
+
+
 async def _worker_main(settings: Settings, handlers: dict[str, Handler],
                        ssl_context: ssl.SSLContext) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    storage = await open_store(settings)
-    auth = Authenticator(storage, settings.auth)
     try:
-        ctx = AppContext(settings, storage, auth)
-        group = ListenerGroup(ctx, handlers, ssl_context)
-        try:
-            await group.start()
-        except OSError as exc:
-            log.error("%s", exc.strerror or exc)
-            return 1
-        if not group.bound:
-            log.warning("no listener is enabled with an implemented protocol")
-        outbound = _start_outbound(storage, settings)
-        log.info("worker pid %d ready", os.getpid())
-        await stop.wait()
-        log.info("worker pid %d shutting down (%d session(s) live)",
-                 os.getpid(), len(group.live))
-        if outbound is not None:
-            await outbound.stop()
-        await group.shutdown(settings.server.shutdown_grace)
-    finally:
-        auth.close()
-        await storage.close()
+        worker = await start_worker(settings, handlers, ssl_context)
+    except OSError as exc:
+        log.error("%s", exc.strerror or exc)
+        return 1
+    if not worker.group.bound:
+        log.warning("no listener is enabled with an implemented protocol")
+    log.info("worker pid %d ready", os.getpid())
+    await stop.wait()
+    log.info("worker pid %d shutting down (%d session(s) live)",
+             os.getpid(), len(worker.group.live))
+    await worker.stop()
     log.info("worker pid %d stopped", os.getpid())
     return 0
+
+
+async def _retention_loop(capture: Capture, every: float = 60.0) -> None:
+    """Capture mode's retention rule, applied now and then (idempotent, so every worker may
+    run it)."""
+    while True:
+        try:
+            removed = await capture.enforce_retention()
+        except StorageError as exc:
+            log.warning("capture retention failed: %s", exc)
+        else:
+            if removed:
+                log.info("capture retention removed %d message(s)", removed)
+        await asyncio.sleep(every)
 
 
 def _start_outbound(storage: Storage, settings: Settings) -> Any:
@@ -196,20 +263,22 @@ def serve(settings: Settings) -> int:
 
 
 def _serve_locked(settings: Settings) -> int:
+    if settings.capture.enabled:
+        apply_capture_mode(settings)
     run_async(lambda: _preflight(settings))
     try:
         cert, key = _tls_files(settings)
         build_server_context(cert, key)  # fail here, once, with a clear message
     except TlsSetupError as exc:
         raise StartupError(str(exc)) from exc
-    handlers = load_handlers()
-    for spec in enabled_listeners(settings):
-        if spec.protocol not in handlers:
-            log.info("listener %s on port %d: %s is not implemented yet, skipped",
+    enabled = enabled_listeners(settings)
+    handlers = load_handlers({spec.protocol for spec in enabled})
+    for spec in enabled:
+        if spec.protocol not in HANDLERS:  # the admin listener has its own issue (HTTP)
+            log.info("listener %s on port %d: %s is not served yet, skipped",
                      spec.name, spec.port, spec.protocol)
-    served = [s for s in enabled_listeners(settings) if s.protocol in handlers]
-    if not served:
-        log.warning("no enabled listener has an implemented protocol (known: %s)",
+    if not any(spec.protocol in handlers for spec in enabled):
+        log.warning("no enabled listener has a served protocol (known: %s)",
                     ", ".join(sorted({p for p, *_ in LISTENERS.values()})))
 
     def run_worker(_index: int = 0) -> int:

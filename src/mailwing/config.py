@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "LISTENERS",
     "AuthSettings",
+    "CaptureSettings",
     "ConfigError",
     "DatabaseSettings",
     "DkimSettings",
@@ -88,6 +89,9 @@ class LimitsSettings:
     max_recipients: int = 100  # per SMTP transaction (RFC 5321 4.5.3.1.8 minimum)
     max_errors: int = 10  # protocol errors in a row before a session is closed
     max_auth_failures: int = 3  # failed AUTH/LOGIN attempts in one session before it is closed
+    #: Expunged UIDs remembered per mailbox for IMAP QRESYNC's VANISHED (RFC 7162); a client
+    #: resynchronising from before the oldest one is sent every known UID that is gone.
+    expunged_retention: int = 20_000
 
 
 @dataclass
@@ -136,6 +140,19 @@ class DkimSettings:
 
 
 @dataclass
+class CaptureSettings:
+    """Capture mode (``mailwing serve --capture``): accept every message for any address and
+    keep it for browsing; nothing is ever relayed and no outbound worker runs."""
+
+    enabled: bool = False
+    address: str = "capture@localhost"  # the login that sees every captured message
+    password: str = ""  # empty: generated once into data_dir/capture-password.txt
+    per_recipient: bool = False  # also a login per recipient address that sees only its mail
+    max_messages: int = 0  # keep at most this many in the catch-all mailbox (0: no limit)
+    max_age: str = ""  # drop captured messages older than this ("7d"; empty: keep)
+
+
+@dataclass
 class ListenerSettings:
     port: int = 0  # 0 disables the listener
     idle_timeout: float = 600.0
@@ -169,6 +186,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     smtp: ListenerSettings = _listener("smtp")
     submission: ListenerSettings = _listener("submission")
     smtps: ListenerSettings = _listener("smtps")
@@ -314,12 +332,26 @@ def _validate_outbound(o: OutboundSettings) -> None:
             raise ConfigError(f"outbound.{name}: {value!r} must be HOST or HOST:PORT")
 
 
+def _validate_capture(c: CaptureSettings) -> None:
+    if c.max_messages < 0:
+        raise ConfigError("capture.max_messages: must not be negative")
+    if c.max_age:
+        parse_duration(c.max_age, "capture.max_age")
+    local, _, domain = c.address.partition("@")
+    if not local or not domain:
+        raise ConfigError(f"capture.address: {c.address!r} is not an address like "
+                          "capture@localhost")
+
+
 def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
+    _validate_capture(s.capture)
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:
         raise ConfigError("limits.max_recipients: must be between 1 and 100000")
+    if s.limits.expunged_retention < 0:
+        raise ConfigError("limits.expunged_retention: must be 0 or more")
     if s.limits.max_errors < 1 or s.limits.max_auth_failures < 1:
         raise ConfigError("limits.max_errors and limits.max_auth_failures: must be at least 1")
     if s.server.workers < 1 or s.server.workers > 256:

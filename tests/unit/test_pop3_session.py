@@ -36,8 +36,13 @@ class FlakyStorage:
     def __init__(self, inner: Storage) -> None:
         self._inner = inner
         self.fail: set[str] = set()
+        self.crash: set[str] = set()  # methods that raise an unexpected (non-storage) error
 
     def __getattr__(self, name: str) -> Any:
+        if name in self.crash:
+            async def crashing(*args: object, **kwargs: object) -> None:
+                raise RuntimeError(f"{name} has a bug")
+            return crashing
         if name in self.fail:
             async def broken(*args: object, **kwargs: object) -> None:
                 raise TemporaryStorageError(f"{name} is down")
@@ -379,6 +384,31 @@ async def test_storage_down_at_login(env: Env) -> None:
     env.auth.storage = env.storage  # type: ignore[assignment]
     env.storage.fail.add("get_user")
     await in_thread(client, r"\[SYS/TEMP\] authentication")
+
+
+async def test_unexpected_error_gets_internal_reply(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """A bug below the session is logged with the session's fields and answered with the
+    internal-error line (found by mypy: the handler called a method that did not exist, so the
+    client saw the connection drop instead)."""
+    await env.add_user("u@x.test")
+    port = await env.listen()
+    env.storage.crash.add("list_mail")
+
+    def client() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(f"USER u@x.test\r\nPASS {PASSWORD}\r\n".encode())
+            f.readline()
+            return f.readline()
+
+    with caplog.at_level("ERROR", logger="mailwing"):
+        line = await in_thread(client)
+    assert line == b"-ERR [SYS/TEMP] internal server error, closing connection\r\n"
+    failed = [r for r in caplog.records if r.getMessage() == "POP3 session failed"]
+    assert failed and failed[0].exc_info is not None
+    assert getattr(failed[0], "listener", None) == "pop3"
 
 
 async def test_disabled_and_wrong_password(env: Env) -> None:

@@ -109,7 +109,8 @@ def _verify_sync(message: bytes, settings: Settings) -> list[DkimResult]:
     for idx in range(min(count, MAX_SIGNATURES)):
         looked_up: list[bytes | None] = []
 
-        def dnsfunc(name: bytes, timeout: float = 5, _seen: list = looked_up) -> bytes | None:  # type: ignore[type-arg]
+        def dnsfunc(name: bytes, timeout: float = 5,
+                    _seen: list[bytes | None] = looked_up) -> bytes | None:
             record = txt_lookup_sync(settings, name)
             _seen.append(record)
             return record

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 from mailwing.mailauth.dns import DnsTempError, Lookup
 from mailwing.mailauth.spfmacro import MacroContext, MacroError, expand, valid_domain
@@ -88,9 +90,9 @@ class _Evaluation:
             if self.voids > MAX_VOID:
                 raise _Stop("permerror", "more than 2 void lookups")
 
-    async def _dns(self, coro: object) -> list:  # type: ignore[type-arg]
+    async def _dns(self, coro: Awaitable[list[Any]]) -> list[Any]:
         try:
-            return await coro  # type: ignore[misc, no-any-return]
+            return await coro
         except DnsTempError as exc:
             raise _Stop("temperror", str(exc)) from exc
 

@@ -20,6 +20,7 @@ raw (unquoted, encoded-words untouched).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email.utils import getaddresses, unquote
 from typing import Any
 
@@ -35,6 +36,7 @@ _ROUTE = re.compile(r"<\s*(@[^:<>\"]*?)\s*:")
 
 def envelope(msg: MessagePart | bytes) -> list[Any]:
     """ENVELOPE of a message (a parsed :class:`MessagePart` or the raw message bytes)."""
+    get: Callable[[str], str | None]
     if isinstance(msg, bytes | bytearray | memoryview):
         raw = bytes(msg)
         fields, _ = scan_headers(raw, 0, len(raw))

@@ -263,8 +263,8 @@ async def _envelope(conn: _Conn, txn: Transaction) -> tuple[SmtpReply, list[str]
         if replies[0].ok:
             for c in commands[1:-1]:
                 replies.append(await conn.command(c))
-            accepted = any(r.ok for r in replies[1:])
-            replies.append(await conn.command("DATA") if accepted
+            any_accepted = any(r.ok for r in replies[1:])
+            replies.append(await conn.command("DATA") if any_accepted
                            else SmtpReply(554, "5.5.1 no valid recipients"))
     mail, rcpts, data = replies[0], replies[1:-1], replies[-1]
     accepted = []

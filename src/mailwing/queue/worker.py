@@ -47,7 +47,7 @@ from mailwing.queue.bounce import Failure, bounce_for
 from mailwing.queue.routing import Route, RouteError, Router
 from mailwing.services.inbound import new_queue_id
 from mailwing.storage.errors import StorageError
-from mailwing.storage.interface import QueuedMessage, RecipientOutcome, Storage
+from mailwing.storage.interface import QueuedMessage, QueueStatus, RecipientOutcome, Storage
 
 __all__ = ["Worker"]
 
@@ -162,7 +162,7 @@ class Worker:
             try:
                 route = await self.router.route(domain)
             except RouteError as exc:
-                status = "failed" if exc.permanent else "deferred"
+                status: QueueStatus = "failed" if exc.permanent else "deferred"
                 return [RecipientOutcome(a, status, exc.reply) for a in addresses]
             return await self._send(message, route, addresses)
 
@@ -278,6 +278,7 @@ def _outcome(address: str, reply: client.SmtpReply | None, host: str) -> Recipie
     if reply is None:
         return RecipientOutcome(address, "deferred", "451 4.4.2 no reply for this recipient",
                                 host)
+    status: QueueStatus
     if 200 <= reply.code < 300:
         status = "delivered"
     elif reply.permanent:

@@ -15,12 +15,20 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
 
 log = logging.getLogger("mailwing.session")
 _ids = itertools.count(1)
+
+
+@runtime_checkable
+class _PausableTransport(Protocol):
+    """A transport that can stop reading (asyncio's and uvloop's TCP transports can; uvloop's
+    do not derive from :class:`asyncio.ReadTransport`, hence a protocol, not that class)."""
+
+    def pause_reading(self) -> None: ...
 
 
 class ConnectionClosed(Exception):
@@ -86,6 +94,12 @@ class Connection:
             log.log(level, event, extra={"session": self.session_id, "listener": self.listener,
                                          "peer": self.peer.ip, "user": self.user,
                                          "fields": fields})
+
+    def log_failure(self, event: str) -> None:
+        """Log the exception being handled, with this session's fields (sessions call it
+        from their last-resort ``except Exception`` before sending their internal-error line)."""
+        log.exception(event, extra={"session": self.session_id, "listener": self.listener,
+                                    "peer": self.peer.ip, "user": self.user, "fields": {}})
 
     # -- shutdown -------------------------------------------------------------------------
     @property
@@ -189,6 +203,8 @@ class Connection:
         if self.ssl_context is None:
             raise RuntimeError("no TLS context configured")
         transport = self.writer.transport
+        if not isinstance(transport, _PausableTransport):
+            raise RuntimeError("this transport cannot pause reading")
         transport.pause_reading()
         buffered = getattr(self.reader, "_buffer", None)
         if buffered:

@@ -87,9 +87,7 @@ class _ImapSession:
         except ConnectionClosed:
             pass
         except Exception:
-            log.exception("IMAP session failed", extra={
-                "session": s.conn.session_id, "listener": s.conn.listener,
-                "peer": s.conn.peer.ip, "user": s.conn.user, "fields": {}})
+            s.conn.log_failure("IMAP session failed")
             await self._last_words(responses.bye(texts.BYE_INTERNAL))
 
     async def _loop(self) -> None:

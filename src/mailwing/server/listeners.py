@@ -25,10 +25,12 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mailwing.config import LISTENERS, Settings
 from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
@@ -72,8 +74,13 @@ class ListenerGroup:
         ctx: AppContext,
         handlers: Mapping[str, Handler],
         ssl_context: ssl.SSLContext | None,
+        *,
+        sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
         self.ctx = ctx
+        #: listening sockets bound by the caller, by listener name (the embeddable server
+        #: binds port 0 itself, so no port is ever picked and then lost to a race)
+        self._given = dict(sockets or {})
         self.handlers = dict(handlers)
         self.ssl_context = ssl_context
         server = ctx.settings.server
@@ -98,11 +105,15 @@ class ListenerGroup:
                 continue
             if spec.implicit_tls and self.ssl_context is None:
                 raise RuntimeError(f"listener {spec.name} needs TLS but no context was given")
-            for host in settings.server.listen:
+            given = self._given.get(spec.name)
+            hosts = [given.getsockname()[0]] if given is not None else settings.server.listen
+            for host in hosts:
+                where: dict[str, Any] = (
+                    {"sock": given} if given is not None else
+                    {"host": host, "port": spec.port, "reuse_port": True, "reuse_address": True})
                 try:
                     srv = await asyncio.start_server(
-                        functools.partial(self._accept, spec=spec, handler=handler),
-                        host, spec.port, reuse_port=True, reuse_address=True,
+                        functools.partial(self._accept, spec=spec, handler=handler), **where,
                         ssl=self.ssl_context if spec.implicit_tls else None,
                         ssl_handshake_timeout=_HANDSHAKE_TIMEOUT if spec.implicit_tls else None,
                     )

@@ -116,10 +116,20 @@ class _Pop3Session:
         except (ConnectionClosed, _Abort):
             pass
         except Exception:
-            log.exception("POP3 session failed", extra=self._extra({}))
+            self.conn.log_failure("POP3 session failed")
             await self._last_words(R.INTERNAL)
 
     async def _loop(self) -> None:
+        """Pump the core's events until it closes.
+
+        POP3 and SMTP each have this loop rather than one shared driver: the four cases they
+        share (send, read, count a command, close) are three lines each, and everything else
+        is a match on the core's own event classes with protocol-specific handling (POP3 hands
+        its buffered go-ahead line to the TLS upgrade; SMTP streams body chunks). A shared
+        driver would need a dispatch table plus hooks and read worse than two short matches;
+        what is really common (buffered writes, bounded reads, STARTTLS, the failure log and the
+        goodbye line) already lives once, on :class:`~mailwing.server.connection.Connection`.
+        """
         core, conn = self.core, self.conn
         while True:
             event = core.next_event()
@@ -234,6 +244,9 @@ class _Pop3Session:
             return
         try:
             removed = await self.ctx.storage.expunge(self.mailbox_id, req.uids)
+            if removed:  # bound IMAP QRESYNC's memory of expunged UIDs (RFC 7162)
+                await self.ctx.storage.prune_expunged(
+                    self.mailbox_id, self.ctx.settings.limits.expunged_retention)
         except StorageError as exc:
             self.conn.log("expunge failed", count=len(req.uids), error=str(exc))
             self.core.update_failed()

@@ -41,7 +41,7 @@ import bisect
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailwing.model import Mailbox, MailEntry
 from mailwing.storage.interface import Storage
@@ -66,9 +66,11 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 @dataclass(frozen=True, slots=True)
 class Expunged:
-    """``* seq EXPUNGE`` (already applied to the view's numbering)."""
+    """``* seq EXPUNGE`` (already applied to the view's numbering); ``uid`` for QRESYNC's
+    ``* VANISHED uid`` (RFC 7162 section 3.2.10)."""
 
     seq: int
+    uid: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,10 +245,15 @@ class SelectedView:
         return self._take_expunges()
 
     # -- telling the client -----------------------------------------------------------------
-    def take_updates(self, *, allow_expunge: bool) -> list[Update]:
+    def take_updates(self, *, allow_expunge: bool, hold_flags: bool = False) -> list[Update]:
         """The untagged responses due now, in a safe order: EXPUNGEs (if allowed), then
-        EXISTS/RECENT for new mail, then FETCH FLAGS for changes made elsewhere."""
+        EXISTS/RECENT for new mail, then FETCH FLAGS for changes made elsewhere.
+
+        ``hold_flags``: while EXPUNGEs must wait, keep the flag changes back too (RFC 7162
+        section 3.2: a client told a MODSEQ must not have missed an expunge with a lower
+        one, or a resync from that MODSEQ would never report it)."""
         out: list[Update] = []
+        hold_flags = hold_flags and not allow_expunge and bool(self.gone)
         if allow_expunge:
             out.extend(self._take_expunges())
         listed = self.list_keywords(
@@ -265,6 +272,8 @@ class SelectedView:
             recent = sum(1 for u in self.uids if u in self.recent)
             self._announced_recent = recent
             out.append(Recent(recent))
+        if hold_flags:
+            return out
         for uid in sorted(self._changed):
             seq = self.seq_of(uid)
             if seq is not None and uid not in self.gone:
@@ -285,7 +294,7 @@ class SelectedView:
             del self.uids[seq - 1]
             del self.entries[uid]
             self.recent.discard(uid)
-            out.append(Expunged(seq))
+            out.append(Expunged(seq, uid))
         self.gone.clear()
         self._announced_exists = len(self.uids)
         self._announced_recent = sum(1 for u in self.uids if u in self.recent)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from mailwing.model import MailEntry
+from mailwing.services.capture import CaptureRecipient
 from mailwing.services.delivery import QuotaExceeded
 from mailwing.services.policy import LocalRecipient, RemoteRecipient
 from mailwing.storage.interface import ContentWriter, Delivery, Outbound, Storage
@@ -128,13 +129,16 @@ class InboundMessage:
         if writer is not None:
             await writer.abort()
 
-    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient], *,
+    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient
+                                                | CaptureRecipient], *,
                      queue_id: str = "", sender: str = "") -> list[MailEntry]:
         """Make the content durable, link it into every local recipient's INBOX and queue it
         for the remote ones (as ``queue_id`` from ``sender``), all at once. Raises
         :class:`QuotaExceeded` or a storage error; nothing is stored then."""
         assert self._writer is not None, "begin() was not called"
-        local = [r for r in recipients if isinstance(r, LocalRecipient)]
+        local = [t for r in recipients
+                 for t in (r.targets if isinstance(r, CaptureRecipient) else (r,))
+                 if isinstance(t, LocalRecipient)]
         remote = tuple(dict.fromkeys(r.address for r in recipients
                                      if isinstance(r, RemoteRecipient)))
         unique = list({r.mailbox_id: r for r in local}.values())

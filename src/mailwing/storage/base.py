@@ -18,7 +18,13 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
-from mailwing.storage import scripts, scripts_mail, scripts_mailboxes, scripts_queue
+from mailwing.storage import (
+    scripts,
+    scripts_mail,
+    scripts_mailboxes,
+    scripts_queue,
+    scripts_vanished,
+)
 from mailwing.storage.interface import (
     Bounce,
     ContentWriter,
@@ -200,6 +206,12 @@ class ScriptedStorage:
         self, mailbox_id: int, since_modseq: int
     ) -> tuple[int, list[MailEntry], list[int]]:
         return await self._read(scripts_mail.mail_changes(mailbox_id, since_modseq))
+
+    async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
+        return await self._read(scripts_vanished.vanished_since(mailbox_id, since_modseq))
+
+    async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
+        return await self._run(scripts_vanished.prune_expunged(mailbox_id, keep))
 
     async def get_content_cache(self, sha256: str) -> dict[str, bytes]:
         return await self._read(scripts_mail.get_content_cache(sha256))

@@ -262,6 +262,15 @@ class Storage(Protocol):
         with modseq > since ascending). What a session needs to catch up with other
         sessions' appends, flag changes and expunges."""
 
+    async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
+        """UIDs expunged with a MODSEQ above ``since_modseq``, ascending (RFC 7162 VANISHED),
+        or None when that history has been pruned (:meth:`prune_expunged`) and the list
+        could be incomplete. NotFound for a missing mailbox."""
+
+    async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
+        """Keep only about the newest ``keep`` expunged UIDs of the mailbox; later
+        :meth:`vanished_since` calls from before the cut return None. Returns rows removed."""
+
     async def claim_recent(self, mailbox_id: int) -> int:
         """RFC 3501 \\Recent: atomically return the mailbox's recent floor and raise it to
         UIDNEXT. Entries with uid >= the returned value are \\Recent for the calling session

@@ -13,7 +13,9 @@
   in ascending id order, like appends, so that no two scripts deadlock.
 * Change tracking (RFC 7162 sections 3.1 and 3.2.10): entries and expunged UIDs above a
   MODSEQ, bounded by the HIGHESTMODSEQ read first, so that a change committed meanwhile is
-  reported by the next call rather than half now.
+  reported by the next call rather than half now. When the expunged rows after that MODSEQ
+  have been pruned (``limits.expunged_retention``), every UID below UIDNEXT that is not in the
+  mailbox is reported instead: a superset the caller matches against what it holds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
+from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Script, q
 
 __all__ = [
@@ -80,7 +83,7 @@ def set_flags(
     if not groups:
         return [], modified
     _, modseq = yield from _allocate(mailbox_id, 0)
-    changed = []
+    changed: list[MailEntry] = []
     for new, entries in groups.items():
         yield q(
             "UPDATE mail SET flags = $3, modseq = $4 WHERE mailbox_id = $1 AND uid @IN($2)",
@@ -127,10 +130,13 @@ def move_all(src: int, dst: int) -> Script[list[tuple[int, int]]]:
 def mail_changes(
     mailbox_id: int, since_modseq: int
 ) -> Script[tuple[int, list[MailEntry], list[int]]]:
-    rows = yield q("SELECT highestmodseq FROM mailboxes WHERE id = $1", mailbox_id)
+    rows = yield q(
+        "SELECT highestmodseq, vanished_floor, uidnext FROM mailboxes WHERE id = $1",
+        mailbox_id,
+    )
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
-    highest = int(rows[0][0])
+    highest, floor, uidnext = (int(v) for v in rows[0])
     if highest <= since_modseq:
         return highest, [], []
     entries = yield q(
@@ -138,12 +144,16 @@ def mail_changes(
         " ORDER BY m.uid",
         mailbox_id, since_modseq, highest,
     )
-    gone = yield q(
+    if since_modseq < floor:  # expunged rows pruned: every UID given out and not here now
+        live = yield q("SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid", mailbox_id)
+        gone = absent_uids([int(r[0]) for r in live], uidnext - 1)
+        return highest, [row_to_entry(r) for r in entries], gone
+    gone_rows = yield q(
         "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND modseq <= $3"
         " ORDER BY uid",
         mailbox_id, since_modseq, highest,
     )
-    return highest, [row_to_entry(r) for r in entries], [int(r[0]) for r in gone]
+    return highest, [row_to_entry(r) for r in entries], [int(r[0]) for r in gone_rows]
 
 
 def get_content_cache(sha256: str) -> Script[dict[str, bytes]]:

@@ -9,7 +9,8 @@ The extensions are listed in both lists: some clients read capabilities only onc
 
 Extensions listed are those whose syntax ``parser.py`` accepts and the session implements:
 LITERAL+ (7888), SASL-IR (4959), ID (2971), ENABLE (5161), IDLE (2177), NAMESPACE (2342),
-UNSELECT (3691), UIDPLUS (4315), MOVE (6851), SPECIAL-USE (6154), CHILDREN (3348).
+UNSELECT (3691), UIDPLUS (4315), MOVE (6851), SPECIAL-USE (6154), CHILDREN (3348),
+CONDSTORE and QRESYNC (7162).
 LIST-EXTENDED is not advertised: only the SPECIAL-USE subset of RFC 5258 is understood.
 """
 
@@ -21,7 +22,7 @@ __all__ = ["capabilities"]
 
 _EXTENSIONS = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
-    "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN",
+    "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC",
 )
 
 

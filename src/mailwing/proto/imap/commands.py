@@ -20,8 +20,8 @@ from mailwing.proto.imap.seqset import SequenceSet
 __all__ = [
     "Append", "Authenticate", "Capability", "Check", "Close", "Command", "Copy", "Create",
     "Delete", "Enable", "Examine", "Expunge", "Fetch", "Id", "Idle", "List", "Login",
-    "Logout", "Lsub", "Move", "Namespace", "Noop", "Rename", "Search", "Select", "StartTls",
-    "Status", "Store", "Subscribe", "Unselect", "Unsubscribe",
+    "Logout", "Lsub", "Move", "Namespace", "Noop", "QresyncParams", "Rename", "Search",
+    "Select", "StartTls", "Status", "Store", "Subscribe", "Unselect", "Unsubscribe",
 ]
 
 
@@ -72,11 +72,23 @@ class Login(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """RFC 7162 section 3.2.5: ``QRESYNC (uidvalidity modseq [known-uids [seq-match]])``.
+    ``seq_match`` pairs the client's message numbers with the UIDs it knows for them."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Select(Command):
     name: ClassVar[str] = "SELECT"
     mailbox: str
     readonly: bool = False  # EXAMINE
     condstore: bool = False  # RFC 7162 "(CONDSTORE)" select parameter
+    qresync: QresyncParams | None = None  # RFC 7162 "(QRESYNC (...))" select parameter
 
 
 Examine = Select
@@ -198,7 +210,8 @@ class Fetch(Command):
     sequence_set: SequenceSet
     items: tuple[FetchItem, ...]
     uid: bool = False
-    changed_since: int | None = None  # RFC 7162 CHANGEDSINCE, parsed only
+    changed_since: int | None = None  # RFC 7162 CHANGEDSINCE modifier
+    vanished: bool = False  # RFC 7162 section 3.2.6 VANISHED modifier (UID FETCH only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +222,7 @@ class Store(Command):
     silent: bool = False
     flags: tuple[str, ...] = ()
     uid: bool = False
-    unchanged_since: int | None = None  # RFC 7162 UNCHANGEDSINCE, parsed only
+    unchanged_since: int | None = None  # RFC 7162 UNCHANGEDSINCE modifier
 
 
 @dataclass(frozen=True, slots=True)

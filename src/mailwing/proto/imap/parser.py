@@ -20,6 +20,7 @@ from mailwing.proto.imap import texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
+from mailwing.proto.imap.seqset import SequenceSet
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
@@ -105,17 +106,66 @@ def _login(tag: str, cur: Cursor) -> c.Command:
     return c.Login(tag, user, cur.text_string())
 
 
+def _size(numbers: SequenceSet) -> int:
+    """How many numbers a set without ``*`` holds (ranges may overlap: counted once)."""
+    total, last = 0, 0
+    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in numbers.ranges):
+        lo = max(lo, last + 1)
+        if hi >= lo:
+            total += hi - lo + 1
+            last = hi
+    return total
+
+
+def _qresync_param(cur: Cursor) -> c.QresyncParams:
+    """RFC 7162 section 3.2.5: ``"(" uidvalidity SP mod-sequence-value [SP known-uids]
+    [SP seq-match-data] ")"``, after ``QRESYNC SP``."""
+    cur.expect(b"(")
+    uidvalidity = cur.number(nonzero=True)
+    cur.sp()
+    modseq = cur.number64()
+    known = None
+    match = None
+    more = cur.accept(b" ")
+    if more and cur.peek() != ord("("):
+        known = cur.sequence_set()
+        more = cur.accept(b" ")
+    if more:
+        if cur.accept(b"("):
+            seqs = cur.sequence_set()
+            cur.sp()
+            uids = cur.sequence_set()
+            cur.expect(b")")
+            if seqs.has_star or uids.has_star or _size(seqs) != _size(uids):
+                raise ParseError(texts.BAD_SEQ_MATCH)
+            match = (seqs, uids)
+        else:
+            raise ParseError(texts.BAD_SELECT_PARAM)
+    cur.expect(b")")
+    return c.QresyncParams(uidvalidity, modseq, known, match)
+
+
 def _select(readonly: bool) -> Callable[[str, Cursor], c.Command]:
     def parse(tag: str, cur: Cursor) -> c.Command:
         cur.sp()
         name = _mailbox(cur)
         condstore = False
+        qresync = None
         if cur.accept(b" "):
-            params = cur.paren_atoms()
-            if params != ("CONDSTORE",):
-                raise ParseError(texts.BAD_SELECT_PARAM)
-            condstore = True
-        return c.Select(tag, name, readonly, condstore)
+            cur.expect(b"(")
+            while True:
+                param = cur.keyword()
+                if param == "CONDSTORE" and not condstore:
+                    condstore = True
+                elif param == "QRESYNC" and qresync is None:
+                    cur.sp()
+                    qresync = _qresync_param(cur)
+                else:
+                    raise ParseError(texts.BAD_SELECT_PARAM)
+                if cur.accept(b")"):
+                    break
+                cur.sp()
+        return c.Select(tag, name, readonly, condstore, qresync)
     return parse
 
 
@@ -238,12 +288,38 @@ def _search(tag: str, cur: Cursor, uid: bool) -> c.Command:
     return c.Search(tag, key, charset, uid, returns)
 
 
+def _fetch_modifiers(cur: Cursor, uid: bool) -> tuple[int | None, bool]:
+    """RFC 7162 ``[SP "(" fetch-modifier *(SP fetch-modifier) ")"]``: CHANGEDSINCE n and
+    VANISHED (section 3.2.6: only with UID FETCH and together with CHANGEDSINCE)."""
+    if not cur.accept(b" "):
+        return None, False
+    changed: int | None = None
+    vanished = False
+    cur.expect(b"(")
+    while True:
+        word = cur.keyword()
+        if word == "CHANGEDSINCE" and changed is None:
+            cur.sp()
+            changed = cur.number64()
+        elif word == "VANISHED" and not vanished:
+            vanished = True
+        else:
+            raise ParseError(texts.BAD_FETCH_MODIFIER)
+        if cur.accept(b")"):
+            break
+        cur.sp()
+    if vanished and (not uid or changed is None):
+        raise ParseError(texts.BAD_VANISHED)
+    return changed, vanished
+
+
 def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
     cur.sp()
     seq = cur.sequence_set()
     cur.sp()
     items = parse_fetch_items(cur)
-    return c.Fetch(tag, seq, items, uid, _modifier(cur, b"CHANGEDSINCE"))
+    changed, vanished = _fetch_modifiers(cur, uid)
+    return c.Fetch(tag, seq, items, uid, changed, vanished)
 
 
 def _store(tag: str, cur: Cursor, uid: bool) -> c.Command:

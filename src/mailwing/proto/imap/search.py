@@ -5,7 +5,9 @@ keys into frozen values they can walk. A list of keys is an implicit AND (:class
 parenthesised group is one key. Strings are decoded with the command's CHARSET: only UTF-8
 and US-ASCII are accepted (both decode as UTF-8); any other charset is refused with
 ``NO [BADCHARSET (UTF-8 US-ASCII)]`` (section 6.4.4, 7.1). ``MODSEQ n`` (RFC 7162) is
-parsed for later use.
+evaluated against the message's one mod-sequence: the optional entry name and type
+(``MODSEQ "/flags/\\seen" all 5``) are checked and kept, since every metadata item of a
+message shares that mod-sequence here (RFC 7162 section 3.1.5 allows it).
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class Size:
 @dataclass(frozen=True, slots=True)
 class ModSeq:
     n: int
+    entry: str | None = None  # e.g. "/flags/\\seen"
+    entry_type: str | None = None  # "priv", "shared" or "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,26 @@ def _key(cur: Cursor, depth: int) -> SearchKey:
     if word == "UID":
         return Uid(cur.sequence_set())
     if word == "MODSEQ":
-        return ModSeq(cur.number64())
+        return _modseq(cur)
     raise ParseError(texts.BAD_SEARCH_KEY)
+
+
+def _modseq(cur: Cursor) -> ModSeq:
+    """``MODSEQ [entry-name SP entry-type-req SP] mod-sequence-valzer`` (RFC 7162 3.1.5)."""
+    entry = entry_type = None
+    if cur.peek() == ord('"'):
+        try:
+            entry = cur.quoted().decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ParseError(texts.BAD_SEARCH_KEY) from exc
+        if not entry.lower().startswith("/flags/"):
+            raise ParseError(texts.BAD_SEARCH_KEY)
+        cur.sp()
+        entry_type = cur.atom("entry type").lower()
+        if entry_type not in ("priv", "shared", "all"):
+            raise ParseError(texts.BAD_SEARCH_KEY)
+        cur.sp()
+    return ModSeq(cur.number64(), entry, entry_type)
 
 
 def _keys(cur: Cursor, depth: int) -> tuple[SearchKey, ...]:

@@ -173,10 +173,10 @@ def parse_command(line: bytes) -> Command:
             raise Pop3Error(R.PASS_ARGS)
         return Pass(_utf8(rest_raw))
     if keyword == "USER":
-        args = rest_raw.split()
-        if len(args) != 1:
+        names = rest_raw.split()
+        if len(names) != 1:
             raise Pop3Error(R.USER_ARGS)
-        return User(_utf8(args[0]))
+        return User(_utf8(names[0]))
 
     # every other command is pure ASCII
     if not _PRINTABLE.fullmatch(rest_raw):

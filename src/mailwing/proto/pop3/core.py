@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from mailwing.proto.common.lines import LINE_TOO_LONG, LineReader
 from mailwing.proto.common.sasl import (
@@ -104,12 +105,14 @@ class Pop3Core:
         self._sasl_pending = False  # "AUTH PLAIN" sent without initial response
         self._maildrop: tuple[MaildropItem, ...] = ()
         self._deleted: set[int] = set()  # message numbers marked by DELE
-        self._handlers: dict[type[c.Command], Callable[[c.Command], None]] = {
+        # Each handler takes its own command class; the key guarantees that the argument is
+        # of that class, which the value type cannot say, hence ``Any``.
+        self._handlers: dict[type[c.Command], Callable[[Any], None]] = {
             c.User: self._user, c.Pass: self._pass, c.Auth: self._auth, c.Apop: self._apop,
             c.Stls: self._stls, c.Capa: self._capa, c.Quit: self._quit, c.Stat: self._stat,
             c.List: self._list, c.Retr: self._retr, c.Top: self._top, c.Uidl: self._uidl,
             c.Dele: self._dele, c.Noop: self._noop, c.Rset: self._rset,
-        }  # type: ignore[dict-item]  # each handler takes its own command subclass
+        }
 
     # -- driver interface -----------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:

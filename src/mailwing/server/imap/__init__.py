@@ -5,6 +5,11 @@ Groups: ``auth`` (any state and not authenticated, plus ID/ENABLE/NAMESPACE), ``
 CLOSE/UNSELECT), ``fetch``, ``search``, ``store`` (STORE/COPY/MOVE/EXPUNGE), ``idle``.
 Whether a command is allowed in the current state is decided by
 :func:`mailwing.proto.imap.states.allowed` before a handler runs (RFC 3501 section 3).
+
+A handler is glue: it turns a parsed command into calls on ``services/imap_*`` (the selected
+mailbox view, FETCH items, SEARCH, mailbox names: everything that is IMAP semantics but needs
+no socket, and is unit-tested there) and on storage, and queues the responses. See the
+:mod:`mailwing.services` docstring for where each piece lives.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.capabilities import capabilities
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, SessionState
+from mailwing.server.imap.base import Done, Handler, SessionState
 from mailwing.services.auth import AuthOutcome
 from mailwing.storage.errors import StorageError
 
@@ -134,8 +134,17 @@ async def id_(s: SessionState, cmd: c.Id) -> Done:
     return Done("OK", texts.ID_OK)
 
 
+#: What ENABLE can turn on (RFC 5161); unknown names are ignored (section 3.1).
+ENABLEABLE = {"CONDSTORE": ("CONDSTORE",), "QRESYNC": ("QRESYNC", "CONDSTORE")}
+
+
 async def enable(s: SessionState, cmd: c.Enable) -> Done:
-    s.send(responses.enabled(()))  # nothing enableable yet (RFC 5161 section 3.1)
+    turned_on: list[str] = []
+    for cap in cmd.capabilities:
+        if cap in ENABLEABLE and cap not in turned_on:
+            s.enabled.update(ENABLEABLE[cap])  # QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+            turned_on.append(cap)
+    s.send(responses.enabled(turned_on))
     return Done("OK", texts.ENABLE_OK)
 
 
@@ -144,7 +153,7 @@ async def namespace(s: SessionState, cmd: c.Namespace) -> Done:
     return Done("OK", texts.COMPLETED.format("NAMESPACE"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Capability: capability, c.Noop: noop, c.Logout: logout, c.StartTls: starttls,
     c.Login: login, c.Authenticate: authenticate, c.Id: id_, c.Enable: enable,
     c.Namespace: namespace,

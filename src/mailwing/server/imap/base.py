@@ -37,9 +37,8 @@ from mailwing.services.imap_selected import (
 from mailwing.storage.errors import StorageError
 
 __all__ = [
-    "Done", "Handler", "Refusal", "SessionState", "Status", "list_keywords", "resolve",
-    "sync_view",
-    "unavailable", "update_response",
+    "Done", "Handler", "Refusal", "SessionState", "Status", "flags_response", "list_keywords",
+    "resolve", "send_expunges", "sync_view", "unavailable", "update_response",
 ]
 
 Status = Literal["OK", "NO", "BAD"]
@@ -108,6 +107,19 @@ class SessionState:
         assert self.user is not None
         return self.user
 
+    # -- RFC 7162: extensions the client turned on (ENABLE, or a command that implies it) --
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """RFC 7162 section 3.1: a CONDSTORE-enabling command was used."""
+        self.enabled.add("CONDSTORE")
+
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]
 
@@ -123,7 +135,19 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
     return view.resolve(ranges, by_uid=by_uid)
 
 
-def update_response(update: Update) -> bytes:
+def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
+                   condstore: bool) -> bytes:
+    """``* seq FETCH ([UID u] FLAGS (...) [MODSEQ (m)])`` for a flag change: once CONDSTORE is
+    on, UID and MODSEQ are always included (RFC 7162 section 3.1.4)."""
+    items = [("UID", b"%d" % uid)] if with_uid or condstore else []
+    items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+    if condstore:
+        items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
+    return responses.fetch(seq, items)
+
+
+def update_response(update: Update, view: SelectedView | None = None,
+                    condstore: bool = False) -> bytes:
     """The wire form of one pending update of the selected view."""
     match update:
         case Expunged(seq=seq):
@@ -133,6 +157,8 @@ def update_response(update: Update) -> bytes:
         case Recent(count=n):
             return responses.recent(n)
         case FlagsChanged(seq=seq, uid=uid, flags=flags):
+            if view is not None and uid in view.entries:
+                return flags_response(view, seq, uid, with_uid=True, condstore=condstore)
             return responses.fetch(seq, [("UID", b"%d" % uid),
                                          ("FLAGS", pw.flag_list(sorted(flags)))])
         case FlagsListed(flags=flags, read_only=read_only):
@@ -151,10 +177,25 @@ def list_keywords(s: SessionState, view: SelectedView, flag_sets: Iterable[Itera
         s.send(update_response(listed))
 
 
+def send_expunges(s: SessionState, gone: list[Expunged]) -> None:
+    """``* n EXPUNGE`` each, or one ``* VANISHED uids`` once QRESYNC is enabled (RFC 7162
+    section 3.2.10: VANISHED replaces EXPUNGE for the rest of the session)."""
+    if not gone:
+        return
+    if s.qresync:
+        s.send(responses.vanished(g.uid for g in gone))
+    else:
+        for g in gone:
+            s.send(responses.expunge(g.seq))
+
+
 async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
     """Catch up with other sessions and queue what the client may be told now (RFC 3501
     section 7.4.1: no EXPUNGE while FETCH, STORE or SEARCH runs). A storage failure here only
-    delays the news; the command's own result stands."""
+    delays the news; the command's own result stands. With CONDSTORE on, flag changes wait
+    while expunges must (RFC 7162 section 3.2), and expunges are followed by
+    ``* OK [HIGHESTMODSEQ n]`` once nothing is pending, so the client's saved mod-sequence
+    covers them."""
     view = s.view
     if view is None:
         return
@@ -162,5 +203,10 @@ async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
         await refresh(s.ctx.storage, view)
     except StorageError as exc:
         s.conn.log("refresh failed", error=str(exc))
-    for update in view.take_updates(allow_expunge=allow_expunge):
-        s.send(update_response(update))
+    updates = view.take_updates(allow_expunge=allow_expunge, hold_flags=s.condstore)
+    send_expunges(s, [u for u in updates if isinstance(u, Expunged)])
+    for update in updates:
+        if not isinstance(update, Expunged):
+            s.send(update_response(update, view, s.condstore))
+    if s.condstore and any(isinstance(u, Expunged) for u in updates) and not view.has_pending:
+        s.send(responses.ok("*", texts.HIGHESTMODSEQ, Code.highestmodseq(view.modseq)))

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
-from mailwing.server.imap.base import Done, SessionState, sync_view
+from mailwing.server.imap.base import Done, Handler, SessionState, sync_view
 from mailwing.storage.errors import StorageError
 
 __all__ = ["HANDLERS", "WAIT_SLICE"]
@@ -24,7 +25,7 @@ __all__ = ["HANDLERS", "WAIT_SLICE"]
 WAIT_SLICE = 30.0  # seconds per wait_for_change call (then it is simply called again)
 
 
-async def _cancel(task: asyncio.Future[object] | None) -> None:
+async def _cancel(task: asyncio.Future[Any] | None) -> None:
     if task is not None and not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -44,7 +45,8 @@ async def idle(s: SessionState, cmd: c.Idle) -> Done:
             if view is not None and waiter is None:
                 waiter = asyncio.ensure_future(
                     s.ctx.storage.wait_for_change(view.mailbox_id, view.modseq, WAIT_SLICE))
-            pending = {line_task} if waiter is None else {line_task, waiter}
+            pending: set[asyncio.Future[Any]] = (
+                {line_task} if waiter is None else {line_task, waiter})
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if waiter is not None and waiter.done():
                 try:
@@ -66,4 +68,4 @@ async def idle(s: SessionState, cmd: c.Idle) -> Done:
     return Done("OK", texts.COMPLETED.format("IDLE"))
 
 
-HANDLERS = {c.Idle: idle}
+HANDLERS: dict[type[c.Command], Handler] = {c.Idle: idle}

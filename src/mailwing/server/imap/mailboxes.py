@@ -23,7 +23,7 @@ import contextlib
 from mailwing.model import Mailbox
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
-from mailwing.server.imap.base import Done, Refusal, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, Refusal, SessionState, unavailable
 from mailwing.services import imap_mailboxes as mb
 from mailwing.storage.errors import AlreadyExists, NotFound, StorageError
 
@@ -192,7 +192,7 @@ async def lsub(s: SessionState, cmd: c.Lsub) -> Done:
     return Done("OK", texts.COMPLETED.format("LSUB"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Create: create, c.Delete: delete, c.Rename: rename, c.Subscribe: subscribe,
     c.Unsubscribe: unsubscribe, c.List: list_, c.Lsub: lsub,
 }

@@ -14,6 +14,14 @@ new message through storage change tracking (their next NOOP/IDLE).
 
 CLOSE removes \\Deleted messages silently when the mailbox is read-write (no EXPUNGE
 responses, section 6.4.2); UNSELECT never removes anything.
+
+CONDSTORE/QRESYNC (RFC 7162): every SELECT/EXAMINE answers ``[HIGHESTMODSEQ n]`` (mod-sequences
+are always stored, so never ``[NOMODSEQ]``); ``(CONDSTORE)`` and the STATUS item HIGHESTMODSEQ
+enable CONDSTORE (section 3.1). ``(QRESYNC (...))`` needs ``ENABLE QRESYNC`` first (BAD
+otherwise, section 3.2.5) and, when the UIDVALIDITY matches, is answered after the usual data
+with ``* VANISHED (EARLIER)`` and the FETCHes of what changed
+(:func:`mailwing.services.imap_condstore.resync`). With QRESYNC on, a SELECT that replaces a
+selected mailbox first says ``* OK [CLOSED]`` (section 3.2.11).
 """
 
 from __future__ import annotations
@@ -21,9 +29,10 @@ from __future__ import annotations
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, SessionState, unavailable
+from mailwing.server.imap.base import Done, Handler, SessionState, flags_response, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox, valid_name
-from mailwing.services.imap_selected import RECENT, SYSTEM_FLAGS, open_view, refresh
+from mailwing.services.imap_condstore import prune_history, resync
+from mailwing.services.imap_selected import RECENT, SYSTEM_FLAGS, SelectedView, open_view, refresh
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.interface import Delivery
 
@@ -32,7 +41,13 @@ __all__ = ["HANDLERS", "SYSTEM_FLAGS"]
 
 
 async def select(s: SessionState, cmd: c.Select) -> Done:
+    if cmd.qresync is not None and not s.qresync:
+        return Done("BAD", texts.QRESYNC_NOT_ENABLED)
+    if s.view is not None and s.qresync:
+        s.send(responses.ok("*", texts.CLOSED, Code.CLOSED))
     s.view = None  # a failed SELECT leaves no mailbox selected
+    if cmd.condstore:
+        s.enable_condstore()
     box = await find_mailbox(s, cmd.mailbox)
     try:
         view = await open_view(s.ctx.storage, box, read_only=cmd.readonly)
@@ -50,11 +65,32 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
     s.send(responses.ok("*", texts.PERMANENTFLAGS, Code.permanentflags(permanent)))
     s.send(responses.ok("*", texts.UIDVALIDITY, Code.uidvalidity(view.mailbox.uidvalidity)))
     s.send(responses.ok("*", texts.UIDNEXT, Code.uidnext(view.uidnext)))
+    s.send(responses.ok("*", texts.HIGHESTMODSEQ, Code.highestmodseq(view.modseq)))
+    if cmd.qresync is not None:
+        await _resync(s, view, cmd.qresync)
     mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
     return Done("OK", texts.COMPLETED.format("EXAMINE" if cmd.readonly else "SELECT"), mode)
 
 
+async def _resync(s: SessionState, view: SelectedView, params: c.QresyncParams) -> None:
+    """RFC 7162 section 3.2.5: VANISHED (EARLIER), then FETCH (UID FLAGS MODSEQ) of changes."""
+    if params.uidvalidity != view.mailbox.uidvalidity:
+        return  # the client's cache is void: a plain SELECT (section 3.2.5.1)
+    try:
+        found = await resync(s.ctx.storage, view, params.modseq, params.known_uids)
+    except StorageError as exc:
+        raise unavailable() from exc
+    if found.vanished:
+        s.send(responses.vanished(found.vanished, earlier=True))
+    for entry in found.changed:
+        seq = view.seq_of(entry.uid)
+        if seq is not None:
+            s.send(flags_response(view, seq, entry.uid, with_uid=True, condstore=True))
+
+
 async def status(s: SessionState, cmd: c.Status) -> Done:
+    if "HIGHESTMODSEQ" in cmd.items:
+        s.enable_condstore()
     box = await find_mailbox(s, cmd.mailbox)
     try:
         counts = await s.ctx.storage.mailbox_counts(box.id)
@@ -103,6 +139,8 @@ async def close(s: SessionState, cmd: c.Close) -> Done:
             doomed = [u for u, e in view.entries.items() if "\\Deleted" in e.flags]
             if doomed:
                 await s.ctx.storage.expunge(view.mailbox_id, doomed)
+                await prune_history(s.ctx.storage, view.mailbox_id,
+                                    s.ctx.settings.limits.expunged_retention)
         except StorageError as exc:
             raise unavailable() from exc
     return Done("OK", texts.COMPLETED.format("CLOSE"))
@@ -113,7 +151,7 @@ async def unselect(s: SessionState, cmd: c.Unselect) -> Done:
     return Done("OK", texts.COMPLETED.format("UNSELECT"))
 
 
-HANDLERS = {
+HANDLERS: dict[type[c.Command], Handler] = {
     c.Select: select, c.Status: status, c.Append: append, c.Check: check, c.Close: close,
     c.Unselect: unselect,
 }

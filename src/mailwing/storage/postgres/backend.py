@@ -17,9 +17,10 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import closing
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
+import asyncpg.pool
 
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
@@ -34,6 +35,9 @@ from mailwing.storage.steps import Script, advance
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
+#: what a transaction script runs on: a pooled connection (or a plain one)
+_Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+_Isolation = Literal["read_committed", "repeatable_read"]
 
 _MIGRATIONS = load_migrations("mailwing.storage.postgres")
 
@@ -85,21 +89,21 @@ class PostgresStorage(ScriptedStorage):
         with pg_errors():
             async with self._pool.acquire() as conn:
                 try:
-                    isolation = "read_committed" if write else "repeatable_read"
+                    isolation: _Isolation = "read_committed" if write else "repeatable_read"
                     async with conn.transaction(isolation=isolation, readonly=not write):
                         return await self._drive(conn, script)
                 except BROKEN_CONNECTION:
                     conn.terminate()  # the pool opens a fresh one instead of reusing it
                     raise
 
-    async def _drive(self, conn: asyncpg.Connection, script: Script[T]) -> T:
+    async def _drive(self, conn: _Conn, script: Script[T]) -> T:
         with closing(script):
             done, item = advance(script, None)
             while not done:
                 done, item = advance(script, await self._step(conn, item))
             return cast(T, item)
 
-    async def _step(self, conn: asyncpg.Connection, step: Any) -> Any:
+    async def _step(self, conn: _Conn, step: Any) -> Any:
         if isinstance(step, steps.Query):
             return await conn.fetch(to_pg_sql(step.sql), *[_adapt(a) for a in step.args])
         if isinstance(step, steps.Batch):

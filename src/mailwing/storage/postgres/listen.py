@@ -63,8 +63,8 @@ class PgListener:
             if had_one:
                 self._waiters.wake(None)  # changes during the gap went unannounced
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._waiters.wake(parse_ids(payload))
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        self._waiters.wake(parse_ids(str(payload)))
 
     def _lost(self, _conn: Any) -> None:
         self._waiters.wake(None)  # they re-check now, and the next ensure() reconnects

@@ -167,7 +167,7 @@ class SqliteRunner:
         loop = asyncio.get_running_loop()
         job = _Job(script, write, loop, loop.create_future())
         self._queue.put(job)
-        return await job.future  # type: ignore[no-any-return]
+        return await job.future
 
     async def close(self) -> None:
         if not self._closed:
