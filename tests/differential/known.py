@@ -156,6 +156,15 @@ KNOWN: list[Known] = [
     Known("RFC 3501 6.3.2: EXAMINE opens the mailbox read-only, so MOVE and EXPUNGE change "
           "nothing (NO [READ-ONLY]); Dovecot moves and expunges anyway",
           script="readonly.txt"),
+    Known("RFC 3501 6.3.5 defines RENAME of INBOX (its messages move to the new name, INBOX "
+          "stays, empty); Dovecot refuses it (NO [CANNOT]) for Maildir",
+          script="rename.txt", command=r"INBOX|oldinbox|^FETCH 1:\*"),
+    Known("RFC 3501 section 9: partial = \"<\" number \".\" nz-number \">\", so <0.0> is a "
+          "syntax error (BAD); Dovecot answers an empty string",
+          script="fetch_edge.txt", command=r"<0\.0>"),
+    Known("RFC 3501 2.3.2 does not say whether keywords match case-insensitively; mailwing "
+          "stores and matches them as written, Dovecot folds case",
+          script="status_search2.txt", command=r"^SEARCH KEYWORD \$a$"),
     # -- the corpus (test_corpus.py): each message named, with why ----------------------
     Known("RFC 5322 section 3.4.1 needs a domain; for an address without one Dovecot invents "
           "the host \"MISSING_DOMAIN\", mailwing gives the empty string (NIL would mean group "
