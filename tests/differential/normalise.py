@@ -20,7 +20,8 @@ Each response of a command becomes one canonical text line:
   in when they announce a changed count later, e.g. after EXPUNGE);
 - BODY/BODYSTRUCTURE are compared case-insensitively (MIME types, subtypes, parameter names
   and encodings are case-insensitive, RFC 2045 section 5.1);
-- INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
+- INTERNALDATE values within two days of now become ``<date>`` (APPEND without a date
+  stamps "now"); dates given to APPEND are compared as the servers answer them;
 - FETCH items are sorted by name, flag lists and LIST attributes sorted;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
   (RFC 3501 fixes no order among SELECT's responses, for example).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 from tests.differential.wire import Atom, Literal, Value, parse
 
@@ -165,7 +167,7 @@ class Normaliser:
             key = _upper(name)
             if key == "MODSEQ" or (key == "UID" and not self._keep_uid):
                 continue
-            if key == "INTERNALDATE":
+            if key == "INTERNALDATE" and _recent(value):
                 text = "<date>"
             elif key == "FLAGS" and isinstance(value, list):
                 text = render(sorted(value, key=str))
@@ -175,6 +177,14 @@ class Normaliser:
                 text = render(value)
             pairs.append(f"{key} {text}")
         return "(" + " ".join(sorted(pairs)) + ")"
+
+
+def _recent(value: Value) -> bool:
+    try:
+        when = datetime.strptime(str(value).strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return True  # not a date-time: nothing to compare
+    return abs((datetime.now(UTC) - when).total_seconds()) < 2 * 86400
 
 
 _FIXED = re.compile(r"^\* \d+ EXPUNGE$")

@@ -57,12 +57,17 @@ def corpus_steps(files: list[Path]) -> list[Step]:
     return steps
 
 
-def test_corpus(dovecot: Target, mailwing_sqlite: Target) -> None:
+_REFERENCE: list[list[str]] = []
+
+
+def test_corpus(dovecot: Target, mailwing: Target) -> None:
     files = corpus_files()
     steps = corpus_steps(files)
     user = user_for("corpus")
-    reference = normalised_run(dovecot.port, user, PASSWORD, steps)
-    candidate = normalised_run(mailwing_sqlite.port, user, PASSWORD, steps)
+    if not _REFERENCE:
+        _REFERENCE.extend(normalised_run(dovecot.port, user, PASSWORD, steps))
+    candidate = normalised_run(mailwing.port, user, PASSWORD, steps)
+    reference = _REFERENCE
     outcome = compare("corpus", steps, reference, candidate)
     assert not outcome.differences, (
         f"{len(outcome.differences)} of {len(files)} messages described differently:\n"
