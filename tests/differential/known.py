@@ -165,6 +165,9 @@ KNOWN: list[Known] = [
     Known("RFC 3501 2.3.2 does not say whether keywords match case-insensitively; mailwing "
           "stores and matches them as written, Dovecot folds case",
           script="status_search2.txt", command=r"^SEARCH KEYWORD \$a$"),
+    Known("RFC 3501 2.3.2: new mail is \\Recent in one session only; which of two sessions "
+          "that have the mailbox selected claims it is a race (both servers)",
+          script="idle.txt", command=r"^FETCH ", rewrite=((r" ?\\Recent", ""), (r"\( ", "("))),
     # -- the corpus (test_corpus.py): each message named, with why ----------------------
     Known("RFC 5322 section 3.4.1 needs a domain; for an address without one Dovecot invents "
           "the host \"MISSING_DOMAIN\", mailwing gives the empty string (NIL would mean group "

@@ -15,7 +15,9 @@ pending updates in :mod:`mailwing.services.imap_selected`. This loop only:
   7.4.1), then the tagged completion, then flushes (``drain``) before reading again;
 - ends the session with ``* BYE``: after LOGOUT, after ``limits.max_errors`` BAD/NO-for-syntax
   answers in a row, after ``limits.max_auth_failures`` failed logins, on idle timeout
-  (autologout, section 5.4), on server shutdown, or on an unexpected error (logged).
+  (autologout, section 5.4), on server shutdown, on an unexpected error (logged), or when
+  another session deleted the selected mailbox (instead of the tagged completion, as Dovecot
+  does: the session's message numbers mean nothing any more).
 """
 
 from __future__ import annotations
@@ -133,6 +135,10 @@ class _ImapSession:
             done = unavailable().done
         if s.view is not None and not s.logout:
             await sync_view(s, allow_expunge=not isinstance(command, _NO_EXPUNGE))
+        if s.bye is not None:  # the selected mailbox is gone: BYE instead of the completion
+            s.send(responses.bye(s.bye))
+            await s.flush()
+            return
         if not done.sent:
             s.send(responses.tagged(command.tag, done.status, done.text, done.code))
         if s.closing:  # set by a login handler: too many failed attempts
