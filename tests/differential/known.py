@@ -168,6 +168,10 @@ KNOWN: list[Known] = [
     Known("RFC 3501 2.3.2: new mail is \\Recent in one session only; which of two sessions "
           "that have the mailbox selected claims it is a race (both servers)",
           script="idle.txt", command=r"^FETCH ", rewrite=((r" ?\\Recent", ""), (r"\( ", "("))),
+    Known("RFC 3501 6.3.5 says nothing of sessions that have a renamed mailbox selected; "
+          "Dovecot ends them (BYE), mailwing lets them go on (UIDs and UIDVALIDITY stay)",
+          script="multi_expunge.txt", command=r"^(NOOP|FETCH 1:\* UID|LOGOUT)$",
+          lines=r"BYE|CLOSED-BY-SERVER|^TAGGED OK$|^\* \d+ FETCH \(UID \d+\)$"),
     # -- the corpus (test_corpus.py): each message named, with why ----------------------
     Known("RFC 5322 section 3.4.1 needs a domain; for an address without one Dovecot invents "
           "the host \"MISSING_DOMAIN\", mailwing gives the empty string (NIL would mean group "
