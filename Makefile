@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-differential lint bench bench-pop3 bench-smtp bench-imap bench-outbound clean
+.PHONY: run test test-differential lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle bench-cluster bench-import clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 ## Only the differential tier: mailwing's IMAP answers against a throwaway Dovecot (as root).
 test-differential: $(STAMP)
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## Benchmarks (not tests): see benchmarks/README.md. `make bench` runs all of them.
-bench: bench-pop3 bench-smtp bench-imap bench-outbound
+bench: bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle
 
 bench-pop3: $(STAMP)
 	$(BIN)/python benchmarks/pop3_bench.py
@@ -45,5 +45,17 @@ bench-imap: $(STAMP)
 bench-outbound: $(STAMP)
 	$(BIN)/python benchmarks/outbound_bench.py
 
+bench-deliver: $(STAMP)
+	$(BIN)/python benchmarks/deliver_bench.py
+
+bench-idle: $(STAMP)
+	$(BIN)/python benchmarks/idle_bench.py
+
+bench-cluster: $(STAMP)   # root: network namespaces, HAProxy, two nodes on PostgreSQL
+	$(BIN)/python benchmarks/cluster_bench.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench-import: $(STAMP)
+	$(BIN)/python benchmarks/import_bench.py

@@ -40,19 +40,32 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from imap_dovecot import DovecotImap, wait_for_greeting
-from imap_load import COMMANDS, LoadResult, body_throughput, prime, run_load, warm_logins
+from imap_load import (
+    COMMANDS,
+    LoadResult,
+    body_throughput,
+    prime,
+    run_load,
+    set_workload,
+    warm_logins,
+)
+from imap_mixed import run_mixed
 from pop3_bench import (
     Mailwing,
     bench_main,
+    dovecot_passwords,
     free_port,
     make_big,
     parse_ints,
+    scheme_label,
     ssha512,
 )
+from rounds import Measure, Target, add_round_options, print_summary, run_rounds
 
 PASSWORD = "bench-password"
 DOMAIN = "bench.test"
@@ -185,12 +198,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--clients", type=parse_ints, default=[10, 50, 100],
                    help="concurrent clients, comma-separated (one configuration each)")
-    p.add_argument("--workers", type=parse_ints, default=[1, 2],
-                   help="mailwing server.workers values, comma-separated")
+    p.add_argument("--workers", type=parse_ints, default=[2],
+                   help="mailwing server.workers values, comma-separated (rounds: the first)")
+    p.add_argument("--workload", choices=("issue", "client"), default="issue",
+                   help="issue: the session of issue #9; client: imap_load's mail client")
     p.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
-    p.add_argument("--users", type=int, default=10, help="mailboxes the clients share")
-    p.add_argument("--messages", type=int, default=1000, help="messages per mailbox")
+    p.add_argument("--users", type=int, default=50, help="mailboxes the clients share")
+    p.add_argument("--messages", type=int, default=50, help="messages per mailbox")
     p.add_argument("--size", type=int, default=4096, help="average octets per message")
     p.add_argument("--big-size", type=int, default=25 * 1024 * 1024,
                    help="octets of the single-client BODY[] message (0 skips it)")
@@ -204,10 +219,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which servers to run; Dovecot is skipped when not installed")
     p.add_argument("--dovecot-required", action="store_true",
                    help="fail instead of skipping Dovecot when it cannot be run")
-    p.add_argument("--dovecot-schemes", default="ssha512",
+    p.add_argument("--dovecot-schemes", default="plain,argon2id",
                    help="password schemes Dovecot is run with, comma-separated: ssha512 (cheap, "
                         "compares the mail path) and/or argon2id (mailwing's own hashes; every "
-                        "Dovecot login then costs an Argon2id check)")
+                        "Dovecot login then costs an Argon2id check), plain ({PLAIN})")
+    p.add_argument("--mixed-clients", type=lambda t: parse_ints(t) if t.strip() else [],
+                   default=[10, 50],
+                   help="rounds: client counts of the imaptest-style mixed load (imap_mixed; "
+                        "empty: none)")
+    p.add_argument("--per-mailbox", type=int, default=5,
+                   help="mixed load: clients sharing one mailbox")
+    add_round_options(p)
     p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
     args = p.parse_args(argv)
     if not 0 < args.duration <= 3600 or args.messages < 1 or args.users < 1 \
@@ -217,7 +239,107 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(parse_args(argv), "mailwing-imap-bench-", run_all, summarise)
+    args = parse_args(argv)
+    set_workload(args.workload)
+    if args.rounds > 0:
+        return bench_main(args, "mailwing-imap-bench-", run_rounds_all, summarise_rounds)
+    return bench_main(args, "mailwing-imap-bench-", run_all, summarise)
+
+
+def _imap_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namespace
+                  ) -> Measure:
+    r = run_load("127.0.0.1", port, creds, args.duration, args.load_procs)
+    every = sorted(v for values in r.latencies.values() for v in values)
+
+    def pct(p: float) -> float:
+        return every[min(len(every) - 1, int(len(every) * p / 100))] * 1000 if every else 0.0
+
+    return Measure(r.ops_per_s, pct(50), pct(99), r.errors,
+                   r.first_error[:80] if r.first_error else "")
+
+
+def _mixed_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namespace
+                   ) -> Measure:
+    r = run_mixed("127.0.0.1", port, creds, args.duration, args.load_procs)
+    every = sorted(r.latencies)
+    p50 = every[len(every) // 2] * 1000 if every else 0.0
+    p99 = every[min(len(every) - 1, len(every) * 99 // 100)] * 1000 if every else 0.0
+    note = f"FETCH NO {r.fetch_no}" + (f"; first error: {r.examples[0]}" if r.examples else "")
+    return Measure(r.commands / r.elapsed if r.elapsed else 0.0, p50, p99, r.errors, note)
+
+
+def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
+                   rows: list[Any], big: dict[str, float], stack: contextlib.ExitStack
+                   ) -> None:
+    """All servers running at once; per client count, rounds alternate (:mod:`rounds`)."""
+    from mailwing.services.delivery import trace_headers
+
+    users = [f"user{i:04d}@{DOMAIN}" for i in range(min(args.users, max(args.clients)))]
+    rng = random.Random(1)
+    mail = {u: [make_message(rng, u, n + 1, args.size) for n in range(args.messages)]
+            for u in users}
+    if args.big_size:
+        mail[BIG_USER] = [make_big(args.big_size)]
+    mixed_users = [f"mix{i:04d}@{DOMAIN}" for i in range(
+        max(args.mixed_clients, default=0) // max(1, args.per_mailbox) or 0)]
+    for u in mixed_users:
+        mail[u] = [make_message(rng, u, n + 1, 2048) for n in range(20)]
+    (root / "mailwing" / "data").mkdir(parents=True)
+    mw = MailwingImap(root / "mailwing", url)
+    stack.callback(mw.stop)
+    hashes = mw.populate(mail)
+    workers = args.workers[0]
+    mw.start(workers)
+    servers: list[tuple[str, int]] = [(f"mailwing {args.backend} w={workers}", mw.port)]
+    if use_dovecot:
+        for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
+            dv = DovecotImap(root / f"dovecot-{scheme}", free_port(), max(args.clients))
+            stack.callback(dv.stop)
+            dv.set_users(dovecot_passwords(scheme, hashes))
+            for address, messages in mail.items():
+                for data in messages:
+                    dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
+            dv.start()
+            servers.append((f"dovecot {scheme_label(scheme)}", dv.port))
+    for clients in args.clients:
+        creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
+        targets = []
+        for label, port in servers:
+            warm_logins("127.0.0.1", port, creds,
+                        rounds=8 * workers if label.startswith("mailwing") else 1)
+            prime("127.0.0.1", port, creds)
+            if args.warmup > 0:
+                run_load("127.0.0.1", port, creds, args.warmup, args.load_procs)
+            targets.append(Target(label, lambda port=port, creds=creds: _imap_measure(
+                port, creds, args)))
+        title = f"IMAP {args.workload} sessions, {clients} clients"
+        rows.append((title, run_rounds(title, targets, args, "cmds")))
+    for clients in args.mixed_clients:
+        boxes = max(1, clients // max(1, args.per_mailbox))
+        creds = [(mixed_users[i % boxes], PASSWORD) for i in range(clients)]
+        targets = []
+        for label, port in servers:
+            if label.startswith("mailwing"):
+                warm_logins("127.0.0.1", port, creds, rounds=8 * workers)
+            targets.append(Target(label, lambda port=port, creds=creds: _mixed_measure(
+                port, creds, args)))
+        title = (f"IMAP mixed load (imaptest-style), {clients} clients, "
+                 f"{args.per_mailbox} per mailbox")
+        rows.append((title, run_rounds(title, targets, args, "cmds")))
+    if args.big_size:
+        for label, port in servers[:2]:
+            _, big[label] = body_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
+
+
+def summarise_rounds(args: argparse.Namespace, rows: list[Any], big: dict[str, float],
+                     use_dovecot: bool) -> None:
+    print("\n== summary (target: mailwing >= 1.0x Dovecot at every client count; the "
+          "{PLAIN} ratio compares the mail path, the {ARGON2ID} one equal password cost)")
+    for title, results in rows:
+        print_summary(title, results, next(iter(results)), "cmds", 1.0)
+    for label, rate in big.items():
+        print(f"single-client FETCH BODY[] of {args.big_size / 1e6:.1f} MB: {label} "
+              f"{rate:.1f} MB/s{'  (target >= 300 MB/s)' if label.startswith('mailwing') else ''}")
 
 
 def run_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,

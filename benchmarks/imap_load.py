@@ -7,10 +7,18 @@ literals (RFC 3501 section 4.3: ``{n}`` CRLF then n octets) in one buffer, a lar
 read with one ``readexactly``, and the clients are spread over several *processes* (each with
 its own event loop, uvloop when installed).
 
-Every session is the day-to-day work of a mail client opening a folder (RFC 3501 section 6):
-LOGIN, SELECT INBOX, FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE), a few FETCH n BODY.PEEK[] of random
-messages, STORE n +FLAGS (\\Flagged), SEARCH SUBJECT, LOGOUT. Each command is timed on its own;
-the tagged answer must be OK, and the FETCH 1:* answer must hold one FETCH per EXISTS.
+Two workloads (:func:`set_workload`, before :func:`run_load` forks its processes):
+
+- ``issue`` (the default of imap_bench.py, the workload of issue #9): LOGIN, SELECT INBOX,
+  FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE), FETCH 1:* BODY.PEEK[], STORE 1:* +FLAGS (\\Seen),
+  LOGOUT; the two FETCH 1:* answers must hold one FETCH per EXISTS;
+- ``client``, described below.
+
+Every ``client`` session is the day-to-day work of a mail client opening a folder (RFC 3501
+section 6): LOGIN, SELECT INBOX, FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE), a few
+FETCH n BODY.PEEK[] of random messages, STORE n +FLAGS (\\Flagged), SEARCH SUBJECT,
+LOGOUT. Each command is timed on its own; the tagged answer must be OK, and the FETCH 1:*
+answer must hold one FETCH per EXISTS.
 """
 
 from __future__ import annotations
@@ -29,14 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 __all__ = ["COMMANDS", "ImapConn", "ImapError", "LoadResult", "body_throughput", "prime",
-           "run_load", "warm_logins"]
+           "run_load", "set_workload", "warm_logins"]
 
 #: A single command may take at most this long before the session counts as failed.
 OP_TIMEOUT = 60.0
 #: Random full-body fetches per session.
 BODY_FETCHES = 3
 #: Command labels, in session order (the report prints them in this order).
-COMMANDS = ("LOGIN", "SELECT", "FETCH 1:*", "FETCH BODY[]", "STORE", "SEARCH", "LOGOUT")
+COMMANDS = ("LOGIN", "SELECT", "FETCH 1:*", "FETCH BODY[]", "FETCH 1:* BODY[]", "STORE",
+            "STORE 1:*", "SEARCH", "LOGOUT")
 
 T = TypeVar("T")
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
@@ -216,6 +225,54 @@ async def imap_session(host: str, port: int, user: str, password: str, rng: rand
     out.sessions += 1
 
 
+async def issue_session(host: str, port: int, user: str, password: str, rng: random.Random,
+                        out: LoadResult) -> None:
+    """The session of issue #9 (module docstring); counted like :func:`imap_session`."""
+    times: list[tuple[str, float]] = []
+    octets = 0
+
+    async def timed(name: str, text: bytes) -> bytes:
+        t0 = time.perf_counter()
+        answer = await conn.command(text)
+        times.append((name, time.perf_counter() - t0))
+        return answer
+
+    conn = await ImapConn.open(host, port)
+    try:
+        await timed("LOGIN", b"LOGIN " + quote(user) + b" " + quote(password))
+        found = _EXISTS.search(await timed("SELECT", b"SELECT INBOX"))
+        exists = int(found.group(1)) if found else 0
+        if exists:
+            for name, text in (("FETCH 1:*", b"FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE)"),
+                               ("FETCH 1:* BODY[]", b"FETCH 1:* BODY.PEEK[]")):
+                listing = await timed(name, text)
+                octets += len(listing)
+                if listing.count(b" FETCH (") < exists:
+                    raise ImapError(f"{name} answered {listing.count(b' FETCH (')} of "
+                                    f"{exists} messages")
+            await timed("STORE 1:*", b"STORE 1:* +FLAGS (\\Seen)")
+        await timed("LOGOUT", b"LOGOUT")
+    finally:
+        conn.close()
+        with contextlib.suppress(Exception):
+            await conn.writer.wait_closed()
+    for name, seconds in times:
+        out.latencies.setdefault(name, []).append(seconds)
+    out.ops += len(times)
+    out.octets += octets
+    out.sessions += 1
+
+
+_SESSIONS = {"client": imap_session, "issue": issue_session}
+_session = imap_session
+
+
+def set_workload(name: str) -> None:
+    """``client`` or ``issue``; call before :func:`run_load` (its processes are forked)."""
+    global _session
+    _session = _SESSIONS[name]
+
+
 _FAILURES = (TimeoutError, OSError, ImapError, asyncio.IncompleteReadError, ValueError)
 
 
@@ -224,7 +281,7 @@ async def _client(host: str, port: int, creds: tuple[str, str], deadline: float,
     rng = random.Random(seed)
     while time.monotonic() < deadline:
         try:
-            await imap_session(host, port, *creds, rng, out)
+            await _session(host, port, *creds, rng, out)
         except _FAILURES as exc:
             out.errors += 1
             out.first_error = out.first_error or f"{type(exc).__name__}: {exc}"
@@ -288,7 +345,7 @@ async def _prime(host: str, port: int, creds: list[tuple[str, str]]) -> LoadResu
 
     async def one(user: str, password: str) -> None:
         try:
-            await imap_session(host, port, user, password, rng, out)
+            await _session(host, port, user, password, rng, out)
         except _FAILURES as exc:
             out.errors += 1
             out.first_error = out.first_error or f"{type(exc).__name__}: {exc}"

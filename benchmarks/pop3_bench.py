@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dovecot_harness import Dovecot, dovecot_available
 from pop3load import LoadResult, retr_throughput, run_load, warm_logins
+from rounds import Measure, Target, add_round_options, print_summary, run_rounds
 
 PASSWORD = "bench-password"
 DOMAIN = "bench.test"
@@ -97,6 +98,7 @@ class Mailwing:
     database_url: str
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    server_extra: str = ""  # more [server] settings, one per line
 
     @property
     def config(self) -> Path:
@@ -116,13 +118,12 @@ data_dir = "{self.root / 'data'}"
 workers = {workers}
 log_level = "warning"
 max_connections_per_ip = 100000
-
+{self.server_extra}
 [database]
 url = "{self.database_url}"
 
 [auth]
 allow_plaintext = true
-cache_ttl = 3600.0
 
 {listeners}""")
 
@@ -261,10 +262,10 @@ def parse_ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--clients", type=parse_ints, default=[10, 50],
+    p.add_argument("--clients", type=parse_ints, default=[10, 50, 100],
                    help="concurrent clients, comma-separated (one configuration each)")
-    p.add_argument("--workers", type=parse_ints, default=[1, 2],
-                   help="mailwing server.workers values, comma-separated")
+    p.add_argument("--workers", type=parse_ints, default=[2],
+                   help="mailwing server.workers values, comma-separated (rounds: the first)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first")
     p.add_argument("--messages", type=int, default=50, help="messages per mailbox")
@@ -281,8 +282,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which servers to run; Dovecot is skipped when not installed")
     p.add_argument("--dovecot-required", action="store_true",
                    help="fail instead of skipping Dovecot when it cannot be run")
-    p.add_argument("--dovecot-schemes", default="argon2id,ssha512",
-                   help="password schemes Dovecot is run with (argon2id uses mailwing's hashes)")
+    p.add_argument("--dovecot-schemes", default="plain,argon2id",
+                   help="password schemes Dovecot is run with: plain ({PLAIN}, the issue's "
+                        "cheap reference), ssha512, argon2id (mailwing's own hashes: equal "
+                        "cost per verification)")
+    add_round_options(p)
     p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
     args = p.parse_args(argv)
     if args.duration <= 0 or args.duration > 3600 or args.messages < 1 or args.size < 512:
@@ -336,7 +340,93 @@ def bench_main(args: argparse.Namespace, prefix: str, run_all: RunAll,
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(parse_args(argv), "mailwing-bench-", run_all, summarise)
+    args = parse_args(argv)
+    if args.rounds > 0:
+        return bench_main(args, "mailwing-bench-", run_rounds_all, summarise_rounds)
+    return bench_main(args, "mailwing-bench-", run_all, summarise)
+
+
+def dovecot_passwords(scheme: str, hashes: dict[str, str]) -> dict[str, str]:
+    """Dovecot passwd-file entries for ``scheme`` (see --dovecot-schemes)."""
+    if scheme == "argon2id":
+        return {u: "{ARGON2ID}" + h for u, h in hashes.items()}
+    if scheme == "ssha512":
+        return {u: "{SSHA512}" + ssha512(PASSWORD) for u in hashes}
+    if scheme == "plain":
+        return {u: "{PLAIN}" + PASSWORD for u in hashes}
+    raise SystemExit(f"unknown --dovecot-schemes entry {scheme!r}")
+
+
+def scheme_label(scheme: str) -> str:
+    return {"plain": "{PLAIN}", "argon2id": "{ARGON2ID} (= mailwing's cost)",
+            "ssha512": "{SSHA512}"}.get(scheme, scheme)
+
+
+def _pop3_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namespace
+                  ) -> Measure:
+    r = run_load("127.0.0.1", port, creds, args.duration, args.load_procs)
+    return Measure(r.sessions_per_s, r.percentile(50) * 1000, r.percentile(99) * 1000,
+                   r.errors, r.first_error[:80] if r.first_error else "")
+
+
+def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
+                   rows: list[Any], big: dict[str, float], stack: contextlib.ExitStack
+                   ) -> None:
+    """All servers running at once; per client count, rounds alternate (:mod:`rounds`).
+    Only warm-up before round 1 (one login per user and --warmup seconds of load): later
+    rounds see whatever the caches hold, including after the idle pauses."""
+    users = [f"user{i:04d}@{DOMAIN}" for i in range(max(args.clients))]
+    rng = random.Random(1)
+    mail = {u: [make_message(rng, u, n, args.size) for n in range(args.messages)] for u in users}
+    if args.big_size:
+        mail[BIG_USER] = [make_big(args.big_size)]
+    (root / "mailwing" / "data").mkdir(parents=True)
+    mw = Mailwing(root / "mailwing", url)
+    stack.callback(mw.stop)
+    hashes = mw.populate(mail)
+    workers = args.workers[0]
+    servers: list[tuple[str, int]] = []
+    mw.start(workers)
+    servers.append((f"mailwing {args.backend} w={workers}", mw.port))
+    if use_dovecot:
+        from mailwing.services.delivery import trace_headers
+
+        for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
+            dv = Dovecot(root / f"dovecot-{scheme}", free_port(), max(args.clients))
+            stack.callback(dv.stop)
+            dv.set_users(dovecot_passwords(scheme, hashes))
+            for address, messages in mail.items():
+                for data in messages:
+                    dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
+            dv.start()
+            servers.append((f"dovecot {scheme_label(scheme)}", dv.port))
+    for clients in args.clients:
+        creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
+        targets = []
+        for label, port in servers:  # mailwing: every worker process sees every user
+            warm_logins("127.0.0.1", port, creds,
+                        rounds=8 * workers if label.startswith("mailwing") else 1)
+            if args.warmup > 0:
+                run_load("127.0.0.1", port, creds, args.warmup, args.load_procs)
+            targets.append(Target(label, lambda port=port, creds=creds: _pop3_measure(
+                port, creds, args)))
+        title = f"POP3 sessions, {clients} clients"
+        rows.append((title, run_rounds(title, targets, args, "sessions")))
+    if args.big_size:
+        for label, port in servers[:2]:
+            _, big[label] = retr_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
+
+
+def summarise_rounds(args: argparse.Namespace, rows: list[Any], big: dict[str, float],
+                     use_dovecot: bool) -> None:
+    print("\n== summary (target: mailwing >= 1.0x Dovecot at every client count; the "
+          "{PLAIN} ratio compares the mail path, the {ARGON2ID} one equal password cost)")
+    for title, results in rows:
+        ours = next(iter(results))
+        print_summary(title, results, ours, "sessions", 1.0)
+    for label, rate in big.items():
+        print(f"single-client RETR of {args.big_size / 1e6:.1f} MB: {label} {rate:.1f} MB/s"
+              f"{'  (target >= 300 MB/s)' if label.startswith('mailwing') else ''}")
 
 
 def run_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,

@@ -15,6 +15,15 @@ aiosmtpd``) whose handler writes each message to a Maildir file, fsyncs the file
 directory and only then answers 250 (see :mod:`smtp_aiosmtpd`): the same promise mailwing makes.
 The issue's target is mailwing >= 2x aiosmtpd's messages/s at 10 and 50 clients, 4 KB.
 
+Rounds (the default, ``--rounds 5``; :mod:`rounds`): mailwing with the inbound checks ON
+(SPF of MAIL FROM and HELO, DKIM, DMARC; the default), mailwing with the checks off and
+aiosmtpd all run at once, and take turns, round after round, with idle pauses longer than any
+cache TTL after some rounds. The checks ask a DNS server that this script starts on loopback
+(:mod:`tests.dnsserver`, records with a 60 s TTL, negative answers with an SOA): SPF and DMARC
+records for the sender domain ``sender.example`` and the HELO name, as a site's caching
+resolver would hold them. One message per connection by default (``--per-connection``), as
+the issue measured: every message pays the connection, EHLO and the HELO check.
+
 The load generator runs in ``--load-procs`` processes of its own. Everything started here
 (servers, load processes, temp folders, a PostgreSQL database) is removed at the end, on Ctrl-C
 and SIGTERM too.
@@ -42,7 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pop3_bench import free_port, parse_ints, postgres_database
 from pop3load import LoadResult
+from rounds import DNS_TTL, Measure, Target, add_round_options, print_summary, run_rounds
 from smtp_load import LoadSpec, run_load
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.dnsserver
 
 DOMAIN = "bench.test"
 PASSWORD = "bench-password"
@@ -106,6 +118,8 @@ class Mailwing(ServerProcess):
 
     database_url: str = ""
     users: tuple[str, ...] = ()
+    checks: bool = False
+    dns: str = "127.0.0.1:9"  # nothing listens there: no lookup may leave the machine
 
     @property
     def config(self) -> Path:
@@ -121,9 +135,9 @@ class Mailwing(ServerProcess):
             f'[server]\nhostname = "mx.{DOMAIN}"\nlisten = ["127.0.0.1"]\n'
             f'data_dir = "{self.root / "data"}"\nworkers = {workers}\nlog_level = "warning"\n'
             f'max_connections_per_ip = 100000\n\n[database]\nurl = "{self.database_url}"\n\n'
-            # aiosmtpd checks nothing; and no DNS lookup may leave the machine.
-            "[auth]\ncheck_spf = false\ncheck_dkim = false\ncheck_dmarc = false\n\n"
-            '[outbound]\nenabled = false\ndns_resolver = "127.0.0.1:9"\n\n'
+            + ("" if self.checks else  # the default is on; aiosmtpd checks nothing
+               "[auth]\ncheck_spf = false\ncheck_dkim = false\ncheck_dmarc = false\n\n")
+            + f'[outbound]\nenabled = false\ndns_resolver = "{self.dns}"\n\n'
             f"{listeners}")
         subprocess.run([sys.executable, "-m", "mailwing", "--config", str(self.config),
                         "db", "upgrade"], check=True, capture_output=True, timeout=300)
@@ -224,12 +238,17 @@ def summarise(rows: list[Row]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--clients", type=parse_ints, default=[1, 10, 50],
+    p.add_argument("--clients", type=parse_ints, default=[10, 50],
                    help="concurrent clients, comma-separated (one configuration each)")
-    p.add_argument("--sizes", type=parse_ints, default=[4096, 1024 * 1024],
+    p.add_argument("--sizes", type=parse_ints, default=[4096],
                    help="message sizes in octets, comma-separated")
-    p.add_argument("--workers", type=parse_ints, default=[1, 2],
-                   help="mailwing server.workers values, comma-separated")
+    p.add_argument("--workers", type=parse_ints, default=[2],
+                   help="mailwing server.workers values, comma-separated (rounds: the first)")
+    p.add_argument("--per-connection", type=int, default=1,
+                   help="messages per SMTP connection (1: as the issue measured)")
+    p.add_argument("--checks", default="on,off",
+                   help="rounds: mailwing with the inbound checks on and/or off")
+    add_round_options(p)
     p.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load first")
     p.add_argument("--max-messages", type=int, default=20000,
@@ -254,8 +273,96 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def start_dns() -> object:
+    """The loopback DNS the checks ask: SPF and DMARC for the sender and the HELO name."""
+    from tests.dnsserver import DnsServer
+
+    dns = DnsServer()
+    dns.ttl = DNS_TTL
+    dns.negative_ttl = DNS_TTL
+    dns.load('sender.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"\n'
+             'load.sender.example. TXT "v=spf1 ip4:127.0.0.0/8 -all"\n'
+             '_dmarc.sender.example. TXT "v=DMARC1; p=none"\n'
+             f'_dmarc.{DOMAIN}. TXT "v=DMARC1; p=none"\n')
+    return dns.start()
+
+
+def _measure(spec: LoadSpec, clients: int, procs: int) -> Measure:
+    r = run_load(spec, clients, procs)
+    return Measure(r.messages_per_s, r.percentile(50) * 1000, r.percentile(99) * 1000,
+                   r.errors, r.first_error[:80] if r.first_error else "")
+
+
+def main_rounds(args: argparse.Namespace) -> int:
+    """Every server at once; rounds alternate between them (module docstring)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    root = Path(tempfile.mkdtemp(prefix="mailwing-smtp-bench-"))
+    users = [f"user{i}@{DOMAIN}" for i in range(args.users)]
+    workers = args.workers[0]
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+    summary: list[str] = []
+    with contextlib.ExitStack() as stack:
+        if not args.keep:
+            stack.callback(shutil.rmtree, root, True)
+        try:
+            dns = start_dns()
+            stack.callback(dns.stop)  # type: ignore[attr-defined]
+            servers: list[tuple[str, int, Callable[[], None]]] = []
+            for mode in checks:
+                if args.backend == "postgresql":
+                    url = stack.enter_context(postgres_database(args.postgres_url))
+                else:
+                    url = f"sqlite:///{root / f'mw-{mode}' / 'data' / 'mailwing.db'}"
+                mw = Mailwing(root / f"mw-{mode}", url, tuple(users), checks=mode == "on",
+                              dns=dns.address)  # type: ignore[attr-defined]
+                stack.callback(mw.stop)
+                mw.start(workers)
+                servers.append((f"mailwing checks {mode}", mw.port, lambda: None))
+            if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
+                ref = Aiosmtpd(root / "aiosmtpd")
+                stack.callback(ref.stop)
+                ref.start()
+                servers.append(("aiosmtpd maildir+fsync", ref.port, ref.empty_maildir))
+            for size in args.sizes:
+                for clients in args.clients:
+                    targets = []
+                    for label, port, between in servers:
+                        spec = LoadSpec("127.0.0.1", port, tuple(users), size, args.duration,
+                                        args.max_messages, per_connection=args.per_connection)
+                        if args.warmup > 0:
+                            run_load(LoadSpec(**{**spec.__dict__, "duration": args.warmup}),
+                                     clients, args.load_procs)
+
+                        def one(spec: LoadSpec = spec, between: Callable[[], None] = between,
+                                clients: int = clients) -> Measure:
+                            m = _measure(spec, clients, args.load_procs)
+                            between()
+                            return m
+
+                        targets.append(Target(label, one))
+                    title = (f"SMTP intake {size_label(size)}, {clients} clients, "
+                             f"{args.backend}, workers={workers}")
+                    results = run_rounds(title, targets, args, "msgs")
+                    for label, *_ in servers:
+                        if label.startswith("mailwing"):
+                            summary += print_summary(
+                                f"{title} [{label}]", {label: results[label], **{
+                                    k: v for k, v in results.items()
+                                    if not k.startswith("mailwing")}}, label, "msgs",
+                                2.0 if label.endswith("on") else None)
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping servers and cleaning up", flush=True)
+            return 130
+    print("\n== summary (target: checks on >= 2.0x aiosmtpd, p99 < 100 ms)")
+    print("\n".join(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.rounds > 0:
+        return main_rounds(args)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="mailwing-smtp-bench-"))

@@ -19,6 +19,12 @@ The responder is built on dnspython's message classes (``dns.message.from_wire``
 
 Every question is appended to :attr:`DnsServer.queries` as ``(name, type)``, so a test can
 count lookups (the SPF 10-lookup limit, caching).
+
+Caching by the code under test: records carry :attr:`DnsServer.ttl`, 0 by default, so a test
+that edits the zone between two checks (or a module-wide server) always sees its edit; a
+caching test sets a TTL. Negative answers carry an SOA in the authority section (RFC 2308
+section 3) only when :attr:`DnsServer.negative_ttl` is set, else they are not cacheable.
+:meth:`DnsServer.delay` makes the server answer a name late (a slow or lossy resolver).
 """
 
 from __future__ import annotations
@@ -80,7 +86,9 @@ class DnsServer:
         self._thread: threading.Thread | None = None
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
-        self.ttl = 60
+        self.ttl = 0
+        self.negative_ttl: int | None = None
+        self._delay: dict[dns.name.Name, float] = {}
 
     # -- the zone ------------------------------------------------------------------------
     @property
@@ -137,12 +145,26 @@ class DnsServer:
         """Answer questions about ``name`` over UDP with TC set (forces a TCP retry)."""
         self._truncate.add(_name(name))
 
+    def delay(self, name: str, seconds: float) -> None:
+        """Answer questions about ``name`` only after ``seconds`` (UDP and TCP)."""
+        self._delay[_name(name)] = seconds
+
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
         self._servfail.clear()
         self._truncate.clear()
+        self._delay.clear()
         self.queries.clear()
+
+    def _delay_for(self, wire: bytes) -> float:
+        if not self._delay:
+            return 0.0
+        try:
+            question = dns.message.from_wire(wire).question
+        except dns.exception.DNSException:
+            return 0.0
+        return self._delay.get(question[0].name, 0.0) if len(question) == 1 else 0.0
 
     # -- answering -----------------------------------------------------------------------
     def _exists(self, name: dns.name.Name) -> bool:
@@ -208,6 +230,14 @@ class DnsServer:
                 continue
             if not node and not self._exists(name) and not response.answer:
                 response.set_rcode(dns.rcode.NXDOMAIN)
+            if self.negative_ttl is not None:  # RFC 2308 section 3: SOA for negative caching
+                soa = dns.rdata.from_text(_IN, dns.rdatatype.SOA,
+                                          f"ns.test. hostmaster.test. 1 60 60 60 "
+                                          f"{self.negative_ttl}")
+                rrset = dns.rrset.RRset(name.parent() if len(name) > 1 else name, _IN,
+                                        dns.rdatatype.SOA)
+                rrset.add(soa, self.negative_ttl)
+                response.authority.append(rrset)
             return
 
     def _rrset(self, name: dns.name.Name, rdtype: int,
@@ -259,7 +289,10 @@ class DnsServer:
                     with contextlib.suppress(OSError):
                         wire, peer = self._udp.recvfrom(65535)
                         reply = self._safe_answer(wire, tcp=False)
-                        if reply is not None:
+                        late = self._delay_for(wire)
+                        if reply is not None and late:
+                            threading.Timer(late, self._send_late, (reply, peer)).start()
+                        elif reply is not None:
                             self._udp.sendto(reply, peer)
                 else:
                     with contextlib.suppress(OSError):
@@ -267,6 +300,11 @@ class DnsServer:
                         threading.Thread(target=self._tcp_client, args=(conn,),
                                          daemon=True).start()
         sel.close()
+
+    def _send_late(self, reply: bytes, peer: tuple[str, int]) -> None:
+        if self._udp is not None and not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self._udp.sendto(reply, peer)
 
     def _tcp_client(self, conn: socket.socket) -> None:
         """RFC 1035 section 4.2.2 framing: a two-octet length before each message."""
@@ -282,6 +320,9 @@ class DnsServer:
                 reply = self._safe_answer(wire, tcp=True)
                 if reply is None:
                     return
+                late = self._delay_for(wire)
+                if late:
+                    self._stop.wait(late)
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
 
 

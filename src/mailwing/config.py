@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "LISTENERS",
+    "AdminSettings",
     "AuthSettings",
     "CaptureSettings",
     "ConfigError",
@@ -54,6 +55,17 @@ class ServerSettings:
     log_level: str = "info"
     log_format: str = "text"  # "text" or "json"
     shutdown_grace: float = 10.0  # seconds to let sessions finish their command on SIGTERM
+    #: CIDRs of load balancers allowed to send a PROXY protocol header (listeners that turn
+    #: ``proxy_protocol`` on); a header from any other address is refused.
+    proxy_trusted: list[str] = field(default_factory=list)
+    #: "redis://host:port/db": failed-login counts and per-IP connection counts shared
+    #: through Redis; empty: through PostgreSQL, or a file shared by this host's workers.
+    redis_url: str = ""
+    #: Name of this node in logs and leases; empty: the host name and the parent's pid.
+    node_name: str = ""
+    #: How often a worker tries the garbage-collection lease (one node collects); "0": never.
+    gc_interval: str = "10m"
+    gc_min_age: str = "1h"  # only what has been unreferenced for this long is removed
 
 
 @dataclass
@@ -70,7 +82,7 @@ class TlsSettings:
 @dataclass
 class AuthSettings:
     allow_plaintext: bool | None = None  # None: true only when every listen address is loopback
-    cache_ttl: float = 60.0  # seconds a successful password check is remembered; 0 disables
+    cache_ttl: float = 3600.0  # seconds a successful check is remembered (sliding); 0: off
     max_failures_per_ip: int = 20  # within failure_window, then logins from that IP are refused
     max_failures_per_user: int = 10  # within failure_window, then logins to that user are refused
     failure_window: float = 300.0
@@ -79,6 +91,9 @@ class AuthSettings:
     check_spf: bool = True  # inbound (MX listener) SPF check, RFC 7208
     check_dkim: bool = True  # inbound DKIM signature verification, RFC 6376
     check_dmarc: bool = True  # inbound DMARC policy, RFC 7489 (needs SPF and DKIM results)
+    #: Bound on the wait for one message's checks after its DATA (RFC 7208 section 4.6.4 asks
+    #: for at least 20 s); a check still waiting then counts as temperror.
+    check_timeout: float = 20.0
 
 
 @dataclass
@@ -156,6 +171,34 @@ class CaptureSettings:
 class ListenerSettings:
     port: int = 0  # 0 disables the listener
     idle_timeout: float = 600.0
+    proxy_protocol: bool = False  # expect a PROXY v1/v2 header from server.proxy_trusted peers
+
+
+@dataclass
+class AdminSettings(ListenerSettings):
+    """The admin HTTP listener (JSON API, console, /metrics, autoconfig): ``[admin]``."""
+
+    #: Addresses the admin listener binds (its own, not server.listen): loopback by default.
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    #: "auto": TLS when any admin.listen address is not loopback; "on"; "off" (e.g. behind a
+    #: TLS-terminating proxy). The certificate is the mail listeners' (the [tls] section).
+    tls: str = "auto"
+    #: A separate plain-HTTP port serving only client autoconfiguration and MTA-STS (clients
+    #: fetch those by host name, usually on port 80); 0: off. Binds server.listen.
+    autoconfig_port: int = 0
+    #: The console's session lifetime.
+    session_ttl: str = "12h"
+    #: MTA-STS policy (RFC 8461 section 3.2): "testing", "enforce" or "none"; max_age seconds.
+    mta_sts_mode: str = "testing"
+    mta_sts_max_age: int = 604800
+    #: Where TLS reports go (RFC 8460 TLS-RPT record); empty: postmaster@<domain>.
+    tlsrpt_address: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        if self.tls == "auto":
+            return not all(_is_loopback(a) for a in self.listen)
+        return self.tls == "on"
 
 
 #: Listener sections: name -> (protocol, implicit TLS, default development port, idle timeout).
@@ -194,7 +237,9 @@ class Settings:
     pop3s: ListenerSettings = _listener("pop3s")
     imap: ListenerSettings = _listener("imap")
     imaps: ListenerSettings = _listener("imaps")
-    admin: ListenerSettings = _listener("admin")
+    admin: AdminSettings = field(
+        default_factory=lambda: AdminSettings(port=LISTENERS["admin"][2],
+                                              idle_timeout=LISTENERS["admin"][3]))
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -343,6 +388,27 @@ def _validate_capture(c: CaptureSettings) -> None:
                           "capture@localhost")
 
 
+def _validate_admin(a: AdminSettings) -> None:
+    if a.tls not in ("auto", "on", "off"):
+        raise ConfigError("admin.tls: must be auto, on or off")
+    if not a.listen:
+        raise ConfigError("admin.listen: at least one address is needed")
+    for addr in a.listen:
+        if addr != "localhost":
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError as exc:
+                raise ConfigError(f"admin.listen: {addr!r} is not an IP address") from exc
+    if not 0 <= a.autoconfig_port <= 65535:
+        raise ConfigError(f"admin.autoconfig_port: {a.autoconfig_port} is not a port number")
+    if parse_duration(a.session_ttl, "admin.session_ttl") < 60:
+        raise ConfigError("admin.session_ttl: must be at least 1m")
+    if a.mta_sts_mode not in ("testing", "enforce", "none"):
+        raise ConfigError("admin.mta_sts_mode: must be testing, enforce or none")
+    if not 0 <= a.mta_sts_max_age <= 31557600:
+        raise ConfigError("admin.mta_sts_max_age: between 0 and 31557600 seconds")
+
+
 def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
     _validate_capture(s.capture)
@@ -370,6 +436,17 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{name}.port: {ls.port} is not a port number (0 disables)")
         if ls.idle_timeout <= 0:
             raise ConfigError(f"{name}.idle_timeout: must be positive")
+    for cidr in s.server.proxy_trusted:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"server.proxy_trusted: {cidr!r} is not an address or CIDR") from exc
+    if s.server.redis_url and not s.server.redis_url.startswith(("redis://", "rediss://",
+                                                                 "unix://")):
+        raise ConfigError("server.redis_url: must start with redis://, rediss:// or unix://")
+    parse_duration(s.server.gc_interval, "server.gc_interval")
+    parse_duration(s.server.gc_min_age, "server.gc_min_age")
+    _validate_admin(s.admin)
     if s.server.log_format not in ("text", "json"):
         raise ConfigError("server.log_format: must be 'text' or 'json'")
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -395,6 +472,8 @@ def _validate(s: Settings) -> None:
     for key in ("max_failures_per_ip", "max_failures_per_user"):
         if getattr(s.auth, key) < 1:
             raise ConfigError(f"auth.{key}: must be at least 1")
+    if s.auth.check_timeout <= 0:
+        raise ConfigError("auth.check_timeout: must be positive")
     for key in ("failure_window", "failure_delay", "failure_delay_max"):
         if getattr(s.auth, key) < 0:
             raise ConfigError(f"auth.{key}: must not be negative")

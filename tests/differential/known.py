@@ -209,6 +209,25 @@ KNOWN: list[Known] = [
     Known("RFC 3501 6.3.10: STATUS of the selected mailbox is discouraged (Dovecot answers "
           "[CLIENTBUG]); the RECENT count it reports then differs by whose \\Recent it is",
           script="select.txt", command=r"^STATUS INBOX \(RECENT\)$"),
+    # -- added with the extensions (imap-search, condstore, imap-append) --------------
+    Known('A FETCH that sets \\Seen with QRESYNC on: mailwing puts UID (and MODSEQ) into '
+          'the same FETCH response as the body and FLAGS; Dovecot sends them in a second '
+          'FETCH response for the message. RFC 3501 section 7.4.2 lets a server split a '
+          "message's data items over several FETCH responses or send them in one; RFC "
+          '7162 only asks that UID and MODSEQ be reported once QRESYNC is on.',
+          script='qresync.txt', command='^FETCH \\d+ \\(BODY\\[TEXT\\]\\)$'),
+    Known('RFC 3501 7.3.2/7.4.1: after EXPUNGE Dovecot re-announces RECENT although the '
+          'client can derive it; mailwing sends RECENT only with EXISTS. Both are '
+          'allowed.',
+          script='esearch_searchres.txt', command='^EXPUNGE$'),
+    Known('RFC 5258 section 3: a deleted mailbox kept only as the parent of its children '
+          'is not a mailbox, so it is \\NonExistent (which implies \\Noselect); Dovecot '
+          'keeps its Maildir folder and calls it \\Noselect.',
+          script='list_extended.txt', command='^LIST "" "V'),
+    Known('Dovecot sends an untagged FETCH carrying only UID before its tagged NO '
+          '[UNKNOWN-CTE]; RFC 3516 section 4.3 asks only for the NO [UNKNOWN-CTE], and a '
+          'FETCH response without the requested data tells the client nothing.',
+          script='binary.txt', command='^FETCH \\d+ BINARY\\S*\\[1\\]$'),
 ]
 
 

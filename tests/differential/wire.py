@@ -110,7 +110,7 @@ class Client:
 # -- parsing responses into values ---------------------------------------------------------
 
 _TOKEN = re.compile(
-    rb'[ \r\n]+|\(|\)|"(?:[^"\\]|\\.)*"|\{\d+\+?\}\r\n'
+    rb'[ \r\n]+|\(|\)|"(?:[^"\\]|\\.)*"|~?\{\d+\+?\}\r\n'
     rb'|[^ ()\r\n"{\[\]]+(?:\[[^\]]*\][^ ()\r\n\]]*)?|\[|\]')
 
 
@@ -138,8 +138,8 @@ def parse(response: bytes) -> list[Value]:
                 stack[-1].append(done)
         elif tok.startswith(b'"'):
             stack[-1].append(re.sub(rb"\\(.)", rb"\1", tok[1:-1]).decode("utf-8", "replace"))
-        elif tok.startswith(b"{"):
-            n = int(tok[1:tok.index(b"}")].rstrip(b"+"))
+        elif tok.startswith((b"{", b"~{")):  # a literal8 (RFC 3516) is the same string
+            n = int(tok[tok.index(b"{") + 1:tok.index(b"}")].rstrip(b"+"))
             stack[-1].append(Literal(response[pos:pos + n]))
             pos += n
         elif tok.upper() == b"NIL":

@@ -7,7 +7,7 @@ The rules (a package's imports of itself are always allowed):
   ``proto.common``'s line-ending helpers), and none of the stdlib's I/O modules (asyncio,
   socket, ssl, selectors): sans-IO means bytes in, events out;
 * ``storage`` imports no ``proto``, ``server`` or ``services``;
-* ``services`` imports no ``server``;
+* ``services`` imports no ``server``, and neither does the HTTP front ``admin``;
 * ``app`` (the composition root) is imported only by the fronts that start a server: ``cli``
   and ``embed`` (the embeddable server);
 * the fronts (``cli``, ``admin``, ``portability``, ``embed``, ``testing``) are imported by
@@ -31,6 +31,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "mailwing"
 FORBIDDEN: dict[str, set[str]] = {
     "storage": {"proto", "server", "services"},
     "services": {"server"},
+    "admin": {"server"},  # the HTTP front uses services, like the sessions do
 }
 PURE = {"proto", "mime"}
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors"}

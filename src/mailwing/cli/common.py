@@ -13,11 +13,13 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mailwing.app import open_store, run_async
-from mailwing.config import Settings
-from mailwing.storage.interface import Storage
+from mailwing.runtime import open_store, run_async
+
+if TYPE_CHECKING:
+    from mailwing.config import Settings
+    from mailwing.storage.interface import Storage
 
 __all__ = [
     "EXIT_ERROR",
@@ -93,9 +95,9 @@ def read_password(args: argparse.Namespace) -> str:
 
 
 def with_storage(settings: Settings, work: Callable[[Storage], Awaitable[T]],
-                 *, check: bool = True) -> T:
+                 *, check: bool = True, uvloop: bool = True) -> T:
     """Open storage, check the schema is current (unless ``check`` is false), run ``work``,
-    close storage."""
+    close storage (on uvloop's event loop unless ``uvloop`` is false)."""
 
     async def main() -> T:
         store = await open_store(settings)
@@ -106,7 +108,7 @@ def with_storage(settings: Settings, work: Callable[[Storage], Awaitable[T]],
         finally:
             await store.close()
 
-    return run_async(main)
+    return run_async(main, uvloop=uvloop)
 
 
 def add_password_options(parser: argparse.ArgumentParser) -> None:

@@ -12,19 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailwing.cli.common import CliError, with_storage
 from mailwing.config import Settings
-from mailwing.services.delivery import (
-    EmptyMessage,
-    QuotaExceeded,
-    UnknownMailbox,
-    UnknownRecipient,
-    deliver_local,
-)
 from mailwing.storage.errors import SchemaOutdated, StorageError, TemporaryStorageError
-from mailwing.storage.interface import Storage
+
+if TYPE_CHECKING:
+    from mailwing.storage.interface import Storage
 
 __all__ = ["EX_CONFIG", "register"]
 
@@ -57,6 +52,14 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
 
 
 def _deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from mailwing.services.delivery import (
+        EmptyMessage,
+        QuotaExceeded,
+        UnknownMailbox,
+        UnknownRecipient,
+        deliver_local,
+    )
+
     address = args.to.strip().lower()
 
     async def work(store: Storage) -> str:
@@ -69,7 +72,8 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
         return f"delivered to {address} (uid {entry.uid}, {entry.content.size} bytes)"
 
     try:
-        message = with_storage(settings, work, check=False)
+        message = with_storage(settings, work, check=False, uvloop=False)  # one message:
+        # uvloop's import would cost more than it saves
     except UnknownRecipient as exc:
         raise CliError(str(exc), EX_NOUSER) from exc
     except UnknownMailbox as exc:

@@ -1,5 +1,9 @@
 """The ``mailwing`` command: argument parsing and dispatch to one module per command group.
 
+Imports are lazy (issue #9): parsing the arguments imports only the command modules, which
+import what a command needs when it runs, so ``mailwing deliver`` (run by an MTA for every
+message) never loads the server, the password hasher or the crypto libraries.
+
 All errors end here as one line on stderr (``mailwing: error: ...``) with a meaningful exit
 status (0 ok, 1 operational error, 2 usage or configuration error; ``deliver`` uses sysexits),
 never as a traceback. The configuration file comes from ``--config`` (accepted before or after
@@ -13,15 +17,27 @@ import sys
 from collections.abc import Sequence
 
 from mailwing import __version__
-from mailwing.app import StartupError
-from mailwing.cli import db, deliver, dkim, domain, queue, quickstart, serve, user
+from mailwing.cli import (
+    admin,
+    backup,
+    db,
+    deliver,
+    dkim,
+    domain,
+    portability,
+    queue,
+    quickstart,
+    serve,
+    user,
+)
 from mailwing.cli.common import EXIT_ERROR, EXIT_USAGE, CliError, Parser
 from mailwing.config import ConfigError, config_path, load_settings
 from mailwing.storage.errors import SchemaOutdated, StorageError
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim)
+_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim, admin, portability,
+           backup)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, settings))
     except CliError as exc:
         return _fail(str(exc), exc.code)
-    except (StartupError, SchemaOutdated) as exc:
+    except SchemaOutdated as exc:
         return _fail(str(exc), EXIT_ERROR)
     except StorageError as exc:
         return _fail(f"storage: {exc}", EXIT_ERROR)
@@ -64,3 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      EXIT_ERROR)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if _is_startup_error(exc):
+            return _fail(str(exc), EXIT_ERROR)
+        raise
+
+
+def _is_startup_error(exc: Exception) -> bool:
+    """``mailwing.app.StartupError``, without importing the server for every command: only a
+    command that imported :mod:`mailwing.app` can raise it."""
+    app = sys.modules.get("mailwing.app")
+    return app is not None and isinstance(exc, app.StartupError)

@@ -7,11 +7,10 @@ It never creates accounts or migrates the database; see ``mailwing db upgrade`` 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailwing import app
-from mailwing.config import Settings
-from mailwing.server.logsetup import setup_logging
+if TYPE_CHECKING:
+    from mailwing.config import Settings
 
 __all__ = ["register", "run_server"]
 
@@ -24,6 +23,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_server(settings: Settings) -> int:
+    from mailwing import app  # the whole server: only for the commands that serve
+    from mailwing.server.logsetup import setup_logging
+
     setup_logging(settings.server.log_level, settings.server.log_format)
     return app.serve(settings)
 

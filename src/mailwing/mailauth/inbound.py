@@ -38,7 +38,9 @@ from mailwing.config import Settings
 from mailwing.mailauth import dmarc, spf
 from mailwing.mailauth.dkim import DkimResult, from_domain, sign_outbound, verify_message
 from mailwing.mailauth.dns import Lookup
+from mailwing.mailauth.early import EarlyChecks, checks_apply
 from mailwing.mailauth.results import authentication_results, strip_forged
+from mailwing.mailauth.spf import SpfResult
 from mailwing.proto.smtp.replies import R, SmtpError
 from mailwing.services.inbound import HEADER_LIMIT, InboundMessage
 from mailwing.services.policy import LocalRecipient
@@ -121,15 +123,10 @@ class HeldMessage(InboundMessage):
         return await super().commit(*args, **kwargs)
 
 
-def _checks_on(settings: Settings) -> bool:
-    a = settings.auth
-    return a.check_spf or a.check_dkim or a.check_dmarc
-
-
 def start_message(storage: Storage, settings: Settings, *, listener: str, user: str | None,
                   recipients: Sequence[object]) -> InboundMessage:
     """The message object for a new DATA/BDAT transfer: held when checks or signing apply."""
-    if listener == "smtp" and user is None and _checks_on(settings):
+    if checks_apply(settings, listener=listener, user=user):
         return HeldMessage(storage, "check")
     if user is not None and settings.dkim.sign and any(
             not isinstance(r, LocalRecipient) for r in recipients):
@@ -144,24 +141,60 @@ class Verdict:
     from_domain: str = ""
 
 
+def _outcome(task: asyncio.Task[Any] | None, late: Any) -> Any:
+    """A finished task's result; ``late`` when it did not finish in time (it is cancelled)."""
+    if task is None:
+        return None
+    if not task.done():
+        task.cancel()
+        return late
+    if task.cancelled():
+        return late
+    return task.result()
+
+
 async def run_checks(settings: Settings, hostname: str, message: bytes, *, client_ip: str,
-                     helo: str, mail_from: str) -> Verdict:
-    """SPF (MAIL FROM and HELO), DKIM and DMARC for one message (RFC 7208, 6376, 7489)."""
+                     helo: str, mail_from: str, early: EarlyChecks | None = None) -> Verdict:
+    """SPF (MAIL FROM and HELO), DKIM and DMARC for one message (RFC 7208, 6376, 7489).
+
+    ``early`` holds the session's SPF evaluations, started at MAIL FROM (HELO: once per
+    session); without it (or for another sender) they start here. Everything together waits
+    at most ``auth.check_timeout`` seconds; a check still waiting then is ``temperror``
+    (RFC 7208 section 4.6.4; RFC 7489 section 6.6.3 for DMARC)."""
     a = settings.auth
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + a.check_timeout
     lookup = Lookup.from_settings(settings)
     want_spf, want_dkim = a.check_spf or a.check_dmarc, a.check_dkim or a.check_dmarc
-
-    async def skipped() -> Any:
-        return None
-
-    spf_result, helo_result, dkim_found = await asyncio.gather(
-        spf.check_mailfrom(lookup, client_ip, mail_from, helo) if want_spf else skipped(),
-        spf.check_helo(lookup, client_ip, helo) if a.check_spf and mail_from else skipped(),
-        verify_message(message, settings) if want_dkim else skipped())
-    dkim_results: list[DkimResult] = dkim_found or []
+    spf_task = helo_task = None
+    if want_spf:
+        spf_task = early.mailfrom_task(mail_from, helo) if early is not None else None
+        if spf_task is None:
+            spf_task = asyncio.ensure_future(
+                spf.check_mailfrom(lookup, client_ip, mail_from, helo))
+    if a.check_spf and mail_from:
+        helo_task = (early.helo(helo) if early is not None else
+                     asyncio.ensure_future(spf.check_helo(lookup, client_ip, helo)))
+    dkim_task = asyncio.ensure_future(verify_message(message, settings)) if want_dkim else None
+    pending = [t for t in (spf_task, helo_task, dkim_task) if t is not None and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+    late = "no answer within auth.check_timeout"
+    spf_result: SpfResult | None = _outcome(spf_task, SpfResult(
+        "temperror", spf.mailfrom_domain(mail_from, helo), late))
+    helo_result: SpfResult | None = _outcome(helo_task, SpfResult("temperror", helo.lower(),
+                                                                   late))
+    dkim_results: list[DkimResult] = _outcome(
+        dkim_task, [DkimResult("temperror", "", "", late)]) or []
     domain = from_domain(message.split(b"\r\n\r\n", 1)[0] + b"\r\n")
-    dmarc_result = (await dmarc.evaluate(lookup, domain, spf_result, dkim_results)
-                    if a.check_dmarc else None)
+    dmarc_result = None
+    if a.check_dmarc:
+        try:
+            dmarc_result = await asyncio.wait_for(
+                dmarc.evaluate(lookup, domain, spf_result, dkim_results),
+                max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            dmarc_result = dmarc.DmarcResult("temperror", domain or "", reason=late)
     header = authentication_results(
         hostname, spf=spf_result if a.check_spf else None, helo=helo_result,
         dkim=dkim_results if a.check_dkim else None, dmarc=dmarc_result)
@@ -186,7 +219,8 @@ async def _junk(storage: Storage, recipients: Sequence[Any]) -> list[Any]:
 
 async def finish_message(storage: Storage, settings: Settings, hostname: str,
                          message: InboundMessage, recipients: Sequence[Any], *,
-                         client_ip: str, helo: str, sender: str) -> Sequence[Any]:
+                         client_ip: str, helo: str, sender: str,
+                         early: EarlyChecks | None = None) -> Sequence[Any]:
     """At the end of DATA, before the commit: sign or check, write the held message, and
     return the recipients to commit to (Junk mailboxes for a quarantined message). Raises
     :class:`SmtpError` (550 5.7.1) for a DMARC reject; the caller then aborts."""
@@ -203,7 +237,7 @@ async def finish_message(storage: Storage, settings: Settings, hostname: str,
         return recipients
     try:
         verdict = await run_checks(settings, hostname, body, client_ip=client_ip, helo=helo,
-                                   mail_from=sender)
+                                   mail_from=sender, early=early)
     except Exception:  # a bug in a check must not lose mail: store it unchecked
         log.exception("authentication checks failed; message stored without results")
         verdict = Verdict(b"", "none")

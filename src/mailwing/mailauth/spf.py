@@ -35,7 +35,7 @@ from typing import Any
 from mailwing.mailauth.dns import DnsTempError, Lookup
 from mailwing.mailauth.spfmacro import MacroContext, MacroError, expand, valid_domain
 
-__all__ = ["SpfResult", "check_helo", "check_host", "check_mailfrom"]
+__all__ = ["SpfResult", "check_helo", "check_host", "check_mailfrom", "mailfrom_domain"]
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_LOOKUPS = 10
@@ -268,6 +268,11 @@ async def check_host(lookup: Lookup, ip: str, domain: str, sender: str,
     evaluation = _Evaluation(lookup, ipaddress.ip_address(ip), sender, helo)
     result, reason = await evaluation.check(domain)
     return SpfResult(result, domain.lower(), reason)
+
+
+def mailfrom_domain(mail_from: str, helo: str) -> str:
+    """The domain the MAIL FROM identity is checked for (the HELO name for ``<>``)."""
+    return _sender(mail_from, helo).rpartition("@")[2].lower()
 
 
 async def check_mailfrom(lookup: Lookup, ip: str, mail_from: str, helo: str) -> SpfResult:

@@ -140,7 +140,7 @@ class _Pop3Session:
                     await self._flush()
                     core.receive_data(await conn.read())
                 case CommandReceived(name=name):
-                    conn.commands += 1
+                    conn.command(name)
                     self._debug("command", command=name)  # never the arguments
                 case AuthRequest():
                     await self._flush()

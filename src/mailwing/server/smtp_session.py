@@ -29,6 +29,7 @@ import contextlib
 import logging
 
 from mailwing.mailauth import inbound as mailauth
+from mailwing.mailauth.early import EarlyChecks, checks_apply
 from mailwing.proto.smtp.core import SmtpCore
 from mailwing.proto.smtp.events import (
     AuthFailure,
@@ -103,6 +104,7 @@ class _SmtpSession:
         self._message: InboundMessage | None = None
         self._queue_id = ""
         self._failed: str | None = None  # why the body cannot be stored (storage error)
+        self._early: EarlyChecks | None = None  # SPF started at MAIL FROM (mailauth.early)
 
     async def run(self) -> None:
         try:
@@ -118,6 +120,8 @@ class _SmtpSession:
             await self._last_words(R.INTERNAL)
         finally:
             await self._discard()
+            if self._early is not None:
+                self._early.close()
 
     async def _loop(self) -> None:
         """Pump the core's events until it closes.
@@ -140,7 +144,7 @@ class _SmtpSession:
                     await self._flush()
                     core.receive_data(await conn.read())
                 case CommandReceived(name=name):
-                    conn.commands += 1
+                    conn.command(name)
                     conn.log("command", level=logging.DEBUG, command=name)
                 case BodyChunk(data=data):
                     await self._body(data)
@@ -173,6 +177,11 @@ class _SmtpSession:
             self.core.mail_rejected(exc.reply)
         else:
             self.core.mail_accepted()
+            settings = self.ctx.settings
+            if checks_apply(settings, listener=self.conn.listener, user=req.user):
+                if self._early is None:
+                    self._early = EarlyChecks(settings, self.conn.peer.ip)
+                self._early.mail_from(req.mail.sender.text, self.core.client_name)
 
     async def _rcpt(self, req: RcptRequest) -> None:
         target: object
@@ -182,7 +191,8 @@ class _SmtpSession:
             else:
                 target = await policy.check_recipient(
                     self.ctx.storage, self.ctx.settings, req.recipient,
-                    authenticated=req.user is not None)
+                    authenticated=req.user is not None,
+                    size=self.core.mail.size if self.core.mail is not None else None)
         except SmtpError as exc:
             self.conn.log("recipient refused", level=logging.DEBUG, code=exc.reply.code)
             self.core.rcpt_rejected(exc.reply)
@@ -262,7 +272,7 @@ class _SmtpSession:
                 targets = await mailauth.finish_message(  # sign, or check + act (mailauth)
                     self.ctx.storage, self.ctx.settings, self.ctx.hostname, message,
                     req.recipients, client_ip=self.conn.peer.ip,
-                    helo=self.core.client_name, sender=req.sender.text)
+                    helo=self.core.client_name, sender=req.sender.text, early=self._early)
                 await message.commit(targets,
                                      queue_id=self._queue_id, sender=req.sender.text)
                 if any(isinstance(r, policy.RemoteRecipient) for r in req.recipients):

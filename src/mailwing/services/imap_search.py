@@ -17,6 +17,9 @@ Matching rules:
   the instant, not the zone, so the stored value only decides when it is more than a day
   away, else the header is read); a message without a usable Date: falls back to its
   INTERNALDATE, as Dovecot does;
+- OLDER/YOUNGER (RFC 5032) compare INTERNALDATE with the time of the search; EMAILID and
+  THREADID (RFC 8474) compare with :mod:`mailwing.services.objectid`; ``$`` (RFC 5182) is
+  the view's saved UIDs;
 - NEW is RECENT UNSEEN, OLD is NOT RECENT (section 6.4.4); sequence sets resolve ``*`` with
   the view's current numbering.
 """
@@ -24,12 +27,13 @@ Matching rules:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from mailwing import mime
 from mailwing.model import MailEntry
 from mailwing.proto.imap import search as k
 from mailwing.services.imap_selected import SelectedView
+from mailwing.services.objectid import email_id
 
 __all__ = ["ContentLoader", "needs_content", "search"]
 
@@ -85,6 +89,7 @@ class _Probe:
         self.entry = view.entries[uid]
         self.raw: bytes | None = None
         self.msg: mime.MessagePart | None = None
+        self.now = datetime.now(UTC)
 
     def flags(self) -> frozenset[str]:
         return self.view.flags_of(self.uid)
@@ -102,6 +107,8 @@ class _Probe:
                 return "\\Recent" not in self.flags()
             case k.Recent():
                 return "\\Recent" in self.flags()
+            case k.Sequence(set=s) | k.Uid(set=s) if s.saved:  # RFC 5182 "$"
+                return self.uid in self.view.saved_uids
             case k.Sequence(set=s):
                 return s.contains(self.seq, self.view.star(by_uid=False))
             case k.Uid(set=s):
@@ -113,6 +120,14 @@ class _Probe:
                 return _cmp(rel, self.entry.internal_date.date(), d)
             case k.ModSeq(n=n):
                 return self.entry.modseq >= n
+            case k.Within(rel=rel, seconds=seconds):  # RFC 5032
+                cutoff = self.now - timedelta(seconds=seconds)
+                when = self.entry.internal_date
+                return when <= cutoff if rel == "older" else when > cutoff
+            case k.ObjectId(kind="EMAILID", value=value):  # RFC 8474 section 6
+                return email_id(self.entry.content) == value
+            case k.ObjectId():
+                return False  # THREADID: no persistent thread ids (FETCH says NIL)
             case k.Not(key=inner):
                 r = self.eval(inner)
                 return None if r is None else not r

@@ -123,6 +123,11 @@ class SelectedView:
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
         self.keywords: set[str] = {f for e in ordered for f in e.flags} - set(SYSTEM_FLAGS)
+        #: RFC 5182 ``$``: UIDs saved by SEARCH RETURN (SAVE); a new view starts empty
+        self.saved_uids: frozenset[int] = frozenset()
+        #: False for an IMAP4rev2 session (RFC 9051 has no \\Recent): nothing is noted as
+        #: recent and no RECENT update is reported.
+        self.track_recent = True
 
     # -- identity and counters -----------------------------------------------------------
     @property
@@ -224,7 +229,8 @@ class SelectedView:
         return fresh
 
     def note_recent(self, uids: Iterable[int]) -> None:
-        self.recent.update(uids)
+        if self.track_recent:
+            self.recent.update(uids)
 
     # -- this session's own changes ---------------------------------------------------------
     def own_flags(self, entries: Iterable[MailEntry]) -> list[FlagsChanged]:
@@ -269,9 +275,10 @@ class SelectedView:
         if len(self.uids) != self._announced_exists:
             self._announced_exists = len(self.uids)
             out.append(Exists(len(self.uids)))
-            recent = sum(1 for u in self.uids if u in self.recent)
-            self._announced_recent = recent
-            out.append(Recent(recent))
+            if self.track_recent:
+                recent = sum(1 for u in self.uids if u in self.recent)
+                self._announced_recent = recent
+                out.append(Recent(recent))
         if hold_flags:
             return out
         for uid in sorted(self._changed):

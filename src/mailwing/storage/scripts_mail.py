@@ -29,6 +29,7 @@ from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
+from mailwing.storage.scripts_quota import Deltas, account, entry_sizes
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Script, q
 
@@ -36,6 +37,7 @@ __all__ = [
     "copy_mail",
     "get_content_cache",
     "mail_changes",
+    "mailbox_digests",
     "move_all",
     "set_content_cache",
     "set_flags",
@@ -94,7 +96,7 @@ def set_flags(
 
 
 def copy_mail(
-    src: int, uids: Collection[int], dst: int, move: bool
+    src: int, uids: Collection[int], dst: int, move: bool, enforce_quota: bool = False
 ) -> Script[list[tuple[int, int]]]:
     wanted = _uid_list(uids)
     if not wanted:
@@ -115,9 +117,13 @@ def copy_mail(
         " content_sha256 FROM mail WHERE mailbox_id = $1 AND uid @IN($2)",
         src, present, dst, first, dst_modseq,
     )
+    count, size = yield from entry_sizes(src, present)
+    deltas: Deltas = {dst: (count, size)}
     if move:
         src_modseq = dst_modseq if src == dst else (yield from _allocate(src, 0))[1]
-        yield from _remove_entries(src, present, src_modseq)  # contents stay: dst uses them
+        # contents stay: dst uses them
+        yield from _remove_entries(src, present, src_modseq, deltas)
+    yield from account(deltas, enforce=enforce_quota)
     return [(uid, first + i) for i, uid in enumerate(present)]
 
 
@@ -169,3 +175,13 @@ def set_content_cache(sha256: str, values: dict[str, bytes]) -> Script[None]:
             " ON CONFLICT (sha256, key) DO UPDATE SET value = excluded.value",
             sha256, key, bytes(values[key]),
         )
+
+
+def mailbox_digests(mailbox_id: int) -> Script[list[tuple[str, str | None, int]]]:
+    """(sha256, Message-ID, CRLF size) per entry; see ``Storage.mailbox_digests``."""
+    rows = yield q(
+        "SELECT m.content_sha256, c.message_id, c.crlf_size FROM mail m"
+        " JOIN contents c ON c.sha256 = m.content_sha256 WHERE m.mailbox_id = $1"
+        " ORDER BY m.uid", mailbox_id,
+    )
+    return [(str(r[0]), r[1], int(r[2])) for r in rows]

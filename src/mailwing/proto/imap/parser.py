@@ -7,7 +7,8 @@ recovers the tag from a line that failed, so the error can be tagged.
 Mailbox names (``mailbox`` rule) are modified UTF-7 (section 5.1.3), decoded here; clients
 that send raw UTF-8 (not allowed by IMAP4rev1, common in practice) are accepted as UTF-8
 text, since 8-bit bytes cannot be mistaken for modified UTF-7. ``INBOX`` is case-insensitive
-(section 5.1) and normalised to upper case.
+(section 5.1) and normalised to upper case. In a session that enabled UTF8=ACCEPT or
+IMAP4rev2 (``wire.UTF8_NAMES``), names are plain UTF-8: ``&`` is not a shift character.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from collections.abc import Callable
 
 from mailwing.proto.common.sasl import SaslError, decode_response
 from mailwing.proto.imap import commands as c
-from mailwing.proto.imap import texts, utf7
+from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
-from mailwing.proto.imap.seqset import SequenceSet
+from mailwing.proto.imap.sortparse import parse_sort, parse_thread
+from mailwing.proto.imap.wire import UTF8_NAMES
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-                          "HIGHESTMODSEQ", "SIZE"})
+                          "HIGHESTMODSEQ", "SIZE", "MAILBOXID", "APPENDLIMIT"})
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
+_KEYWORD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def read_tag(line: bytes) -> str | None:
@@ -48,6 +51,12 @@ UNDECODABLE = "\x00"
 
 
 def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
+    if UTF8_NAMES.get():  # RFC 6855 section 3 / RFC 9051: names are UTF-8, "&" is itself
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
+        return "INBOX" if normalise and name.upper() == "INBOX" else name
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -106,17 +115,6 @@ def _login(tag: str, cur: Cursor) -> c.Command:
     return c.Login(tag, user, cur.text_string())
 
 
-def _size(numbers: SequenceSet) -> int:
-    """How many numbers a set without ``*`` holds (ranges may overlap: counted once)."""
-    total, last = 0, 0
-    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in numbers.ranges):
-        lo = max(lo, last + 1)
-        if hi >= lo:
-            total += hi - lo + 1
-            last = hi
-    return total
-
-
 def _qresync_param(cur: Cursor) -> c.QresyncParams:
     """RFC 7162 section 3.2.5: ``"(" uidvalidity SP mod-sequence-value [SP known-uids]
     [SP seq-match-data] ")"``, after ``QRESYNC SP``."""
@@ -136,7 +134,7 @@ def _qresync_param(cur: Cursor) -> c.QresyncParams:
             cur.sp()
             uids = cur.sequence_set()
             cur.expect(b")")
-            if seqs.has_star or uids.has_star or _size(seqs) != _size(uids):
+            if seqs.has_star or uids.has_star:
                 raise ParseError(texts.BAD_SEQ_MATCH)
             match = (seqs, uids)
         else:
@@ -207,7 +205,7 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     cur.sp()
     select: tuple[str, ...] = ()
     if cur.peek() == ord("("):
-        select = cur.paren_atoms()
+        select = listext.parse_select_options(cur)
         cur.sp()
     reference = decode_mailbox(cur.astring(), normalise=False)
     cur.sp()
@@ -220,12 +218,13 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     else:
         patterns = (_pattern(cur),)
     returns: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
     if cur.accept(b" "):
         if cur.keyword() != "RETURN":
             raise ParseError(texts.BAD_LIST_OPTION)
         cur.sp()
-        returns = cur.paren_atoms()
-    return c.List(tag, reference, patterns, select, returns)
+        returns, status = listext.parse_return_options(cur, STATUS_ITEMS)
+    return c.List(tag, reference, patterns, select, returns, status)
 
 
 def _lsub(tag: str, cur: Cursor) -> c.Command:
@@ -258,10 +257,34 @@ def _storable(flags: tuple[str, ...]) -> tuple[str, ...]:
     return flags
 
 
-def _append(tag: str, cur: Cursor) -> c.Command:
+def _append_data(cur: Cursor) -> tuple[bytes, bool]:
+    """A ``literal`` or (RFC 3516) ``literal8``; True for the latter."""
+    if cur.accept(b"~"):
+        if not cur.peek_literal():
+            raise ParseError(texts.APPEND_NEEDS_LITERAL)
+        return cur.literal(), True
+    if not cur.peek_literal():
+        raise ParseError(texts.APPEND_NEEDS_LITERAL)
+    return cur.literal(), False
+
+
+def _cat_part(cur: Cursor) -> c.CatPart:
+    """RFC 4469 ``cat-part``: ``TEXT SP literal`` (or literal8) / ``URL SP astring``."""
+    kind = cur.keyword()
     cur.sp()
-    name = _mailbox(cur)
-    cur.sp()
+    if kind == "TEXT":
+        return c.CatPart(text=_append_data(cur)[0])
+    if kind == "URL":
+        try:
+            return c.CatPart(url=cur.astring().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ParseError(texts.NOT_UTF8) from exc
+    raise ParseError(texts.BAD_CATENATE)
+
+
+def _append_message(cur: Cursor) -> c.AppendMessage:
+    """``[SP flag-list] [SP date-time] SP append-data`` (RFC 3502 ``append-message``; the
+    leading SP is consumed by the caller)."""
     flags: tuple[str, ...] = ()
     when = None
     if cur.peek() == ord("("):
@@ -270,9 +293,70 @@ def _append(tag: str, cur: Cursor) -> c.Command:
     if cur.peek() == ord('"'):
         when = cur.date_time()
         cur.sp()
-    if not cur.peek_literal():
+    if cur.peek() in (ord("~"), ord("{")):
+        data, binary = _append_data(cur)
+        return c.AppendMessage(flags, when, data, None, binary)
+    word = cur.keyword() if cur.peek() in _KEYWORD_START else ""
+    if word not in ("CATENATE", "UTF8"):
         raise ParseError(texts.APPEND_NEEDS_LITERAL)
-    return c.Append(tag, name, flags, when, cur.literal())
+    cur.sp()
+    if word == "CATENATE":
+        parts = cur.paren_list(lambda: _cat_part(cur))
+        if not parts:
+            raise ParseError(texts.BAD_CATENATE)
+        return c.AppendMessage(flags, when, b"", parts)
+    if word == "UTF8":  # RFC 6855 section 4: UTF8 SP "(" literal8 ")"
+        cur.expect(b"(")
+        if not cur.accept(b"~"):
+            raise ParseError(texts.APPEND_NEEDS_LITERAL)
+        data = cur.literal()
+        cur.expect(b")")
+        return c.AppendMessage(flags, when, data, None, True, utf8=True)
+    raise ParseError(texts.APPEND_NEEDS_LITERAL)
+
+
+def _append(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    name = _mailbox(cur)
+    cur.sp()
+    first = _append_message(cur)
+    more = []
+    while cur.accept(b" "):  # RFC 3502 MULTIAPPEND: further messages
+        more.append(_append_message(cur))
+    return c.Append(tag, name, first.flags, first.internal_date, first.message, tuple(more),
+                    first.parts, first.binary, first.utf8)
+
+
+def _compress(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.Compress(tag, cur.keyword())
+
+
+def _quota_root(cur: Cursor) -> str:
+    return decode_mailbox(cur.astring(), normalise=False)
+
+
+def _getquota(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.GetQuota(tag, _quota_root(cur))
+
+
+def _getquotaroot(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.GetQuotaRoot(tag, _mailbox(cur))
+
+
+def _setquota(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    root = _quota_root(cur)
+    cur.sp()
+
+    def limit() -> tuple[str, int]:
+        resource = cur.keyword()
+        cur.sp()
+        return resource, cur.number64()
+
+    return c.SetQuota(tag, root, cur.paren_list(limit))
 
 
 def _expunge(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -311,6 +395,18 @@ def _fetch_modifiers(cur: Cursor, uid: bool) -> tuple[int | None, bool]:
     if vanished and (not uid or changed is None):
         raise ParseError(texts.BAD_VANISHED)
     return changed, vanished
+
+
+def _sort(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    returns, keys, charset, criteria = parse_sort(cur)
+    return c.Sort(tag, keys, criteria, charset, uid, returns)
+
+
+def _thread(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    algorithm, charset, criteria = parse_thread(cur)
+    return c.Thread(tag, algorithm, criteria, charset, uid)
 
 
 def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -395,11 +491,13 @@ SIMPLE: dict[str, Callable[[str, Cursor], c.Command]] = {
     "DELETE": _one_mailbox(c.Delete), "RENAME": _rename,
     "SUBSCRIBE": _one_mailbox(c.Subscribe), "UNSUBSCRIBE": _one_mailbox(c.Unsubscribe),
     "LIST": _list, "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
-    "ENABLE": _enable, "ID": _id,
+    "ENABLE": _enable, "ID": _id, "COMPRESS": _compress, "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquotaroot, "SETQUOTA": _setquota,
 }
 WITH_UID: dict[str, Callable[[str, Cursor, bool], c.Command]] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": _fetch, "STORE": _store,
     "COPY": _copy_move(c.Copy), "MOVE": _copy_move(c.Move),
+    "SORT": _sort, "THREAD": _thread,
 }
 
 

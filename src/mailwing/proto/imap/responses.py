@@ -98,6 +98,10 @@ class Code:
                 f"{SequenceSet.format(dest)}")
 
     @staticmethod
+    def mailboxid(objectid: str) -> str:
+        return f"MAILBOXID ({objectid})"
+
+    @staticmethod
     def badcharset(charsets: Iterable[str]) -> str:
         return "BADCHARSET (" + " ".join(charsets) + ")"
 
@@ -178,7 +182,7 @@ def list_response(attributes: Iterable[str], delimiter: str | None, name: str,
             + b" " + wire.encode_mailbox(name) + CRLF)
 
 
-def status(mailbox: str, items: Mapping[str, int]) -> bytes:
+def status(mailbox: str, items: Mapping[str, int | str]) -> bytes:
     body = " ".join(f"{k} {v}" for k, v in items.items()).encode("ascii")
     return b"* STATUS " + wire.encode_mailbox(mailbox) + b" (" + body + b")" + CRLF
 

@@ -78,7 +78,10 @@ class SessionState:
     view: SelectedView | None = None
     logout: bool = False
     auth_failures: int = 0
-    enabled: set[str] = field(default_factory=set)
+    enabled: set[str] = field(default_factory=set)  # by ENABLE (RFC 5161)
+    #: turned on by a command that implies it (RFC 7162 section 3.1), not by ENABLE: a later
+    #: ``ENABLE CONDSTORE`` still answers ``* ENABLED CONDSTORE``
+    implied: set[str] = field(default_factory=set)
     out: list[bytes] = field(default_factory=list)
     #: set when the session must end after this command (``* BYE`` text already queued)
     closing: bool = False
@@ -113,7 +116,7 @@ class SessionState:
     # -- RFC 7162: extensions the client turned on (ENABLE, or a command that implies it) --
     @property
     def condstore(self) -> bool:
-        return "CONDSTORE" in self.enabled
+        return "CONDSTORE" in self.enabled or "CONDSTORE" in self.implied
 
     @property
     def qresync(self) -> bool:
@@ -121,7 +124,7 @@ class SessionState:
 
     def enable_condstore(self) -> None:
         """RFC 7162 section 3.1: a CONDSTORE-enabling command was used."""
-        self.enabled.add("CONDSTORE")
+        self.implied.add("CONDSTORE")
 
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]
@@ -131,6 +134,9 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
     """(seq, uid) pairs of a sequence set in the session's numbering (RFC 3501 section 9:
     a message number beyond the mailbox is an error, BAD; a UID that does not exist is
     simply not matched, section 6.4.8)."""
+    if seqset.saved:  # RFC 5182 "$": the same messages whether used by UID or number
+        found = ((view.seq_of(u), u) for u in sorted(view.saved_uids))
+        return [(seq, u) for seq, u in found if seq is not None]
     star = view.star(by_uid=by_uid)
     if not by_uid and not seqset.has_star and seqset.exceeds(view.exists):
         raise Refusal("BAD", texts.BAD_MESSAGE_NUMBER)
@@ -139,11 +145,14 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
 
 
 def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
-                   condstore: bool) -> bytes:
-    """``* seq FETCH ([UID u] FLAGS (...) [MODSEQ (m)])`` for a flag change: once CONDSTORE is
-    on, UID and MODSEQ are always included (RFC 7162 section 3.1.4)."""
-    items = [("UID", b"%d" % uid)] if with_uid or condstore else []
-    items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+                   condstore: bool, flags: bool = True) -> bytes:
+    """``* seq FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])`` for a flag change: once CONDSTORE
+    is on, MODSEQ is always included (RFC 7162 section 3.1.4); callers ask for UID for UID
+    commands and once QRESYNC is on. ``flags=False``: a ``.SILENT`` STORE under CONDSTORE,
+    which still reports the new mod-sequence (section 3.1.3)."""
+    items = [("UID", b"%d" % uid)] if with_uid else []
+    if flags:
+        items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
     if condstore:
         items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
     return responses.fetch(seq, items)

@@ -23,8 +23,11 @@ import contextlib
 from mailwing.model import Mailbox
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, Handler, Refusal, SessionState, unavailable
+from mailwing.server.imap.listext import list_extended
 from mailwing.services import imap_mailboxes as mb
+from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import AlreadyExists, NotFound, StorageError
 
 __all__ = ["HANDLERS", "find_mailbox", "valid_name"]
@@ -77,12 +80,12 @@ async def create(s: SessionState, cmd: c.Create) -> Done:
         if await s.ctx.storage.get_mailbox(user.id, name) is not None:
             return Done("NO", texts.MAILBOX_EXISTS, "ALREADYEXISTS")
         await _ensure_parents(s, name)
-        await s.ctx.storage.create_mailbox(user.id, name, use)
+        box = await s.ctx.storage.create_mailbox(user.id, name, use)
     except AlreadyExists:
         return Done("NO", texts.MAILBOX_EXISTS, "ALREADYEXISTS")
     except StorageError as exc:
         raise unavailable() from exc
-    return Done("OK", texts.COMPLETED.format("CREATE"))
+    return Done("OK", texts.COMPLETED.format("CREATE"), Code.mailboxid(mailbox_id(box)))
 
 
 async def delete(s: SessionState, cmd: c.Delete) -> Done:
@@ -152,6 +155,8 @@ def _line(kind: str, item: mb.ListItem) -> bytes:
 
 
 async def list_(s: SessionState, cmd: c.List) -> Done:
+    if cmd.extended:
+        return await list_extended(s, cmd)  # RFC 5258 / 5819
     try:
         boxes = await s.ctx.storage.list_mailboxes(s.require_user().id)
     except StorageError as exc:

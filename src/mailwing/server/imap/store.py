@@ -8,13 +8,16 @@
   ``[COPYUID uidvalidity source-uids dest-uids]``. MOVE sends it in an untagged OK before its
   EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK. The target may be the
   selected mailbox itself: the messages get new UIDs (EXPUNGE of the old, EXISTS of the new).
+  A COPY that would take the user past the quota is ``NO [OVERQUOTA]`` (RFC 9208), checked
+  in its transaction.
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
 
 CONDSTORE/QRESYNC (RFC 7162): ``STORE set (UNCHANGEDSINCE n) ...`` enables CONDSTORE and
 leaves alone every message whose mod-sequence is above n, answering ``OK [MODIFIED set]``
-(message numbers, or UIDs for UID STORE; section 3.1.3). Once CONDSTORE is on, each message
-a STORE changed is reported with UID and MODSEQ, even with ``.SILENT``. With QRESYNC on,
+(message numbers, or UIDs for UID STORE; section 3.1.3). Once CONDSTORE is on, STORE's
+FETCH responses carry MODSEQ, and a message a ``.SILENT`` STORE changed is still reported
+with its new MODSEQ (without FLAGS); once QRESYNC is on they carry UID too. With QRESYNC on,
 EXPUNGE and MOVE report ``* VANISHED uids`` instead of EXPUNGEs (section 3.2.10), and the
 tagged OK of EXPUNGE carries ``[HIGHESTMODSEQ n]`` once CONDSTORE is on. Every expunge here
 is followed by pruning the mailbox's expunged-UID memory to ``limits.expunged_retention``.
@@ -39,7 +42,7 @@ from mailwing.server.imap.base import (
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_condstore import prune_history
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
-from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import FlagMode
 
 __all__ = ["HANDLERS"]
@@ -84,7 +87,8 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
     for seq, uid in pairs:
         if uid in skipped or (cmd.silent and not (s.condstore and uid in changed_uids)):
             continue
-        s.send(flags_response(view, seq, uid, with_uid=cmd.uid, condstore=s.condstore))
+        s.send(flags_response(view, seq, uid, with_uid=cmd.uid or s.qresync,
+                              condstore=s.condstore, flags=not cmd.silent))
     word = "UID STORE" if cmd.uid else "STORE"
     if modified:
         numbers = modified if cmd.uid else [q for q, u in pairs if u in skipped]
@@ -106,7 +110,10 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         if not uids:
             return Done("OK", texts.COMPLETED.format(word))
-        pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move)
+        pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move,
+                                        enforce_quota=True)
+    except OverQuota:  # RFC 9208 section 5.2; a MOVE within the user adds nothing
+        return Done("NO", texts.OVER_QUOTA, "OVERQUOTA")
     except NotFound:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:

@@ -1,0 +1,125 @@
+"""Consecutive measured rounds, alternating between servers, with pauses: figures that last.
+
+Why (issue #9): a figure taken in the first 20 seconds after a warm-up can hide a cache that
+expires (the password cache, the DNS cache), and two servers measured one after the other on a
+shared machine see different background load. So every side-by-side benchmark here runs
+``--rounds`` rounds; in each round every server gets the same load once (mailwing first, then
+the references, all servers running the whole time), and after the rounds listed in
+``--pause-after`` everything stays idle for ``--pause`` seconds, longer than any cache TTL,
+so the round after it starts cold. The report gives throughput and p50/p99 per round, the ratio
+of medians over the rounds and the worst round's ratio.
+
+A flat-over-time run is the same machinery with one server: ``--rounds 10 --duration 60
+--pause 0`` gives minute 1 to minute 10 (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Measure", "Target", "add_round_options", "default_pause", "print_summary",
+           "run_rounds"]
+
+DNS_TTL = 60  # seconds: the TTL the benchmarks' own DNS server gives its records
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One round of one server: the rate (``unit`` per second) and latencies in ms."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+    note: str = ""
+
+
+@dataclass
+class Target:
+    label: str  # "mailwing", "dovecot {PLAIN}", "aiosmtpd" ...
+    run: Callable[[], Measure]  # one measured round (warm-up is the caller's business)
+
+
+def default_pause() -> float:
+    """Longer than any cache TTL of mailwing's default settings (and our DNS records)."""
+    from mailwing.config import Settings
+
+    return max(Settings().auth.cache_ttl, DNS_TTL) + 5.0
+
+
+def add_round_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=5,
+                   help="consecutive measured rounds per configuration, servers alternating "
+                        "(0: the old one-shot runs)")
+    p.add_argument("--pause", type=float, default=None,
+                   help="idle seconds after the rounds in --pause-after (default: the longest "
+                        "cache TTL + 5 s: auth.cache_ttl, the DNS TTL)")
+    p.add_argument("--pause-after", default="2,4",
+                   help="rounds after which to pause, comma-separated (empty: never)")
+    p.add_argument("--settle", type=float, default=3.0,
+                   help="idle seconds between two servers' turns (work a server still does "
+                        "for clients that have gone, e.g. Dovecot's queued Argon2id checks, "
+                        "must not land in the next server's turn)")
+
+
+def _pause_rounds(text: str) -> set[int]:
+    return {int(x) for x in text.split(",") if x.strip()}
+
+
+def run_rounds(title: str, targets: list[Target], args: argparse.Namespace, unit: str
+               ) -> dict[str, list[Measure]]:
+    """Run ``args.rounds`` rounds over ``targets``; print each measure as it comes."""
+    pause = default_pause() if args.pause is None else args.pause
+    after = _pause_rounds(args.pause_after)
+    results: dict[str, list[Measure]] = {t.label: [] for t in targets}
+    print(f"\n== {title}: {args.rounds} rounds of {args.duration:g} s, pause {pause:g} s "
+          f"after round(s) {sorted(after) or '-'}", flush=True)
+    print(f"   {'round':>5} {'server':40} {unit + '/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
+          f"{'errors':>7}", flush=True)
+    for n in range(1, args.rounds + 1):
+        for i, target in enumerate(targets):
+            if i or n > 1:
+                time.sleep(args.settle)
+            m = target.run()
+            results[target.label].append(m)
+            print(f"   {n:>5} {target.label:40} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
+                  f"{m.p99_ms:>9.1f} {m.errors:>7}{'  ' + m.note if m.note else ''}",
+                  flush=True)
+        if n in after and n < args.rounds and pause > 0:
+            print(f"   (idle {pause:g} s: every cache entry expires)", flush=True)
+            time.sleep(pause)
+    return results
+
+
+def print_summary(title: str, results: dict[str, list[Measure]], ours: str, unit: str,
+                  target_ratio: float | None = None) -> list[str]:
+    """Ratios of ``ours`` to every other label: of the medians, and the worst round's.
+    Returns the printed lines (the caller may collect them for a final summary)."""
+    lines: list[str] = []
+    mine = results.get(ours, [])
+    if not mine:
+        return lines
+    med = statistics.median(m.rate for m in mine)
+    first, last = mine[0].rate, mine[-1].rate
+    lines.append(f"{title}: {ours} median {med:.1f} {unit}/s (round 1 {first:.1f}, last "
+                 f"{last:.1f}), p99 median {statistics.median(m.p99_ms for m in mine):.1f} ms,"
+                 f" errors {sum(m.errors for m in mine)}")
+    for label, theirs in results.items():
+        if label == ours or not theirs:
+            continue
+        ref = statistics.median(m.rate for m in theirs)
+        worst = min((a.rate / b.rate for a, b in zip(mine, theirs, strict=False) if b.rate),
+                    default=0.0)
+        ratio = med / ref if ref else float("inf")
+        verdict = ""
+        if target_ratio is not None:
+            verdict = "  met" if ratio >= target_ratio else f"  NOT met (target {target_ratio}x)"
+        lines.append(f"   vs {label:40} median {ref:10.1f}  ratio of medians {ratio:5.2f}x  "
+                     f"worst round {worst:5.2f}x{verdict}")
+    for line in lines:
+        print(line, flush=True)
+    return lines
