@@ -105,6 +105,8 @@ class _ImapSession:
                     s.send(event.response())
                     await s.flush()
                 case ProtocolError():
+                    if event.saves_result and s.view is not None:
+                        s.view.saved_uids = frozenset()  # RFC 5182 section 2.1
                     s.send(event.response())
                     self._error(close=event.close)
                 case CommandReceived(command=command):
