@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle clean
+.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle bench-cluster bench-import clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -47,5 +47,11 @@ bench-deliver: $(STAMP)
 bench-idle: $(STAMP)
 	$(BIN)/python benchmarks/idle_bench.py
 
+bench-cluster: $(STAMP)   # root: network namespaces, HAProxy, two nodes on PostgreSQL
+	$(BIN)/python benchmarks/cluster_bench.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench-import: $(STAMP)
+	$(BIN)/python benchmarks/import_bench.py

@@ -38,9 +38,17 @@ __all__ = ["DOVECOT", "DovecotImap", "dovecot_available", "wait_for_greeting"]
 class DovecotImap(Dovecot):
     """A Dovecot instance in ``root`` listening for IMAP (no TLS) on ``127.0.0.1:port``."""
 
-    def __init__(self, root: Path, port: int, clients: int, scheme: str = "ARGON2ID") -> None:
+    def __init__(self, root: Path, port: int, clients: int, scheme: str = "ARGON2ID",
+                 *, layout: str = "", namespace_extra: str = "", extra: str = "") -> None:
+        """``layout`` (e.g. ``":LAYOUT=fs"``) is appended to the Maildir location,
+        ``namespace_extra`` goes inside the inbox namespace block (mailbox definitions) and
+        ``extra`` at the end of the file: the differential tests (tests/differential) use
+        them to mirror mailwing's default mailboxes."""
         super().__init__(root, port, clients)
         self.scheme = scheme
+        self.layout = layout
+        self.namespace_extra = namespace_extra
+        self.extra = extra
 
     def write_config(self) -> None:
         r = self.root
@@ -63,7 +71,7 @@ mail_uid = {self.uid}
 mail_gid = {self.gid}
 first_valid_uid = {self.uid}
 first_valid_gid = {self.gid}
-mail_location = maildir:{self.mail}/%d/%n
+mail_location = maildir:{self.mail}/%d/%n{self.layout}
 auth_cache_size = 10M
 auth_cache_ttl = 1 hour
 auth_cache_negative_ttl = 0
@@ -82,6 +90,7 @@ userdb {{
 namespace inbox {{
   inbox = yes
   separator = /
+{self.namespace_extra}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -102,6 +111,7 @@ service imap {{
 service anvil {{
   client_limit = {procs * 4 + 100}
 }}
+{self.extra}
 """)
 
     def start(self, timeout: float = 20.0) -> None:

@@ -67,6 +67,7 @@ class MailwingServer:
     extra_config: str = ""
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()  # extra arguments after ``serve`` (``--capture``)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -117,7 +118,8 @@ class MailwingServer:
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailwing", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "mailwing", "serve", "--config", str(self.config_path),
+             *self.serve_args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + timeout

@@ -7,7 +7,12 @@ This is the only module that knows every layer. ``mailwing serve`` calls :func:`
    creates accounts), and the TLS certificate must load (a self-signed one is made first if
    none is configured);
 2. the session handler of every enabled listener is imported; a module that fails to import
-   is an installation fault and stops start-up with one line naming it;
+   is an installation fault and stops start-up with one line naming it. The admin listener
+   (protocol ``http``) is not a session handler: it is
+   :class:`mailwing.admin.server.AdminServer`, started in each worker after the mail
+   listeners, on the same event loop; metrics (:mod:`mailwing.services.metrics`) are
+   switched on in each worker, in multiprocess mode under ``data_dir/metrics`` when there
+   are several workers, and the worker's storage is wrapped in its timing proxy;
 3. with ``server.workers = 1`` the worker runs in this process, otherwise
    :mod:`mailwing.server.workers` forks them (after the pre-flight, before any event loop);
 4. each worker opens its own storage, builds the :class:`Authenticator` and
@@ -23,25 +28,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import importlib
 import logging
 import os
 import signal
+import socket
 import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from mailwing.config import LISTENERS, Settings
+from mailwing.config import LISTENERS, Settings, parse_duration
 from mailwing.runtime import open_store, run_async
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
 from mailwing.server.workers import supervise
-from mailwing.services.auth import Authenticator
+from mailwing.services import metrics
+from mailwing.services.auth import Authenticator, VerificationCache
+from mailwing.services.capture import PASSWORD_FILE, Capture, apply_capture_mode, provision
 from mailwing.services.context import AppContext
+from mailwing.shared.background import GarbageCollector
+from mailwing.shared.node import NodeShared, WorkerShared, open_worker, prepare_node
 from mailwing.storage.errors import SchemaOutdated, StorageError
 from mailwing.storage.interface import Storage
 
-__all__ = ["HANDLERS", "StartupError", "load_handlers", "open_store", "run_async", "serve"]
+__all__ = ["HANDLERS", "RunningWorker", "StartupError", "load_handlers", "open_store",
+           "run_async", "serve", "start_worker"]
 
 log = logging.getLogger("mailwing.app")
 T = TypeVar("T")
@@ -94,6 +108,12 @@ async def _preflight(settings: Settings) -> None:
         raise StartupError(f"cannot open the database: {exc}") from exc
     try:
         await store.check_schema()
+        if settings.capture.enabled:
+            await provision(store, settings)
+            where = ("capture.password" if settings.capture.password
+                     else settings.server.data_dir / PASSWORD_FILE)
+            log.info("capture mode: every message is kept, nothing is sent; log in as %s "
+                     "with the password in %s", settings.capture.address, where)
     except SchemaOutdated as exc:
         raise StartupError(str(exc)) from exc
     except StorageError as exc:
@@ -102,37 +122,181 @@ async def _preflight(settings: Settings) -> None:
         await store.close()
 
 
+@dataclass(frozen=True)
+class _WorkerSetup:
+    cert: Path
+    key: Path
+    session_key: bytes
+    metrics_dir: Path | None
+
+
+def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
+    from mailwing.admin.state import ListenerStatus
+
+    live = metrics.live_connections()  # every worker's, when metrics are on
+    if live is None:
+        live = {}
+        for conn in group.live:
+            live[conn.listener] = live.get(conn.listener, 0) + 1
+    out = []
+    for name, host, port in group.bound:
+        protocol, implicit, _, _ = LISTENERS[name]
+        tls = "implicit" if implicit else ("none" if name == "smtp" else "starttls")
+        out.append(ListenerStatus(name, protocol, host, port, tls, live.get(name, 0)))
+    if admin is not None:
+        out += [ListenerStatus(name, "http", host, port, tls, 0)
+                for name, host, port, tls in admin.bound]
+    return out
+
+
+async def _start_admin(settings: Settings, storage: Storage, group: ListenerGroup,
+                       setup: _WorkerSetup, admin_throttle: Any = None) -> Any:
+    """The admin HTTP listener of this worker (:mod:`mailwing.admin`), or None if disabled."""
+    if not settings.admin.port:
+        return None
+    from mailwing.admin.server import AdminServer
+    from mailwing.admin.state import AdminState
+
+    holder: list[Any] = []
+    state = AdminState(settings, storage, setup.session_key, shared_throttle=admin_throttle,
+                       listeners=lambda: _listener_status(group, holder[0] if holder else None),
+                       ready=lambda: bool(group.bound) or not group.handlers)
+    acceptor = None
+    if settings.admin.proxy_protocol:
+        from mailwing.server.proxy import TrustedProxies, accept_proxied
+
+        trusted = TrustedProxies(settings.server.proxy_trusted)
+
+        async def acceptor(sock: socket.socket) -> tuple[str, int]:
+            return (await accept_proxied(sock, trusted))[1]
+
+    server = AdminServer(state, setup.cert, setup.key, proxy_acceptor=acceptor)
+    holder.append(server)
+    await server.start()
+    return server
+
+
+@dataclass
+class RunningWorker:
+    """What one worker runs on its event loop: storage, services, listeners and background
+    tasks. ``mailwing serve`` runs one per process; the embeddable server runs one in the
+    caller's loop (:mod:`mailwing.embed`)."""
+
+    settings: Settings
+    storage: Storage
+    ctx: AppContext
+    group: ListenerGroup
+    shared: WorkerShared
+    outbound: Any = None
+    gc: GarbageCollector | None = None
+    admin: Any = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop the outbound worker, GC and admin listener, drain the sessions, end
+        background work, close."""
+        try:
+            if self.outbound is not None:
+                await self.outbound.stop()
+            if self.gc is not None:
+                await self.gc.stop()
+            if self.admin is not None:
+                await self.admin.stop()
+            await self.group.shutdown(self.settings.server.shutdown_grace
+                                      if grace is None else grace)
+        finally:
+            for task in self.background:
+                task.cancel()
+            await asyncio.gather(*self.background, return_exceptions=True)
+            await self.ctx.auth.aclose()
+            with contextlib.suppress(Exception):
+                await self.shared.connections.close()
+            await self.storage.close()
+
+
+async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
+                       ssl_context: ssl.SSLContext | None, *,
+                       node: NodeShared | None = None, index: int = 0,
+                       storage: Storage | None = None,
+                       sockets: Mapping[str, socket.socket] | None = None,
+                       admin_setup: _WorkerSetup | None = None) -> RunningWorker:
+    """Open storage (unless given), build the services with the node's shared limits, bind
+    the listeners (on ``sockets`` where given, by listener name), the admin HTTP listener
+    (with ``admin_setup``) and start the background work (outbound queue, garbage
+    collection, capture retention). Raises OSError when a listener cannot be bound
+    (everything opened is closed again)."""
+    node = node if node is not None else prepare_node(settings)
+    storage = storage if storage is not None else await open_store(settings)
+    shared = await open_worker(settings, node, index)
+    cache = VerificationCache(settings.auth.cache_ttl, table=shared.cache_table,
+                              key=node.cache_key)
+    auth = Authenticator(storage, settings.auth, cache=cache, throttle=shared.throttle)
+    log.info("node %s worker %d: login cache in node memory, limits shared through %s",
+             node.name, index, shared.where)
+    capture = Capture(storage, settings) if settings.capture.enabled else None
+    ctx = AppContext(settings, storage, auth, capture=capture)
+    group = ListenerGroup(ctx, handlers, ssl_context, sockets=sockets,
+                          connections=shared.connections)
+    worker = RunningWorker(settings, storage, ctx, group, shared)
+    try:
+        await group.start()
+        if admin_setup is not None:
+            worker.admin = await _start_admin(settings, storage, group, admin_setup,
+                                                shared.admin_throttle)
+    except BaseException:
+        await worker.stop(0)
+        raise
+    if capture is not None:
+        worker.background.append(asyncio.create_task(_retention_loop(capture)))
+    worker.outbound = _start_outbound(storage, settings)
+    if worker.outbound is not None:
+        log.info("outbound queue: node %s worker %s takes per-message leases alongside "
+                 "every other worker and node", node.name, worker.outbound.id)
+    worker.gc = GarbageCollector(storage, f"{node.name}/{os.getpid()}",
+                                 interval=parse_duration(settings.server.gc_interval),
+                                 min_age=parse_duration(settings.server.gc_min_age))
+    worker.gc.start()
+    return worker
+
+
 async def _worker_main(settings: Settings, handlers: dict[str, Handler],
-                       ssl_context: ssl.SSLContext) -> int:
+                       ssl_context: ssl.SSLContext, node: NodeShared, index: int,
+                       setup: _WorkerSetup) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    storage = await open_store(settings)
-    auth = Authenticator(storage, settings.auth)
+    metrics.setup({name: spec[0] for name, spec in LISTENERS.items()}, setup.metrics_dir)
+    storage = cast(Storage, metrics.TimedStorage(await open_store(settings)))
     try:
-        ctx = AppContext(settings, storage, auth)
-        group = ListenerGroup(ctx, handlers, ssl_context)
-        try:
-            await group.start()
-        except OSError as exc:
-            log.error("%s", exc.strerror or exc)
-            return 1
-        if not group.bound:
-            log.warning("no listener is enabled with an implemented protocol")
-        outbound = _start_outbound(storage, settings)
-        log.info("worker pid %d ready", os.getpid())
-        await stop.wait()
-        log.info("worker pid %d shutting down (%d session(s) live)",
-                 os.getpid(), len(group.live))
-        if outbound is not None:
-            await outbound.stop()
-        await group.shutdown(settings.server.shutdown_grace)
-    finally:
-        auth.close()
-        await storage.close()
+        worker = await start_worker(settings, handlers, ssl_context, node=node, index=index,
+                                    storage=storage, admin_setup=setup)
+    except OSError as exc:
+        log.error("%s", exc.strerror or exc)
+        return 1
+    if not worker.group.bound and worker.admin is None:
+        log.warning("no listener is enabled with an implemented protocol")
+    log.info("worker pid %d ready", os.getpid())
+    await stop.wait()
+    log.info("worker pid %d shutting down (%d session(s) live)",
+             os.getpid(), len(worker.group.live))
+    await worker.stop()
     log.info("worker pid %d stopped", os.getpid())
     return 0
+
+
+async def _retention_loop(capture: Capture, every: float = 60.0) -> None:
+    """Capture mode's retention rule, applied now and then (idempotent, so every worker may
+    run it)."""
+    while True:
+        try:
+            removed = await capture.enforce_retention()
+        except StorageError as exc:
+            log.warning("capture retention failed: %s", exc)
+        else:
+            if removed:
+                log.info("capture retention removed %d message(s)", removed)
+        await asyncio.sleep(every)
 
 
 def _start_outbound(storage: Storage, settings: Settings) -> Any:
@@ -177,6 +341,8 @@ def serve(settings: Settings) -> int:
 
 
 def _serve_locked(settings: Settings) -> int:
+    if settings.capture.enabled:
+        apply_capture_mode(settings)
     run_async(lambda: _preflight(settings))
     try:
         cert, key = _tls_files(settings)
@@ -184,21 +350,26 @@ def _serve_locked(settings: Settings) -> int:
     except TlsSetupError as exc:
         raise StartupError(str(exc)) from exc
     enabled = enabled_listeners(settings)
-    handlers = load_handlers({spec.protocol for spec in enabled})
-    for spec in enabled:
-        if spec.protocol not in HANDLERS:  # the admin listener has its own issue (HTTP)
-            log.info("listener %s on port %d: %s is not served yet, skipped",
-                     spec.name, spec.port, spec.protocol)
-    if not any(spec.protocol in handlers for spec in enabled):
-        log.warning("no enabled listener has a served protocol (known: %s)",
-                    ", ".join(sorted({p for p, *_ in LISTENERS.values()})))
+    handlers = load_handlers({spec.protocol for spec in enabled})  # the admin listener is
+    if not enabled:  # served by mailwing.admin, not by a session handler
+        log.warning("no listener is enabled (known: %s)", ", ".join(LISTENERS))
 
-    def run_worker(_index: int = 0) -> int:
+    node = prepare_node(settings)  # shared memory and cache key, inherited by the workers
+    from mailwing.admin.state import load_session_key
+
+    setup = _WorkerSetup(
+        Path(cert), Path(key), load_session_key(settings.server.data_dir),
+        metrics.prepare_multiprocess_dir(settings.server.data_dir)
+        if settings.server.workers > 1 else None)
+
+    def run_worker(index: int = 0) -> int:
         ctx = build_server_context(cert, key)
-        return run_async(lambda: _worker_main(settings, handlers, ctx))
+        return run_async(lambda: _worker_main(settings, handlers, ctx, node, index, setup))
 
     workers = settings.server.workers
     if workers == 1:
         return run_worker()
     log.info("starting %d worker processes", workers)
-    return supervise(workers, run_worker)
+    on_exit = (functools.partial(metrics.process_exited, setup.metrics_dir)
+               if setup.metrics_dir is not None else None)
+    return supervise(workers, run_worker, on_exit)

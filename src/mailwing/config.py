@@ -20,7 +20,9 @@ from typing import Any
 
 __all__ = [
     "LISTENERS",
+    "AdminSettings",
     "AuthSettings",
+    "CaptureSettings",
     "ConfigError",
     "DatabaseSettings",
     "DkimSettings",
@@ -48,11 +50,22 @@ class ServerSettings:
     data_dir: Path = Path("data")
     workers: int = 1
     max_connections: int = 2000  # per worker process
-    max_connections_per_ip: int = 100  # per worker process
+    max_connections_per_ip: int = 100  # one client IP, across every worker and node
     max_line_length: int = 65536  # bound on an IMAP command line (literals apart; RFC 7162 3.2.1)
     log_level: str = "info"
     log_format: str = "text"  # "text" or "json"
     shutdown_grace: float = 10.0  # seconds to let sessions finish their command on SIGTERM
+    #: CIDRs of load balancers allowed to send a PROXY protocol header (listeners that turn
+    #: ``proxy_protocol`` on); a header from any other address is refused.
+    proxy_trusted: list[str] = field(default_factory=list)
+    #: "redis://host:port/db": failed-login counts and per-IP connection counts shared
+    #: through Redis; empty: through PostgreSQL, or a file shared by this host's workers.
+    redis_url: str = ""
+    #: Name of this node in logs and leases; empty: the host name and the parent's pid.
+    node_name: str = ""
+    #: How often a worker tries the garbage-collection lease (one node collects); "0": never.
+    gc_interval: str = "10m"
+    gc_min_age: str = "1h"  # only what has been unreferenced for this long is removed
 
 
 @dataclass
@@ -69,7 +82,7 @@ class TlsSettings:
 @dataclass
 class AuthSettings:
     allow_plaintext: bool | None = None  # None: true only when every listen address is loopback
-    cache_ttl: float = 60.0  # seconds a successful password check is remembered; 0 disables
+    cache_ttl: float = 3600.0  # seconds a successful check is remembered (sliding); 0: off
     max_failures_per_ip: int = 20  # within failure_window, then logins from that IP are refused
     max_failures_per_user: int = 10  # within failure_window, then logins to that user are refused
     failure_window: float = 300.0
@@ -91,6 +104,9 @@ class LimitsSettings:
     max_recipients: int = 100  # per SMTP transaction (RFC 5321 4.5.3.1.8 minimum)
     max_errors: int = 10  # protocol errors in a row before a session is closed
     max_auth_failures: int = 3  # failed AUTH/LOGIN attempts in one session before it is closed
+    #: Expunged UIDs remembered per mailbox for IMAP QRESYNC's VANISHED (RFC 7162); a client
+    #: resynchronising from before the oldest one is sent every known UID that is gone.
+    expunged_retention: int = 20_000
 
 
 @dataclass
@@ -139,9 +155,50 @@ class DkimSettings:
 
 
 @dataclass
+class CaptureSettings:
+    """Capture mode (``mailwing serve --capture``): accept every message for any address and
+    keep it for browsing; nothing is ever relayed and no outbound worker runs."""
+
+    enabled: bool = False
+    address: str = "capture@localhost"  # the login that sees every captured message
+    password: str = ""  # empty: generated once into data_dir/capture-password.txt
+    per_recipient: bool = False  # also a login per recipient address that sees only its mail
+    max_messages: int = 0  # keep at most this many in the catch-all mailbox (0: no limit)
+    max_age: str = ""  # drop captured messages older than this ("7d"; empty: keep)
+
+
+@dataclass
 class ListenerSettings:
     port: int = 0  # 0 disables the listener
     idle_timeout: float = 600.0
+    proxy_protocol: bool = False  # expect a PROXY v1/v2 header from server.proxy_trusted peers
+
+
+@dataclass
+class AdminSettings(ListenerSettings):
+    """The admin HTTP listener (JSON API, console, /metrics, autoconfig): ``[admin]``."""
+
+    #: Addresses the admin listener binds (its own, not server.listen): loopback by default.
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    #: "auto": TLS when any admin.listen address is not loopback; "on"; "off" (e.g. behind a
+    #: TLS-terminating proxy). The certificate is the mail listeners' (the [tls] section).
+    tls: str = "auto"
+    #: A separate plain-HTTP port serving only client autoconfiguration and MTA-STS (clients
+    #: fetch those by host name, usually on port 80); 0: off. Binds server.listen.
+    autoconfig_port: int = 0
+    #: The console's session lifetime.
+    session_ttl: str = "12h"
+    #: MTA-STS policy (RFC 8461 section 3.2): "testing", "enforce" or "none"; max_age seconds.
+    mta_sts_mode: str = "testing"
+    mta_sts_max_age: int = 604800
+    #: Where TLS reports go (RFC 8460 TLS-RPT record); empty: postmaster@<domain>.
+    tlsrpt_address: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        if self.tls == "auto":
+            return not all(_is_loopback(a) for a in self.listen)
+        return self.tls == "on"
 
 
 #: Listener sections: name -> (protocol, implicit TLS, default development port, idle timeout).
@@ -172,6 +229,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     smtp: ListenerSettings = _listener("smtp")
     submission: ListenerSettings = _listener("submission")
     smtps: ListenerSettings = _listener("smtps")
@@ -179,7 +237,9 @@ class Settings:
     pop3s: ListenerSettings = _listener("pop3s")
     imap: ListenerSettings = _listener("imap")
     imaps: ListenerSettings = _listener("imaps")
-    admin: ListenerSettings = _listener("admin")
+    admin: AdminSettings = field(
+        default_factory=lambda: AdminSettings(port=LISTENERS["admin"][2],
+                                              idle_timeout=LISTENERS["admin"][3]))
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -317,12 +377,47 @@ def _validate_outbound(o: OutboundSettings) -> None:
             raise ConfigError(f"outbound.{name}: {value!r} must be HOST or HOST:PORT")
 
 
+def _validate_capture(c: CaptureSettings) -> None:
+    if c.max_messages < 0:
+        raise ConfigError("capture.max_messages: must not be negative")
+    if c.max_age:
+        parse_duration(c.max_age, "capture.max_age")
+    local, _, domain = c.address.partition("@")
+    if not local or not domain:
+        raise ConfigError(f"capture.address: {c.address!r} is not an address like "
+                          "capture@localhost")
+
+
+def _validate_admin(a: AdminSettings) -> None:
+    if a.tls not in ("auto", "on", "off"):
+        raise ConfigError("admin.tls: must be auto, on or off")
+    if not a.listen:
+        raise ConfigError("admin.listen: at least one address is needed")
+    for addr in a.listen:
+        if addr != "localhost":
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError as exc:
+                raise ConfigError(f"admin.listen: {addr!r} is not an IP address") from exc
+    if not 0 <= a.autoconfig_port <= 65535:
+        raise ConfigError(f"admin.autoconfig_port: {a.autoconfig_port} is not a port number")
+    if parse_duration(a.session_ttl, "admin.session_ttl") < 60:
+        raise ConfigError("admin.session_ttl: must be at least 1m")
+    if a.mta_sts_mode not in ("testing", "enforce", "none"):
+        raise ConfigError("admin.mta_sts_mode: must be testing, enforce or none")
+    if not 0 <= a.mta_sts_max_age <= 31557600:
+        raise ConfigError("admin.mta_sts_max_age: between 0 and 31557600 seconds")
+
+
 def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
+    _validate_capture(s.capture)
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:
         raise ConfigError("limits.max_recipients: must be between 1 and 100000")
+    if s.limits.expunged_retention < 0:
+        raise ConfigError("limits.expunged_retention: must be 0 or more")
     if s.limits.max_errors < 1 or s.limits.max_auth_failures < 1:
         raise ConfigError("limits.max_errors and limits.max_auth_failures: must be at least 1")
     if s.server.workers < 1 or s.server.workers > 256:
@@ -341,6 +436,17 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{name}.port: {ls.port} is not a port number (0 disables)")
         if ls.idle_timeout <= 0:
             raise ConfigError(f"{name}.idle_timeout: must be positive")
+    for cidr in s.server.proxy_trusted:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"server.proxy_trusted: {cidr!r} is not an address or CIDR") from exc
+    if s.server.redis_url and not s.server.redis_url.startswith(("redis://", "rediss://",
+                                                                 "unix://")):
+        raise ConfigError("server.redis_url: must start with redis://, rediss:// or unix://")
+    parse_duration(s.server.gc_interval, "server.gc_interval")
+    parse_duration(s.server.gc_min_age, "server.gc_min_age")
+    _validate_admin(s.admin)
     if s.server.log_format not in ("text", "json"):
         raise ConfigError("server.log_format: must be 'text' or 'json'")
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -32,7 +32,9 @@ def test_create_list_delete_rename(srv: MailwingServer) -> None:
     assert b'(\\HasNoChildren \\Sent) "/" Sent' in top
     assert b'(\\HasChildren) "/" Projects' in top
     assert ok(c.list('""', "inbox")) == [b'(\\HasNoChildren) "/" INBOX']
-    typ, data = c.delete("Projects")
+    ok(c.create("Other/x"))
+    ok(c.delete("Other"))  # children stay; the name becomes \Noselect (RFC 3501 6.3.4)
+    typ, data = c.delete("Other")
     assert typ == "NO" and b"[INUSE]" in data[0]
     typ, data = c.delete("INBOX")
     assert typ == "NO"
@@ -98,7 +100,7 @@ def test_enable_noop_check_and_state_rules(srv: MailwingServer) -> None:
     assert r.command(b"a1 SELECT INBOX")[-1].startswith(b"a1 BAD")
     assert r.command(b"a2 FETCH 1 FLAGS")[-1].startswith(b"a2 BAD")
     assert r.command(f'a3 LOGIN {USER} "{PASSWORD}"'.encode())[-1].startswith(b"a3 OK")
-    assert r.command(b"a4 ENABLE CONDSTORE") == [b"* ENABLED", b"a4 OK Enabled"]
+    assert r.command(b"a4 ENABLE CONDSTORE") == [b"* ENABLED CONDSTORE", b"a4 OK Enabled"]
     assert r.command(b"a5 FETCH 1 FLAGS")[-1].startswith(b"a5 BAD")
     assert r.command(b"a6 SELECT INBOX")[-1] == b"a6 OK [READ-WRITE] SELECT completed"
     assert r.command(b"a7 CHECK") == [b"a7 OK CHECK completed"]

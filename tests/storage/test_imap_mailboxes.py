@@ -154,9 +154,21 @@ async def test_mailbox_counts(storage: Storage, user: User) -> None:
     assert (counts.messages, counts.unseen, counts.recent) == (3, 2, 3)
     await storage.claim_recent(inbox)
     await storage.append(content, [Delivery(inbox, frozenset({"\\seen"}))])
-    assert await storage.mailbox_counts(inbox) == MailboxCounts(4, 2, 1)
+    assert await storage.mailbox_counts(inbox) == MailboxCounts(4, 2, 1, 4 * content.crlf_size)
     with pytest.raises(NotFound):
         await storage.mailbox_counts(999_999)
+
+
+async def test_mailbox_counts_size_is_the_crlf_size_sum(storage: Storage, user: User) -> None:
+    """STATUS=SIZE (RFC 8438): the RFC822.SIZE of every message, bare LFs counted as CRLF."""
+    inbox = await inbox_id(storage, user)
+    lf = await storage.store_content(b"Subject: a\n\nbody\n")
+    crlf = await storage.store_content(b"Subject: b\r\n\r\nlonger body\r\n")
+    await storage.append(lf, [Delivery(inbox)])
+    await storage.append(lf, [Delivery(inbox)])
+    await storage.append(crlf, [Delivery(inbox)])
+    assert (await storage.mailbox_counts(inbox)).size == 2 * 19 + 29
+    assert (await storage.mailbox_counts(await inbox_id(storage, user, "Trash"))).size == 0
 
 
 async def test_claim_recent_hands_each_message_to_one_session(

@@ -23,7 +23,7 @@ def test_defaults() -> None:
     for name, (_, _, port, idle) in LISTENERS.items():
         assert s.listener(name).port == port
         assert s.listener(name).idle_timeout == idle
-    assert s.auth.cache_ttl == 60.0
+    assert s.auth.cache_ttl == 3600.0  # one hour, as Dovecot deployments use
 
 
 def test_toml_values(tmp_path: Path) -> None:
@@ -122,3 +122,18 @@ def test_config_path_resolution(tmp_path: Path) -> None:
     assert config_path(None, {}) is None
     assert config_path(None, {"MAILWING_CONFIG": "/etc/m.toml"}) == Path("/etc/m.toml")
     assert config_path("given.toml", {"MAILWING_CONFIG": "/etc/m.toml"}) == Path("given.toml")
+
+
+def test_cluster_settings(tmp_path: Path) -> None:
+    env = {"MAILWING_SERVER_PROXY_TRUSTED": "10.0.0.5/32, 2001:db8::/64",
+           "MAILWING_IMAP_PROXY_PROTOCOL": "true",
+           "MAILWING_SERVER_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    s = load_settings(None, env)
+    assert s.server.proxy_trusted == ["10.0.0.5/32", "2001:db8::/64"]
+    assert s.imap.proxy_protocol and not s.smtp.proxy_protocol
+    assert s.auth.cache_ttl == 3600.0
+    for key, value, named in (("MAILWING_SERVER_PROXY_TRUSTED", "10.0.0.300/8", "proxy_trusted"),
+                              ("MAILWING_SERVER_REDIS_URL", "http://x", "redis_url"),
+                              ("MAILWING_SERVER_GC_INTERVAL", "often", "gc_interval")):
+        with pytest.raises(ConfigError, match=named):
+            load_settings(None, {key: value})

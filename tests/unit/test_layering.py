@@ -7,12 +7,13 @@ The rules (a package's imports of itself are always allowed):
   ``proto.common``'s line-ending helpers), and none of the stdlib's I/O modules (asyncio,
   socket, ssl, selectors): sans-IO means bytes in, events out;
 * ``storage`` imports no ``proto``, ``server`` or ``services``;
-* ``services`` imports no ``server``;
+* ``services`` imports no ``server``, and neither does the HTTP front ``admin``;
 * ``app`` (the composition root) is imported only by the fronts that start a server: ``cli``
-  and ``testing``;
-* the fronts (``cli``, ``admin``, ``portability``, ``testing``) are imported by nothing but
-  the composition root and the command line: ``app`` wires ``admin``'s listener, ``cli`` runs
-  ``portability``. Logic that two fronts share lives in ``services``.
+  and ``embed`` (the embeddable server);
+* the fronts (``cli``, ``admin``, ``portability``, ``embed``, ``testing``) are imported by
+  nothing but what stands above them: ``app`` wires ``admin``'s listener, ``cli`` runs
+  ``portability``, ``testing`` (the pytest plugin) uses ``embed``. Logic that two fronts
+  share lives in ``services``.
 """
 
 from __future__ import annotations
@@ -30,20 +31,23 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "mailwing"
 FORBIDDEN: dict[str, set[str]] = {
     "storage": {"proto", "server", "services"},
     "services": {"server"},
+    "admin": {"server"},  # the HTTP front uses services, like the sessions do
 }
 PURE = {"proto", "mime"}
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors"}
 MAX_LINES = 600  # "small modules": past this, split it
 #: package -> the only packages (besides itself) allowed to import it
 IMPORTED_ONLY_BY: dict[str, set[str]] = {
-    "app": {"cli", "testing"},
+    "app": {"cli", "embed"},
     "cli": set(),
     "admin": {"app"},
     "portability": {"cli"},
+    "embed": {"testing"},
     "testing": set(),
 }
-#: modules outside every package that may import anything (``python -m mailwing``)
-ENTRY_POINTS = {"__main__"}
+#: modules outside every package that may import anything: ``python -m mailwing``, and the
+#: package root, whose lazy ``MailServer`` attribute is the embeddable server's public name
+ENTRY_POINTS = {"__main__", "__init__"}
 
 
 def _package(path: Path) -> str:

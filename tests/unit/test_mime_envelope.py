@@ -95,7 +95,7 @@ def test_address_list_edge_cases() -> None:
     assert address_list("") is None
     assert address_list("   ") is None
     assert address_list('"a:b;c" <x@y>') == [["a:b;c", None, "x", "y"]]
-    assert address_list("<@route.example:u@h>") == [[None, None, "u", "h"]]
+    assert address_list("<@route.example:u@h>") == [[None, "@route.example", "u", "h"]]
     assert address_list("localonly") == [[None, None, "localonly", ""]]
     assert address_list("open: a@b") == [
         [None, None, "open", None],

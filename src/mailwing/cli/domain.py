@@ -1,13 +1,18 @@
-"""``mailwing domain add|list|del``: the domains this server receives mail for."""
+"""``mailwing domain add|list|del``: the domains this server receives mail for.
+
+The rules are :mod:`mailwing.services.accounts`, shared with the admin API.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from mailwing.cli.common import CliError, with_storage
+from mailwing.cli.common import EXIT_USAGE, CliError
+from mailwing.cli.user import run_accounts
 from mailwing.config import Settings
-from mailwing.storage.errors import AlreadyExists, InUse, NotFound
+from mailwing.services import accounts
+from mailwing.services.accounts import AccountError
 from mailwing.storage.interface import Storage
 
 __all__ = ["register"]
@@ -23,35 +28,34 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     lst.set_defaults(func=_list)
     delete = cmds.add_parser("del", parents=[common], help="delete a domain without users")
     delete.add_argument("name")
+    delete.add_argument("--force", action="store_true",
+                        help="delete its users and their mail first")
     delete.set_defaults(func=_delete)
 
 
 def _name(raw: str) -> str:
-    name = raw.strip().lower().rstrip(".")
-    if not name or "@" in name or any(c.isspace() for c in name):
-        raise CliError(f"{raw!r} is not a domain name", 2)
-    return name
+    try:
+        return accounts.domain_name(raw)
+    except AccountError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
     name = _name(args.name)
 
     async def work(store: Storage) -> None:
-        try:
-            await store.add_domain(name)
-        except AlreadyExists as exc:
-            raise CliError(f"domain {name} already exists") from exc
+        await accounts.add_domain(store, name)
 
-    with_storage(settings, work)
+    run_accounts(settings, work)
     print(f"domain {name} added")
     return 0
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: Storage) -> list[str]:
-        return [d.name for d in await store.list_domains()]
+        return [d.name for d in await accounts.list_domains(store)]
 
-    for name in with_storage(settings, work):
+    for name in run_accounts(settings, work):
         print(name)
     return 0
 
@@ -59,14 +63,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _delete(args: argparse.Namespace, settings: Settings) -> int:
     name = _name(args.name)
 
-    async def work(store: Storage) -> None:
-        try:
-            await store.delete_domain(name)
-        except NotFound as exc:
-            raise CliError(f"domain {name} does not exist") from exc
-        except InUse as exc:
-            raise CliError(f"domain {name} still has users; delete them first") from exc
+    async def work(store: Storage) -> int:
+        return await accounts.delete_domain(store, name, force=args.force)
 
-    with_storage(settings, work)
-    print(f"domain {name} deleted")
+    removed = run_accounts(settings, work)
+    extra = f" with {removed} user(s)" if removed else ""
+    print(f"domain {name} deleted{extra}")
     return 0

@@ -17,14 +17,27 @@ import sys
 from collections.abc import Sequence
 
 from mailwing import __version__
-from mailwing.cli import db, deliver, dkim, domain, queue, quickstart, serve, user
+from mailwing.cli import (
+    admin,
+    backup,
+    db,
+    deliver,
+    dkim,
+    domain,
+    portability,
+    queue,
+    quickstart,
+    serve,
+    user,
+)
 from mailwing.cli.common import EXIT_ERROR, EXIT_USAGE, CliError, Parser
 from mailwing.config import ConfigError, config_path, load_settings
 from mailwing.storage.errors import SchemaOutdated, StorageError
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim)
+_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim, admin, portability,
+           backup)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,22 +1,26 @@
 """``mailwing queue list|show|retry|delete``: look at and act on the outbound queue.
 
-The queue lives in the database (:mod:`mailwing.storage.scripts_queue`), so these commands
-work while ``mailwing serve`` runs, on any node: ``retry`` makes a message due now (the next
-worker poll sends it), ``delete`` drops it without a bounce.
+Only the text form lives here; what each command does is :mod:`mailwing.services.queue_admin`,
+the same functions the admin API calls. The queue is in the database, so these commands work
+while ``mailwing serve`` runs, on any node.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mailwing.cli.common import CliError, with_storage
 from mailwing.config import Settings
+from mailwing.services import queue_admin
+from mailwing.services.queue_admin import QueueError
 from mailwing.storage.interface import QueuedMessage, Storage
 
 __all__ = ["register"]
+
+T = TypeVar("T")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -30,6 +34,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         cmd = cmds.add_parser(name, parents=[common], help=text)
         cmd.add_argument("id")
         cmd.set_defaults(func=func)
+
+
+def _run(settings: Settings, work: Callable[[Storage], Awaitable[T]]) -> T:
+    try:
+        return with_storage(settings, work)
+    except QueueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _when(seconds: float | None) -> str:
@@ -47,7 +58,7 @@ def _line(m: QueuedMessage) -> str:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: Storage) -> list[QueuedMessage]:
-        return await store.list_queued()
+        return await queue_admin.list_messages(store)
 
     found = with_storage(settings, work)
     for m in found:
@@ -57,12 +68,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(store: Storage) -> QueuedMessage | None:
-        return await store.get_queued(args.id)
+    async def work(store: Storage) -> QueuedMessage:
+        return await queue_admin.get(store, args.id)
 
-    m = with_storage(settings, work)
-    if m is None:
-        raise CliError(f"no queued message {args.id}")
+    m = _run(settings, work)
     print(f"id: {m.queue_id}\nsender: <{m.sender}>\nsize: {m.content.size}\n"
           f"content: {m.content.sha256}\nsubject: {m.content.fields.subject or ''}\n"
           f"arrived: {_when(m.created_at)}\nnext attempt: {_when(m.next_attempt)}\n"
@@ -74,20 +83,18 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(store: Storage) -> bool:
-        return await store.retry_queued(args.id, time.time())
+    async def work(store: Storage) -> None:
+        await queue_admin.retry(store, args.id)
 
-    if not with_storage(settings, work):
-        raise CliError(f"no queued message {args.id}")
+    _run(settings, work)
     print(f"message {args.id} is due now")
     return 0
 
 
 def _delete(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(store: Storage) -> bool:
-        return await store.delete_queued(args.id)
+    async def work(store: Storage) -> None:
+        await queue_admin.delete(store, args.id)
 
-    if not with_storage(settings, work):
-        raise CliError(f"no queued message {args.id}")
+    _run(settings, work)
     print(f"message {args.id} deleted")
     return 0

@@ -6,6 +6,9 @@ with the user ``demo@localhost`` and a random password, stores that password in
 message and prints, on the terminal only, the password and how to connect. Later runs
 upgrade the schema if needed and only serve: an existing installation never gets a demo
 account added behind the operator's back.
+
+On a database without admin tokens it also makes one (``first-admin``), kept in
+``<data_dir>/admin-token.txt`` (mode 0600) and printed with the web console's URL.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from mailwing.cli.serve import run_server
 from mailwing.config import Settings
 from mailwing.runtime import open_store, run_async
+from mailwing.services.admin_tokens import TokenService
 
 __all__ = ["DEMO_ADDRESS", "register"]
 
@@ -43,25 +47,40 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_quickstart)
 
 
-async def _prepare(settings: Settings, password_file: Path) -> tuple[int, int, bool]:
+def _write_secret(path: Path, secret: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when an old file was there
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+
+
+async def _first_token(store: Any, token_file: Path) -> str | None:
+    tokens = TokenService(store)
+    if await tokens.list():
+        return None
+    secret, _ = await tokens.create("first-admin")
+    _write_secret(token_file, secret)
+    return secret
+
+
+async def _prepare(settings: Settings, password_file: Path
+                   ) -> tuple[int, int, bool, str | None]:
     from mailwing.services.delivery import deliver_local
-    from mailwing.services.passwords import hash_password
+    from mailwing.services.passwords import hash_password  # argon2: only when it runs
 
     store = await open_store(settings)
     try:
         before, after = await store.upgrade()
+        token = await _first_token(store, settings.server.data_dir / "admin-token.txt")
         if await store.list_users():
-            return before, after, False
+            return before, after, False, token
         password = secrets.token_urlsafe(12)
         await store.add_user(DEMO_ADDRESS, hash_password(password), create_domain=True)
-        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # also when an old file was there
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password + "\n")
+        _write_secret(password_file, password)
         await deliver_local(store, DEMO_ADDRESS, WELCOME.encode(),
                             return_path="postmaster@localhost",
                             hostname=settings.server.hostname)
-        return before, after, True
+        return before, after, True, token
     finally:
         await store.close()
 
@@ -104,15 +123,36 @@ def _instructions(settings: Settings, password_file: Path, created: bool) -> str
                      f"'imap://{url_host}:{ports['imap']}/INBOX;UID=1'")
         lines.append(f"  Thunderbird/mutt: IMAP {host} port {ports['imap']} (STARTTLS), "
                      f"SMTP port {ports['submission']}, user demo@localhost")
+    lines += _console_lines(settings)
     lines += ["", "stop with Ctrl-C"]
     return "\n".join(lines)
+
+
+def _console_lines(settings: Settings, token: str | None = None) -> list[str]:
+    admin = settings.admin
+    if not admin.port:
+        return []
+    host = admin.listen[0]
+    url_host = f"[{host}]" if ":" in host else host
+    scheme = "https" if admin.tls_enabled else "http"
+    token_file = settings.server.data_dir / "admin-token.txt"
+    lines = ["", f"web console and admin API: {scheme}://{url_host}:{admin.port}/"]
+    if token:
+        lines.append(f"first admin token: {token} (also in {token_file})")
+    elif token_file.exists():
+        lines.append(f"admin token file: {token_file}")
+    return lines
 
 
 def _quickstart(args: argparse.Namespace, settings: Settings) -> int:
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
     password_file = settings.server.data_dir / "demo-password.txt"
-    before, after, created = run_async(lambda: _prepare(settings, password_file))
+    before, after, created, token = run_async(lambda: _prepare(settings, password_file))
     if before != after:
         print(f"database schema upgraded from version {before} to {after}")
-    print(_instructions(settings, password_file, created), flush=True)
+    text = _instructions(settings, password_file, created)
+    if token:
+        text = text.replace("\n".join(_console_lines(settings)),
+                            "\n".join(_console_lines(settings, token)))
+    print(text, flush=True)
     return run_server(settings)

@@ -17,6 +17,8 @@ __all__ = ["register", "run_server"]
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="run the mail server")
+    p.add_argument("--capture", action="store_true",
+                   help="capture mode: accept mail for any address, keep it, send nothing")
     p.set_defaults(func=_serve)
 
 
@@ -29,4 +31,6 @@ def run_server(settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.capture:
+        settings.capture.enabled = True
     return run_server(settings)

@@ -1,26 +1,33 @@
-"""``mailwing user add|passwd|del|list|enable|disable``: accounts.
+"""``mailwing user add|passwd|del|list|enable|disable|quota``: accounts.
 
-Passwords are hashed here (Argon2id) before storage sees them; ``user add`` creates the
-address's domain when it is new and says so, since a typo in a domain name is easy to miss.
+Only argument parsing and the text form live here; the rules (address checks, Argon2id
+hashing, what "delete" removes) are :mod:`mailwing.services.accounts`, shared with the admin
+API. ``user add`` creates the address's domain when it is new and says so, since a typo in a
+domain name is easy to miss.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from mailwing.cli.common import (
+    EXIT_USAGE,
     CliError,
     add_password_options,
-    normalize_address,
     read_password,
     with_storage,
 )
 from mailwing.config import Settings
-from mailwing.storage.errors import AlreadyExists, NotFound
+from mailwing.services import accounts, quota
+from mailwing.services.accounts import AccountError
+from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import Storage
 
-__all__ = ["register"]
+__all__ = ["register", "run_accounts"]
+
+T = TypeVar("T")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -46,90 +53,108 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     lst = cmds.add_parser("list", parents=[common], help="list accounts and their usage")
     lst.set_defaults(func=_list)
 
+    q = cmds.add_parser("quota", parents=[common], help="set an account's storage limit")
+    q.add_argument("address")
+    q.add_argument("size", help="e.g. 500M, 2G, 1048576 (bytes) or none")
+    q.set_defaults(func=_quota)
+
     for name, enabled in (("enable", True), ("disable", False)):
         p = cmds.add_parser(name, parents=[common], help=f"{name} logins for an account")
         p.add_argument("address")
         p.set_defaults(func=_set_enabled, enabled=enabled)
 
 
-def _hash(password: str) -> str:
-    from mailwing.services.passwords import hash_password  # argon2: only when hashing
+def run_accounts(settings: Settings, work: Callable[[Storage], Awaitable[T]]) -> T:
+    """Run an accounts-service call; its refusals become one-line CLI errors."""
+    try:
+        return with_storage(settings, work)
+    except AccountError as exc:
+        raise CliError(str(exc), EXIT_USAGE if exc.kind == "invalid" else 1) from exc
 
-    return hash_password(password)
+
+def _address(raw: str) -> str:
+    try:
+        return accounts.normalize_address(raw)
+    except AccountError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    address = normalize_address(args.address)
+    address = _address(args.address)
     if args.quota < 0:
-        raise CliError("--quota must not be negative", 2)
+        raise CliError("--quota must not be negative", EXIT_USAGE)
     password = read_password(args)
-    password_hash = _hash(password)
 
     async def work(store: Storage) -> bool:
-        try:
-            _, domain_added = await store.add_user(
-                address, password_hash, quota_bytes=args.quota, create_domain=True)
-        except AlreadyExists as exc:
-            raise CliError(f"user {address} already exists") from exc
+        _, domain_added = await accounts.add_user(store, address, password, quota=args.quota)
         return domain_added
 
-    if with_storage(settings, work):
+    if run_accounts(settings, work):
         print(f"domain {address.rpartition('@')[2]} added")
     print(f"user {address} added")
     return 0
 
 
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:
-    address = normalize_address(args.address)
-    password_hash = _hash(read_password(args))
+    address = _address(args.address)
+    password = read_password(args)
 
     async def work(store: Storage) -> None:
-        try:
-            await store.set_password(address, password_hash)
-        except NotFound as exc:
-            raise CliError(f"user {address} does not exist") from exc
+        await accounts.set_password(store, address, password)
 
-    with_storage(settings, work)
+    run_accounts(settings, work)
     print(f"password of {address} changed")
     return 0
 
 
 def _delete(args: argparse.Namespace, settings: Settings) -> int:
-    address = normalize_address(args.address)
+    address = _address(args.address)
 
     async def work(store: Storage) -> None:
-        try:
-            await store.delete_user(address)
-        except NotFound as exc:
-            raise CliError(f"user {address} does not exist") from exc
+        await accounts.delete_user(store, address)
 
-    with_storage(settings, work)
+    run_accounts(settings, work)
     print(f"user {address} deleted with its mail")
     return 0
 
 
 def _set_enabled(args: argparse.Namespace, settings: Settings) -> int:
-    address = normalize_address(args.address)
+    address = _address(args.address)
 
     async def work(store: Storage) -> None:
-        try:
-            await store.set_enabled(address, args.enabled)
-        except NotFound as exc:
-            raise CliError(f"user {address} does not exist") from exc
+        await accounts.set_enabled(store, address, args.enabled)
 
-    with_storage(settings, work)
+    run_accounts(settings, work)
     print(f"user {address} {'enabled' if args.enabled else 'disabled'}")
     return 0
 
 
+def _quota(args: argparse.Namespace, settings: Settings) -> int:
+    address = _address(args.address)
+    try:
+        limit = quota.parse_size(args.size)
+    except ValueError as exc:
+        raise CliError(str(exc), 64) from exc
+
+    async def work(store: Storage) -> None:
+        try:
+            await quota.set_quota(store, address, limit)
+        except NotFound as exc:
+            raise CliError(f"user {address} does not exist", 67) from exc
+
+    with_storage(settings, work)
+    print(f"quota of {address} set to {quota.format_size(limit)}")
+    return 0
+
+
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(store: Storage) -> list[Any]:
-        return list(await store.list_users())
+    async def work(store: Storage) -> accounts.UserPage:
+        return await accounts.list_users(store)
 
     rows = [("ADDRESS", "ENABLED", "MESSAGES", "BYTES USED", "QUOTA")]
-    for u in with_storage(settings, work):
+    for u in run_accounts(settings, work).users:
         rows.append((u.address, "yes" if u.enabled else "no", str(u.message_count),
-                     str(u.bytes_used), str(u.quota_bytes) if u.quota_bytes else "unlimited"))
+                     str(u.bytes_used), quota.format_size(u.quota_bytes)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:],

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
-
-import dkim  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING
 
 from mailwing.config import Settings
 from mailwing.mailauth.dkimkeys import active_key
 from mailwing.mailauth.dns import DnsTempError, txt_lookup_sync
+
+if TYPE_CHECKING:
+    import dkim  # type: ignore[import-untyped]
 
 __all__ = ["MAX_SIGNATURES", "DkimResult", "from_domain", "sign", "sign_outbound",
            "verify_message"]
@@ -80,6 +82,8 @@ def sign(message: bytes, domain: str, data_dir: Path, settings: Settings) -> byt
     include = _present(message, settings.dkim.headers)
     if "from" not in (h.lower() for h in include):
         return b""
+    import dkim  # dkimpy on first use: a process that never signs never loads it
+
     signer = dkim.DKIM(message, logger=_quiet, signature_algorithm=key.signature_algorithm)
     header = signer.sign(key.selector.encode(), key.domain.encode(), key.dkimpy_private(),
                          canonicalize=(b"relaxed", b"relaxed"),
@@ -100,6 +104,8 @@ def sign_outbound(message: bytes, sender: str, settings: Settings) -> bytes:
 
 
 def _verify_sync(message: bytes, settings: Settings) -> list[DkimResult]:
+    import dkim  # dkimpy on first use (the embedded server and the CLI never need it)
+
     try:
         verifier = dkim.DKIM(message, logger=_quiet, minkey=1024)
     except dkim.DKIMException as exc:

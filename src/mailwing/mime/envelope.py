@@ -5,8 +5,9 @@ Strings are ``str``: the header value unfolded but NOT decoded (RFC 3501 passes 
 encoded-words through as they are); 8-bit UTF-8 headers (RFC 6532) are ``str`` too, and a value
 whose octets are not valid UTF-8 is given as the original ``bytes`` (``headers.wire_text``),
 which the IMAP encoder writes as a literal. A missing field is ``None``. Address lists are lists of
-``[name, adl, mailbox, host]`` (adl is always ``None``: source routes are obsolete, RFC 5322
-section 4.4); RFC 5322 group syntax becomes ``[None, None, group-name, None]`` ... members ...
+``[name, adl, mailbox, host]`` (adl is the source route of an obsolete route-addr,
+``<@a.example,@b.example:user@host>`` -> ``"@a.example,@b.example"``, RFC 5322 section 4.4,
+else ``None``); RFC 5322 group syntax becomes ``[None, None, group-name, None]`` ... members ...
 ``[None, None, None, None]``; a list with no address is ``None``. Sender and Reply-To default
 to From when absent or empty, as RFC 3501 requires. An address without ``@`` gets host ``""``
 (a string, since ``None`` would mean group syntax).
@@ -18,6 +19,7 @@ raw (unquoted, encoded-words untouched).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from email.utils import getaddresses, unquote
 from typing import Any
@@ -28,6 +30,8 @@ from mailwing.mime.parts import MessagePart
 __all__ = ["address_list", "envelope"]
 
 _Address = list[str | bytes | None]
+#: the obs-route of an angle address: ``<`` then ``@domain`` list then ``:``
+_ROUTE = re.compile(r"<\s*(@[^:<>\"]*?)\s*:")
 
 
 def envelope(msg: MessagePart | bytes) -> list[Any]:
@@ -85,6 +89,11 @@ def _mailboxes(text: str) -> list[_Address]:
     out: list[_Address] = []
     if not text.strip():
         return out
+    adl: str | None = None
+    route = _ROUTE.search(text)
+    if route is not None:
+        adl = "".join(route.group(1).split())
+        text = text[:route.start()] + "<" + text[route.end():]
     try:
         pairs = getaddresses([text])
     except Exception:
@@ -95,7 +104,8 @@ def _mailboxes(text: str) -> list[_Address]:
         mailbox, at, host = addr.rpartition("@")
         if not at:
             mailbox, host = addr, ""
-        out.append([wire_text(name or None), None, wire_text(mailbox), wire_text(host)])
+        out.append([wire_text(name or None), adl, wire_text(mailbox), wire_text(host)])
+        adl = None  # a segment holds one mailbox; the route belongs to it
     return out
 
 

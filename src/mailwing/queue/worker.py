@@ -45,6 +45,7 @@ from mailwing.config import Settings, parse_duration
 from mailwing.queue import client, wakeup
 from mailwing.queue.bounce import Failure, bounce_for
 from mailwing.queue.routing import Route, RouteError, Router
+from mailwing.services import metrics
 from mailwing.services.inbound import new_queue_id
 from mailwing.storage.errors import StorageError
 from mailwing.storage.interface import QueuedMessage, QueueStatus, RecipientOutcome, Storage
@@ -253,11 +254,14 @@ class Worker:
         ok = await self.storage.settle_queued(message.queue_id, self.id, final,
                                               next_attempt=next_attempt, bounce=bounce)
         for o in final:
+            metrics.delivery_attempt(o.status)
             log.info("%s to=<%s> status=%s relay=%s reply=%s", message.queue_id, o.address,
                      o.status, o.remote_mta or "-", o.reply[:200])
         if not ok:
             log.warning("%s: lease lost before settling (another worker took over)",
                         message.queue_id)
+        if bounce is not None:
+            metrics.bounce()
         if bounce is not None and bounce.outbound is not None:
             wakeup.notify()
 

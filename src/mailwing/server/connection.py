@@ -4,6 +4,12 @@ Sessions never touch asyncio streams directly; they read with an idle timeout, w
 back-pressure (``drain``) and upgrade with :meth:`Connection.start_tls`. Driver errors
 (``ConnectionResetError``, ``ssl.SSLError``, timeouts) are mapped here, at one boundary, to
 :class:`ConnectionClosed` and :class:`IdleTimeout`.
+
+:meth:`Connection.start_compression` switches both directions to raw DEFLATE (RFC 4978, IMAP
+COMPRESS): from then on :meth:`read` returns inflated bytes (at most ``max_bytes`` per call, so
+a small compressed input cannot make one read return a huge buffer) and :meth:`write`
+deflates each write with a sync flush, so every response reaches the client whole. Over TLS the
+deflate layer sits inside the TLS stream, as the RFC requires.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ import itertools
 import logging
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from mailwing.proto.common.proxy import V2_SIGNATURE
+from mailwing.services import metrics
 
 __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerShutdown"]
 
@@ -68,15 +78,25 @@ class Connection:
         listener: str,
         ssl_context: ssl.SSLContext | None,
         idle_timeout: float,
+        peer: PeerInfo | None = None,
+        refuse_proxy_header: bool = True,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.listener = listener
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        sock = writer.get_extra_info("sockname") or ("?", 0)
-        self.peer = PeerInfo(str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1]))
+        if peer is None:
+            name = writer.get_extra_info("peername") or ("?", 0)
+            sock = writer.get_extra_info("sockname") or ("?", 0)
+            peer = PeerInfo(str(name[0]), int(name[1]), str(sock[0]), int(sock[1]))
+        #: The client: from the PROXY header when a trusted balancer sent one.
+        self.peer = peer
+        #: Drop the connection if its first bytes are a PROXY header (a direct client trying
+        #: to pass for someone else; see :mod:`mailwing.server.proxy`).
+        self.refuse_proxy_header = refuse_proxy_header
+        #: A load balancer's probe (PROXY LOCAL): its session is logged at debug level only.
+        self.health_check = False
         self.session_id = f"{next(_ids):x}"
         self.user: str | None = None  # set by the session after a successful login
         self.commands = 0  # counted by the session, reported in the end-of-session log line
@@ -87,9 +107,40 @@ class Connection:
         self._shutdown = asyncio.Event()
         self._reading: asyncio.Task[Any] | None = None  # the task blocked in read(), if any
         self._woken_for_shutdown = False
+        self._deflate: Any = None  # zlib compressor once COMPRESS=DEFLATE is active
+        self._inflate: Any = None
+        self._command: tuple[str, float] | None = None  # the command being answered, since
+
+    def command(self, name: str) -> None:
+        """Count one protocol command (called by each session where it dispatches one). Its
+        latency, for the metrics, runs until the session next reads or counts a command."""
+        self.commands += 1
+        now = time.perf_counter()
+        if self._command is not None:
+            metrics.command(self.listener, self._command[0], now - self._command[1])
+        metrics.command(self.listener, name, None)
+        self._command = (name, now)
+
+    def _command_done(self) -> None:
+        if self._command is not None:
+            name, started = self._command
+            self._command = None
+            metrics.command(self.listener, name, time.perf_counter() - started)
 
     def log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
-        """Write one structured log line about this session (never pass passwords here)."""
+        """Write one structured log line about this session (never pass passwords here).
+
+        Login and message events also feed the metrics here, in one place for every
+        protocol."""
+        if event == "login":
+            metrics.login(self.listener, str(fields.get("mechanism", "")), "ok")
+        elif event == "login failed":
+            reason = str(fields.get("reason", "failed")).split(":", 1)[0]
+            metrics.login(self.listener, str(fields.get("mechanism", "")), reason)
+        elif event == "message":
+            code = fields.get("code")
+            metrics.smtp_message(self.listener, fields.get("result") == "queued",
+                                 code if isinstance(code, int) else None)
         if log.isEnabledFor(level):
             log.log(level, event, extra={"session": self.session_id, "listener": self.listener,
                                          "peer": self.peer.ip, "user": self.user,
@@ -133,13 +184,46 @@ class Connection:
         version = obj.version()
         return f"{version}:{cipher[0]}" if cipher else version
 
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """Raw DEFLATE (window 2**15, no zlib header) in both directions, from the next
+        read and write on (RFC 4978 section 3)."""
+        if self._deflate is None:
+            self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            self._inflate = zlib.decompressobj(-15)
+
     # -- I/O ------------------------------------------------------------------------------
     async def read(self, max_bytes: int = 65536) -> bytes:
+        """See :meth:`_read`; with compression on, inflated (never an empty result)."""
+        inflate = self._inflate
+        if inflate is None:
+            return await self._read(max_bytes)
+        while True:
+            if inflate.unconsumed_tail:
+                data = inflate.decompress(inflate.unconsumed_tail, max_bytes)
+            else:
+                try:
+                    data = inflate.decompress(await self._read(max_bytes), max_bytes)
+                except zlib.error as exc:
+                    self.end_reason = "closed"
+                    raise ConnectionClosed(f"bad DEFLATE data: {exc}") from exc
+            if inflate.eof:
+                self.end_reason = "closed"
+                raise ConnectionClosed("DEFLATE stream ended")
+            if data:
+                return data
+
+    async def _read(self, max_bytes: int = 65536) -> bytes:
         """Return the next bytes the peer sent; raise on EOF, error or idle timeout.
 
         This is the hottest call of every session, so it creates no extra task or future:
         the idle limit is an ``asyncio.timeout`` (one timer handle) and shutdown wakes a
         waiting read by cancelling it (see :meth:`begin_shutdown`)."""
+        if self._command is not None:
+            self._command_done()
         if self._shutdown.is_set():
             self.end_reason = "shutdown"
             raise ServerShutdown("shutdown")
@@ -165,6 +249,12 @@ class Connection:
         if not data:
             self.end_reason = "closed"
             raise ConnectionClosed("eof")
+        if self.refuse_proxy_header:
+            self.refuse_proxy_header = False  # only the first bytes can be a header
+            if data.startswith((b"PROXY ", V2_SIGNATURE[:8])):
+                self.log("connection refused", reason="PROXY header from an untrusted address")
+                self.end_reason = "closed"
+                raise ConnectionClosed("PROXY header from an untrusted address")
         return data
 
     async def write(self, data: bytes) -> None:
@@ -173,6 +263,8 @@ class Connection:
         A peer that stops reading for longer than the idle limit (its receive window full
         in the middle of a large message) is treated as gone, so it cannot hold a session
         and its buffers forever."""
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
@@ -218,6 +310,7 @@ class Connection:
             raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
 
     async def close(self) -> None:
+        self._command_done()
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)

@@ -46,7 +46,7 @@ __all__ = ["handle_imap"]
 log = logging.getLogger("mailwing.session")
 
 #: commands during which EXPUNGE must not be sent (RFC 3501 section 7.4.1)
-_NO_EXPUNGE = (c.Fetch, c.Store, c.Search)
+_NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 _MAX_LITERAL = 1024 * 1024  # literal data of any command but APPEND
 
 
@@ -117,7 +117,7 @@ class _ImapSession:
 
     async def _dispatch(self, command: c.Command) -> None:
         s = self.s
-        s.conn.commands += 1
+        s.conn.command(command.name)
         s.conn.log("command", level=logging.DEBUG, command=command.name)
         state = self.state
         if not allowed(state, command):

@@ -1,14 +1,18 @@
-"""Connection caps (per worker process) and the refusal line each protocol sends over them.
+"""Connection caps and the refusal line each protocol sends over them.
 
-A client over ``server.max_connections`` (all clients) or ``server.max_connections_per_ip``
-(one address) gets one line in its own protocol, so that its software shows a sensible error
-and retries later, and is then disconnected. The lines live in one table here rather than in
-each session, since the sessions never see refused connections.
+``server.max_connections`` caps one worker process; ``server.max_connections_per_ip`` caps
+one client address across every worker and node (the other workers' counts come from
+:mod:`mailwing.shared.limits`). A client over either gets one line in its own protocol, so
+that its software shows a sensible error and retries later, and is then disconnected. The
+lines live in one table here rather than in each session, since the sessions never see
+refused connections.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+
+from mailwing.shared.limits import ConnectionCounts, NoConnections
 
 __all__ = ["REFUSALS", "ConnectionLimiter", "refusal_line"]
 
@@ -28,25 +32,33 @@ def refusal_line(protocol: str, hostname: str) -> bytes:
 class ConnectionLimiter:
     """Counts live connections in total and per client IP."""
 
-    def __init__(self, max_total: int, max_per_ip: int) -> None:
+    def __init__(self, max_total: int, max_per_ip: int,
+                 shared: ConnectionCounts | None = None) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
         self.total = 0
         self._per_ip: Counter[str] = Counter()
+        self.shared: ConnectionCounts = shared or NoConnections()
 
     def acquire(self, ip: str) -> bool:
         """Take a slot for ``ip``; False (nothing taken) when a cap is reached."""
-        if self.total >= self.max_total or self._per_ip[ip] >= self.max_per_ip:
+        if self.total >= self.max_total or self.count(ip) >= self.max_per_ip:
             return False
         self.total += 1
         self._per_ip[ip] += 1
+        self.shared.changed(ip, 1)
         return True
 
     def release(self, ip: str) -> None:
         self.total -= 1
         self._per_ip[ip] -= 1
+        self.shared.changed(ip, -1)
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
 
     def count(self, ip: str) -> int:
-        return self._per_ip.get(ip, 0)
+        """Connections from ``ip`` here and, as last published, on other workers and nodes."""
+        return self._per_ip.get(ip, 0) + self.shared.others(ip)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._per_ip)

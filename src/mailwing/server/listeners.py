@@ -25,15 +25,37 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mailwing.config import LISTENERS, Settings
-from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.proto.common.proxy import ProxyError
+from mailwing.server.connection import (
+    Connection,
+    ConnectionClosed,
+    IdleTimeout,
+    PeerInfo,
+    ServerShutdown,
+)
 from mailwing.server.limits import ConnectionLimiter, refusal_line
+from mailwing.server.proxy import (
+    TrustedProxies,
+    accept_proxied,
+    open_streams,
+    reuse_port_socket,
+)
+from mailwing.services import metrics
 from mailwing.services.context import AppContext
+from mailwing.shared.limits import (
+    ConnectionCounts,
+    MemoryConnections,
+    NoConnections,
+    publish_forever,
+)
 
 __all__ = ["Handler", "ListenerGroup", "ListenerSpec", "enabled_listeners"]
 
@@ -52,6 +74,7 @@ class ListenerSpec:
     implicit_tls: bool
     port: int
     idle_timeout: float
+    proxy_protocol: bool = False
 
 
 def enabled_listeners(settings: Settings) -> list[ListenerSpec]:
@@ -60,7 +83,8 @@ def enabled_listeners(settings: Settings) -> list[ListenerSpec]:
     for name, (protocol, implicit_tls, _, _) in LISTENERS.items():
         ls = settings.listener(name)
         if ls.port:
-            out.append(ListenerSpec(name, protocol, implicit_tls, ls.port, ls.idle_timeout))
+            out.append(ListenerSpec(name, protocol, implicit_tls, ls.port, ls.idle_timeout,
+                                    ls.proxy_protocol))
     return out
 
 
@@ -72,14 +96,25 @@ class ListenerGroup:
         ctx: AppContext,
         handlers: Mapping[str, Handler],
         ssl_context: ssl.SSLContext | None,
+        *,
+        sockets: Mapping[str, socket.socket] | None = None,
+        connections: ConnectionCounts | None = None,
     ) -> None:
         self.ctx = ctx
+        #: listening sockets bound by the caller, by listener name (the embeddable server
+        #: binds port 0 itself, so no port is ever picked and then lost to a race)
+        self._given = dict(sockets or {})
         self.handlers = dict(handlers)
         self.ssl_context = ssl_context
         server = ctx.settings.server
-        self.limiter = ConnectionLimiter(server.max_connections, server.max_connections_per_ip)
+        self.limiter = ConnectionLimiter(server.max_connections, server.max_connections_per_ip,
+                                         connections or NoConnections())
+        self._publisher: asyncio.Task[None] | None = None
+        self.trusted = TrustedProxies(server.proxy_trusted)
         self.bound: list[tuple[str, str, int]] = []  # (listener, host, port)
         self._servers: list[asyncio.Server] = []
+        self._accept_loops: list[tuple[socket.socket, asyncio.Task[None]]] = []
+        self._handshakes: set[asyncio.Task[None]] = set()  # PROXY header not read yet
         self._sessions: dict[Connection, asyncio.Task[None]] = {}
 
     @property
@@ -90,6 +125,9 @@ class ListenerGroup:
     async def start(self) -> None:
         """Bind every enabled listener that has a handler; raise OSError if a bind fails."""
         settings = self.ctx.settings
+        if not isinstance(self.limiter.shared, NoConnections | MemoryConnections):
+            self._publisher = asyncio.create_task(
+                publish_forever(self.limiter.shared, self.limiter.snapshot))
         for spec in enabled_listeners(settings):
             handler = self.handlers.get(spec.protocol)
             if handler is None:
@@ -98,11 +136,18 @@ class ListenerGroup:
                 continue
             if spec.implicit_tls and self.ssl_context is None:
                 raise RuntimeError(f"listener {spec.name} needs TLS but no context was given")
-            for host in settings.server.listen:
+            given = self._given.get(spec.name)
+            hosts = [given.getsockname()[0]] if given is not None else settings.server.listen
+            for host in hosts:
+                if spec.proxy_protocol:
+                    self._start_proxied(spec, handler, host, sock=given)
+                    continue
+                where: dict[str, Any] = (
+                    {"sock": given} if given is not None else
+                    {"host": host, "port": spec.port, "reuse_port": True, "reuse_address": True})
                 try:
                     srv = await asyncio.start_server(
-                        functools.partial(self._accept, spec=spec, handler=handler),
-                        host, spec.port, reuse_port=True, reuse_address=True,
+                        functools.partial(self._accept, spec=spec, handler=handler), **where,
                         ssl=self.ssl_context if spec.implicit_tls else None,
                         ssl_handshake_timeout=_HANDSHAKE_TIMEOUT if spec.implicit_tls else None,
                     )
@@ -115,10 +160,78 @@ class ListenerGroup:
                 log.info("listening on %s port %d (%s%s), worker pid %d", host, spec.port,
                          spec.name, ", implicit TLS" if spec.implicit_tls else "", os.getpid())
 
+    def _start_proxied(self, spec: ListenerSpec, handler: Handler, host: str, *,
+                       sock: socket.socket | None = None) -> None:
+        """Bind a listener that takes PROXY headers (accepting itself, see server.proxy);
+        ``sock`` is one the caller bound already."""
+        try:
+            if sock is None:
+                sock = reuse_port_socket(host, spec.port)
+            else:
+                sock.setblocking(False)
+        except OSError as exc:
+            self.stop_accepting()
+            raise OSError(exc.errno, f"cannot listen on {host} port {spec.port} "
+                                     f"({spec.name}): {exc.strerror}") from exc
+        task = asyncio.create_task(self._accept_loop(sock, spec, handler))
+        self._accept_loops.append((sock, task))
+        self.bound.append((spec.name, host, spec.port))
+        log.info("listening on %s port %d (%s%s, PROXY protocol from %s), worker pid %d",
+                 host, spec.port, spec.name, ", implicit TLS" if spec.implicit_tls else "",
+                 ", ".join(self.ctx.settings.server.proxy_trusted) or "nobody", os.getpid())
+
     def stop_accepting(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            self._publisher = None
         for srv in self._servers:
             srv.close()
         self._servers.clear()
+        for sock, task in self._accept_loops:
+            task.cancel()
+            sock.close()
+        self._accept_loops.clear()
+
+    async def _accept_loop(self, lsock: socket.socket, spec: ListenerSpec,
+                           handler: Handler) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(lsock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:  # EMFILE and friends: back off instead of spinning
+                log.warning("accept on %s failed: %s", spec.name, exc)
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            task = asyncio.create_task(self._accept_proxied(sock, spec, handler))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _accept_proxied(self, sock: socket.socket, spec: ListenerSpec,
+                              handler: Handler) -> None:
+        try:
+            header, (ip, port) = await accept_proxied(sock, self.trusted)
+        except (ProxyError, TimeoutError, OSError) as exc:
+            log.warning("listener %s: dropped a connection from %s: bad or missing PROXY "
+                        "header (%s)", spec.name, _peer_ip(sock), exc or type(exc).__name__)
+            sock.close()
+            return
+        local = sock.getsockname()
+        if header is not None and header.destination is not None:
+            local = header.destination
+        try:
+            reader, writer = await open_streams(
+                sock, ssl_context=self.ssl_context if spec.implicit_tls else None,
+                handshake_timeout=_HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, TimeoutError):
+            sock.close()
+            return
+        peer = PeerInfo(ip, port, str(local[0]), int(local[1]))
+        await self._accept(reader, writer, spec, handler, peer=peer,
+                           refuse_proxy_header=header is None,
+                           health_check=header is not None and header.local)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, ask sessions to end, wait up to ``grace`` s, cancel the rest."""
@@ -138,11 +251,16 @@ class ListenerGroup:
 
     # -- one connection ----------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      spec: ListenerSpec, handler: Handler) -> None:
+                      spec: ListenerSpec, handler: Handler, *, peer: PeerInfo | None = None,
+                      refuse_proxy_header: bool = True, health_check: bool = False) -> None:
         conn = Connection(reader, writer, listener=spec.name,
-                          ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout)
+                          ssl_context=self.ssl_context, idle_timeout=spec.idle_timeout,
+                          peer=peer, refuse_proxy_header=refuse_proxy_header)
+        conn.health_check = health_check
+        metrics.connection_opened(spec.name)
         if not self.limiter.acquire(conn.peer.ip):
             await self._refuse(conn, spec)
+            metrics.connection_closed(spec.name, "refused")
             return
         task = asyncio.current_task()
         assert task is not None
@@ -187,5 +305,14 @@ class ListenerGroup:
         finally:
             cipher = conn.tls_cipher or cipher
             await conn.close()
-            conn.log("session end", tls=cipher, commands=conn.commands,
+            metrics.connection_closed(conn.listener, result)
+            conn.log("session end", level=logging.DEBUG if conn.health_check else logging.INFO,
+                     tls=cipher, commands=conn.commands,
                      duration=round(time.monotonic() - conn.started_at, 3), result=result)
+
+
+def _peer_ip(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return "?"

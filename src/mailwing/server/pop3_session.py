@@ -140,7 +140,7 @@ class _Pop3Session:
                     await self._flush()
                     core.receive_data(await conn.read())
                 case CommandReceived(name=name):
-                    conn.commands += 1
+                    conn.command(name)
                     self._debug("command", command=name)  # never the arguments
                 case AuthRequest():
                     await self._flush()
@@ -244,6 +244,9 @@ class _Pop3Session:
             return
         try:
             removed = await self.ctx.storage.expunge(self.mailbox_id, req.uids)
+            if removed:  # bound IMAP QRESYNC's memory of expunged UIDs (RFC 7162)
+                await self.ctx.storage.prune_expunged(
+                    self.mailbox_id, self.ctx.settings.limits.expunged_retention)
         except StorageError as exc:
             self.conn.log("expunge failed", count=len(req.uids), error=str(exc))
             self.core.update_failed()

@@ -81,7 +81,9 @@ async def handle_smtp(ctx: AppContext, conn: Connection) -> None:
     limits = ctx.settings.limits
     core = SmtpCore(
         ctx.hostname,
-        auth_required=conn.listener in SUBMISSION_LISTENERS,
+        # capture mode takes mail with or without AUTH on every listener
+        auth_required=(conn.listener in SUBMISSION_LISTENERS
+                       and not ctx.settings.capture.enabled),
         tls_active=conn.tls_active,
         tls_available=conn.ssl_context is not None,
         plaintext_allowed=ctx.settings.plaintext_allowed,
@@ -142,7 +144,7 @@ class _SmtpSession:
                     await self._flush()
                     core.receive_data(await conn.read())
                 case CommandReceived(name=name):
-                    conn.commands += 1
+                    conn.command(name)
                     conn.log("command", level=logging.DEBUG, command=name)
                 case BodyChunk(data=data):
                     await self._body(data)
@@ -182,10 +184,15 @@ class _SmtpSession:
                 self._early.mail_from(req.mail.sender.text, self.core.client_name)
 
     async def _rcpt(self, req: RcptRequest) -> None:
+        target: object
         try:
-            target = await policy.check_recipient(
-                self.ctx.storage, self.ctx.settings, req.recipient,
-                authenticated=req.user is not None)
+            if self.ctx.capture is not None:
+                target = await self.ctx.capture.recipient(req.recipient.text)
+            else:
+                target = await policy.check_recipient(
+                    self.ctx.storage, self.ctx.settings, req.recipient,
+                    authenticated=req.user is not None,
+                    size=self.core.mail.size if self.core.mail is not None else None)
         except SmtpError as exc:
             self.conn.log("recipient refused", level=logging.DEBUG, code=exc.reply.code)
             self.core.rcpt_rejected(exc.reply)
@@ -193,6 +200,12 @@ class _SmtpSession:
             self.core.rcpt_accepted(target)
 
     async def _authenticate(self, req: AuthRequest) -> None:
+        if self.ctx.capture is not None:  # capture mode: any credentials are accepted
+            self.conn.user = req.username[:256] or "anonymous"
+            self.conn.log("login", mechanism=req.mechanism, tls=self.conn.tls_active,
+                          capture=True)
+            self.core.auth_succeeded(self.conn.user)
+            return
         try:
             result = await self.ctx.auth.authenticate(req.username, req.password,
                                                       peer_ip=self.conn.peer.ip)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from mailwing.config import Settings
 from mailwing.services.auth import Authenticator
+from mailwing.services.capture import Capture
 from mailwing.storage.interface import Storage
 
 __all__ = ["AppContext"]
@@ -20,6 +21,7 @@ class AppContext:
     settings: Settings
     storage: Storage
     auth: Authenticator
+    capture: Capture | None = None  # set in capture mode (``[capture] enabled``)
 
     @property
     def hostname(self) -> str:

@@ -11,8 +11,9 @@ each recipient gets its own content; :func:`deliver_to_many` is therefore a plai
 reports per-recipient results.
 
 Quota is checked while the bytes arrive, so an oversized message is aborted before it is made
-durable. The check is advisory under concurrency (two deliveries racing may both fit), which
-is the usual soft-quota trade-off. Disabled accounts still receive mail (they cannot log in).
+durable, and again inside the storing transaction (``enforce_quota``), so two deliveries
+racing cannot both squeeze past the limit. Disabled accounts still receive mail (they cannot
+log in).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 
 from mailwing.model import MailEntry
-from mailwing.storage.errors import StorageError
+from mailwing.storage.errors import OverQuota, StorageError
 from mailwing.storage.interface import Delivery, Storage
 
 __all__ = [
@@ -133,7 +134,12 @@ async def deliver_local(
     except BaseException:
         await writer.abort()
         raise
-    entries = await storage.append(content, [Delivery(mailbox_id=target.id)])
+    try:
+        entries = await storage.append(content, [Delivery(mailbox_id=target.id)],
+                                       enforce_quota=True)
+    except OverQuota as exc:  # another delivery filled the quota meanwhile
+        raise QuotaExceeded(
+            f"{user.address} is over quota ({user.quota_bytes} bytes allowed)") from exc
     return entries[0]
 
 

@@ -10,11 +10,17 @@ item needs (nothing beyond the entry, the cached MIME views, or the content) is 
   process-wide LRU (:class:`ViewCache`) so that a ``FETCH 1:* (FLAGS ENVELOPE)`` of a large
   mailbox seen before costs no query per message. Contents are immutable (keyed by SHA-256),
   so the cache never goes stale.
+- EMAILID and THREADID (RFC 8474) are derived (:mod:`mailwing.services.objectid`); PREVIEW
+  (RFC 8970, :mod:`mailwing.mime.preview`) is computed once per content and cached in the
+  content cache under ``preview`` and in a process-wide LRU.
 - A full ``BODY[]``/``RFC822`` (or a partial of it) of a message larger than
   :data:`STREAM_OVER` becomes a :class:`~mailwing.proto.imap.responses.LiteralBody`: the
   session streams it from ``storage.open_content`` with CRLF normalisation, so a 25 MB
   message never sits whole in memory. Other sections read the content once per message
   (CRLF-normalised, as :mod:`mailwing.mime` requires) and slice it.
+
+BINARY, BINARY.PEEK and BINARY.SIZE (RFC 3516) decode the part's transfer encoding
+(:mod:`mailwing.mime.binary`) from the content read once per message.
 
 A section that does not exist answers the empty string (RFC 3501 leaves it open; most servers
 do the same). A message whose content has gone (expunged elsewhere, not yet announced) gets
@@ -28,12 +34,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailwing import mime
+from mailwing.mime.binary import decode_part
+from mailwing.mime.preview import preview as preview_text
 from mailwing.model import ContentInfo, MailEntry
 from mailwing.proto.common.crlf import to_crlf
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.fetchitems import FetchItem, Section
 from mailwing.proto.imap.responses import LiteralBody
 from mailwing.services.imap_selected import SelectedView
+from mailwing.services.objectid import email_id
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import Storage
 
@@ -76,6 +85,7 @@ class ViewCache:
 
 
 VIEWS = ViewCache()
+PREVIEWS = ViewCache()  # {"preview": UTF-8 text} per content
 
 
 class Fetcher:
@@ -140,6 +150,20 @@ class Fetcher:
         self.cache.put(content.sha256, stored)
         return stored
 
+    async def preview(self, content: ContentInfo) -> str:
+        """RFC 8970 preview text, computed once per content (storage content cache and a
+        process-wide LRU, like the views)."""
+        cached = PREVIEWS.get(content.sha256)
+        if cached is None:
+            cached = await self.storage.get_content_cache(content.sha256)
+            if "preview" not in cached:
+                raw, msg = await self.message(content)
+                cached = {"preview": preview_text(raw, msg).encode("utf-8")}
+                await self.storage.set_content_cache(content.sha256, cached)
+            cached = {"preview": cached["preview"]}
+            PREVIEWS.put(content.sha256, cached)
+        return cached["preview"].decode("utf-8", "replace")
+
     async def items(self, uid: int, items: tuple[FetchItem, ...], *, with_uid: bool,
                     with_flags: bool) -> list[tuple[str, bytes | LiteralBody]] | None:
         """The FETCH data of one message, or None when its content is gone."""
@@ -159,6 +183,8 @@ class Fetcher:
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
         name = item.name
+        if item.binary:
+            return item.response_name, await self._binary(entry, item)
         if item.section is not None:
             return item.response_name, await self._section(entry, item.section, item.partial)
         if name == "UID":
@@ -173,7 +199,28 @@ class Fetcher:
             return name, b"(%d)" % entry.modseq
         if name in _VIEW_ITEMS:
             return name, (await self.views(entry.content))[_VIEW_ITEMS[name]]
+        if name == "EMAILID":
+            return name, b"(" + email_id(entry.content).encode("ascii") + b")"
+        if name == "THREADID":
+            return name, b"NIL"  # RFC 8474 section 5.2: no persistent thread ids
+        if name == "PREVIEW":
+            return name, pw.quoted(await self.preview(entry.content))
         return name, await self._section(entry, _RFC822[name], None)
+
+    async def _binary(self, entry: MailEntry, item: FetchItem) -> bytes:
+        """RFC 3516: the decoded part (``literal8`` when it holds NUL), or its decoded size.
+        A part that does not exist is empty (size 0), like a missing BODY section. Raises
+        :class:`~mailwing.mime.binary.UnknownCte` (the command answers NO [UNKNOWN-CTE])."""
+        raw, msg = await self.message(entry.content)
+        assert item.section is not None
+        data = decode_part(raw, msg, item.section.part) or b""
+        if item.name == "BINARY.SIZE":
+            return b"%d" % len(data)
+        if item.partial is not None:
+            data = mime.partial(data, item.partial[0], item.partial[1])
+        if b"\x00" in data:
+            return b"~{%d}\r\n" % len(data) + data
+        return pw.literal(data) if data else b'""'
 
     async def _section(self, entry: MailEntry, section: Section,
                        partial: tuple[int, int] | None) -> bytes | LiteralBody:

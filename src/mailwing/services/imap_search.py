@@ -12,9 +12,14 @@ Matching rules:
 - FROM/TO/CC/SUBJECT use the fields parsed at delivery (:class:`~mailwing.model.HeaderFields`)
   when storage has them, and the content otherwise; BCC, HEADER, BODY and TEXT read the
   content; ``HEADER name ""`` matches every message that has the field;
-- BEFORE/ON/SINCE compare the date of INTERNALDATE, SENT* the date of the Date: field (in
-  its own time zone, as RFC 3501 says "disregarding time and timezone"); a message without a
-  usable Date: never matches a SENT* key;
+- BEFORE/ON/SINCE compare the date of INTERNALDATE, SENT* the calendar date of the Date:
+  field in its own time zone (RFC 3501 says "disregarding time and timezone"; storage keeps
+  the instant, not the zone, so the stored value only decides when it is more than a day
+  away, else the header is read); a message without a usable Date: falls back to its
+  INTERNALDATE, as Dovecot does;
+- OLDER/YOUNGER (RFC 5032) compare INTERNALDATE with the time of the search; EMAILID and
+  THREADID (RFC 8474) compare with :mod:`mailwing.services.objectid`; ``$`` (RFC 5182) is
+  the view's saved UIDs;
 - NEW is RECENT UNSEEN, OLD is NOT RECENT (section 6.4.4); sequence sets resolve ``*`` with
   the view's current numbering.
 """
@@ -22,12 +27,13 @@ Matching rules:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from mailwing import mime
 from mailwing.model import MailEntry
 from mailwing.proto.imap import search as k
 from mailwing.services.imap_selected import SelectedView
+from mailwing.services.objectid import email_id
 
 __all__ = ["ContentLoader", "needs_content", "search"]
 
@@ -58,6 +64,17 @@ def _cmp(rel: str, day: date, wanted: date) -> bool:
     return day >= wanted
 
 
+def _around(rel: str, utc_day: date, wanted: date) -> bool | None:
+    """Decide a SENT* key from the UTC date of the Date: field when every zone (at most a
+    day away) gives the same answer; None when the header's own date must be read."""
+    low, high = utc_day - timedelta(days=1), utc_day + timedelta(days=1)
+    if rel == "before":
+        return True if high < wanted else False if low >= wanted else None
+    if rel == "on":
+        return False if wanted < low or wanted > high else None
+    return True if low >= wanted else False if high < wanted else None
+
+
 def _contains(haystack: str | None, needle: str) -> bool:
     return haystack is not None and needle.casefold() in haystack.casefold()
 
@@ -72,6 +89,7 @@ class _Probe:
         self.entry = view.entries[uid]
         self.raw: bytes | None = None
         self.msg: mime.MessagePart | None = None
+        self.now = datetime.now(UTC)
 
     def flags(self) -> frozenset[str]:
         return self.view.flags_of(self.uid)
@@ -89,6 +107,8 @@ class _Probe:
                 return "\\Recent" not in self.flags()
             case k.Recent():
                 return "\\Recent" in self.flags()
+            case k.Sequence(set=s) | k.Uid(set=s) if s.saved:  # RFC 5182 "$"
+                return self.uid in self.view.saved_uids
             case k.Sequence(set=s):
                 return s.contains(self.seq, self.view.star(by_uid=False))
             case k.Uid(set=s):
@@ -100,6 +120,14 @@ class _Probe:
                 return _cmp(rel, self.entry.internal_date.date(), d)
             case k.ModSeq(n=n):
                 return self.entry.modseq >= n
+            case k.Within(rel=rel, seconds=seconds):  # RFC 5032
+                cutoff = self.now - timedelta(seconds=seconds)
+                when = self.entry.internal_date
+                return when <= cutoff if rel == "older" else when > cutoff
+            case k.ObjectId(kind="EMAILID", value=value):  # RFC 8474 section 6
+                return email_id(self.entry.content) == value
+            case k.ObjectId():
+                return False  # THREADID: no persistent thread ids (FETCH says NIL)
             case k.Not(key=inner):
                 r = self.eval(inner)
                 return None if r is None else not r
@@ -133,11 +161,13 @@ class _Probe:
             case k.Date(which="sent", rel=rel, date=d):
                 sent = self.entry.content.fields.date
                 if sent is not None:
-                    return _cmp(rel, sent.date(), d)
+                    quick = _around(rel, sent.astimezone(UTC).date(), d)
+                    if quick is not None:
+                        return quick
                 if self.msg is None:
                     return None
-                day = mime.sent_date(self.msg)
-                return day is not None and _cmp(rel, day, d)
+                day = mime.sent_date(self.msg) or self.entry.internal_date.date()
+                return _cmp(rel, day, d)
         if self.msg is None or self.raw is None:
             return None
         match key:

@@ -19,7 +19,15 @@ either that or ``NO``; we answer ``OK`` and omit, which clients handle best).
 
 \\Recent (RFC 3501 section 2.3.2): a read-write SELECT calls :meth:`Storage.claim_recent`;
 entries at or above the returned floor are recent for this session only. New mail seen later
-is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims.
+is claimed the same way (so exactly one session reports it as recent). EXAMINE never claims,
+but reports what is recent (the top ``STATUS RECENT`` UIDs, RFC 3501 section 6.3.2: the
+same untagged responses as SELECT) so a later SELECT still gets the claim.
+
+Keywords (RFC 3501 section 7.2.6): the view remembers the flags it has listed in ``FLAGS``
+(SELECT lists every keyword in use). When an entry this session is about to report carries
+a keyword not yet listed (a STORE or APPEND here or elsewhere introduced it), a
+:class:`FlagsListed` update comes first, so no FETCH ever carries a flag the client was not
+told of. Keywords are never taken back from the list during a session.
 
 Change tracking uses the mailbox's MODSEQ: the view remembers the HIGHESTMODSEQ it has caught
 up with and asks only for what changed since. Own changes (STORE, EXPUNGE by this session)
@@ -33,16 +41,18 @@ import bisect
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailwing.model import Mailbox, MailEntry
 from mailwing.storage.interface import Storage
 
 __all__ = [
     "RECENT",
+    "SYSTEM_FLAGS",
     "Exists",
     "Expunged",
     "FlagsChanged",
+    "FlagsListed",
     "Recent",
     "SelectedView",
     "Update",
@@ -51,13 +61,16 @@ __all__ = [
 ]
 
 RECENT = "\\Recent"
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 @dataclass(frozen=True, slots=True)
 class Expunged:
-    """``* seq EXPUNGE`` (already applied to the view's numbering)."""
+    """``* seq EXPUNGE`` (already applied to the view's numbering); ``uid`` for QRESYNC's
+    ``* VANISHED uid`` (RFC 7162 section 3.2.10)."""
 
     seq: int
+    uid: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +92,15 @@ class FlagsChanged:
     flags: frozenset[str]
 
 
-Update = Expunged | Exists | Recent | FlagsChanged
+@dataclass(frozen=True, slots=True)
+class FlagsListed:
+    """``* FLAGS (...)`` and ``* OK [PERMANENTFLAGS (...)]``: the applicable flags grew."""
+
+    flags: tuple[str, ...]
+    read_only: bool
+
+
+Update = Expunged | Exists | Recent | FlagsChanged | FlagsListed
 
 
 class SelectedView:
@@ -101,6 +122,12 @@ class SelectedView:
         self._changed: set[int] = set()  # flags changed elsewhere, FETCH not yet sent
         self._announced_exists = len(self.uids)
         self._announced_recent = len(self.recent)
+        self.keywords: set[str] = {f for e in ordered for f in e.flags} - set(SYSTEM_FLAGS)
+        #: RFC 5182 ``$``: UIDs saved by SEARCH RETURN (SAVE); a new view starts empty
+        self.saved_uids: frozenset[int] = frozenset()
+        #: False for an IMAP4rev2 session (RFC 9051 has no \\Recent): nothing is noted as
+        #: recent and no RECENT update is reported.
+        self.track_recent = True
 
     # -- identity and counters -----------------------------------------------------------
     @property
@@ -155,6 +182,21 @@ class SelectedView:
             return self.uids[-1] if self.uids else 0
         return len(self.uids)
 
+    @property
+    def flag_list(self) -> tuple[str, ...]:
+        """The FLAGS this session has been told of: system flags, then keywords."""
+        return (*SYSTEM_FLAGS, *sorted(self.keywords))
+
+    def list_keywords(self, flag_sets: Iterable[Iterable[str]]) -> FlagsListed | None:
+        """Add the keywords of ``flag_sets`` that the client was not told of yet; the
+        :class:`FlagsListed` to send before anything carrying them, or None."""
+        new = {f for flags in flag_sets for f in flags
+               if f not in self.keywords and f not in SYSTEM_FLAGS and f != RECENT}
+        if not new:
+            return None
+        self.keywords |= new
+        return FlagsListed(self.flag_list, self.read_only)
+
     def flags_of(self, uid: int) -> frozenset[str]:
         """Flags as this session reports them (with \\Recent when it is recent here)."""
         flags = self.entries[uid].flags
@@ -187,7 +229,8 @@ class SelectedView:
         return fresh
 
     def note_recent(self, uids: Iterable[int]) -> None:
-        self.recent.update(uids)
+        if self.track_recent:
+            self.recent.update(uids)
 
     # -- this session's own changes ---------------------------------------------------------
     def own_flags(self, entries: Iterable[MailEntry]) -> list[FlagsChanged]:
@@ -208,12 +251,22 @@ class SelectedView:
         return self._take_expunges()
 
     # -- telling the client -----------------------------------------------------------------
-    def take_updates(self, *, allow_expunge: bool) -> list[Update]:
+    def take_updates(self, *, allow_expunge: bool, hold_flags: bool = False) -> list[Update]:
         """The untagged responses due now, in a safe order: EXPUNGEs (if allowed), then
-        EXISTS/RECENT for new mail, then FETCH FLAGS for changes made elsewhere."""
+        EXISTS/RECENT for new mail, then FETCH FLAGS for changes made elsewhere.
+
+        ``hold_flags``: while EXPUNGEs must wait, keep the flag changes back too (RFC 7162
+        section 3.2: a client told a MODSEQ must not have missed an expunge with a lower
+        one, or a resync from that MODSEQ would never report it)."""
         out: list[Update] = []
+        hold_flags = hold_flags and not allow_expunge and bool(self.gone)
         if allow_expunge:
             out.extend(self._take_expunges())
+        listed = self.list_keywords(
+            [e.flags for e in self._new.values()]
+            + [self.entries[u].flags for u in self._changed if u in self.entries])
+        if listed is not None:
+            out.append(listed)
         if self._new:
             for uid in sorted(self._new):
                 self.uids.append(uid)
@@ -222,9 +275,12 @@ class SelectedView:
         if len(self.uids) != self._announced_exists:
             self._announced_exists = len(self.uids)
             out.append(Exists(len(self.uids)))
-            recent = sum(1 for u in self.uids if u in self.recent)
-            self._announced_recent = recent
-            out.append(Recent(recent))
+            if self.track_recent:
+                recent = sum(1 for u in self.uids if u in self.recent)
+                self._announced_recent = recent
+                out.append(Recent(recent))
+        if hold_flags:
+            return out
         for uid in sorted(self._changed):
             seq = self.seq_of(uid)
             if seq is not None and uid not in self.gone:
@@ -245,7 +301,7 @@ class SelectedView:
             del self.uids[seq - 1]
             del self.entries[uid]
             self.recent.discard(uid)
-            out.append(Expunged(seq))
+            out.append(Expunged(seq, uid))
         self.gone.clear()
         self._announced_exists = len(self.uids)
         self._announced_recent = sum(1 for u in self.uids if u in self.recent)
@@ -292,6 +348,7 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
     taken when the mailbox was selected before in this process."""
     floor = None if read_only else await storage.claim_recent(mailbox.id)
+    peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
     cached = _listings.get(storage, mailbox.id)
     if cached is None:
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
@@ -306,8 +363,12 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
         by_uid.update((e.uid, e) for e in changed)  # SelectedView sorts by UID
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
     _listings.put(storage, mailbox.id, modseq, by_uid)
-    return SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
+    view = SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
                         recent_floor=floor)
+    if peeked:  # recent UIDs are the highest ones (at or above the mailbox's floor)
+        view.note_recent(view.uids[-peeked:])
+        view._announced_recent = len(view.recent)
+    return view
 
 
 async def refresh(storage: Storage, view: SelectedView) -> None:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from mailwing.model import MailEntry
+from mailwing.services import metrics
+from mailwing.services.capture import CaptureRecipient
 from mailwing.services.delivery import QuotaExceeded
 from mailwing.services.policy import LocalRecipient, RemoteRecipient
 from mailwing.storage.interface import ContentWriter, Delivery, Outbound, Storage
@@ -128,22 +130,27 @@ class InboundMessage:
         if writer is not None:
             await writer.abort()
 
-    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient], *,
+    async def commit(self, recipients: Sequence[LocalRecipient | RemoteRecipient
+                                                | CaptureRecipient], *,
                      queue_id: str = "", sender: str = "") -> list[MailEntry]:
         """Make the content durable, link it into every local recipient's INBOX and queue it
         for the remote ones (as ``queue_id`` from ``sender``), all at once. Raises
-        :class:`QuotaExceeded` or a storage error; nothing is stored then."""
+        :class:`QuotaExceeded` (the message fits no local recipient's quota and there is
+        no remote one) or a storage error; nothing is stored then. SMTP has one reply per
+        message, so the exact per-recipient refusal is at RCPT (with the declared SIZE,
+        :func:`policy.check_recipient`); a message that fits some recipients but not others
+        here goes to all of them (a soft overshoot rather than a silent loss)."""
         assert self._writer is not None, "begin() was not called"
-        local = [r for r in recipients if isinstance(r, LocalRecipient)]
+        local = [t for r in recipients
+                 for t in (r.targets if isinstance(r, CaptureRecipient) else (r,))
+                 if isinstance(t, LocalRecipient)]
         remote = tuple(dict.fromkeys(r.address for r in recipients
                                      if isinstance(r, RemoteRecipient)))
         unique = list({r.mailbox_id: r for r in local}.values())
         try:
-            for r in unique:
-                if r.quota_bytes > 0:
-                    _, used = await self.storage.usage(r.user_id)
-                    if used + self.size > r.quota_bytes:
-                        raise QuotaExceeded(f"{r.address} is over quota")
+            fitting = [r for r in unique if await self._fits(r)]
+            if unique and not fitting and not remote:
+                raise QuotaExceeded(", ".join(r.address for r in unique) + " over quota")
             await self._flush()
             content = await self._writer.finish()
         except BaseException:
@@ -152,8 +159,16 @@ class InboundMessage:
         self._writer = None
         outbound = (Outbound(queue_id or new_queue_id(), sender, remote, time.time())
                     if remote else None)
-        return await self.storage.append(content, [Delivery(r.mailbox_id) for r in unique],
-                                         outbound=outbound)
+        entries = await self.storage.append(content, [Delivery(r.mailbox_id) for r in unique],
+                                            outbound=outbound)
+        metrics.delivered_local(len(entries))
+        return entries
+
+    async def _fits(self, r: LocalRecipient) -> bool:
+        if r.quota_bytes <= 0:
+            return True
+        _, used = await self.storage.usage(r.user_id)
+        return used + self.size <= r.quota_bytes
 
     # -- internals ------------------------------------------------------------------------
     def _queue(self, data: bytes) -> None:

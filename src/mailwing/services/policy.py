@@ -15,7 +15,8 @@ Rules (RFC 5321 section 3.6 and 7.1; RFC 6409 section 6.1 for submission):
   for the outbound worker, :mod:`mailwing.queue`) when ``outbound.enabled``; with outbound
   delivery disabled it is refused with ``550 5.7.1``, so nothing is ever accepted and then
   silently dropped. Unauthenticated: ``554 5.7.1`` relay denied (never an open relay).
-- A local user already at or over quota is refused at RCPT with ``452 4.2.2``.
+- A local user already at or over quota (or that the declared SIZE would take past it) is
+  refused at RCPT with ``552 5.2.2`` (RFC 3463: mailbox full), that recipient only.
 - Authenticated sessions (every submission session; an MX session only if the client chose
   to AUTH) with ``mail.enforce_sender``: the envelope sender and every From: address must be
   the user's own address (``553 5.7.1``); the null sender is refused.
@@ -63,9 +64,11 @@ async def is_local_domain(storage: Storage, settings: Settings, domain: str) -> 
 
 
 async def check_recipient(storage: Storage, settings: Settings, recipient: Address, *,
-                          authenticated: bool) -> LocalRecipient | RemoteRecipient:
+                          authenticated: bool, size: int | None = None,
+                          ) -> LocalRecipient | RemoteRecipient:
     """The local mailbox or the remote address for ``recipient``, or :class:`SmtpError`
-    with the refusal."""
+    with the refusal. ``size`` is the RFC 1870 ``SIZE=`` the client declared: a local user
+    that it would take past the quota is refused now, this recipient only."""
     address = recipient.text
     if address.lower() == "postmaster":
         address = f"postmaster@{settings.server.hostname}"
@@ -84,7 +87,7 @@ async def check_recipient(storage: Storage, settings: Settings, recipient: Addre
             raise SmtpError(R.UNKNOWN_USER)
         if user.quota_bytes > 0:
             _, used = await storage.usage(user.id)
-            if used >= user.quota_bytes:
+            if used >= user.quota_bytes or used + (size or 0) > user.quota_bytes:
                 raise SmtpError(R.MAILBOX_FULL)
     except StorageError as exc:
         raise SmtpError(R.LOOKUP_TEMPFAIL) from exc

@@ -18,8 +18,18 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
-from mailwing.storage import scripts, scripts_mail, scripts_mailboxes, scripts_queue
+from mailwing.storage import (
+    scripts,
+    scripts_admin,
+    scripts_leases,
+    scripts_mail,
+    scripts_mailboxes,
+    scripts_queue,
+    scripts_quota,
+    scripts_vanished,
+)
 from mailwing.storage.interface import (
+    AdminToken,
     Bounce,
     ContentWriter,
     Delivery,
@@ -28,6 +38,7 @@ from mailwing.storage.interface import (
     Outbound,
     QueuedMessage,
     RecipientOutcome,
+    StorageStats,
 )
 from mailwing.storage.migrate import Migration, outdated_error
 from mailwing.storage.notify import ChangeWaiters
@@ -120,6 +131,9 @@ class ScriptedStorage:
     async def usage(self, user_id: int) -> tuple[int, int]:
         return await self._read(scripts.usage(user_id))
 
+    async def set_quota(self, address: str, limit_bytes: int | None) -> None:
+        await self._run(scripts_quota.set_quota(address, limit_bytes))
+
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
         return await self._read(scripts.list_mailboxes(user_id))
@@ -148,18 +162,26 @@ class ScriptedStorage:
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
-        *, outbound: Outbound | None = None,
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         if outbound is None:
-            return await self._run(scripts.append(content, list(deliveries)))
+            return await self._run(scripts.append(content, list(deliveries), enforce_quota))
         return await self._run(
             scripts_queue.append_and_enqueue(content, list(deliveries), outbound))
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        return await self._run(scripts.append_many(list(items), enforce_quota))
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         return await self._read(scripts.list_mail(mailbox_id))
 
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         return await self._run(scripts.expunge(mailbox_id, list(uids)))
+
+    async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
+        return await self._read(scripts_mail.mailbox_digests(mailbox_id))
 
     # -- IMAP support ---------------------------------------------------------------------
     async def delete_mailbox(self, user_id: int, name: str) -> None:
@@ -190,16 +212,22 @@ class ScriptedStorage:
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
-        *, move: bool = False,
+        *, move: bool = False, enforce_quota: bool = False,
     ) -> list[tuple[int, int]]:
         return await self._run(
-            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move)
+            scripts_mail.copy_mail(src_mailbox_id, uids, dst_mailbox_id, move, enforce_quota)
         )
 
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
     ) -> tuple[int, list[MailEntry], list[int]]:
         return await self._read(scripts_mail.mail_changes(mailbox_id, since_modseq))
+
+    async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
+        return await self._read(scripts_vanished.vanished_since(mailbox_id, since_modseq))
+
+    async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
+        return await self._run(scripts_vanished.prune_expunged(mailbox_id, keep))
 
     async def get_content_cache(self, sha256: str) -> dict[str, bytes]:
         return await self._read(scripts_mail.get_content_cache(sha256))
@@ -237,6 +265,41 @@ class ScriptedStorage:
 
     async def delete_queued(self, queue_id: str) -> bool:
         return await self._run(scripts_queue.delete_queued(queue_id))
+
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        return await self._run(scripts_leases.take_lease(name, owner, now, until))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._run(scripts_leases.release_lease(name, owner))
+
+    # -- admin API tokens -------------------------------------------------------------------
+    async def add_admin_token(self, name: str, token_hash: str, now: float) -> AdminToken:
+        return await self._run(scripts_admin.add_admin_token(name, token_hash, now))
+
+    async def list_admin_tokens(self) -> list[AdminToken]:
+        return await self._read(scripts_admin.list_admin_tokens())
+
+    async def find_admin_token(self, token_hash: str) -> AdminToken | None:
+        return await self._read(scripts_admin.find_admin_token(token_hash))
+
+    async def get_admin_token(self, token_id: int) -> AdminToken | None:
+        return await self._read(scripts_admin.get_admin_token(token_id))
+
+    async def touch_admin_token(self, token_id: int, now: float) -> None:
+        await self._run(scripts_admin.touch_admin_token(token_id, now))
+
+    async def delete_admin_token(self, name: str) -> bool:
+        return await self._run(scripts_admin.delete_admin_token(name))
+
+    #: The backend's name and its query for the database's size in octets.
+    BACKEND = ""
+    SIZE_SQL = "SELECT 0"
+
+    async def storage_stats(self) -> StorageStats:
+        contents, content_bytes = await self._read(scripts_admin.content_bytes())
+        size = await self._read(scripts_admin.database_size(self.SIZE_SQL))
+        return StorageStats(self.BACKEND, size, contents, content_bytes)
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after

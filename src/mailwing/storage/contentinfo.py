@@ -19,10 +19,12 @@ the stdlib parser on the whole block, is the reference it must agree with (the t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
@@ -122,6 +124,27 @@ def _field(msg: Message, name: str) -> str | None:
         return None
 
 
+def address_text(value: str | None) -> str | None:
+    """An address field as SEARCH FROM/TO/CC match it (RFC 3501 section 6.4.4): the whole
+    text, unfolded, encoded-words (RFC 2047) decoded, with display names, comments and
+    source routes kept (the stdlib's address header drops comments and routes)."""
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    if "=?" in text:
+        with contextlib.suppress(Exception):  # broken encoded-word: keep the raw text
+            text = str(make_header(decode_header(text)))
+    return clean_text(text)
+
+
+def _address_field(msg: Message, name: str) -> str | None:
+    key = name.lower()
+    for field, value in msg.raw_items():
+        if field.lower() == key:
+            return address_text(str(value))
+    return None
+
+
 def _to_datetime(raw: object) -> datetime | None:
     try:
         if raw is None:
@@ -155,9 +178,9 @@ def email_header_fields(head: bytes) -> HeaderFields:
     return HeaderFields(
         message_id=_field(msg, "message-id"),
         subject=_field(msg, "subject"),
-        from_=_field(msg, "from"),
-        to=_field(msg, "to"),
-        cc=_field(msg, "cc"),
+        from_=_address_field(msg, "from"),
+        to=_address_field(msg, "to"),
+        cc=_address_field(msg, "cc"),
         date=_date(msg),
     )
 
@@ -179,9 +202,9 @@ def parse_header_fields(head: bytes) -> HeaderFields:
     return HeaderFields(
         message_id=_value("message-id", raw.get("message-id"), _MSG_ID),
         subject=_value("subject", raw.get("subject"), _TEXT),
-        from_=_value("from", raw.get("from"), _ADDRESSES),
-        to=_value("to", raw.get("to"), _ADDRESSES),
-        cc=_value("cc", raw.get("cc"), _ADDRESSES),
+        from_=address_text(raw.get("from")),
+        to=address_text(raw.get("to")),
+        cc=address_text(raw.get("cc")),
         date=_fast_date(raw.get("date")),
     )
 
@@ -190,11 +213,9 @@ _WANTED = frozenset({"message-id", "subject", "from", "to", "cc", "date"})
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
 _ADDR = rf"{_DOT_ATOM}@{_DOT_ATOM}"
-_MAILBOX = rf"(?:{_ATOM}(?: {_ATOM})* <{_ADDR}>|{_ADDR})"
 #: Values the stdlib field parsers give back unchanged (checked by the tests).
 _TEXT = re.compile(r"[\x20-\x7e\t]*")
 _MSG_ID = re.compile(rf"<{_ADDR}>")
-_ADDRESSES = re.compile(rf"{_MAILBOX}(?:, {_MAILBOX})*")
 
 
 def _raw_fields(text: str) -> dict[str, str] | None:

@@ -11,6 +11,7 @@ __all__ = [
     "AlreadyExists",
     "InUse",
     "NotFound",
+    "OverQuota",
     "SchemaOutdated",
     "StorageError",
     "TemporaryStorageError",
@@ -40,3 +41,12 @@ class InUse(StorageError):
 
 class SchemaOutdated(StorageError):
     """The database schema is older (or newer) than this program; the message says what to run."""
+
+
+class OverQuota(StorageError):
+    """The change would take a user's storage use past its quota (RFC 9208 ``[OVERQUOTA]``,
+    SMTP ``552 5.2.2``); nothing was stored. ``address`` names the user."""
+
+    def __init__(self, message: str, address: str = "") -> None:
+        super().__init__(message)
+        self.address = address

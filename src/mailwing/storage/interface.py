@@ -22,6 +22,7 @@ from typing import Literal, Protocol, runtime_checkable
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 
 __all__ = [
+    "AdminToken",
     "Bounce",
     "ContentWriter",
     "Delivery",
@@ -33,11 +34,33 @@ __all__ = [
     "QueuedRecipient",
     "RecipientOutcome",
     "Storage",
+    "StorageStats",
 ]
 
 FlagMode = Literal["add", "remove", "replace"]
 #: A queued recipient: not tried yet, to be retried, done, or given up (a DSN was made).
 QueueStatus = Literal["pending", "deferred", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """A bearer token of the admin HTTP API (only its SHA-256 digest is stored)."""
+
+    id: int
+    name: str
+    token_hash: str  # hex SHA-256 of the token
+    created_at: float  # UNIX seconds
+    last_used_at: float | None  # updated at most about once a minute
+
+
+@dataclass(frozen=True, slots=True)
+class StorageStats:
+    """What the admin status page shows about storage."""
+
+    backend: str  # "sqlite" or "postgresql"
+    database_bytes: int  # the database's own size (rows and indexes)
+    contents: int  # distinct message contents stored
+    content_bytes: int  # their octets (each content counted once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +70,7 @@ class MailboxCounts:
     messages: int
     unseen: int  # entries without \\Seen
     recent: int  # entries with uid >= the mailbox's recent floor (not yet claimed by a SELECT)
+    size: int = 0  # sum of the entries' RFC822.SIZE (CRLF size), for STATUS=SIZE (RFC 8438)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +198,13 @@ class Storage(Protocol):
 
     async def list_users(self) -> list[UserUsage]: ...  # ordered by address
     async def usage(self, user_id: int) -> tuple[int, int]:
-        """(message count, bytes used) over all of the user's mailboxes."""
+        """(message count, bytes used) over all of the user's mailboxes, read from running
+        counters that every transaction adding or removing mail keeps exact."""
+
+    async def set_quota(self, address: str, limit_bytes: int | None) -> None:
+        """Set the user's storage limit in bytes (``quota_bytes``); ``None`` or 0 removes it.
+        NotFound; ValueError if negative. Who may do this is a service rule
+        (:mod:`mailwing.services.quota`)."""
 
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]: ...  # ordered by name
@@ -199,7 +229,7 @@ class Storage(Protocol):
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
-        *, outbound: Outbound | None = None,
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         """Link ``content`` into each mailbox in one transaction (all or nothing).
 
@@ -207,10 +237,25 @@ class Storage(Protocol):
         (HIGHESTMODSEQ increases). The result is in the order of ``deliveries``. With
         ``outbound``, the same transaction also queues the content for those remote
         recipients (:meth:`enqueue`), so a message for local and remote recipients is
-        accepted for all of them or for none; ``deliveries`` may then be empty."""
+        accepted for all of them or for none; ``deliveries`` may then be empty. With
+        ``enforce_quota`` (ignored when ``outbound`` is given), an owner whose use would exceed
+        its quota makes the whole call fail with :class:`~mailwing.storage.errors.OverQuota`,
+        checked in the transaction."""
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        """Like :meth:`append` for several contents at once, in one transaction (all or
+        nothing: RFC 3502 MULTIAPPEND); UIDs follow the order of ``items``."""
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
+
+    async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
+        """(content SHA-256, Message-ID, CRLF size) of every entry of the mailbox, in one
+        query over the ``mail`` index: how an import tells, without reading any body, which
+        messages a mailbox already holds (a second run, or a resumed one, imports nothing
+        twice)."""
 
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         """Remove those entries that still exist, in one transaction; return the UIDs removed,
@@ -249,11 +294,12 @@ class Storage(Protocol):
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,
-        *, move: bool = False,
+        *, move: bool = False, enforce_quota: bool = False,
     ) -> list[tuple[int, int]]:
         """Copy (or, with ``move``, move: copy and expunge in the same transaction, RFC 6851)
         the entries to another mailbox, keeping flags and INTERNALDATE and sharing contents.
-        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315)."""
+        Returns (source uid, new uid) pairs ascending by source uid (COPYUID, RFC 4315).
+        ``enforce_quota``: see :meth:`append` (a move within one user adds nothing)."""
 
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
@@ -261,6 +307,15 @@ class Storage(Protocol):
         """(HIGHESTMODSEQ now, entries with modseq > since ascending by UID, UIDs expunged
         with modseq > since ascending). What a session needs to catch up with other
         sessions' appends, flag changes and expunges."""
+
+    async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
+        """UIDs expunged with a MODSEQ above ``since_modseq``, ascending (RFC 7162 VANISHED),
+        or None when that history has been pruned (:meth:`prune_expunged`) and the list
+        could be incomplete. NotFound for a missing mailbox."""
+
+    async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
+        """Keep only about the newest ``keep`` expunged UIDs of the mailbox; later
+        :meth:`vanished_since` calls from before the cut return None. Returns rows removed."""
 
     async def claim_recent(self, mailbox_id: int) -> int:
         """RFC 3501 \\Recent: atomically return the mailbox's recent floor and raise it to
@@ -319,5 +374,32 @@ class Storage(Protocol):
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         """Make the message due at ``now`` (deferred recipients included); False if absent."""
 
+    # -- background jobs and housekeeping (schema 6) -------------------------------------------
+    async def take_lease(self, name: str, owner: str, now: float, until: float
+                         ) -> tuple[str, float]:
+        """Take or renew the lease ``name`` for ``owner`` until ``until`` if it is free,
+        expired before ``now`` or ``owner``'s already; return (holder, until) afterwards."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
+
+    async def collect_garbage(self, min_age: float = 3600.0) -> int:
+        """Remove stored bytes and contents nothing refers to, older than ``min_age``
+        seconds (never what a delivery in progress is about to link); how many."""
+        ...
+
     async def delete_queued(self, queue_id: str) -> bool:
         """Remove the message from the queue without a DSN; False if absent."""
+
+    # -- admin API tokens (schema 7, see mailwing.services.admin_tokens) -------------------
+    async def add_admin_token(self, name: str, token_hash: str, now: float) -> AdminToken:
+        """AlreadyExists when the name (or, never in practice, the digest) is taken."""
+
+    async def list_admin_tokens(self) -> list[AdminToken]: ...  # ordered by name
+    async def find_admin_token(self, token_hash: str) -> AdminToken | None: ...
+    async def get_admin_token(self, token_id: int) -> AdminToken | None: ...
+    async def touch_admin_token(self, token_id: int, now: float) -> None: ...
+    async def delete_admin_token(self, name: str) -> bool:
+        """Revoke a token; False if there is none of that name."""
+
+    async def storage_stats(self) -> StorageStats: ...

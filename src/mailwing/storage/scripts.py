@@ -50,6 +50,7 @@ from mailwing.storage.common import (
 from mailwing.storage.errors import AlreadyExists, InUse, NotFound
 from mailwing.storage.interface import Delivery
 from mailwing.storage.migrate import Migration
+from mailwing.storage.scripts_quota import Deltas, account, add_delta, entry_sizes
 from mailwing.storage.steps import (
     Batch,
     Changed,
@@ -208,28 +209,17 @@ def delete_user(address: str) -> Script[None]:
     yield from _drop_orphans([r[0] for r in rows])
 
 
-_USAGE_FROM = (
-    " FROM users u LEFT JOIN mailboxes b ON b.user_id = u.id"
-    " LEFT JOIN mail m ON m.mailbox_id = b.id"
-    " LEFT JOIN contents c ON c.sha256 = m.content_sha256"
-)
-
-
 def list_users() -> Script[list[UserUsage]]:
     rows = yield q(
-        "SELECT u.address, u.enabled, count(m.id), CAST(coalesce(sum(c.size), 0) AS BIGINT),"
-        f" u.quota_bytes{_USAGE_FROM}"
-        " GROUP BY u.id, u.address, u.enabled, u.quota_bytes"
+        "SELECT address, enabled, used_messages, used_bytes, quota_bytes FROM users"
     )
     return sorted((row_to_usage(r) for r in rows), key=lambda u: u.address)
 
 
 def usage(user_id: int) -> Script[tuple[int, int]]:
-    rows = yield q(
-        f"SELECT count(m.id), CAST(coalesce(sum(c.size), 0) AS BIGINT){_USAGE_FROM}"
-        " WHERE u.id = $1", user_id,
-    )
-    return int(rows[0][0]), int(rows[0][1])
+    """From the running counters (:mod:`.scripts_quota`), not a sum over the mail."""
+    rows = yield q("SELECT used_messages, used_bytes FROM users WHERE id = $1", user_id)
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
 
 # -- mailboxes ------------------------------------------------------------------------------
@@ -320,11 +310,21 @@ def _lock(mailbox_id: int) -> Script[None]:
         raise NotFound(f"no mailbox with id {mailbox_id}")
 
 
-def append(content: ContentInfo, deliveries: Sequence[Delivery]) -> Script[list[MailEntry]]:
-    if not deliveries:
+def append(content: ContentInfo, deliveries: Sequence[Delivery],
+           enforce_quota: bool = False) -> Script[list[MailEntry]]:
+    return (yield from append_many([(content, d) for d in deliveries], enforce_quota))
+
+
+def append_many(items: Sequence[tuple[ContentInfo, Delivery]],
+                enforce_quota: bool = False) -> Script[list[MailEntry]]:
+    """Link each content into its mailbox, all in this transaction (RFC 3502 MULTIAPPEND:
+    all or none); usage counters follow, and with ``enforce_quota`` a user pushed over quota
+    fails the whole script (:class:`~mailwing.storage.errors.OverQuota`)."""
+    if not items:
         return []
-    yield from _link_content(content)
-    counts = Counter(d.mailbox_id for d in deliveries)
+    for content in {c.sha256: c for c, _ in items}.values():
+        yield from _link_content(content)
+    counts = Counter(d.mailbox_id for _, d in items)
     next_uid: dict[int, int] = {}
     modseqs: dict[int, int] = {}
     for mailbox_id in sorted(counts):  # a fixed lock order: no deadlocks between appends
@@ -333,10 +333,13 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery]) -> Script[list[
         )
     now = utcnow()
     entries = []
-    for d in deliveries:
+    deltas: Deltas = {}
+    for content, d in items:
         uid = next_uid[d.mailbox_id]
         next_uid[d.mailbox_id] += 1
         entries.append((yield from _insert_entry(d, uid, modseqs[d.mailbox_id], now, content)))
+        add_delta(deltas, d.mailbox_id, 1, content.size)
+    yield from account(deltas, enforce=enforce_quota)
     return entries
 
 
@@ -381,9 +384,16 @@ def expunge(mailbox_id: int, uids: Collection[int]) -> Script[list[int]]:
     return sorted(int(r[0]) for r in rows)
 
 
-def _remove_entries(mailbox_id: int, uids: list[int], modseq: int) -> Script[list[list]]:
+def _remove_entries(mailbox_id: int, uids: list[int], modseq: int,
+                    deltas: Deltas | None = None) -> Script[list[list]]:
     """Delete those entries, keeping an ``expunged`` row stamped ``modseq`` for each; return
-    (uid, content_sha256) of the rows removed. The caller holds the mailbox lock."""
+    (uid, content_sha256) of the rows removed. The caller holds the mailbox lock. The usage
+    counters follow at once, or are added to ``deltas`` for the caller to apply."""
+    count, size = yield from entry_sizes(mailbox_id, uids)
+    if deltas is None:
+        yield from account({mailbox_id: (-count, -size)})
+    else:
+        add_delta(deltas, mailbox_id, -count, -size)
     yield q(
         "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT mailbox_id, uid, $3 FROM mail"
         " WHERE mailbox_id = $1 AND uid @IN($2)", mailbox_id, uids, modseq,

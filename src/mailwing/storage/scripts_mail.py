@@ -13,7 +13,9 @@
   in ascending id order, like appends, so that no two scripts deadlock.
 * Change tracking (RFC 7162 sections 3.1 and 3.2.10): entries and expunged UIDs above a
   MODSEQ, bounded by the HIGHESTMODSEQ read first, so that a change committed meanwhile is
-  reported by the next call rather than half now.
+  reported by the next call rather than half now. When the expunged rows after that MODSEQ
+  have been pruned (``limits.expunged_retention``), every UID below UIDNEXT that is not in the
+  mailbox is reported instead: a superset the caller matches against what it holds.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
+from mailwing.storage.scripts_quota import Deltas, account, entry_sizes
+from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Script, q
 
 __all__ = [
     "copy_mail",
     "get_content_cache",
     "mail_changes",
+    "mailbox_digests",
     "move_all",
     "set_content_cache",
     "set_flags",
@@ -91,7 +96,7 @@ def set_flags(
 
 
 def copy_mail(
-    src: int, uids: Collection[int], dst: int, move: bool
+    src: int, uids: Collection[int], dst: int, move: bool, enforce_quota: bool = False
 ) -> Script[list[tuple[int, int]]]:
     wanted = _uid_list(uids)
     if not wanted:
@@ -112,9 +117,13 @@ def copy_mail(
         " content_sha256 FROM mail WHERE mailbox_id = $1 AND uid @IN($2)",
         src, present, dst, first, dst_modseq,
     )
+    count, size = yield from entry_sizes(src, present)
+    deltas: Deltas = {dst: (count, size)}
     if move:
         src_modseq = dst_modseq if src == dst else (yield from _allocate(src, 0))[1]
-        yield from _remove_entries(src, present, src_modseq)  # contents stay: dst uses them
+        # contents stay: dst uses them
+        yield from _remove_entries(src, present, src_modseq, deltas)
+    yield from account(deltas, enforce=enforce_quota)
     return [(uid, first + i) for i, uid in enumerate(present)]
 
 
@@ -127,10 +136,13 @@ def move_all(src: int, dst: int) -> Script[list[tuple[int, int]]]:
 def mail_changes(
     mailbox_id: int, since_modseq: int
 ) -> Script[tuple[int, list[MailEntry], list[int]]]:
-    rows = yield q("SELECT highestmodseq FROM mailboxes WHERE id = $1", mailbox_id)
+    rows = yield q(
+        "SELECT highestmodseq, vanished_floor, uidnext FROM mailboxes WHERE id = $1",
+        mailbox_id,
+    )
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
-    highest = int(rows[0][0])
+    highest, floor, uidnext = (int(v) for v in rows[0])
     if highest <= since_modseq:
         return highest, [], []
     entries = yield q(
@@ -138,12 +150,16 @@ def mail_changes(
         " ORDER BY m.uid",
         mailbox_id, since_modseq, highest,
     )
-    gone = yield q(
+    if since_modseq < floor:  # expunged rows pruned: every UID given out and not here now
+        live = yield q("SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid", mailbox_id)
+        gone = absent_uids([int(r[0]) for r in live], uidnext - 1)
+        return highest, [row_to_entry(r) for r in entries], gone
+    gone_rows = yield q(
         "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND modseq <= $3"
         " ORDER BY uid",
         mailbox_id, since_modseq, highest,
     )
-    return highest, [row_to_entry(r) for r in entries], [int(r[0]) for r in gone]
+    return highest, [row_to_entry(r) for r in entries], [int(r[0]) for r in gone_rows]
 
 
 def get_content_cache(sha256: str) -> Script[dict[str, bytes]]:
@@ -159,3 +175,13 @@ def set_content_cache(sha256: str, values: dict[str, bytes]) -> Script[None]:
             " ON CONFLICT (sha256, key) DO UPDATE SET value = excluded.value",
             sha256, key, bytes(values[key]),
         )
+
+
+def mailbox_digests(mailbox_id: int) -> Script[list[tuple[str, str | None, int]]]:
+    """(sha256, Message-ID, CRLF size) per entry; see ``Storage.mailbox_digests``."""
+    rows = yield q(
+        "SELECT m.content_sha256, c.message_id, c.crlf_size FROM mail m"
+        " JOIN contents c ON c.sha256 = m.content_sha256 WHERE m.mailbox_id = $1"
+        " ORDER BY m.uid", mailbox_id,
+    )
+    return [(str(r[0]), r[1], int(r[2])) for r in rows]

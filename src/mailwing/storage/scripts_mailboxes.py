@@ -22,6 +22,7 @@ from mailwing.storage.errors import AlreadyExists, NotFound
 from mailwing.storage.interface import MailboxCounts
 from mailwing.storage.scripts import _create_mailboxes, _drop_orphans, _lock, list_mailboxes
 from mailwing.storage.scripts_mail import move_all
+from mailwing.storage.scripts_quota import account
 from mailwing.storage.steps import Changed, Script, q
 
 __all__ = [
@@ -62,6 +63,10 @@ def delete_mailbox(user_id: int, name: str) -> Script[None]:
     box = yield from _named(user_id, name)
     yield from _lock(box.id)  # no append can slip in between the listing and the delete
     rows = yield q("SELECT DISTINCT content_sha256 FROM mail WHERE mailbox_id = $1", box.id)
+    sizes = yield q(
+        "SELECT count(*), CAST(coalesce(sum(c.size), 0) AS BIGINT) FROM mail m"
+        " JOIN contents c ON c.sha256 = m.content_sha256 WHERE m.mailbox_id = $1", box.id)
+    yield from account({box.id: (-int(sizes[0][0]), -int(sizes[0][1]))})
     yield q("DELETE FROM mailboxes WHERE id = $1", box.id)  # mail and expunged cascade
     yield Changed((box.id,))  # sessions waiting on it learn that it is gone
     yield from _drop_orphans([r[0] for r in rows])
@@ -107,15 +112,17 @@ def mailbox_counts(mailbox_id: int) -> Script[MailboxCounts]:
     rows = yield q(
         "SELECT count(m.id),"
         " sum(CASE WHEN m.id IS NULL OR @HASFLAG(m.flags, $2) THEN 0 ELSE 1 END),"
-        " sum(CASE WHEN m.uid >= b.recent_floor THEN 1 ELSE 0 END)"
+        " sum(CASE WHEN m.uid >= b.recent_floor THEN 1 ELSE 0 END),"
+        " sum(c.crlf_size)"
         " FROM mailboxes b LEFT JOIN mail m ON m.mailbox_id = b.id"
+        " LEFT JOIN contents c ON c.sha256 = m.content_sha256"
         " WHERE b.id = $1 GROUP BY b.id",
         mailbox_id, "\\Seen",
     )
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
-    messages, unseen, recent = (int(v or 0) for v in rows[0])
-    return MailboxCounts(messages=messages, unseen=unseen, recent=recent)
+    messages, unseen, recent, size = (int(v or 0) for v in rows[0])
+    return MailboxCounts(messages=messages, unseen=unseen, recent=recent, size=size)
 
 
 def claim_recent(mailbox_id: int) -> Script[int]:

@@ -9,24 +9,40 @@ The extensions are listed in both lists: some clients read capabilities only onc
 
 Extensions listed are those whose syntax ``parser.py`` accepts and the session implements:
 LITERAL+ (7888), SASL-IR (4959), ID (2971), ENABLE (5161), IDLE (2177), NAMESPACE (2342),
-UNSELECT (3691), UIDPLUS (4315), MOVE (6851), SPECIAL-USE (6154), CHILDREN (3348).
-LIST-EXTENDED is not advertised: only the SPECIAL-USE subset of RFC 5258 is understood.
+UNSELECT (3691), UIDPLUS (4315), MOVE (6851), SPECIAL-USE (6154), CHILDREN (3348),
+CONDSTORE and QRESYNC (7162).
+The search/sort/list extensions are listed in ``extensions.py`` (one place for that group).
+
+Append and transport extensions: MULTIAPPEND (3502), CATENATE (4469), BINARY (3516),
+COMPRESS=DEFLATE (4978; left out once compression is active), QUOTA with QUOTA=RES-STORAGE
+(9208), UTF8=ACCEPT (6855), APPENDLIMIT=n (7889, the configured maximum message size);
+IMAP4rev2 (9051) beside IMAP4rev1, its differences after ``ENABLE IMAP4rev2`` (``rev2.py``).
 """
 
 from __future__ import annotations
 
 from mailwing.proto.common.sasl import MECHANISMS
+from mailwing.proto.imap.extensions import SEARCH_EXTENSIONS
 
 __all__ = ["capabilities"]
 
 _EXTENSIONS = (
-    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
-    "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN",
+    "IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE",
+    "UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC",
+    *SEARCH_EXTENSIONS,
+)
+_APPEND_EXTENSIONS = (
+    "MULTIAPPEND", "CATENATE", "BINARY", "QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT",
 )
 
 
-def capabilities(tls_active: bool, plaintext_allowed: bool, authenticated: bool) -> list[str]:
-    caps = list(_EXTENSIONS)
+def capabilities(tls_active: bool, plaintext_allowed: bool, authenticated: bool, *,
+                 append_limit: int | None = None, compressed: bool = False) -> list[str]:
+    caps = [*_EXTENSIONS, *_APPEND_EXTENSIONS]
+    if not compressed:
+        caps.append("COMPRESS=DEFLATE")
+    if append_limit is not None:
+        caps.append(f"APPENDLIMIT={append_limit}")
     if authenticated:
         return caps
     if not tls_active:

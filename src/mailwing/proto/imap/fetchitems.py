@@ -8,7 +8,11 @@ response. The echoed name follows section 7.4.2: ``BODY.PEEK[...]`` is answered 
 
 ``BODY`` without a section is the non-extensible BODYSTRUCTURE (``section is None``);
 ``BODY[]`` is ``name == "BODY"`` with ``section == Section()``. The macros ``ALL``, ``FAST``
-and ``FULL`` are expanded at parse time. ``MODSEQ`` (RFC 7162) is parsed only.
+and ``FULL`` are expanded at parse time. ``MODSEQ`` (RFC 7162) is parsed only. ``EMAILID``
+and ``THREADID`` (RFC 8474) and ``PREVIEW [(LAZY)]`` (RFC 8970; the modifier changes nothing
+here, previews are always computed and cached) are simple items.
+RFC 3516 ``BINARY[part]<partial>``, ``BINARY.PEEK[...]`` and ``BINARY.SIZE[part]`` are items
+with ``name`` ``BINARY``/``BINARY.SIZE`` and a section holding part numbers only.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from dataclasses import dataclass
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.grammar import Cursor, ParseError
 
-__all__ = ["MACROS", "FetchItem", "Section", "parse_fetch_items"]
+__all__ = ["MACROS", "FetchItem", "Section", "parse_fetch_items", "parse_section"]
 
 SECTION_TEXTS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME")
 SIMPLE_ITEMS = frozenset({
     "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT",
     "ENVELOPE", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ",
+    "EMAILID", "THREADID", "PREVIEW",  # RFC 8474 section 5, RFC 8970 section 3
 })
 _NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
 _SECTION_CHARS = _NAME_CHARS | frozenset(b"-")
@@ -64,13 +69,20 @@ class FetchItem:
     def response_name(self) -> str:
         if self.section is None:
             return self.name
-        name = f"BODY[{self.section}]"
+        name = f"{self.name}[{self.section}]"
         if self.partial is not None:
             name += f"<{self.partial[0]}>"
         return name
 
     @property
+    def binary(self) -> bool:
+        """An RFC 3516 BINARY, BINARY.PEEK or BINARY.SIZE item."""
+        return self.name.startswith("BINARY")
+
+    @property
     def sets_seen(self) -> bool:
+        if self.name == "BINARY.SIZE":
+            return False
         if self.section is not None:
             return not self.peek
         return self.name in ("RFC822", "RFC822.TEXT")
@@ -78,7 +90,7 @@ class FetchItem:
     def __str__(self) -> str:
         if self.section is None:
             return self.name
-        name = "BODY.PEEK" if self.peek else "BODY"
+        name = f"{self.name}.PEEK" if self.peek else self.name
         name += f"[{self.section}]"
         if self.partial is not None:
             name += f"<{self.partial[0]}.{self.partial[1]}>"
@@ -131,8 +143,43 @@ def _section(cur: Cursor) -> Section:
     return Section(tuple(parts), text, fields)
 
 
+def parse_section(text: str) -> Section:
+    """A ``section-spec`` given as text (an IMAP URL's ``;SECTION=``): ParseError (a
+    ValueError) unless it is one."""
+    try:
+        cur = Cursor([text.encode("ascii") + b"]"])
+    except UnicodeEncodeError as exc:
+        raise ParseError(texts.BAD_SECTION) from exc
+    section = _section(cur)
+    cur.end()
+    return section
+
+
+def _binary_section(cur: Cursor) -> Section:
+    """RFC 3516 ``section-binary``: ``"[" [section-part] "]"``."""
+    spec = _run(cur, _SECTION_CHARS)
+    parts: list[int] = []
+    for word in spec.split(".") if spec else []:
+        if not word.isdigit() or word.startswith("0") or len(word) > 9:
+            raise ParseError(texts.BAD_SECTION)
+        parts.append(int(word))
+    cur.expect(b"]")
+    return Section(tuple(parts))
+
+
 def _item(cur: Cursor) -> FetchItem:
     name = _run(cur, _NAME_CHARS)
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and cur.accept(b"["):
+        section = _binary_section(cur)
+        partial = None
+        if name != "BINARY.SIZE" and cur.accept(b"<"):
+            start = cur.number()
+            cur.expect(b".")
+            length = cur.number(nonzero=True)
+            cur.expect(b">")
+            partial = (start, length)
+        base = "BINARY.SIZE" if name == "BINARY.SIZE" else "BINARY"
+        return FetchItem(base, section, partial, peek=name == "BINARY.PEEK")
     if name in ("BODY", "BODY.PEEK") and cur.accept(b"["):
         section = _section(cur)
         partial = None
@@ -145,6 +192,10 @@ def _item(cur: Cursor) -> FetchItem:
         return FetchItem("BODY", section, partial, peek=name == "BODY.PEEK")
     if name not in SIMPLE_ITEMS:
         raise ParseError(texts.BAD_FETCH_ITEM)
+    if name == "PREVIEW" and bytes(cur.buf[cur.pos:cur.pos + 6]).upper() == b" (LAZY":
+        cur.pos += 1  # RFC 8970 preview-mod list: only LAZY is defined
+        if cur.paren_atoms() != ("LAZY",):
+            raise ParseError(texts.BAD_FETCH_ITEM)
     return FetchItem(name)
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import TypeVar
 
 from mailwing.proto.imap import texts
-from mailwing.proto.imap.seqset import SequenceSet, SequenceSetError
+from mailwing.proto.imap.seqset import SAVED, SequenceSet, SequenceSetError
 
 __all__ = ["Cursor", "ParseError"]
 
@@ -134,6 +134,11 @@ class Cursor:
         return int(raw)
 
     def sequence_set(self) -> SequenceSet:
+        if self.peek() == ord("$"):  # RFC 5182 seq-last-command: only on its own
+            self.pos += 1
+            if self.peek() not in (-1, ord(" "), ord(")")):
+                raise ParseError(texts.BAD_SEQUENCE_SET)
+            return SAVED
         try:
             return SequenceSet.parse(self.run(_SET_CHARS).decode("ascii"))
         except SequenceSetError as exc:

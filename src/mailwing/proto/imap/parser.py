@@ -7,7 +7,8 @@ recovers the tag from a line that failed, so the error can be tagged.
 Mailbox names (``mailbox`` rule) are modified UTF-7 (section 5.1.3), decoded here; clients
 that send raw UTF-8 (not allowed by IMAP4rev1, common in practice) are accepted as UTF-8
 text, since 8-bit bytes cannot be mistaken for modified UTF-7. ``INBOX`` is case-insensitive
-(section 5.1) and normalised to upper case.
+(section 5.1) and normalised to upper case. In a session that enabled UTF8=ACCEPT or
+IMAP4rev2 (``wire.UTF8_NAMES``), names are plain UTF-8: ``&`` is not a shift character.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ from collections.abc import Callable
 
 from mailwing.proto.common.sasl import SaslError, decode_response
 from mailwing.proto.imap import commands as c
-from mailwing.proto.imap import texts, utf7
+from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
+from mailwing.proto.imap.sortparse import parse_sort, parse_thread
+from mailwing.proto.imap.wire import UTF8_NAMES
 
-__all__ = ["parse_command", "read_tag"]
+__all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
 STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-                          "HIGHESTMODSEQ", "SIZE"})
+                          "HIGHESTMODSEQ", "SIZE", "MAILBOXID", "APPENDLIMIT"})
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
+_KEYWORD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def read_tag(line: bytes) -> str | None:
@@ -39,21 +43,32 @@ def read_tag(line: bytes) -> str | None:
     return line[:end].decode("ascii")
 
 
+#: prefixed to a name that is syntactically valid but not decodable (invalid modified UTF-7
+#: or UTF-8): the command still parses, so SELECT/EXAMINE/STATUS answer NO and a LIST
+#: pattern simply matches nothing (RFC 3501 sections 6.3.1, 6.3.8), not BAD. No stored name
+#: can start with it (control characters are refused by the name rules).
+UNDECODABLE = "\x00"
+
+
 def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
+    if UTF8_NAMES.get():  # RFC 6855 section 3 / RFC 9051: names are UTF-8, "&" is itself
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
+        return "INBOX" if normalise and name.upper() == "INBOX" else name
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         try:
             name = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
     else:
         try:
             name = utf7.decode(text)
-        except utf7.Utf7Error as exc:
-            raise ParseError(texts.BAD_MAILBOX_NAME) from exc
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        raise ParseError(texts.BAD_MAILBOX_NAME)
+        except utf7.Utf7Error:
+            return UNDECODABLE + text
     if normalise and name.upper() == "INBOX":
         return "INBOX"
     return name
@@ -100,17 +115,55 @@ def _login(tag: str, cur: Cursor) -> c.Command:
     return c.Login(tag, user, cur.text_string())
 
 
+def _qresync_param(cur: Cursor) -> c.QresyncParams:
+    """RFC 7162 section 3.2.5: ``"(" uidvalidity SP mod-sequence-value [SP known-uids]
+    [SP seq-match-data] ")"``, after ``QRESYNC SP``."""
+    cur.expect(b"(")
+    uidvalidity = cur.number(nonzero=True)
+    cur.sp()
+    modseq = cur.number64()
+    known = None
+    match = None
+    more = cur.accept(b" ")
+    if more and cur.peek() != ord("("):
+        known = cur.sequence_set()
+        more = cur.accept(b" ")
+    if more:
+        if cur.accept(b"("):
+            seqs = cur.sequence_set()
+            cur.sp()
+            uids = cur.sequence_set()
+            cur.expect(b")")
+            if seqs.has_star or uids.has_star:
+                raise ParseError(texts.BAD_SEQ_MATCH)
+            match = (seqs, uids)
+        else:
+            raise ParseError(texts.BAD_SELECT_PARAM)
+    cur.expect(b")")
+    return c.QresyncParams(uidvalidity, modseq, known, match)
+
+
 def _select(readonly: bool) -> Callable[[str, Cursor], c.Command]:
     def parse(tag: str, cur: Cursor) -> c.Command:
         cur.sp()
         name = _mailbox(cur)
         condstore = False
+        qresync = None
         if cur.accept(b" "):
-            params = cur.paren_atoms()
-            if params != ("CONDSTORE",):
-                raise ParseError(texts.BAD_SELECT_PARAM)
-            condstore = True
-        return c.Select(tag, name, readonly, condstore)
+            cur.expect(b"(")
+            while True:
+                param = cur.keyword()
+                if param == "CONDSTORE" and not condstore:
+                    condstore = True
+                elif param == "QRESYNC" and qresync is None:
+                    cur.sp()
+                    qresync = _qresync_param(cur)
+                else:
+                    raise ParseError(texts.BAD_SELECT_PARAM)
+                if cur.accept(b")"):
+                    break
+                cur.sp()
+        return c.Select(tag, name, readonly, condstore, qresync)
     return parse
 
 
@@ -152,7 +205,7 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     cur.sp()
     select: tuple[str, ...] = ()
     if cur.peek() == ord("("):
-        select = cur.paren_atoms()
+        select = listext.parse_select_options(cur)
         cur.sp()
     reference = decode_mailbox(cur.astring(), normalise=False)
     cur.sp()
@@ -165,12 +218,13 @@ def _list(tag: str, cur: Cursor) -> c.Command:
     else:
         patterns = (_pattern(cur),)
     returns: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
     if cur.accept(b" "):
         if cur.keyword() != "RETURN":
             raise ParseError(texts.BAD_LIST_OPTION)
         cur.sp()
-        returns = cur.paren_atoms()
-    return c.List(tag, reference, patterns, select, returns)
+        returns, status = listext.parse_return_options(cur, STATUS_ITEMS)
+    return c.List(tag, reference, patterns, select, returns, status)
 
 
 def _lsub(tag: str, cur: Cursor) -> c.Command:
@@ -190,10 +244,34 @@ def _status(tag: str, cur: Cursor) -> c.Command:
     return c.Status(tag, name, tuple(dict.fromkeys(items)))
 
 
-def _append(tag: str, cur: Cursor) -> c.Command:
+def _append_data(cur: Cursor) -> tuple[bytes, bool]:
+    """A ``literal`` or (RFC 3516) ``literal8``; True for the latter."""
+    if cur.accept(b"~"):
+        if not cur.peek_literal():
+            raise ParseError(texts.APPEND_NEEDS_LITERAL)
+        return cur.literal(), True
+    if not cur.peek_literal():
+        raise ParseError(texts.APPEND_NEEDS_LITERAL)
+    return cur.literal(), False
+
+
+def _cat_part(cur: Cursor) -> c.CatPart:
+    """RFC 4469 ``cat-part``: ``TEXT SP literal`` (or literal8) / ``URL SP astring``."""
+    kind = cur.keyword()
     cur.sp()
-    name = _mailbox(cur)
-    cur.sp()
+    if kind == "TEXT":
+        return c.CatPart(text=_append_data(cur)[0])
+    if kind == "URL":
+        try:
+            return c.CatPart(url=cur.astring().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ParseError(texts.NOT_UTF8) from exc
+    raise ParseError(texts.BAD_CATENATE)
+
+
+def _append_message(cur: Cursor) -> c.AppendMessage:
+    """``[SP flag-list] [SP date-time] SP append-data`` (RFC 3502 ``append-message``; the
+    leading SP is consumed by the caller)."""
     flags: tuple[str, ...] = ()
     when = None
     if cur.peek() == ord("("):
@@ -202,9 +280,70 @@ def _append(tag: str, cur: Cursor) -> c.Command:
     if cur.peek() == ord('"'):
         when = cur.date_time()
         cur.sp()
-    if not cur.peek_literal():
+    if cur.peek() in (ord("~"), ord("{")):
+        data, binary = _append_data(cur)
+        return c.AppendMessage(flags, when, data, None, binary)
+    word = cur.keyword() if cur.peek() in _KEYWORD_START else ""
+    if word not in ("CATENATE", "UTF8"):
         raise ParseError(texts.APPEND_NEEDS_LITERAL)
-    return c.Append(tag, name, flags, when, cur.literal())
+    cur.sp()
+    if word == "CATENATE":
+        parts = cur.paren_list(lambda: _cat_part(cur))
+        if not parts:
+            raise ParseError(texts.BAD_CATENATE)
+        return c.AppendMessage(flags, when, b"", parts)
+    if word == "UTF8":  # RFC 6855 section 4: UTF8 SP "(" literal8 ")"
+        cur.expect(b"(")
+        if not cur.accept(b"~"):
+            raise ParseError(texts.APPEND_NEEDS_LITERAL)
+        data = cur.literal()
+        cur.expect(b")")
+        return c.AppendMessage(flags, when, data, None, True, utf8=True)
+    raise ParseError(texts.APPEND_NEEDS_LITERAL)
+
+
+def _append(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    name = _mailbox(cur)
+    cur.sp()
+    first = _append_message(cur)
+    more = []
+    while cur.accept(b" "):  # RFC 3502 MULTIAPPEND: further messages
+        more.append(_append_message(cur))
+    return c.Append(tag, name, first.flags, first.internal_date, first.message, tuple(more),
+                    first.parts, first.binary, first.utf8)
+
+
+def _compress(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.Compress(tag, cur.keyword())
+
+
+def _quota_root(cur: Cursor) -> str:
+    return decode_mailbox(cur.astring(), normalise=False)
+
+
+def _getquota(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.GetQuota(tag, _quota_root(cur))
+
+
+def _getquotaroot(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    return c.GetQuotaRoot(tag, _mailbox(cur))
+
+
+def _setquota(tag: str, cur: Cursor) -> c.Command:
+    cur.sp()
+    root = _quota_root(cur)
+    cur.sp()
+
+    def limit() -> tuple[str, int]:
+        resource = cur.keyword()
+        cur.sp()
+        return resource, cur.number64()
+
+    return c.SetQuota(tag, root, cur.paren_list(limit))
 
 
 def _expunge(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -220,12 +359,50 @@ def _search(tag: str, cur: Cursor, uid: bool) -> c.Command:
     return c.Search(tag, key, charset, uid, returns)
 
 
+def _fetch_modifiers(cur: Cursor, uid: bool) -> tuple[int | None, bool]:
+    """RFC 7162 ``[SP "(" fetch-modifier *(SP fetch-modifier) ")"]``: CHANGEDSINCE n and
+    VANISHED (section 3.2.6: only with UID FETCH and together with CHANGEDSINCE)."""
+    if not cur.accept(b" "):
+        return None, False
+    changed: int | None = None
+    vanished = False
+    cur.expect(b"(")
+    while True:
+        word = cur.keyword()
+        if word == "CHANGEDSINCE" and changed is None:
+            cur.sp()
+            changed = cur.number64()
+        elif word == "VANISHED" and not vanished:
+            vanished = True
+        else:
+            raise ParseError(texts.BAD_FETCH_MODIFIER)
+        if cur.accept(b")"):
+            break
+        cur.sp()
+    if vanished and (not uid or changed is None):
+        raise ParseError(texts.BAD_VANISHED)
+    return changed, vanished
+
+
+def _sort(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    returns, keys, charset, criteria = parse_sort(cur)
+    return c.Sort(tag, keys, criteria, charset, uid, returns)
+
+
+def _thread(tag: str, cur: Cursor, uid: bool) -> c.Command:
+    cur.sp()
+    algorithm, charset, criteria = parse_thread(cur)
+    return c.Thread(tag, algorithm, criteria, charset, uid)
+
+
 def _fetch(tag: str, cur: Cursor, uid: bool) -> c.Command:
     cur.sp()
     seq = cur.sequence_set()
     cur.sp()
     items = parse_fetch_items(cur)
-    return c.Fetch(tag, seq, items, uid, _modifier(cur, b"CHANGEDSINCE"))
+    changed, vanished = _fetch_modifiers(cur, uid)
+    return c.Fetch(tag, seq, items, uid, changed, vanished)
 
 
 def _store(tag: str, cur: Cursor, uid: bool) -> c.Command:
@@ -301,11 +478,13 @@ SIMPLE: dict[str, Callable[[str, Cursor], c.Command]] = {
     "DELETE": _one_mailbox(c.Delete), "RENAME": _rename,
     "SUBSCRIBE": _one_mailbox(c.Subscribe), "UNSUBSCRIBE": _one_mailbox(c.Unsubscribe),
     "LIST": _list, "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
-    "ENABLE": _enable, "ID": _id,
+    "ENABLE": _enable, "ID": _id, "COMPRESS": _compress, "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquotaroot, "SETQUOTA": _setquota,
 }
 WITH_UID: dict[str, Callable[[str, Cursor, bool], c.Command]] = {
     "EXPUNGE": _expunge, "SEARCH": _search, "FETCH": _fetch, "STORE": _store,
     "COPY": _copy_move(c.Copy), "MOVE": _copy_move(c.Move),
+    "SORT": _sort, "THREAD": _thread,
 }
 
 

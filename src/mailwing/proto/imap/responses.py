@@ -1,5 +1,6 @@
 """Server responses (RFC 3501 section 7) as bytes, and the response codes of section 7.1,
-RFC 4315 (APPENDUID, COPYUID), RFC 5530 and RFC 7162 (HIGHESTMODSEQ).
+RFC 4315 (APPENDUID, COPYUID), RFC 5530 and RFC 7162 (HIGHESTMODSEQ, MODIFIED, CLOSED,
+and the VANISHED response of section 3.2.10).
 
 Why: the session only picks a builder and a text from ``texts``; the exact wire form
 (``tag SP OK SP [CODE] SP text CRLF``, untagged data, ``+`` continuations) is written here.
@@ -23,7 +24,7 @@ from mailwing.proto.imap.seqset import SequenceSet
 __all__ = [
     "Code", "LiteralBody", "bad", "bye", "capability", "continuation", "enabled",
     "exists", "expunge", "fetch", "fetch_segments", "flags", "id_response", "list_response",
-    "namespace", "no", "ok", "recent", "search", "status", "tagged", "untagged",
+    "namespace", "no", "ok", "recent", "search", "status", "tagged", "untagged", "vanished",
 ]
 
 CRLF = b"\r\n"
@@ -55,6 +56,7 @@ class Code:
     HASCHILDREN = "HASCHILDREN"
     UIDNOTSTICKY = "UIDNOTSTICKY"
     NOMODSEQ = "NOMODSEQ"
+    CLOSED = "CLOSED"
 
     @staticmethod
     def uidvalidity(n: int) -> str:
@@ -73,6 +75,11 @@ class Code:
         return f"HIGHESTMODSEQ {n}"
 
     @staticmethod
+    def modified(numbers: Iterable[int]) -> str:
+        """RFC 7162 section 3.1.3: the messages a conditional STORE left alone."""
+        return "MODIFIED " + SequenceSet.format(sorted(numbers))
+
+    @staticmethod
     def permanentflags(flags: Iterable[str]) -> str:
         return "PERMANENTFLAGS (" + " ".join(flags) + ")"
 
@@ -89,6 +96,10 @@ class Code:
     def copyuid(uidvalidity: int, source: Sequence[int], dest: Sequence[int]) -> str:
         return (f"COPYUID {uidvalidity} {SequenceSet.format(source)} "
                 f"{SequenceSet.format(dest)}")
+
+    @staticmethod
+    def mailboxid(objectid: str) -> str:
+        return f"MAILBOXID ({objectid})"
 
     @staticmethod
     def badcharset(charsets: Iterable[str]) -> str:
@@ -143,6 +154,14 @@ def expunge(n: int) -> bytes:
     return b"* %d EXPUNGE\r\n" % n
 
 
+def vanished(uids: Iterable[int], *, earlier: bool = False) -> bytes:
+    """RFC 7162 section 3.2.10: ``* VANISHED [(EARLIER)] uid-set`` (UIDs folded into
+    ranges); the caller sends nothing when there is no UID."""
+    text = SequenceSet.format(sorted(set(uids)))
+    return (b"* VANISHED " + (b"(EARLIER) " if earlier else b"") + text.encode("ascii")
+            + CRLF)
+
+
 def flags(names: Iterable[str]) -> bytes:
     return b"* FLAGS " + wire.flag_list(names) + CRLF
 
@@ -163,7 +182,7 @@ def list_response(attributes: Iterable[str], delimiter: str | None, name: str,
             + b" " + wire.encode_mailbox(name) + CRLF)
 
 
-def status(mailbox: str, items: Mapping[str, int]) -> bytes:
+def status(mailbox: str, items: Mapping[str, int | str]) -> bytes:
     body = " ".join(f"{k} {v}" for k, v in items.items()).encode("ascii")
     return b"* STATUS " + wire.encode_mailbox(mailbox) + b" (" + body + b")" + CRLF
 

@@ -8,6 +8,9 @@ even if n is larger, which falls out of treating ranges as unordered.
 
 :meth:`SequenceSet.format` is the reverse, for COPYUID/APPENDUID (RFC 4315 section 3):
 sorted numbers are folded into ``a:b`` runs.
+
+RFC 5182 (SEARCHRES) adds ``$``, the result saved by ``SEARCH RETURN (SAVE)``: it parses to
+:data:`SAVED` (no ranges, ``saved=True``), which only the session can turn into numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["STAR", "SequenceSet", "SequenceSetError"]
+__all__ = ["SAVED", "STAR", "SequenceSet", "SequenceSetError"]
 
 STAR = 0  # internal marker for "*" (0 is never a valid message number or UID)
 
@@ -40,6 +43,8 @@ class SequenceSet:
     """A parsed set: ``ranges`` of (low, high) where either end may be ``STAR`` (0)."""
 
     ranges: tuple[tuple[int, int], ...]
+    #: RFC 5182 ``$``: the session's saved search result, substituted by the session
+    saved: bool = False
 
     @classmethod
     def parse(cls, text: str) -> SequenceSet:
@@ -90,6 +95,9 @@ class SequenceSet:
         return any(lo <= n <= hi for lo, hi in self._bounds(max_value))
 
     def __str__(self) -> str:
+        if self.saved:
+            return "$"
+
         def fmt(v: int) -> str:
             return "*" if v == STAR else str(v)
 
@@ -112,3 +120,7 @@ class SequenceSet:
         if start is not None:
             parts.append(str(start) if start == prev else f"{start}:{prev}")
         return ",".join(parts)
+
+
+#: ``$`` (RFC 5182 section 2.1): the session's saved search result.
+SAVED = SequenceSet((), saved=True)

@@ -28,13 +28,18 @@ class State(enum.Enum):
 
 
 _ANY: frozenset[type[c.Command]] = frozenset({c.Capability, c.Noop, c.Logout, c.Id})
+# RFC 4978 COMPRESS: after login (section 3: a server may refuse it before); RFC 9208 QUOTA.
+_APPEND_TRANSPORT: frozenset[type[c.Command]] = frozenset({
+    c.Compress, c.GetQuota, c.GetQuotaRoot, c.SetQuota,
+})
 _NOT_AUTH = _ANY | {c.StartTls, c.Authenticate, c.Login}
 _AUTH = _ANY | {
     c.Select, c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe, c.List, c.Lsub,
-    c.Status, c.Append, c.Idle, c.Namespace,
+    c.Status, c.Append, c.Idle, c.Namespace, *_APPEND_TRANSPORT,
 }
 _SELECTED = _AUTH | {
     c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move,
+    c.Sort, c.Thread,
 }
 
 ALLOWED: Mapping[State, frozenset[type[c.Command]]] = {

@@ -14,13 +14,14 @@ list/tuple -> parenthesised list, :class:`Atom` -> verbatim text (flags, ``\\See
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from mailwing.proto.imap import utf7
 from mailwing.proto.imap.grammar import ASTRING_CHARS, MONTHS
 
 __all__ = [
-    "Atom", "Raw", "astring", "encode_mailbox", "encode_sexp", "flag_list",
+    "UTF8_NAMES", "Atom", "Raw", "astring", "encode_mailbox", "encode_sexp", "flag_list",
     "format_datetime", "literal", "nstring", "quoted", "string",
 ]
 
@@ -72,8 +73,23 @@ def astring(value: str | bytes) -> bytes:
     return quoted(raw)
 
 
+#: True in a session that enabled UTF8=ACCEPT or IMAP4rev2 (RFC 6855 section 3, RFC 9051
+#: section 5.1): mailbox names are then sent as UTF-8, not modified UTF-7. A context variable
+#: because each IMAP session runs in its own asyncio task: setting it in one session's task
+#: changes nothing for the others, and no response builder needs an extra argument.
+UTF8_NAMES: ContextVar[bool] = ContextVar("UTF8_NAMES", default=False)
+
+
 def encode_mailbox(name: str) -> bytes:
-    """A mailbox name in modified UTF-7 (RFC 3501 section 5.1.3), quoted when needed."""
+    """A mailbox name in modified UTF-7 (RFC 3501 section 5.1.3), quoted when needed; in a
+    session with :data:`UTF8_NAMES`, as a UTF-8 quoted string (RFC 6855 section 3)."""
+    if UTF8_NAMES.get():
+        if name.isascii():
+            return astring(name)
+        raw = name.encode("utf-8")
+        if len(raw) <= _MAX_QUOTED and not any(b in b'\r\n\x00"\\' for b in raw):
+            return b'"' + raw + b'"'
+        return literal(raw)
     return astring(utf7.encode(name))
 
 

@@ -148,7 +148,7 @@ class R:
     SIZE_DECLARED_TOO_BIG = _r(552, "5.3.4", "message size exceeds fixed maximum message size")
     TOO_MANY_RECIPIENTS = _r(452, "4.5.3", "too many recipients")
     UNKNOWN_USER = _r(550, "5.1.1", "mailbox unavailable: no such user here")
-    MAILBOX_FULL = _r(452, "4.2.2", "mailbox full")
+    MAILBOX_FULL = _r(552, "5.2.2", "mailbox full")
     RELAY_DENIED = _r(554, "5.7.1", "relay access denied")
     OUTBOUND_UNAVAILABLE = _r(
         550, "5.7.1",
@@ -175,7 +175,7 @@ class R:
     NUL_IN_MESSAGE = _r(550, "5.6.0", "message contains NUL characters")
     TEXT_LINE_TOO_LONG = _r(550, "5.6.0", "message contains a line longer than 1000 octets")
     STORAGE_TEMPFAIL = _r(451, "4.3.0", "local error in processing, try again later")
-    QUOTA_AT_END = _r(452, "4.2.2", "mailbox full: message does not fit the recipient's quota")
+    QUOTA_AT_END = _r(552, "5.2.2", "mailbox full: message does not fit the recipient's quota")
 
     # -- STARTTLS (RFC 3207 section 4) ------------------------------------------------------
     TLS_GO = _r(220, "2.0.0", "ready to start TLS")

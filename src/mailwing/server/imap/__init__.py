@@ -2,7 +2,9 @@
 
 Groups: ``auth`` (any state and not authenticated, plus ID/ENABLE/NAMESPACE), ``mailboxes``
 (CREATE/DELETE/RENAME/SUBSCRIBE/LIST/LSUB), ``select`` (SELECT/EXAMINE/STATUS/APPEND/CHECK/
-CLOSE/UNSELECT), ``fetch``, ``search``, ``store`` (STORE/COPY/MOVE/EXPUNGE), ``idle``.
+CLOSE/UNSELECT), ``fetch``, ``search``, ``sort`` (SORT/THREAD), ``store`` (STORE/COPY/MOVE/
+EXPUNGE), ``idle``, ``append`` (APPEND with MULTIAPPEND/CATENATE), ``compress``
+(COMPRESS=DEFLATE), ``quota``, ``enable`` (ENABLE).
 Whether a command is allowed in the current state is decided by
 :func:`mailwing.proto.imap.states.allowed` before a handler runs (RFC 3501 section 3).
 
@@ -15,12 +17,26 @@ no socket, and is unit-tested there) and on storage, and queues the responses. S
 from __future__ import annotations
 
 from mailwing.proto.imap.commands import Command
-from mailwing.server.imap import auth, fetch, idle, mailboxes, search, select, store
+from mailwing.server.imap import (
+    append,
+    auth,
+    compress,
+    enable,
+    fetch,
+    idle,
+    mailboxes,
+    quota,
+    search,
+    select,
+    sort,
+    store,
+)
 from mailwing.server.imap.base import Handler
 
 __all__ = ["HANDLERS"]
 
 HANDLERS: dict[type[Command], Handler] = {
     **auth.HANDLERS, **mailboxes.HANDLERS, **select.HANDLERS, **fetch.HANDLERS,
-    **search.HANDLERS, **store.HANDLERS, **idle.HANDLERS,
+    **search.HANDLERS, **sort.HANDLERS, **store.HANDLERS, **idle.HANDLERS, **append.HANDLERS,
+    **compress.HANDLERS, **quota.HANDLERS, **enable.HANDLERS,
 }

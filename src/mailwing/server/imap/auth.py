@@ -1,6 +1,6 @@
 """Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN,
-AUTHENTICATE (RFC 3501 sections 6.1, 6.2), ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE
-(RFC 2342).
+AUTHENTICATE (RFC 3501 sections 6.1, 6.2), ID (RFC 2971), NAMESPACE (RFC 2342); ENABLE
+is in ``enable.py``.
 
 Login rules: before TLS, unless ``plaintext_allowed``, LOGIN is refused with
 ``NO [PRIVACYREQUIRED]`` (the capability list says LOGINDISABLED, RFC 3501 section 6.2.3),
@@ -37,7 +37,9 @@ _FAILURES: dict[AuthOutcome, tuple[str, str]] = {
 def capability_list(s: SessionState) -> list[str]:
     caps = capabilities(tls_active=s.conn.tls_active,
                         plaintext_allowed=s.ctx.settings.plaintext_allowed,
-                        authenticated=s.authenticated)
+                        authenticated=s.authenticated,
+                        append_limit=s.ctx.settings.limits.max_message_size,
+                        compressed=s.conn.compressed)
     if s.conn.ssl_context is None:
         caps = [x for x in caps if x != "STARTTLS"]
     return caps
@@ -134,11 +136,6 @@ async def id_(s: SessionState, cmd: c.Id) -> Done:
     return Done("OK", texts.ID_OK)
 
 
-async def enable(s: SessionState, cmd: c.Enable) -> Done:
-    s.send(responses.enabled(()))  # nothing enableable yet (RFC 5161 section 3.1)
-    return Done("OK", texts.ENABLE_OK)
-
-
 async def namespace(s: SessionState, cmd: c.Namespace) -> Done:
     s.send(responses.namespace())
     return Done("OK", texts.COMPLETED.format("NAMESPACE"))
@@ -146,6 +143,5 @@ async def namespace(s: SessionState, cmd: c.Namespace) -> Done:
 
 HANDLERS: dict[type[c.Command], Handler] = {
     c.Capability: capability, c.Noop: noop, c.Logout: logout, c.StartTls: starttls,
-    c.Login: login, c.Authenticate: authenticate, c.Id: id_, c.Enable: enable,
-    c.Namespace: namespace,
+    c.Login: login, c.Authenticate: authenticate, c.Id: id_, c.Namespace: namespace,
 }

@@ -12,7 +12,7 @@ section 7.4.1 allows at that moment.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from mailwing.model import User
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.reader import ImapReader
+from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.seqset import STAR, SequenceSet
 from mailwing.server.connection import Connection
 from mailwing.services.context import AppContext
@@ -27,6 +28,7 @@ from mailwing.services.imap_selected import (
     Exists,
     Expunged,
     FlagsChanged,
+    FlagsListed,
     Recent,
     SelectedView,
     Update,
@@ -35,8 +37,8 @@ from mailwing.services.imap_selected import (
 from mailwing.storage.errors import StorageError
 
 __all__ = [
-    "Done", "Handler", "Refusal", "SessionState", "Status", "resolve", "sync_view",
-    "unavailable", "update_response",
+    "Done", "Handler", "Refusal", "SessionState", "Status", "flags_response", "list_keywords",
+    "resolve", "send_expunges", "sync_view", "unavailable", "update_response",
 ]
 
 Status = Literal["OK", "NO", "BAD"]
@@ -76,7 +78,10 @@ class SessionState:
     view: SelectedView | None = None
     logout: bool = False
     auth_failures: int = 0
-    enabled: set[str] = field(default_factory=set)
+    enabled: set[str] = field(default_factory=set)  # by ENABLE (RFC 5161)
+    #: turned on by a command that implies it (RFC 7162 section 3.1), not by ENABLE: a later
+    #: ``ENABLE CONDSTORE`` still answers ``* ENABLED CONDSTORE``
+    implied: set[str] = field(default_factory=set)
     out: list[bytes] = field(default_factory=list)
     #: set when the session must end after this command (``* BYE`` text already queued)
     closing: bool = False
@@ -105,6 +110,19 @@ class SessionState:
         assert self.user is not None
         return self.user
 
+    # -- RFC 7162: extensions the client turned on (ENABLE, or a command that implies it) --
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "CONDSTORE" in self.implied
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """RFC 7162 section 3.1: a CONDSTORE-enabling command was used."""
+        self.implied.add("CONDSTORE")
+
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]
 
@@ -113,6 +131,9 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
     """(seq, uid) pairs of a sequence set in the session's numbering (RFC 3501 section 9:
     a message number beyond the mailbox is an error, BAD; a UID that does not exist is
     simply not matched, section 6.4.8)."""
+    if seqset.saved:  # RFC 5182 "$": the same messages whether used by UID or number
+        found = ((view.seq_of(u), u) for u in sorted(view.saved_uids))
+        return [(seq, u) for seq, u in found if seq is not None]
     star = view.star(by_uid=by_uid)
     if not by_uid and not seqset.has_star and seqset.exceeds(view.exists):
         raise Refusal("BAD", texts.BAD_MESSAGE_NUMBER)
@@ -120,7 +141,22 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
     return view.resolve(ranges, by_uid=by_uid)
 
 
-def update_response(update: Update) -> bytes:
+def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
+                   condstore: bool, flags: bool = True) -> bytes:
+    """``* seq FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])`` for a flag change: once CONDSTORE
+    is on, MODSEQ is always included (RFC 7162 section 3.1.4); callers ask for UID for UID
+    commands and once QRESYNC is on. ``flags=False``: a ``.SILENT`` STORE under CONDSTORE,
+    which still reports the new mod-sequence (section 3.1.3)."""
+    items = [("UID", b"%d" % uid)] if with_uid else []
+    if flags:
+        items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+    if condstore:
+        items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
+    return responses.fetch(seq, items)
+
+
+def update_response(update: Update, view: SelectedView | None = None,
+                    condstore: bool = False) -> bytes:
     """The wire form of one pending update of the selected view."""
     match update:
         case Expunged(seq=seq):
@@ -130,15 +166,45 @@ def update_response(update: Update) -> bytes:
         case Recent(count=n):
             return responses.recent(n)
         case FlagsChanged(seq=seq, uid=uid, flags=flags):
+            if view is not None and uid in view.entries:
+                return flags_response(view, seq, uid, with_uid=True, condstore=condstore)
             return responses.fetch(seq, [("UID", b"%d" % uid),
                                          ("FLAGS", pw.flag_list(sorted(flags)))])
+        case FlagsListed(flags=flags, read_only=read_only):
+            permanent = () if read_only else (*flags, "\\*")
+            return responses.flags(flags) + responses.ok(
+                "*", texts.PERMANENTFLAGS, Code.permanentflags(permanent))
     raise TypeError(update)
+
+
+def list_keywords(s: SessionState, view: SelectedView, flag_sets: Iterable[Iterable[str]]
+                  ) -> None:
+    """Queue ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` if ``flag_sets`` carry a keyword the
+    client was not told of (RFC 3501 section 7.2.6), before the FETCH that carries it."""
+    listed = view.list_keywords(flag_sets)
+    if listed is not None:
+        s.send(update_response(listed))
+
+
+def send_expunges(s: SessionState, gone: list[Expunged]) -> None:
+    """``* n EXPUNGE`` each, or one ``* VANISHED uids`` once QRESYNC is enabled (RFC 7162
+    section 3.2.10: VANISHED replaces EXPUNGE for the rest of the session)."""
+    if not gone:
+        return
+    if s.qresync:
+        s.send(responses.vanished(g.uid for g in gone))
+    else:
+        for g in gone:
+            s.send(responses.expunge(g.seq))
 
 
 async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
     """Catch up with other sessions and queue what the client may be told now (RFC 3501
     section 7.4.1: no EXPUNGE while FETCH, STORE or SEARCH runs). A storage failure here only
-    delays the news; the command's own result stands."""
+    delays the news; the command's own result stands. With CONDSTORE on, flag changes wait
+    while expunges must (RFC 7162 section 3.2), and expunges are followed by
+    ``* OK [HIGHESTMODSEQ n]`` once nothing is pending, so the client's saved mod-sequence
+    covers them."""
     view = s.view
     if view is None:
         return
@@ -146,5 +212,10 @@ async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
         await refresh(s.ctx.storage, view)
     except StorageError as exc:
         s.conn.log("refresh failed", error=str(exc))
-    for update in view.take_updates(allow_expunge=allow_expunge):
-        s.send(update_response(update))
+    updates = view.take_updates(allow_expunge=allow_expunge, hold_flags=s.condstore)
+    send_expunges(s, [u for u in updates if isinstance(u, Expunged)])
+    for update in updates:
+        if not isinstance(update, Expunged):
+            s.send(update_response(update, view, s.condstore))
+    if s.condstore and any(isinstance(u, Expunged) for u in updates) and not view.has_pending:
+        s.send(responses.ok("*", texts.HIGHESTMODSEQ, Code.highestmodseq(view.modseq)))

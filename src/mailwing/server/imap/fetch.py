@@ -7,15 +7,31 @@ message. Data comes from :class:`mailwing.services.imap_fetch.Fetcher`; large bo
 streamed here from ``storage.open_content`` with CRLF normalisation, chunk by chunk with
 ``drain``. UID FETCH always includes UID. A message expunged elsewhere whose content is gone
 is left out (the command still completes OK; RFC 3501 section 7.4.1 leaves the choice).
+
+RFC 7162: the MODSEQ item and the CHANGEDSINCE modifier enable CONDSTORE; CHANGEDSINCE keeps
+only messages whose mod-sequence is higher and adds MODSEQ to each answer (section 3.1.4.1);
+``VANISHED`` (UID FETCH only, QRESYNC enabled, else BAD) first sends ``* VANISHED (EARLIER)``
+for the UIDs of the set expunged since then (section 3.2.6). With CONDSTORE on, a FETCH that
+sets \\Seen reports MODSEQ beside the new FLAGS (and UID once QRESYNC is on).
 """
 
 from __future__ import annotations
 
+from mailwing.mime.binary import UnknownCte
 from mailwing.proto.common.crlf import CrlfNormaliser
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.fetchitems import FetchItem
 from mailwing.proto.imap.responses import LiteralBody
-from mailwing.server.imap.base import Done, Handler, SessionState, resolve, unavailable
+from mailwing.server.imap.base import (
+    Done,
+    Handler,
+    SessionState,
+    list_keywords,
+    resolve,
+    unavailable,
+)
+from mailwing.services.imap_condstore import vanished_in
 from mailwing.services.imap_fetch import Fetcher, StreamSource
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -61,12 +77,32 @@ async def stream_literal(s: SessionState, body: LiteralBody) -> None:
         await s.conn.write(b" " * left)
 
 
+_MODSEQ = FetchItem("MODSEQ")
+
+
 async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
     view = s.selected()
+    if cmd.vanished and not s.qresync:
+        return Done("BAD", texts.QRESYNC_NOT_ENABLED)
+    items = cmd.items
+    if cmd.changed_since is not None or any(i.name == "MODSEQ" for i in items):
+        s.enable_condstore()
+    if cmd.changed_since is not None and _MODSEQ not in items:
+        items = (*items, _MODSEQ)
     pairs = resolve(view, cmd.sequence_set, by_uid=cmd.uid)
     storage = s.ctx.storage
+    if cmd.changed_since is not None:
+        since = cmd.changed_since
+        pairs = [(q, u) for q, u in pairs if view.entries[u].modseq > since]
+        if cmd.vanished:
+            try:
+                gone = await vanished_in(storage, view, since, cmd.sequence_set)
+            except StorageError as exc:
+                raise unavailable() from exc
+            if gone:
+                s.send(responses.vanished(gone, earlier=True))
     newly_seen: set[int] = set()
-    if not view.read_only and any(i.sets_seen for i in cmd.items):
+    if not view.read_only and any(i.sets_seen for i in items):
         unseen = [u for _, u in pairs if u not in view.gone
                   and "\\Seen" not in view.entries[u].flags]
         if unseen:
@@ -76,17 +112,26 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                 raise unavailable() from exc
             view.own_flags(changed)
             newly_seen = {e.uid for e in changed}
+    if newly_seen or any(i.name == "FLAGS" and i.section is None for i in cmd.items):
+        list_keywords(s, view, [view.entries[u].flags for _, u in pairs])
     fetcher = Fetcher(storage, view)
     if any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") and i.section is None
-           for i in cmd.items):
+           for i in items):
         try:
             await fetcher.prefetch(view.entries[u].content for _, u in pairs)
         except StorageError as exc:
             raise unavailable() from exc
+    seen_items = items if _MODSEQ in items else (*items, _MODSEQ)
+    undecodable = False
     for seq, uid in pairs:
+        extra = s.condstore and uid in newly_seen  # RFC 7162 3.1.4: MODSEQ too
         try:
-            data = await fetcher.items(uid, cmd.items, with_uid=cmd.uid,
+            data = await fetcher.items(uid, seen_items if extra else items,
+                                       with_uid=cmd.uid or (extra and s.qresync),
                                        with_flags=uid in newly_seen)
+        except UnknownCte:  # RFC 3516 section 4.3: the others are still sent
+            undecodable = True
+            continue
         except StorageError as exc:
             if isinstance(exc, NotFound):
                 continue
@@ -100,6 +145,8 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                 s.send(segment)
         if sum(len(x) for x in s.out) > _FLUSH_AT:
             await s.flush()
+    if undecodable:
+        return Done("NO", texts.UNKNOWN_CTE, "UNKNOWN-CTE")
     return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))
 
 

@@ -5,9 +5,10 @@ Choices:
 
 - CREATE makes missing parents first (section 6.3.3); ``CREATE x (USE (\\Sent))`` sets the
   special-use attribute (RFC 6154 section 3). An existing name answers ``NO [ALREADYEXISTS]``.
-- DELETE refuses INBOX, and refuses a mailbox that has children with ``NO [INUSE]``: the RFC
-  alternative (keep it as a \\Noselect parent) would need a mailbox row without mail, which
-  storage does not model. Delete the children first.
+- DELETE refuses INBOX. A mailbox with children is deleted all the same (RFC 3501 section
+  6.3.4): its row and mail go, and the name stays as the implied ``\\Noselect`` parent of its
+  children (LIST shows it so); a later CREATE makes a new mailbox with a new UIDVALIDITY.
+  DELETE of such a ``\\Noselect`` name, which still has children, is ``NO [INUSE]``.
 - RENAME keeps UIDVALIDITY and moves children along (storage does both); RENAME INBOX moves
   its mail to the new name and leaves INBOX empty (section 6.3.5). Missing parents of the new
   name are created.
@@ -22,8 +23,11 @@ import contextlib
 from mailwing.model import Mailbox
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
+from mailwing.proto.imap.responses import Code
 from mailwing.server.imap.base import Done, Handler, Refusal, SessionState, unavailable
+from mailwing.server.imap.listext import list_extended
 from mailwing.services import imap_mailboxes as mb
+from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import AlreadyExists, NotFound, StorageError
 
 __all__ = ["HANDLERS", "find_mailbox", "valid_name"]
@@ -40,9 +44,15 @@ def valid_name(name: str) -> str:
 
 
 async def find_mailbox(s: SessionState, name: str) -> Mailbox:
-    """The user's mailbox called ``name`` (after the name rules), or ``NO [NONEXISTENT]``."""
+    """The user's mailbox called ``name`` (after the name rules), or ``NO [NONEXISTENT]``:
+    a name no mailbox can have (odd characters, invalid modified UTF-7) names no mailbox,
+    which is a NO, never a BAD (RFC 3501 sections 6.3.1, 6.3.2, 6.3.10)."""
     try:
-        box = await s.ctx.storage.get_mailbox(s.require_user().id, valid_name(name))
+        canonical = mb.canonical(name)
+    except mb.InvalidName:
+        raise Refusal("NO", texts.NO_SUCH_MAILBOX, "NONEXISTENT") from None
+    try:
+        box = await s.ctx.storage.get_mailbox(s.require_user().id, canonical)
     except StorageError as exc:
         raise unavailable() from exc
     if box is None:
@@ -70,12 +80,12 @@ async def create(s: SessionState, cmd: c.Create) -> Done:
         if await s.ctx.storage.get_mailbox(user.id, name) is not None:
             return Done("NO", texts.MAILBOX_EXISTS, "ALREADYEXISTS")
         await _ensure_parents(s, name)
-        await s.ctx.storage.create_mailbox(user.id, name, use)
+        box = await s.ctx.storage.create_mailbox(user.id, name, use)
     except AlreadyExists:
         return Done("NO", texts.MAILBOX_EXISTS, "ALREADYEXISTS")
     except StorageError as exc:
         raise unavailable() from exc
-    return Done("OK", texts.COMPLETED.format("CREATE"))
+    return Done("OK", texts.COMPLETED.format("CREATE"), Code.mailboxid(mailbox_id(box)))
 
 
 async def delete(s: SessionState, cmd: c.Delete) -> Done:
@@ -86,9 +96,10 @@ async def delete(s: SessionState, cmd: c.Delete) -> Done:
     try:
         boxes = await s.ctx.storage.list_mailboxes(user.id)
         if not any(m.name == name for m in boxes):
+            if any(m.name.startswith(name + mb.DELIMITER) for m in boxes):
+                # a \Noselect parent with inferiors (RFC 3501 section 6.3.4)
+                return Done("NO", texts.HAS_CHILDREN, "INUSE")
             return Done("NO", texts.NO_SUCH_MAILBOX, "NONEXISTENT")
-        if any(m.name.startswith(name + mb.DELIMITER) for m in boxes):
-            return Done("NO", texts.HAS_CHILDREN, "INUSE")
         await s.ctx.storage.delete_mailbox(user.id, name)
     except NotFound:
         return Done("NO", texts.NO_SUCH_MAILBOX, "NONEXISTENT")
@@ -144,6 +155,8 @@ def _line(kind: str, item: mb.ListItem) -> bytes:
 
 
 async def list_(s: SessionState, cmd: c.List) -> Done:
+    if cmd.extended:
+        return await list_extended(s, cmd)  # RFC 5258 / 5819
     try:
         boxes = await s.ctx.storage.list_mailboxes(s.require_user().id)
     except StorageError as exc:

@@ -6,21 +6,43 @@
   A read-only (EXAMINEd) mailbox refuses STORE, EXPUNGE and MOVE with ``NO [READ-ONLY]``.
 - COPY/MOVE to a mailbox that does not exist answer ``NO [TRYCREATE]``; success carries
   ``[COPYUID uidvalidity source-uids dest-uids]``. MOVE sends it in an untagged OK before its
-  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK.
+  EXPUNGE responses (RFC 6851 section 4.3), then a plain tagged OK. The target may be the
+  selected mailbox itself: the messages get new UIDs (EXPUNGE of the old, EXISTS of the new).
+  A COPY that would take the user past the quota is ``NO [OVERQUOTA]`` (RFC 9208), checked
+  in its transaction.
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
+
+CONDSTORE/QRESYNC (RFC 7162): ``STORE set (UNCHANGEDSINCE n) ...`` enables CONDSTORE and
+leaves alone every message whose mod-sequence is above n, answering ``OK [MODIFIED set]``
+(message numbers, or UIDs for UID STORE; section 3.1.3). Once CONDSTORE is on, STORE's
+FETCH responses carry MODSEQ, and a message a ``.SILENT`` STORE changed is still reported
+with its new MODSEQ (without FLAGS); once QRESYNC is on they carry UID too. With QRESYNC on,
+EXPUNGE and MOVE report ``* VANISHED uids`` instead of EXPUNGEs (section 3.2.10), and the
+tagged OK of EXPUNGE carries ``[HIGHESTMODSEQ n]`` once CONDSTORE is on. Every expunge here
+is followed by pruning the mailbox's expunged-UID memory to ``limits.expunged_retention``.
 """
 
 from __future__ import annotations
 
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
-from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.responses import Code
-from mailwing.server.imap.base import Done, Handler, Refusal, SessionState, resolve, unavailable
+from mailwing.server.imap.base import (
+    Done,
+    Handler,
+    Refusal,
+    SessionState,
+    flags_response,
+    list_keywords,
+    resolve,
+    send_expunges,
+    unavailable,
+)
 from mailwing.server.imap.mailboxes import valid_name
+from mailwing.services.imap_condstore import prune_history
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
-from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import FlagMode
 
 __all__ = ["HANDLERS"]
@@ -28,34 +50,50 @@ __all__ = ["HANDLERS"]
 _MODES: dict[str, FlagMode] = {"+": "add", "-": "remove", "": "replace"}
 
 
+async def _prune(s: SessionState, view: SelectedView) -> None:
+    try:
+        await prune_history(s.ctx.storage, view.mailbox_id,
+                            s.ctx.settings.limits.expunged_retention)
+    except StorageError as exc:  # only the memory bound is late; the expunge stands
+        s.conn.log("prune expunged failed", error=str(exc))
+
+
 def _writable(view: SelectedView) -> None:
     if view.read_only:
         raise Refusal("NO", texts.READ_ONLY, "READ-ONLY")
 
 
-def _fetch_flags(view: SelectedView, seq: int, uid: int, with_uid: bool) -> bytes:
-    items = [("UID", b"%d" % uid)] if with_uid else []
-    items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
-    return responses.fetch(seq, items)
-
-
 async def store(s: SessionState, cmd: c.Store) -> Done:
     view = s.selected()
     _writable(view)
+    if cmd.unchanged_since is not None:
+        s.enable_condstore()
     pairs = [(q, u) for q, u in resolve(view, cmd.sequence_set, by_uid=cmd.uid)
              if u not in view.gone]
     flags = [f for f in cmd.flags if f != RECENT]
+    modified: list[int] = []
+    changed_uids: set[int] = set()
     if pairs:
         try:
-            changed, _ = await s.ctx.storage.set_flags(
-                view.mailbox_id, [u for _, u in pairs], flags, _MODES[cmd.mode])
+            changed, modified = await s.ctx.storage.set_flags(
+                view.mailbox_id, [u for _, u in pairs], flags, _MODES[cmd.mode],
+                unchanged_since=cmd.unchanged_since)
         except StorageError as exc:
             raise unavailable() from exc
         view.own_flags(changed)
-    if not cmd.silent:
-        for seq, uid in pairs:
-            s.send(_fetch_flags(view, seq, uid, cmd.uid))
-    return Done("OK", texts.COMPLETED.format("UID STORE" if cmd.uid else "STORE"))
+        list_keywords(s, view, [e.flags for e in changed])
+        changed_uids = {e.uid for e in changed}
+    skipped = set(modified)
+    for seq, uid in pairs:
+        if uid in skipped or (cmd.silent and not (s.condstore and uid in changed_uids)):
+            continue
+        s.send(flags_response(view, seq, uid, with_uid=cmd.uid or s.qresync,
+                              condstore=s.condstore, flags=not cmd.silent))
+    word = "UID STORE" if cmd.uid else "STORE"
+    if modified:
+        numbers = modified if cmd.uid else [q for q, u in pairs if u in skipped]
+        return Done("OK", texts.MODIFIED, Code.modified(numbers))
+    return Done("OK", texts.COMPLETED.format(word))
 
 
 async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
@@ -72,9 +110,10 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         if not uids:
             return Done("OK", texts.COMPLETED.format(word))
-        if move and target.id == view.mailbox_id:
-            return Done("NO", texts.CANNOT, "CANNOT")
-        pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move)
+        pairs = await storage.copy_mail(view.mailbox_id, uids, target.id, move=move,
+                                        enforce_quota=True)
+    except OverQuota:  # RFC 9208 section 5.2; a MOVE within the user adds nothing
+        return Done("NO", texts.OVER_QUOTA, "OVERQUOTA")
     except NotFound:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:
@@ -85,8 +124,8 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
         return Done("OK", texts.COMPLETED.format(word), code)
     if code:
         s.send(responses.ok("*", texts.COMPLETED.format(word), code))
-    for gone in view.own_expunge([a for a, _ in pairs]):
-        s.send(responses.expunge(gone.seq))
+    send_expunges(s, view.own_expunge([a for a, _ in pairs]))
+    await _prune(s, view)
     return Done("OK", texts.COMPLETED.format(word))
 
 
@@ -112,9 +151,17 @@ async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
         removed = await storage.expunge(view.mailbox_id, doomed) if doomed else []
     except StorageError as exc:
         raise unavailable() from exc
-    for gone in view.own_expunge(removed):
-        s.send(responses.expunge(gone.seq))
-    return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"))
+    send_expunges(s, view.own_expunge(removed))
+    code = None
+    if removed:
+        await _prune(s, view)
+    if s.condstore:
+        try:
+            await refresh(storage, view)  # what sync_view announces next is below this
+        except StorageError as exc:
+            raise unavailable() from exc
+        code = Code.highestmodseq(view.modseq)
+    return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"), code)
 
 
 HANDLERS: dict[type[c.Command], Handler] = {

@@ -29,6 +29,7 @@ from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.postgres.content import PgContentWriter, read_pieces
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
+from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
 from mailwing.storage.steps import Script, advance
 
@@ -59,6 +60,8 @@ def _adapt(value: Any) -> Any:
 class PostgresStorage(ScriptedStorage):
     MIGRATIONS = _MIGRATIONS
     LATEST_SCHEMA = _MIGRATIONS[-1].version
+    BACKEND = "postgresql"
+    SIZE_SQL = "SELECT pg_database_size(current_database())"
 
     def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
         self._pool = pool
@@ -127,6 +130,12 @@ class PostgresStorage(ScriptedStorage):
                 "DELETE FROM content_chunks WHERE sha256 = ANY($1)", list(step.sha256s)
             )
         raise TypeError(f"unknown step {step!r}")
+
+    async def collect_garbage(self, min_age: float = 3600.0) -> int:
+        """Remove abandoned staging pieces, unlinked pieces and unreferenced contents older
+        than ``min_age`` seconds (see :mod:`.gc`); return how many."""
+        with pg_errors():
+            return await collect_garbage(self._pool, min_age)
 
     def new_content(self) -> ContentWriter:
         return PgContentWriter(self._pool)

@@ -76,11 +76,18 @@ class PgContentWriter:
             exists = await conn.fetchval(
                 "SELECT 1 FROM content_chunks WHERE sha256 = $1 AND seq = 0", sha256
             )
+            # created_at is renewed either way, under the digest's advisory lock, so that
+            # garbage collection (.gc) leaves these bytes alone until they are linked.
             if exists:
                 await conn.execute("DELETE FROM content_chunks WHERE sha256 = $1", self._key)
+                await conn.execute(
+                    "UPDATE content_chunks SET created_at = extract(epoch FROM now())"
+                    " WHERE sha256 = $1 AND seq = 0", sha256)
             else:
                 await conn.execute(
-                    "UPDATE content_chunks SET sha256 = $2 WHERE sha256 = $1", self._key, sha256
+                    "UPDATE content_chunks SET sha256 = $2,"
+                    " created_at = extract(epoch FROM now()) WHERE sha256 = $1",
+                    self._key, sha256,
                 )
 
     async def abort(self) -> None:

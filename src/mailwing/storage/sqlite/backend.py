@@ -41,6 +41,8 @@ def _collect_garbage(blobs: BlobStore, min_age: float) -> Script[int]:
 class SqliteStorage(ScriptedStorage):
     MIGRATIONS = _MIGRATIONS
     LATEST_SCHEMA = _MIGRATIONS[-1].version
+    BACKEND = "sqlite"
+    SIZE_SQL = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
 
     def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path

@@ -1,0 +1,72 @@
+"""APPEND in full: RFC 3501 section 6.3.11 with MULTIAPPEND (RFC 3502), CATENATE (RFC 4469),
+literal8 data (RFC 3516 section 4.4), ``UTF8 (...)`` data (RFC 6855 section 4), APPENDLIMIT
+(RFC 7889) and QUOTA enforcement (RFC 9208 section 5.1).
+
+Order of checks, each failure leaving nothing stored (all or none, RFC 3502 section 3):
+
+1. the target must exist: ``NO [TRYCREATE]``;
+2. each message is built (CATENATE URLs resolved by :mod:`mailwing.services.imap_catenate`:
+   ``NO [BADURL url]``) and must be within ``limits.max_message_size``: ``NO [TOOBIG]``;
+3. the contents are written, then linked in **one** storage transaction
+   (:meth:`Storage.append_many`) that also checks the quota: ``NO [OVERQUOTA]``.
+
+Success answers ``OK [APPENDUID uidvalidity uid-set]`` (RFC 4315; a set for MULTIAPPEND,
+RFC 3502 section 6.3.11 of RFC 4315's update). Other sessions learn of the new messages
+through storage change tracking. ``\\Recent`` in the flag list is ignored (it cannot be set).
+"""
+
+from __future__ import annotations
+
+from mailwing.model import ContentInfo
+from mailwing.proto.imap import commands as c
+from mailwing.proto.imap import texts
+from mailwing.proto.imap.responses import Code
+from mailwing.proto.imap.rev2 import utf8
+from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
+from mailwing.server.imap.mailboxes import valid_name
+from mailwing.services.imap_catenate import CatenateError, catenate
+from mailwing.services.imap_selected import RECENT
+from mailwing.storage.errors import NotFound, OverQuota, StorageError
+from mailwing.storage.interface import Delivery
+
+__all__ = ["HANDLERS"]
+
+
+async def append(s: SessionState, cmd: c.Append) -> Done:
+    if any(m.utf8 for m in cmd.messages) and not utf8(s.enabled):
+        return Done("BAD", texts.UTF8_NOT_ENABLED)  # RFC 6855 section 4
+    limit = s.ctx.settings.limits.max_message_size
+    name = valid_name(cmd.mailbox)
+    storage, user = s.ctx.storage, s.require_user()
+    try:
+        box = await storage.get_mailbox(user.id, name)
+        if box is None:
+            return Done("NO", texts.TRYCREATE, "TRYCREATE")
+        bodies: list[bytes] = []
+        for message in cmd.messages:
+            data = message.message
+            if message.parts is not None:
+                data = await catenate(storage, user, s.view, message.parts, limit)
+            if len(data) > limit:
+                return Done("NO", texts.MESSAGE_TOO_BIG, "TOOBIG")
+            bodies.append(data)
+        contents: list[ContentInfo] = [await storage.store_content(b) for b in bodies]
+        items = [(content, Delivery(box.id, frozenset(f for f in m.flags if f != RECENT),
+                                    m.internal_date))
+                 for content, m in zip(contents, cmd.messages, strict=True)]
+        entries = await storage.append_many(items, enforce_quota=True)
+    except CatenateError as exc:
+        text = texts.CATENATE_TOO_BIG if exc.code == "TOOBIG" else texts.BAD_URL
+        return Done("NO", text, exc.code)
+    except OverQuota:
+        return Done("NO", texts.OVER_QUOTA, "OVERQUOTA")
+    except NotFound:
+        return Done("NO", texts.TRYCREATE, "TRYCREATE")
+    except StorageError as exc:
+        raise unavailable() from exc
+    uids = [e.uid for e in entries]
+    s.conn.log("append", mailbox_id=box.id, uids=len(uids), size=sum(map(len, bodies)))
+    return Done("OK", texts.COMPLETED.format("APPEND"), Code.appenduid(box.uidvalidity, uids))
+
+
+HANDLERS: dict[type[c.Command], Handler] = {c.Append: append}
