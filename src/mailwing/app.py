@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import importlib
 import logging
 import os
@@ -132,9 +133,11 @@ class _WorkerSetup:
 def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
     from mailwing.admin.state import ListenerStatus
 
-    live: dict[str, int] = {}
-    for conn in group.live:
-        live[conn.listener] = live.get(conn.listener, 0) + 1
+    live = metrics.live_connections()  # every worker's, when metrics are on
+    if live is None:
+        live = {}
+        for conn in group.live:
+            live[conn.listener] = live.get(conn.listener, 0) + 1
     out = []
     for name, host, port in group.bound:
         protocol, implicit, _, _ = LISTENERS[name]
@@ -147,7 +150,7 @@ def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
 
 
 async def _start_admin(settings: Settings, storage: Storage, group: ListenerGroup,
-                       setup: _WorkerSetup) -> Any:
+                       setup: _WorkerSetup, admin_throttle: Any = None) -> Any:
     """The admin HTTP listener of this worker (:mod:`mailwing.admin`), or None if disabled."""
     if not settings.admin.port:
         return None
@@ -155,10 +158,19 @@ async def _start_admin(settings: Settings, storage: Storage, group: ListenerGrou
     from mailwing.admin.state import AdminState
 
     holder: list[Any] = []
-    state = AdminState(settings, storage, setup.session_key,
+    state = AdminState(settings, storage, setup.session_key, shared_throttle=admin_throttle,
                        listeners=lambda: _listener_status(group, holder[0] if holder else None),
                        ready=lambda: bool(group.bound) or not group.handlers)
-    server = AdminServer(state, setup.cert, setup.key)
+    acceptor = None
+    if settings.admin.proxy_protocol:
+        from mailwing.server.proxy import TrustedProxies, accept_proxied
+
+        trusted = TrustedProxies(settings.server.proxy_trusted)
+
+        async def acceptor(sock: socket.socket) -> tuple[str, int]:
+            return (await accept_proxied(sock, trusted))[1]
+
+    server = AdminServer(state, setup.cert, setup.key, proxy_acceptor=acceptor)
     holder.append(server)
     await server.start()
     return server
@@ -229,7 +241,8 @@ async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
     try:
         await group.start()
         if admin_setup is not None:
-            worker.admin = await _start_admin(settings, storage, group, admin_setup)
+            worker.admin = await _start_admin(settings, storage, group, admin_setup,
+                                                shared.admin_throttle)
     except BaseException:
         await worker.stop(0)
         raise
@@ -357,4 +370,6 @@ def _serve_locked(settings: Settings) -> int:
     if workers == 1:
         return run_worker()
     log.info("starting %d worker processes", workers)
-    return supervise(workers, run_worker)
+    on_exit = (functools.partial(metrics.process_exited, setup.metrics_dir)
+               if setup.metrics_dir is not None else None)
+    return supervise(workers, run_worker, on_exit)

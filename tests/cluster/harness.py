@@ -36,6 +36,9 @@ from tests.support import _dump_toml
 LB = netns.ADDRESSES["lb"]
 MX = netns.ADDRESSES["mx"]
 PG_RELAY_PORT = 15432
+REDIS_RELAY_PORT = 16379  # -> the host's Redis at 127.0.0.1:6379
+#: What the nodes use when a test switches them to Redis (database 14 is the cluster tier's).
+REDIS_URL = f"redis://{netns.HOST}:{REDIS_RELAY_PORT}/14"
 PASSWORD = "cluster secret 1"
 #: Listener -> port on the nodes. HAProxy: balanced on the same port, node1 on +1000, node2 +2000.
 PORTS = {"smtp": 2525, "submission": 2587, "pop3": 2110, "imap": 2143}
@@ -249,6 +252,10 @@ def running_cluster(root: Path, overrides: dict[str, dict[str, Any]] | None = No
             [socat, f"TCP-LISTEN:{PG_RELAY_PORT},bind={netns.HOST},reuseaddr,fork",
              "TCP:127.0.0.1:5432"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(netns.HOST, PG_RELAY_PORT, 10, procs[-1])
+        procs.append(subprocess.Popen(
+            [socat, f"TCP-LISTEN:{REDIS_RELAY_PORT},bind={netns.HOST},reuseaddr,fork",
+             "TCP:127.0.0.1:6379"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(netns.HOST, REDIS_RELAY_PORT, 10, procs[-1])
         procs.append(subprocess.Popen(
             [*netns.exec_prefix("mx"), sys.executable, "-m", "tests.cluster.sink", MX,
              str(MX_PORT), str(c.mx_record), "0.4"],
