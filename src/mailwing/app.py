@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import importlib
 import logging
 import os
@@ -132,9 +133,11 @@ class _WorkerSetup:
 def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
     from mailwing.admin.state import ListenerStatus
 
-    live: dict[str, int] = {}
-    for conn in group.live:
-        live[conn.listener] = live.get(conn.listener, 0) + 1
+    live = metrics.live_connections()  # every worker's, when metrics are on
+    if live is None:
+        live = {}
+        for conn in group.live:
+            live[conn.listener] = live.get(conn.listener, 0) + 1
     out = []
     for name, host, port in group.bound:
         protocol, implicit, _, _ = LISTENERS[name]
@@ -367,4 +370,6 @@ def _serve_locked(settings: Settings) -> int:
     if workers == 1:
         return run_worker()
     log.info("starting %d worker processes", workers)
-    return supervise(workers, run_worker)
+    on_exit = (functools.partial(metrics.process_exited, setup.metrics_dir)
+               if setup.metrics_dir is not None else None)
+    return supervise(workers, run_worker, on_exit)

@@ -124,6 +124,12 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     d.find_element(css, "#add-user").click()
     assert "user bob@example.org created" in d.find_element(css, "#notice").text
     assert "bob@example.org" in d.find_element(css, "#users").text
+    row = d.find_element(By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]")
+    row.find_element(css, "input[name=quota]").send_keys("2M")
+    row.find_element(css, "button[value=quota]").click()
+    assert "quota of bob@example.org set to" in d.find_element(css, "#notice").text
+    assert "2.0 MiB" in d.find_element(
+        By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]").text
     shot(d, "03-users")
 
     d.get(base + "/domains")

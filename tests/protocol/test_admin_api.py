@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import imaplib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,14 @@ def test_domains_and_users(server: tuple[MailwingServer, str]) -> None:
             imap.login(ALICE, "new-pw-2")
         assert c.patch("/api/v1/users/ghost@example.org", json={"enabled": True}
                        ).status_code == 404
+        # quota: the same service as `mailwing user quota`
+        r = c.patch("/api/v1/users/u1@other.test", json={"quota": 5 * 1024 * 1024})
+        assert r.status_code == 200 and r.json()["quota"] == 5 * 1024 * 1024
+        listing = srv.cli("user", "list").stdout.decode()
+        assert re.search(r"u1@other\.test\s.*\s5M", listing), listing
+        assert c.patch("/api/v1/users/u1@other.test", json={"quota": 0}).json()["quota"] == 0
+        assert c.patch("/api/v1/users/u1@other.test", json={"quota": -1}).status_code == 422
+        assert c.patch("/api/v1/users/ghost@other.test", json={"quota": 1}).status_code == 404
 
         # a domain with users is refused unless forced
         r = c.delete("/api/v1/domains/other.test")

@@ -134,6 +134,20 @@ def test_two_workers_are_summed(server_factory: type[MailwingServer], tmp_path: 
         assert value(m, "mailwing_connections_total", listener="imap") == start + connections
         assert total(m, "mailwing_logins_total", protocol="imap", outcome="ok") == connections
     assert (srv.data_dir / "metrics").is_dir()
+    # live connections in the status API are every worker's too
+    token = srv.cli("admin", "token", "create", "w").stdout.decode().strip()
+    held = [imaplib.IMAP4("127.0.0.1", srv.ports["imap"]) for _ in range(6)]
+    try:
+        for conn in held:
+            conn.noop()  # the greeting was read: the session is live in some worker
+        with client(srv, token) as c:
+            for _ in range(6):
+                listeners = c.get("/api/v1/status").json()["listeners"]
+                imap_live = [x["connections"] for x in listeners if x["name"] == "imap"]
+                assert imap_live == [6]
+    finally:
+        for conn in held:
+            conn.logout()
 
 
 def test_failed_tokens_are_throttled_per_ip(server_factory: type[MailwingServer],

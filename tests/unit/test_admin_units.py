@@ -93,3 +93,12 @@ def test_sanitiser_drops_active_and_remote_content() -> None:
                 "t.example"):
         assert bad not in clean
     assert 'href="https://ok.example/"' in clean and 'rel="noopener noreferrer nofollow"' in clean
+
+
+def test_a_dead_workers_live_gauges_are_dropped(tmp_path: Path) -> None:
+    for name in ("gauge_livesum_41.db", "counter_41.db", "gauge_livesum_42.db"):
+        (tmp_path / name).write_bytes(b"x")
+    metrics.process_exited(tmp_path, 41)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_41.db",
+                                                          "gauge_livesum_42.db"]
+    metrics.process_exited(tmp_path, 41)  # twice is harmless

@@ -22,10 +22,11 @@ from mailwing.admin.security import require_token, state_of
 from mailwing.admin.state import AdminState
 from mailwing.mailauth.dkimkeys import DkimKeyError, dns_record, generate_key
 from mailwing.model import MailEntry
-from mailwing.services import accounts, mailview, queue_admin
+from mailwing.services import accounts, mailview, queue_admin, quota
 from mailwing.services.accounts import AccountError
 from mailwing.services.dnsrecords import domain_records
 from mailwing.services.queue_admin import QueueError
+from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import QueuedMessage
 
 __all__ = ["account_error", "queued_out", "router", "set_quota", "status"]
@@ -148,13 +149,13 @@ async def get_user(address: str, st: State) -> s.UserOut:
         raise account_error(exc) from exc
 
 
-async def set_quota(st: AdminState, address: str, quota: int) -> None:
-    """Per-user quota, through the storage's quota setter when this build has one."""
-    setter = getattr(st.storage, "set_quota", None)
-    if setter is None:
-        raise HTTPException(501, "changing a quota is not supported by this build yet")
-    await accounts.get_user(st.storage, address)
-    await setter(accounts.normalize_address(address), quota)
+async def set_quota(st: AdminState, address: str, limit: int | None) -> None:
+    """The per-user quota, through the same service as ``mailwing user quota``."""
+    user = await accounts.get_user(st.storage, address)
+    try:
+        await quota.set_quota(st.storage, user.address, limit or None)
+    except NotFound as exc:
+        raise AccountError(f"user {user.address} does not exist", "not_found") from exc
 
 
 @router.patch("/users/{address}", response_model=s.UserOut, tags=["users"])
@@ -318,5 +319,5 @@ async def status(st: AdminState) -> s.StatusOut:
 
 @router.get("/status", response_model=s.StatusOut, tags=["status"])
 async def get_status(st: State) -> s.StatusOut:
-    """Version, uptime, listeners with live connections (this worker), queue depth, storage."""
+    """Version, uptime, listeners with live connections (all workers), queue depth, storage."""
     return await status(st)

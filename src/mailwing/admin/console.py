@@ -33,6 +33,7 @@ from mailwing.admin.security import (
 )
 from mailwing.mailauth.dkimkeys import DkimKeyError, active_key, generate_key
 from mailwing.services import accounts, mailview, metrics, queue_admin
+from mailwing.services import quota as quota_service
 from mailwing.services.accounts import AccountError
 from mailwing.services.dnsrecords import domain_records
 from mailwing.services.queue_admin import QueueError
@@ -226,7 +227,7 @@ async def users_page(request: Request, _: User,
         return _back("/users", error=str(exc))
     return _page(request, "users.html", "Users", "Users", users=page.users, total=page.total,
                  offset=offset, limit=limit, domain=domain,
-                 quota_supported=hasattr(st.storage, "set_quota"))
+                 quota_supported=True)
 
 
 @router.post("/users")
@@ -261,11 +262,12 @@ async def users_action(request: Request, _: User, csrf: Csrf,
             await accounts.set_password(st.storage, address, password)
             done = f"password of {address} changed"
         elif action == "quota":
-            if not quota.isdigit():
-                return _back("/users", error="the quota must be a whole number of MB")
-            await set_quota(st, address, int(quota) * _MB)
-            done = f"quota of {address} set to {quota} MB" if int(quota) else \
-                f"{address} has no quota now"
+            try:
+                limit = quota_service.parse_size(quota)
+            except ValueError:
+                return _back("/users", error=f"{quota[:20]!r} is not a size like 500M or 2G")
+            await set_quota(st, address, limit)
+            done = f"quota of {address} set to {quota_service.format_size(limit)}"
         elif action == "delete":
             await accounts.delete_user(st.storage, address)
             done = f"user {address} deleted"

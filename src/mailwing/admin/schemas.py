@@ -41,13 +41,14 @@ class DomainOut(BaseModel):
 class UserIn(BaseModel):
     address: str = Field(min_length=3, max_length=254, examples=["alice@example.org"])
     password: str = Field(min_length=1, max_length=1024)
-    quota: int = Field(default=0, ge=0, description="bytes; 0 means unlimited")
+    quota: int = Field(default=0, ge=0, le=2**62, description="bytes; 0 means unlimited")
 
 
 class UserPatch(BaseModel):
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     enabled: bool | None = None
-    quota: int | None = Field(default=None, ge=0, description="bytes; 0 means unlimited")
+    quota: int | None = Field(default=None, ge=0, le=2**62,
+                              description="bytes; 0 means unlimited")
 
 
 class UserOut(BaseModel):

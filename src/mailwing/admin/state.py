@@ -24,7 +24,7 @@ class ListenerStatus:
     host: str
     port: int
     tls: str  # "implicit", "starttls" or "none"
-    connections: int  # live sessions in this worker
+    connections: int  # live sessions (all workers when metrics are on)
 
 
 @dataclass

@@ -59,8 +59,10 @@ def _describe(status: int) -> tuple[int, str]:
     return code, f"exit code {code}"
 
 
-def supervise(count: int, run_worker: Callable[[int], int]) -> int:
-    """Fork ``count`` workers running ``run_worker(index)``; return the parent's exit code."""
+def supervise(count: int, run_worker: Callable[[int], int],
+              on_exit: Callable[[int], None] | None = None) -> int:
+    """Fork ``count`` workers running ``run_worker(index)``; return the parent's exit code.
+    ``on_exit(pid)`` is called for every worker that ended (e.g. to drop its live gauges)."""
     children: dict[int, tuple[int, float]] = {}  # pid -> (index, start time)
     state = {"stopping": False, "failed": False}
 
@@ -86,6 +88,8 @@ def supervise(count: int, run_worker: Callable[[int], int]) -> int:
             if pid not in children:
                 continue
             index, started = children.pop(pid)
+            if on_exit is not None:
+                on_exit(pid)
             code, how = _describe(status)
             if state["stopping"]:
                 log.info("worker %d (pid %d) stopped: %s", index, pid, how)

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.utils import getaddresses
+from functools import lru_cache
 
 from mailwing import mime
 from mailwing.model import MailEntry
@@ -46,6 +47,7 @@ _FIELD = {"FROM": "from_", "TO": "to", "CC": "cc", "DISPLAYFROM": "from_",
           "DISPLAYTO": "to"}
 
 
+@lru_cache(maxsize=65536)  # the stdlib address parser is slow; values repeat a lot
 def _first_address(value: str | None) -> tuple[str, str]:
     if not value:
         return "", ""

@@ -24,6 +24,7 @@ digits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -41,8 +42,10 @@ __all__ = [
     "delivered_local",
     "delivery_attempt",
     "enabled",
+    "live_connections",
     "login",
     "prepare_multiprocess_dir",
+    "process_exited",
     "recent_activity",
     "render",
     "setup",
@@ -136,6 +139,8 @@ def recent_activity() -> tuple[int, int]:
 
 
 _families: _Families | None = None
+_command_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+_storage_children: dict[str, Any] = {}  # keyed by Storage method names: a fixed set
 _registry: Any = None
 _multiprocess_dir: Path | None = None
 _PROTOCOL_OF: dict[str, str] = {}
@@ -149,6 +154,15 @@ def prepare_multiprocess_dir(data_dir: Path) -> Path:
     return path
 
 
+def process_exited(multiprocess_dir: Path, pid: int) -> None:
+    """Forget a dead worker's live gauges (its counters stay: they happened). Called by the
+    supervising parent, which never imports prometheus-client; the files are named by
+    prometheus-client's multiprocess layout (``gauge_livesum_<pid>.db``)."""
+    for kind in ("livesum", "liveall", "livemax", "livemin", "livemostrecent"):
+        with contextlib.suppress(OSError):
+            (Path(multiprocess_dir) / f"gauge_{kind}_{pid}.db").unlink()
+
+
 def setup(listener_protocols: dict[str, str], multiprocess_dir: Path | None = None) -> None:
     """Start recording in this process (once; later calls are ignored)."""
     global _families, _registry, _multiprocess_dir
@@ -160,7 +174,7 @@ def setup(listener_protocols: dict[str, str], multiprocess_dir: Path | None = No
         _multiprocess_dir = multiprocess_dir
     from prometheus_client import CollectorRegistry, disable_created_metrics
 
-    disable_created_metrics()  # the *_created series are noise here
+    disable_created_metrics()  # type: ignore[no-untyped-call,unused-ignore]  # *_created: noise
     _registry = CollectorRegistry(auto_describe=True)
     _PROTOCOL_OF.update(listener_protocols)
     _families = _Families(_registry)
@@ -196,12 +210,19 @@ def command(listener: str, name: str, seconds: float | None) -> None:
     """One command finished after ``seconds`` (None: only count it)."""
     if _families is None:
         return
-    protocol = _PROTOCOL_OF.get(listener, listener)
-    label = _command_label(protocol, name)
+    key = (listener, name)
+    children = _command_children.get(key)
+    if children is None:  # the hot path below skips label validation and lookup
+        protocol = _PROTOCOL_OF.get(listener, listener)
+        label = _command_label(protocol, name)
+        children = (_families.commands.labels(protocol, label),
+                    _families.command_seconds.labels(protocol, label))
+        if len(_command_children) < 4096:  # bounded even if names vary (they map to "other")
+            _command_children[key] = children
     if seconds is None:
-        _families.commands.labels(protocol, label).inc()
+        children[0].inc()
     else:
-        _families.command_seconds.labels(protocol, label).observe(seconds)
+        children[1].observe(seconds)
 
 
 def login(listener: str, mechanism: str, outcome: str) -> None:
@@ -246,7 +267,10 @@ def auth_cache(hit: bool) -> None:
 
 def storage_op(operation: str, seconds: float) -> None:
     if _families is not None:
-        _families.storage_seconds.labels(operation).observe(seconds)
+        child = _storage_children.get(operation)
+        if child is None:
+            child = _storage_children[operation] = _families.storage_seconds.labels(operation)
+        child.observe(seconds)
 
 
 # -- storage timing --------------------------------------------------------------------------
@@ -290,22 +314,39 @@ def _timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- the scrape ------------------------------------------------------------------------------
 
+def _collect() -> list[Any]:
+    """Every metric family, merged over all worker processes in multiprocess mode."""
+    if _families is None:
+        return []
+    if _multiprocess_dir is not None:
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(_multiprocess_dir))  # type: ignore[no-untyped-call,unused-ignore]
+        return list(merged.collect())
+    return list(_registry.collect())
+
+
+def live_connections() -> dict[str, int] | None:
+    """Open connections per listener over every worker (None before :func:`setup`)."""
+    if _families is None:
+        return None
+    out: dict[str, int] = {}
+    for fam in _collect():
+        if fam.name == "mailwing_connections_current":
+            for sample in fam.samples:
+                name = sample.labels.get("listener", "")
+                out[name] = out.get(name, 0) + int(sample.value)
+    return out
+
+
 def render(extra: Iterable[Any] = ()) -> bytes:
     """The text exposition of every process's figures plus ``extra`` metric families."""
     from prometheus_client import generate_latest
     from prometheus_client.core import GaugeMetricFamily
 
-    if _families is None:
-        families: list[Any] = []
-    elif _multiprocess_dir is not None:
-        from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged, path=str(_multiprocess_dir))
-        families = list(merged.collect())
-    else:
-        families = list(_registry.collect())
+    families = _collect()
     hits = total = 0.0
     for fam in families:
         if fam.name == "mailwing_auth_cache_lookups":
