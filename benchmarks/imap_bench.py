@@ -229,6 +229,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "empty: none)")
     p.add_argument("--per-mailbox", type=int, default=5,
                    help="mixed load: clients sharing one mailbox")
+    p.add_argument("--mailwing-cache-ttl", type=float, default=None,
+                   help="auth.cache_ttl for mailwing (default: mailwing's default); a long "
+                        "TTL isolates the mail path from Argon2id cache misses")
     add_round_options(p)
     p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
     args = p.parse_args(argv)
@@ -286,11 +289,14 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
         mail[u] = [make_message(rng, u, n + 1, 2048) for n in range(20)]
     (root / "mailwing" / "data").mkdir(parents=True)
     mw = MailwingImap(root / "mailwing", url)
+    if args.mailwing_cache_ttl is not None:
+        mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
     stack.callback(mw.stop)
     hashes = mw.populate(mail)
     workers = args.workers[0]
     mw.start(workers)
-    servers: list[tuple[str, int]] = [(f"mailwing {args.backend} w={workers}", mw.port)]
+    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
+    servers: list[tuple[str, int]] = [(f"mailwing {args.backend} w={workers}{ttl}", mw.port)]
     if use_dovecot:
         for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
             dv = DovecotImap(root / f"dovecot-{scheme}", free_port(), max(args.clients))

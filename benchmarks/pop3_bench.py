@@ -99,6 +99,7 @@ class Mailwing:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     server_extra: str = ""  # more [server] settings, one per line
+    auth_extra: str = ""  # more [auth] settings, one per line
 
     @property
     def config(self) -> Path:
@@ -124,7 +125,7 @@ url = "{self.database_url}"
 
 [auth]
 allow_plaintext = true
-
+{self.auth_extra}
 {listeners}""")
 
     def cli(self, *args: str, data: bytes | None = None) -> bytes:
@@ -286,6 +287,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="password schemes Dovecot is run with: plain ({PLAIN}, the issue's "
                         "cheap reference), ssha512, argon2id (mailwing's own hashes: equal "
                         "cost per verification)")
+    p.add_argument("--mailwing-cache-ttl", type=float, default=None,
+                   help="auth.cache_ttl for mailwing (default: mailwing's default); a long "
+                        "TTL isolates the mail path from Argon2id cache misses")
     add_round_options(p)
     p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
     args = p.parse_args(argv)
@@ -382,12 +386,15 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
         mail[BIG_USER] = [make_big(args.big_size)]
     (root / "mailwing" / "data").mkdir(parents=True)
     mw = Mailwing(root / "mailwing", url)
+    if args.mailwing_cache_ttl is not None:
+        mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
     stack.callback(mw.stop)
     hashes = mw.populate(mail)
     workers = args.workers[0]
     servers: list[tuple[str, int]] = []
     mw.start(workers)
-    servers.append((f"mailwing {args.backend} w={workers}", mw.port))
+    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
+    servers.append((f"mailwing {args.backend} w={workers}{ttl}", mw.port))
     if use_dovecot:
         from mailwing.services.delivery import trace_headers
 

@@ -150,7 +150,7 @@ def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
 
 
 async def _start_admin(settings: Settings, storage: Storage, group: ListenerGroup,
-                       setup: _WorkerSetup) -> Any:
+                       setup: _WorkerSetup, admin_throttle: Any = None) -> Any:
     """The admin HTTP listener of this worker (:mod:`mailwing.admin`), or None if disabled."""
     if not settings.admin.port:
         return None
@@ -158,10 +158,19 @@ async def _start_admin(settings: Settings, storage: Storage, group: ListenerGrou
     from mailwing.admin.state import AdminState
 
     holder: list[Any] = []
-    state = AdminState(settings, storage, setup.session_key,
+    state = AdminState(settings, storage, setup.session_key, shared_throttle=admin_throttle,
                        listeners=lambda: _listener_status(group, holder[0] if holder else None),
                        ready=lambda: bool(group.bound) or not group.handlers)
-    server = AdminServer(state, setup.cert, setup.key)
+    acceptor = None
+    if settings.admin.proxy_protocol:
+        from mailwing.server.proxy import TrustedProxies, accept_proxied
+
+        trusted = TrustedProxies(settings.server.proxy_trusted)
+
+        async def acceptor(sock: socket.socket) -> tuple[str, int]:
+            return (await accept_proxied(sock, trusted))[1]
+
+    server = AdminServer(state, setup.cert, setup.key, proxy_acceptor=acceptor)
     holder.append(server)
     await server.start()
     return server
@@ -232,7 +241,8 @@ async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
     try:
         await group.start()
         if admin_setup is not None:
-            worker.admin = await _start_admin(settings, storage, group, admin_setup)
+            worker.admin = await _start_admin(settings, storage, group, admin_setup,
+                                                shared.admin_throttle)
     except BaseException:
         await worker.stop(0)
         raise

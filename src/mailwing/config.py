@@ -50,7 +50,7 @@ class ServerSettings:
     data_dir: Path = Path("data")
     workers: int = 1
     max_connections: int = 2000  # per worker process
-    max_connections_per_ip: int = 100  # per worker process
+    max_connections_per_ip: int = 100  # one client IP, across every worker and node
     max_line_length: int = 65536  # bound on an IMAP command line (literals apart; RFC 7162 3.2.1)
     log_level: str = "info"
     log_format: str = "text"  # "text" or "json"

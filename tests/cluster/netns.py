@@ -14,7 +14,10 @@ set-up, and stale leftovers of a killed run are removed before a new set-up.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 
 __all__ = ["ADDRESSES", "BRIDGE", "HOST", "NetnsError", "setup", "teardown"]
@@ -40,7 +43,14 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def teardown() -> None:
+    """Remove the namespaces, their links and the bridge; processes still running inside a
+    namespace (left by a run that was itself killed) are killed first, or the namespace
+    would live on with them."""
     for name in ADDRESSES:
+        pids = _ip("netns", "pids", name, check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
         _ip("netns", "del", name, check=False)
         _ip("link", "del", f"mw-{name}", check=False)
     _ip("link", "del", BRIDGE, check=False)

@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from tests.cluster import netns
-from tests.cluster.harness import LB, PASSWORD, Cluster, lb_port
+from tests.cluster.harness import LB, PASSWORD, REDIS_URL, Cluster, lb_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster"),
               pytest.mark.timeout(180)]
@@ -156,13 +156,17 @@ def test_idle_on_node1_sees_changes_made_on_node2(cluster: Cluster) -> None:
 def test_failed_logins_on_both_nodes_are_counted_together(cluster: Cluster) -> None:
     """From a client of its own (the mx namespace, 10.213.7.20): 3 failures through node1,
     3 through node2 reach the limit of 6; then even the right password is refused on both,
-    while this host's address (another client) still logs in."""
+    while this host's address (another client) still logs in. (PostgreSQL counts them.)"""
     cluster.add_user("guess@cluster.test")
+    _throttle_from_mx(cluster, "guess@cluster.test")
+
+
+def _throttle_from_mx(cluster: Cluster, user: str) -> None:
     script = f"""
 import poplib, sys
 def login(port, password):
     p = poplib.POP3("{LB}", port, timeout=10)
-    p.user("guess@cluster.test")
+    p.user("{user}")
     try:
         p.pass_(password)
         return "ok"
@@ -182,7 +186,7 @@ print(",".join(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().split(",") == ["refused"] * 8
     pop = poplib.POP3(LB, lb_port("pop3", "node1"), timeout=10)
-    pop.user("guess@cluster.test")
+    pop.user(user)
     pop.pass_(PASSWORD)  # another client address is not throttled
     pop.quit()
 
@@ -261,10 +265,14 @@ def test_smtp_load_survives_a_node_killed_mid_load(cluster: Cluster) -> None:
     for t in threads:
         t.start()
     try:
-        time.sleep(2.0)
+        deadline = time.monotonic() + 30
+        while len(acked) < 20 and time.monotonic() < deadline:  # load is flowing
+            time.sleep(0.05)
         before_kill = len(acked)
         cluster.nodes["node1"].kill()
-        time.sleep(3.0)
+        deadline = time.monotonic() + 30
+        while len(acked) < before_kill + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop.set()
         for t in threads:
@@ -345,3 +353,21 @@ def test_submission_auth_through_haproxy_on_both_nodes(cluster: Cluster) -> None
             token = base64.b64encode(f"\0sub@cluster.test\0{PASSWORD}".encode()).decode()
             code, _ = s.docmd("AUTH", f"PLAIN {token}")
             assert code == 235
+
+
+def test_failed_logins_counted_through_redis(cluster: Cluster) -> None:
+    """The same with ``server.redis_url``: both nodes restarted on the host's Redis (through a
+    relay on the bridge). Runs last: the nodes stay on Redis."""
+    import redis
+
+    redis.Redis.from_url("redis://127.0.0.1:6379/14").flushdb()  # the tier's own database
+    for node in cluster.nodes.values():
+        node.stop()
+        node.write_config({"server": {"redis_url": REDIS_URL,
+                                      "max_connections_per_ip": 12}})
+        node.start()
+        node.wait_log(r"limits shared through redis")
+    cluster.add_user("redis@cluster.test")
+    _throttle_from_mx(cluster, "redis@cluster.test")
+    keys = redis.Redis.from_url("redis://127.0.0.1:6379/14").keys("mailwing:fail:ip:*")
+    assert b"mailwing:fail:ip:10.213.7.20" in keys

@@ -10,7 +10,11 @@ A script (``scripts/*.txt``) is a list of steps, one a line; ``#`` starts a comm
   (``{n+}`` CRLF octets);
 - ``C: IDLE`` sends IDLE and reads only the continuation; ``C: DONE`` ends it and reads up
   to IDLE's tagged completion (the news a session was told while idling is compared then);
-- ``WAIT 0.5`` sleeps (only for IDLE scripts: both servers push news within about a second).
+- ``WAIT 0.5`` sleeps (only for IDLE scripts: both servers push news within about a second);
+- CONDSTORE/QRESYNC (RFC 7162) values differ between servers, so scripts refer to them:
+  ``{uidvalidity}`` is the last ``[UIDVALIDITY n]`` this server sent, ``SET name`` remembers
+  the last ``[HIGHESTMODSEQ n]`` it sent (or a STATUS HIGHESTMODSEQ) and ``{modseq:name}``
+  puts it into a later command.
 
 Playing a script returns, per step, the raw responses; comparing is the caller's job.
 """
@@ -32,6 +36,9 @@ SCRIPTS = HERE / "scripts"
 CORPUS = HERE / "corpus"
 _STEP = re.compile(r"^(C\d*):\s?(.*)$")
 _MSG = re.compile(r"\{msg:([\w.-]+)\}")
+_MODSEQ_VAR = re.compile(r"\{modseq:(\w+)\}")
+_SEEN_MODSEQ = re.compile(rb"\[HIGHESTMODSEQ (\d+)\]|HIGHESTMODSEQ (\d+)\)")
+_SEEN_VALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Step:
     session: str  # "C", "C2", ... or "" for WAIT
     text: str
     wait: float = 0.0
+    payload: bytes | None = None  # sent instead of the expanded text (generated steps)
 
 
 def load_message(name: str) -> bytes:
@@ -56,6 +64,9 @@ def load_script(path: Path) -> list[Step]:
         if line.startswith("WAIT "):
             steps.append(Step(number, "", line, float(line.split()[1])))
             continue
+        if line.startswith("SET "):
+            steps.append(Step(number, "", line))
+            continue
         m = _STEP.match(line)
         if m is None:
             raise ValueError(f"{path.name}:{number}: not a step: {raw!r}")
@@ -70,9 +81,22 @@ class Player:
     password: str
     sessions: dict[str, Client] = field(default_factory=dict)
     idling: dict[str, str] = field(default_factory=dict)
+    modseq: int = 0  # the last HIGHESTMODSEQ seen
+    uidvalidity: int = 0  # the last UIDVALIDITY seen
+    saved: dict[str, int] = field(default_factory=dict)
+
+    def note(self, responses: list[bytes]) -> list[bytes]:
+        for raw in responses:
+            for m in _SEEN_MODSEQ.finditer(raw):
+                self.modseq = int(m.group(1) or m.group(2))
+            for m in _SEEN_VALIDITY.finditer(raw):
+                self.uidvalidity = int(m.group(1))
+        return responses
 
     def expand(self, text: str) -> bytes:
         text = text.replace("{login}", f'"{self.user}" "{self.password}"')
+        text = text.replace("{uidvalidity}", str(self.uidvalidity))
+        text = _MODSEQ_VAR.sub(lambda m: str(self.saved[m.group(1)]), text)
         plain = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
         text = text.replace("{plain}", plain)
         out = b""
@@ -87,6 +111,9 @@ class Player:
         if step.wait:
             time.sleep(step.wait)
             return []
+        if step.text.startswith("SET "):
+            self.saved[step.text.split()[1]] = self.modseq
+            return []
         client = self.sessions.get(step.session)
         if client is None:
             client = self.sessions[step.session] = Client.connect(self.port)
@@ -94,7 +121,7 @@ class Player:
         if step.text.upper() == "DONE":
             tag = self.idling.pop(step.session)
             client.send(b"DONE\r\n")
-            return client.until(tag)
+            return self.note(client.until(tag))
         tag = client.next_tag()
         if step.text.upper() == "IDLE":
             client.send(tag.encode() + b" IDLE\r\n")
@@ -103,7 +130,8 @@ class Player:
                 self.idling[step.session] = tag
                 return [first]
             return [first, *([] if first.startswith(tag.encode()) else client.until(tag))]
-        return client.command(tag, self.expand(step.text))
+        payload = step.payload if step.payload is not None else self.expand(step.text)
+        return self.note(client.command(tag, payload))
 
     def close(self) -> None:
         for client in self.sessions.values():

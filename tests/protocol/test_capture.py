@@ -107,3 +107,22 @@ def test_capture_settings_validation() -> None:
         load_settings(None, environ=bad)
     with pytest.raises(ConfigError, match=r"capture\.address"):
         load_settings(None, environ={"MAILWING_CAPTURE_ADDRESS": "nobody"})
+
+
+def test_captured_mail_in_the_admin_api_and_console(server_factory: Any, tmp_path: Path) -> None:
+    """The admin listener browses the capture account like any other (issue 12)."""
+    import httpx
+
+    server = server_factory(root=tmp_path, serve_args=("--capture",),
+                            enable=("smtp", "admin"),
+                            extra_config=f'[capture]\npassword = "{PASSWORD}"\n').start()
+    token = server.cli("admin", "token", "create", "capture-tests").stdout.decode().strip()
+    _send(server.ports["smtp"], ["dev@anywhere.test"], "browse me")
+    base = f"http://127.0.0.1:{server.ports['admin']}"
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                      timeout=30) as api:
+        page = api.get("/api/v1/users/capture@localhost/mailboxes/INBOX/messages").json()
+        assert [m["subject"] for m in page["messages"]] == ["browse me"]
+        uid = page["messages"][0]["uid"]
+        raw = api.get(f"/api/v1/users/capture@localhost/mailboxes/INBOX/messages/{uid}/raw")
+        assert b"Subject: browse me" in raw.content

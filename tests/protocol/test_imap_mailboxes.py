@@ -100,7 +100,7 @@ def test_enable_noop_check_and_state_rules(srv: MailwingServer) -> None:
     assert r.command(b"a1 SELECT INBOX")[-1].startswith(b"a1 BAD")
     assert r.command(b"a2 FETCH 1 FLAGS")[-1].startswith(b"a2 BAD")
     assert r.command(f'a3 LOGIN {USER} "{PASSWORD}"'.encode())[-1].startswith(b"a3 OK")
-    assert r.command(b"a4 ENABLE CONDSTORE") == [b"* ENABLED", b"a4 OK Enabled"]
+    assert r.command(b"a4 ENABLE CONDSTORE") == [b"* ENABLED CONDSTORE", b"a4 OK Enabled"]
     assert r.command(b"a5 FETCH 1 FLAGS")[-1].startswith(b"a5 BAD")
     assert r.command(b"a6 SELECT INBOX")[-1] == b"a6 OK [READ-WRITE] SELECT completed"
     assert r.command(b"a7 CHECK") == [b"a7 OK CHECK completed"]

@@ -42,9 +42,13 @@ def test_utf8_accept(srv: MailwingServer) -> None:
     w.command("S", b'SELECT "' + name + b'"')
     got = w.command("F", b"FETCH 1 BODY.PEEK[]")
     assert got[0].endswith(msg + b")")
+    # "&" is an ordinary character now (it would start a modified UTF-7 shift otherwise)
+    assert w.command("C", b'CREATE "R&D"')[-1].startswith(b"C OK")
+    assert w.command("L", b'LIST "" "R*"')[0] == b'* LIST (\\HasNoChildren) "/" R&D'
     # a session that did not enable it sees modified UTF-7, and may not send UTF8 data
     v = client(srv)
     assert v.command("L", b'LIST "" "Entw*"')[0] == b'* LIST (\\HasNoChildren) "/" Entw&APw-rfe'
+    assert v.command("L", b'LIST "" "R*"')[0] == b'* LIST (\\HasNoChildren) "/" R&-D'
     done = v.command("A", b"APPEND INBOX UTF8 (" + lit(msg, binary=True) + b")")
     assert done[-1].startswith(b"A BAD"), done
     v.close()
@@ -75,7 +79,7 @@ def test_imap4rev2_differences(srv: MailwingServer) -> None:
     assert b"* 4 EXISTS" in got and not any(b"RECENT" in line for line in got), got
     assert w.command("F", b"FETCH 4 FLAGS")[0] == b"* 4 FETCH (FLAGS ())"
     got = w.command("S", b"EXAMINE Sent")
-    assert got[0] == b"* OK [CLOSED] CLOSE completed", got
+    assert got[0].startswith(b"* OK [CLOSED] "), got
     assert b'* LIST (\\Sent) "/" Sent' in got
     w.close()
     # a plain IMAP4rev1 session is unchanged (the IMAP4rev2 session's SELECT claimed the

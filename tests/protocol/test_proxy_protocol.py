@@ -194,3 +194,34 @@ def test_throttling_counts_the_client_named_by_the_header(server: MailwingServer
     # the limit (3 per IP) is reached for 192.0.2.10 only; the right password is refused there
     assert login("192.0.2.10", PASSWORD).startswith(b"-ERR")
     assert login("192.0.2.11", PASSWORD).startswith(b"+OK")
+
+
+def test_admin_listener_takes_the_client_from_the_header(server_factory: type[MailwingServer],
+                                                         tmp_path: Path) -> None:
+    from tests.adminkit import start_admin
+
+    srv, token = start_admin(server_factory, tmp_path / "adm", enable=("admin",), extra="""
+[server]
+proxy_trusted = ["127.0.0.1/32"]
+[admin]
+proxy_protocol = true
+""")
+    port = srv.ports["admin"]
+
+    def get(header: bytes, auth: str, source: str = "127.0.0.1") -> bytes:
+        s = open_socket(port, header, source)
+        s.sendall(f"GET /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {auth}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        s.close()
+        return out
+
+    assert get(v2(CLIENT), token).startswith(b"HTTP/1.1 200")
+    assert get(v1("198.51.100.23"), "mwa_wrong").startswith(b"HTTP/1.1 401")
+    time.sleep(0.3)
+    assert "admin authentication failed (bad token) from 198.51.100.23" in srv.log_text() or \
+        "from 198.51.100.23" in srv.log_text()
+    # a direct client (untrusted) with a header gets no service
+    assert not get(v1(CLIENT), token, source="127.0.0.2").startswith(b"HTTP/1.1 200")

@@ -192,3 +192,21 @@ async def test_tempfail_when_storage_is_unavailable(tmp_path: Path) -> None:
     auth = Authenticator(store, settings())
     result = await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")
     assert result.outcome is AuthOutcome.TEMPFAIL
+
+
+async def test_login_rehashes_a_hash_with_old_parameters(store: Any) -> None:
+    """RFC 9106's parameters changed since the hash was made: the next correct login stores a
+    new hash with today's (on both backends), and the old password still works."""
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("pw")
+    await store.add_user("old@example.org", weak, create_domain=True)
+    auth = Authenticator(store, settings())
+    try:
+        assert (await auth.authenticate("old@example.org", "pw", peer_ip="192.0.2.7")).ok
+        user = await store.get_user("old@example.org")
+        assert user.password_hash != weak
+        assert user.password_hash.startswith(
+            f"$argon2id$v=19$m={passwords.MEMORY_COST_KIB},t={passwords.TIME_COST},"
+            f"p={passwords.PARALLELISM}$")
+        assert (await auth.authenticate("old@example.org", "pw", peer_ip="192.0.2.7")).ok
+    finally:
+        auth.close()

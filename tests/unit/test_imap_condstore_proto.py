@@ -31,6 +31,12 @@ def test_select_parameters() -> None:
         1, 2, None, (SequenceSet.parse("1:2"), SequenceSet.parse("5:6")))
     assert cmd("a SELECT INBOX (qresync (1 0))") == c.Select(
         "a", "INBOX", False, False, c.QresyncParams(1, 0))
+    # three numbers, two UIDs: parsed, then refused by the session (after closing the mailbox)
+    got = cmd("a SELECT INBOX (QRESYNC (1 5 1:9 (1:3 4:5)))")
+    assert isinstance(got, c.Select) and got.qresync is not None
+    assert not got.qresync.seq_match_paired
+    assert c.QresyncParams(1, 5, None, (SequenceSet.parse("1:3,2"),
+                                        SequenceSet.parse("7:9"))).seq_match_paired
 
 
 @pytest.mark.parametrize("line", [
@@ -39,7 +45,6 @@ def test_select_parameters() -> None:
     "a SELECT INBOX (QRESYNC (0 5))",  # UIDVALIDITY is a non-zero number
     "a SELECT INBOX (QRESYNC (1 x))",
     "a SELECT INBOX (QRESYNC (1 5 1:*x))",
-    "a SELECT INBOX (QRESYNC (1 5 1:9 (1:3 4:5)))",  # three numbers, two UIDs
     "a SELECT INBOX (QRESYNC (1 5 1:9 (1:* 4:5)))",
     "a SELECT INBOX (QRESYNC (1 5) QRESYNC (1 5))",
     "a SELECT INBOX (CONDSTORE CONDSTORE)",
@@ -104,3 +109,19 @@ def test_missing_uids_work_by_interval() -> None:
     assert missing_uids([2, 5, 6], [(1, 2), (5, 7)]) == [1, 7]
     assert missing_uids([], [(3, 4)]) == [3, 4]
     assert missing_uids(list(range(1, 100_001)), [(1, 100_002)]) == [100_001, 100_002]
+
+
+def test_flag_changes_wait_with_withheld_expunges_when_asked() -> None:
+    """RFC 7162 section 3.2: while EXPUNGEs must wait (during FETCH/STORE/SEARCH), a CONDSTORE
+    session is not told newer MODSEQs either; expunges carry their UID for VANISHED."""
+    from tests.unit.test_imap_selected import entry, view
+
+    v = view(1, 2, 3)
+    v.note_changes(32, [entry(1, "\\Seen", modseq=32)], [2])
+    assert v.take_updates(allow_expunge=False, hold_flags=True) == []
+    taken = v.take_updates(allow_expunge=True, hold_flags=True)
+    assert [type(u).__name__ for u in taken] == ["Expunged", "FlagsChanged"]
+    assert taken[0].uid == 2  # type: ignore[union-attr]
+    w = view(1, 2, 3)
+    w.note_changes(32, [entry(1, "\\Seen", modseq=32)], [2])
+    assert [type(u).__name__ for u in w.take_updates(allow_expunge=False)] == ["FlagsChanged"]

@@ -20,15 +20,19 @@ def view(items: list[ExtendedItem]) -> list[tuple[str, tuple[str, ...], tuple[st
 
 
 def test_implied_parent_is_nonexistent() -> None:
-    got = view(extended_list(BOXES, "", ["%"], [], []))
+    got = view(extended_list(BOXES, "", ["%"], [], ["CHILDREN", "SPECIAL-USE"]))
     assert ("a", ("\\NonExistent", "\\HasChildren"), ()) in got
     assert ("Sent", ("\\HasNoChildren", "\\Sent"), ()) in got
+    # unasked, child and special-use attributes are left out (RFC 5258 4, RFC 6154 2)
+    bare = view(extended_list(BOXES, "", ["%"], [], []))
+    assert ("a", ("\\NonExistent",), ()) in bare and ("Sent", (), ()) in bare
 
 
 def test_subscribed_with_recursivematch() -> None:
     plain = view(extended_list(BOXES, "", ["%"], ["SUBSCRIBED"], []))
     assert [n for n, _, _ in plain] == ["INBOX", "x"]
-    rec = view(extended_list(BOXES, "", ["%"], ["SUBSCRIBED", "RECURSIVEMATCH"], []))
+    rec = view(extended_list(BOXES, "", ["%"], ["SUBSCRIBED", "RECURSIVEMATCH"],
+                             ["CHILDREN"]))
     assert rec == [
         ("INBOX", ("\\HasNoChildren", "\\Subscribed"), ()),
         ("a", ("\\NonExistent", "\\HasChildren"), ("SUBSCRIBED",)),

@@ -141,3 +141,42 @@ def test_esearch_lines_and_saved() -> None:
     assert saved_result([4, 2, 9], ["SAVE", "MIN", "COUNT"]) == [4, 2, 9]
     assert saved_result([4, 2, 9], ["SAVE", "MAX"], sort_order=True) == [9]
     assert saved_result([], ["SAVE", "MIN"]) == []
+
+
+def test_preview_lazy_and_fetch_modifiers() -> None:
+    lazy = cmd("a FETCH 1 PREVIEW (LAZY)")
+    assert isinstance(lazy, c.Fetch) and [i.name for i in lazy.items] == ["PREVIEW"]
+    both = cmd("a FETCH 1 (UID PREVIEW (lazy)) (CHANGEDSINCE 5)")
+    assert isinstance(both, c.Fetch) and both.changed_since == 5
+    plain = cmd("a FETCH 1 PREVIEW (CHANGEDSINCE 7)")  # a modifier, not a preview-mod
+    assert isinstance(plain, c.Fetch) and plain.changed_since == 7
+    assert err("a FETCH 1 PREVIEW (LAZY FAST)").response().startswith(b"a BAD")
+
+
+def test_deep_threads_need_no_recursion() -> None:
+    """A reply chain thousands deep (and a deep tree with branches) must not hit Python's
+    recursion limit: it would end the session instead of answering."""
+    chain = [m(1, 1, "deep", "0@x")] + [
+        m(i + 1, i + 1, "Re: deep", f"{i}@x", (f"{i - 1}@x",)) for i in range(1, 5000)]
+    out = format_threads(references(chain))
+    assert out.startswith(b"* THREAD (1 2 3 ") and out.endswith(b" 5000)\r\n")
+    # every message has two replies' worth of branching: 3000 deep with a side leaf each
+    tree = [m(1, 1, "t", "n0@x")]
+    for i in range(1, 3000):
+        tree.append(m(len(tree) + 1, len(tree) + 1, "t", f"n{i}@x", (f"n{i - 1}@x",)))
+        tree.append(m(len(tree) + 1, len(tree) + 1, "t", f"leaf{i}@x", (f"n{i - 1}@x",)))
+    out = format_threads(references(tree))
+    assert out.count(b"(") == out.count(b")") and out.startswith(b"* THREAD (1 (2 (")
+    # a dummy parent thousands deep (missing messages) is pruned without recursion too
+    gaps = [m(1, 1, "g", "a@x", tuple(f"missing{i}@x" for i in range(3000)))]
+    assert format_threads(references(gaps)) == b"* THREAD (1)\r\n"
+    assert format_threads(ordered_subject(chain))[:20] == b"* THREAD (1 (2)(3)(4"
+
+
+def test_failed_save_search_is_flagged() -> None:
+    """RFC 5182 section 2.1: a SEARCH/SORT RETURN (SAVE) that fails, even on syntax, empties
+    ``$``; the reader says which failures those are."""
+    assert err("a SEARCH RETURN (SAVE) BOGUS").saves_result
+    assert err("a uid sort return (min save) (FOO) UTF-8 ALL").saves_result
+    assert not err("a SEARCH RETURN (MIN) BOGUS").saves_result
+    assert not err("a FETCH $ BOGUS").saves_result

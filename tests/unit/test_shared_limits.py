@@ -229,3 +229,43 @@ async def test_password_change_and_disable_on_another_node(store: Any, database_
     finally:
         node1.close()
         await other.close()
+
+
+async def test_store_down_falls_back_to_this_process() -> None:
+    class Down:
+        async def counts(self, keys: list[str], now: float) -> list[int]:
+            raise ConnectionError("store unreachable")
+
+        add = counts
+
+        async def clear(self, key: str) -> None:
+            raise ConnectionError("store unreachable")
+
+        async def close(self) -> None:
+            return None
+
+    throttle = SharedThrottle(Down(), window=300, max_per_ip=2, max_per_user=100,
+                              delay_step=0, delay_max=0)
+    assert not await throttle.is_throttled("192.0.2.1", "a@x")
+    await throttle.record_failure("192.0.2.1", "a@x")
+    await throttle.record_failure("192.0.2.1", "a@x")
+    assert await throttle.is_throttled("192.0.2.1", "a@x")  # still limited, locally
+    await throttle.record_success("a@x")  # logged, not raised
+
+
+async def test_two_workers_of_a_node_pay_for_one_verification(sqlite_store: Any) -> None:
+    await sqlite_store.add_user("w@example.org", passwords.hash_password("pw"),
+                                create_domain=True)
+    mem, key = NodeMemory(workers=2), secrets.token_bytes(32)
+    settings = AuthSettings(failure_delay=0, failure_delay_max=0)
+    workers = [Authenticator(sqlite_store, settings,
+                             cache=VerificationCache(3600, table=AuthCacheTable(mem), key=key))
+               for _ in range(2)]
+    try:
+        for _ in range(3):
+            for w in workers:
+                assert (await w.authenticate("w@example.org", "pw", peer_ip="192.0.2.3")).ok
+        assert sum(w.verifications for w in workers) == 1  # not one per worker
+    finally:
+        for w in workers:
+            w.close()

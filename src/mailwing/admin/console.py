@@ -100,7 +100,7 @@ async def login(request: Request, token: Annotated[str, Form(max_length=200)],
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not secrets.compare_digest(expected, csrf):
         raise HTTPException(403, "the login form has expired; reload it")
-    if st.throttle.is_throttled(ip, None):
+    if await st.throttle.is_throttled(ip, None):
         return _back("/login", error="too many failed logins; try again later")
     record = await st.tokens.verify(token)
     if record is None:

@@ -67,15 +67,15 @@ def client_ip(request: Request) -> str:
 
 
 async def record_failure(state: AdminState, ip: str, what: str) -> None:
-    delay = state.throttle.record_failure(ip, None)
+    delay = await state.throttle.record_failure(ip, None)
     log.warning("admin authentication failed (%s) from %s", what, ip,
                 extra={"peer": ip, "fields": {"reason": what}})
     if delay > 0:
         await asyncio.sleep(delay)
 
 
-def _throttled(state: AdminState, ip: str) -> None:
-    if state.throttle.is_throttled(ip, None):
+async def _throttled(state: AdminState, ip: str) -> None:
+    if await state.throttle.is_throttled(ip, None):
         log.warning("admin request from %s refused: too many failed logins", ip,
                     extra={"peer": ip, "fields": {}})
         raise HTTPException(429, "too many failed authentications; try again later",
@@ -88,7 +88,7 @@ async def require_token(
 ) -> AdminToken:
     """FastAPI dependency of every ``/api/v1`` route."""
     state, ip = state_of(request), client_ip(request)
-    _throttled(state, ip)
+    await _throttled(state, ip)
     record = None
     if credentials is not None and credentials.scheme.lower() == "bearer":
         record = await state.tokens.verify(credentials.credentials)

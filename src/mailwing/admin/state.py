@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mailwing.config import Settings
 from mailwing.services.admin_tokens import TokenService
-from mailwing.services.throttle import FailureThrottle
+from mailwing.shared.limits import LocalFailures, SharedThrottle
 from mailwing.storage.interface import Storage
 
 __all__ = ["AdminState", "ListenerStatus", "load_session_key"]
@@ -36,17 +36,20 @@ class AdminState:
     ready: Callable[[], bool] = lambda: True
     started_at: float = field(default_factory=time.time)
     tokens: TokenService = field(init=False)
-    throttle: FailureThrottle = field(init=False)
+    #: Failed token checks; ``mailwing serve`` passes the worker's shared one (counted across
+    #: workers and nodes, like mail logins, in separate counts); else this process's own.
+    shared_throttle: SharedThrottle | None = None
+    throttle: SharedThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         a = self.settings.auth
         self.tokens = TokenService(self.storage)
         # Same limits as mail logins (auth.*), counted separately so that a guessing admin
         # client does not lock mail users out of the same IP, nor the reverse.
-        self.throttle = FailureThrottle(window=a.failure_window, max_per_ip=a.max_failures_per_ip,
-                                        max_per_user=a.max_failures_per_user,
-                                        delay_step=a.failure_delay,
-                                        delay_max=a.failure_delay_max)
+        self.throttle = self.shared_throttle or SharedThrottle(
+            LocalFailures(a.failure_window), window=a.failure_window,
+            max_per_ip=a.max_failures_per_ip, max_per_user=a.max_failures_per_user,
+            delay_step=a.failure_delay, delay_max=a.failure_delay_max, prefix="admin:")
 
 
 def load_session_key(data_dir: Path) -> bytes:

@@ -23,8 +23,6 @@ from mailwing.cli.serve import run_server
 from mailwing.config import Settings
 from mailwing.runtime import open_store, run_async
 from mailwing.services.admin_tokens import TokenService
-from mailwing.services.delivery import deliver_local
-from mailwing.services.passwords import hash_password
 
 __all__ = ["DEMO_ADDRESS", "register"]
 
@@ -67,6 +65,9 @@ async def _first_token(store: Any, token_file: Path) -> str | None:
 
 async def _prepare(settings: Settings, password_file: Path
                    ) -> tuple[int, int, bool, str | None]:
+    from mailwing.services.delivery import deliver_local
+    from mailwing.services.passwords import hash_password  # argon2: only when it runs
+
     store = await open_store(settings)
     try:
         before, after = await store.upgrade()

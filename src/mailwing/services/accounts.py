@@ -12,7 +12,6 @@ import asyncio
 from dataclasses import dataclass
 
 from mailwing.model import Domain, User, UserUsage
-from mailwing.services.passwords import hash_password
 from mailwing.storage.errors import AlreadyExists, InUse, NotFound
 from mailwing.storage.interface import Storage
 
@@ -80,6 +79,8 @@ def _check_password(password: str) -> None:
 
 async def _hash(password: str) -> str:
     _check_password(password)
+    from mailwing.services.passwords import hash_password  # argon2 only when hashing
+
     return await asyncio.to_thread(hash_password, password)
 
 

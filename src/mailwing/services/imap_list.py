@@ -13,8 +13,10 @@ RFC 3501 has them; this module adds selection options, return options and CHILDI
 - RECURSIVEMATCH also returns a matching name that does not meet the criteria but has a
   descendant that does, with ``CHILDINFO`` naming the criteria; a name that meets them and
   has such a descendant gets CHILDINFO too (the table of RFC 9051 section 6.3.9.2).
-- ``\\HasChildren``/``\\HasNoChildren`` and special-use attributes are always given (RFC 5258
-  allows them unasked); ``\\Subscribed`` when SUBSCRIBED is selected or returned.
+- ``\\HasChildren``/``\\HasNoChildren`` only with the CHILDREN return option (RFC 5258
+  section 4), special-use attributes only with the SPECIAL-USE selection or return option
+  (RFC 6154 section 2), as Dovecot does; ``\\Subscribed`` when SUBSCRIBED is selected or
+  returned. (The base LIST keeps giving all of them.)
 - Several patterns: each name once, in the order first matched.
 """
 
@@ -27,6 +29,8 @@ from mailwing.model import Mailbox
 from mailwing.services.imap_mailboxes import DELIMITER, list_items
 
 __all__ = ["ExtendedItem", "extended_list"]
+
+_CHILDREN_ATTRS = ("\\HasChildren", "\\HasNoChildren")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,8 @@ def extended_list(mailboxes: Iterable[Mailbox], reference: str, patterns: Sequen
     criteria = _criteria(select)
     recursive = "RECURSIVEMATCH" in select
     show_subscribed = "SUBSCRIBED" in select or "SUBSCRIBED" in returns
+    children = "CHILDREN" in returns
+    special = "SPECIAL-USE" in returns or "SPECIAL-USE" in select
     meeting = [n for n, b in boxes.items() if _meets(b, criteria)] if criteria else []
     seen: set[str] = set()
     out: list[ExtendedItem] = []
@@ -71,7 +77,9 @@ def extended_list(mailboxes: Iterable[Mailbox], reference: str, patterns: Sequen
                 if not _meets(box, criteria) and not childinfo:
                     continue
             seen.add(item.name)
-            attrs = [a for a in item.attributes if a != "\\Noselect"]
+            attrs = [a for a in item.attributes if a != "\\Noselect"
+                     and (children or a not in _CHILDREN_ATTRS)
+                     and (special or box is None or a != box.special_use)]
             if box is None:
                 attrs.insert(0, "\\NonExistent")
             elif show_subscribed and box.subscribed:

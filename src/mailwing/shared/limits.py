@@ -21,7 +21,6 @@ refreshed (a dead worker or node) stops counting after :data:`STALE_AFTER` secon
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -106,8 +105,10 @@ class SharedThrottle:
 
     def __init__(self, store: FailureStore, *, window: float, max_per_ip: int,
                  max_per_user: int, delay_step: float = 0.5, delay_max: float = 3.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, prefix: str = "") -> None:
         self.store = store
+        self.window = window
+        self.prefix = prefix  # keeps separate counts in one store ("admin:" for the console)
         self.max_per_ip = max_per_ip
         self.max_per_user = max_per_user
         self.delay_step = delay_step
@@ -117,26 +118,30 @@ class SharedThrottle:
 
     async def _call(self, name: str, *args: object) -> list[int]:
         try:
-            return await getattr(self.store, name)(*args)
-        except Exception as exc:
+            counts: list[int] = await getattr(self.store, name)(*args)
+        except Exception as exc:  # the store is down: degrade to this process's counts
             log.warning("shared failure counts unavailable (%s); using this process's", exc)
-            return await getattr(self._fallback, name)(*args)
+            counts = await getattr(self._fallback, name)(*args)
+        return counts
+
+    def _keys(self, ip: str, address: str | None) -> list[str]:
+        return [f"{self.prefix}ip:{ip}"] + ([f"{self.prefix}user:{address}"] if address else [])
 
     async def is_throttled(self, ip: str, address: str | None) -> bool:
-        keys = [f"ip:{ip}"] + ([f"user:{address}"] if address else [])
+        keys = self._keys(ip, address)
         counts = await self._call("counts", keys, self._clock())
         if counts[0] >= self.max_per_ip:
             return True
         return len(counts) > 1 and counts[1] >= self.max_per_user
 
     async def record_failure(self, ip: str, address: str | None) -> float:
-        keys = [f"ip:{ip}"] + ([f"user:{address}"] if address else [])
+        keys = self._keys(ip, address)
         counts = await self._call("add", keys, self._clock())
         return min(self.delay_step * counts[0], self.delay_max)
 
     async def record_success(self, address: str) -> None:
         try:
-            await self.store.clear(f"user:{address}")
+            await self.store.clear(f"{self.prefix}user:{address}")
         except Exception as exc:
             log.warning("could not clear the failure count of %s: %s", address, exc)
 
@@ -191,7 +196,17 @@ class MemoryConnections:
 async def publish_forever(counts: ConnectionCounts, snapshot: Callable[[], Mapping[str, int]],
                           every: float = PUBLISH_EVERY) -> None:
     """Publish this worker's counts every ``every`` seconds until cancelled."""
+    failing = False
     while True:
-        with contextlib.suppress(Exception):
+        try:
             await counts.publish(dict(snapshot()))
+        except Exception as exc:  # the store is down: keep counting locally, say so once
+            if not failing:
+                log.warning("cannot publish connection counts (%s); other nodes' counts "
+                            "are stale until it works again", exc)
+            failing = True
+        else:
+            if failing:
+                log.info("connection counts published again")
+            failing = False
         await asyncio.sleep(every)

@@ -50,6 +50,7 @@ class WorkerShared:
     connections: ConnectionCounts
     cache_table: AuthCacheTable
     where: str  # "redis", "postgresql" or "memory", for the start-up log
+    admin_throttle: SharedThrottle | None = None
     _closers: list[Any] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -93,8 +94,12 @@ async def open_worker(settings: Settings, node: NodeShared, index: int) -> Worke
     except Exception as exc:
         log.warning("shared limits: cannot use %s (%s); counting per node instead",
                     "Redis" if settings.server.redis_url else "PostgreSQL", exc)
-    throttle = SharedThrottle(
-        failures, window=auth.failure_window, max_per_ip=auth.max_failures_per_ip,
-        max_per_user=auth.max_failures_per_user, delay_step=auth.failure_delay,
-        delay_max=auth.failure_delay_max)
-    return WorkerShared(throttle, connections, AuthCacheTable(node.memory), where)
+    limits = {"window": auth.failure_window, "max_per_ip": auth.max_failures_per_ip,
+              "max_per_user": auth.max_failures_per_user, "delay_step": auth.failure_delay,
+              "delay_max": auth.failure_delay_max}
+    throttle = SharedThrottle(failures, **limits)  # type: ignore[arg-type]
+    # The admin listener's token checks: same store and limits, separate counts, so that a
+    # guessing admin client does not lock mail users out of the same IP, nor the reverse.
+    admin = SharedThrottle(failures, prefix="admin:", **limits)  # type: ignore[arg-type]
+    return WorkerShared(throttle, connections, AuthCacheTable(node.memory), where,
+                        admin_throttle=admin)

@@ -18,6 +18,7 @@ section 2.1 starts from the UTF-8 form). The steps below follow the RFC's number
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["base_subject", "casemap"]
 
@@ -36,6 +37,7 @@ def casemap(text: str) -> bytes:
     return text.translate(_UPPER).encode("utf-8", "surrogatepass")
 
 
+@lru_cache(maxsize=65536)  # pure; SORT and THREAD ask again for every message and round
 def base_subject(subject: str | None) -> tuple[str, bool]:
     """(base subject, whether a reply/forward marker was removed) of a decoded subject."""
     text = _SPACES.sub(" ", subject or "")

@@ -84,6 +84,25 @@ class QresyncParams:
     known_uids: SequenceSet | None = None
     seq_match: tuple[SequenceSet, SequenceSet] | None = None
 
+    @property
+    def seq_match_paired(self) -> bool:
+        """Whether seq-match-data pairs as many message numbers as UIDs (section 3.2.5:
+        otherwise the SELECT is BAD; checked by the session, after the old mailbox closed)."""
+        if self.seq_match is None:
+            return True
+        return _count(self.seq_match[0]) == _count(self.seq_match[1])
+
+
+def _count(numbers: SequenceSet) -> int:
+    """How many numbers a set without ``*`` holds (overlapping ranges counted once)."""
+    total, last = 0, 0
+    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in numbers.ranges):
+        lo = max(lo, last + 1)
+        if hi >= lo:
+            total += hi - lo + 1
+            last = hi
+    return total
+
 
 @dataclass(frozen=True, slots=True)
 class Select(Command):

@@ -192,7 +192,7 @@ def _item(cur: Cursor) -> FetchItem:
         return FetchItem("BODY", section, partial, peek=name == "BODY.PEEK")
     if name not in SIMPLE_ITEMS:
         raise ParseError(texts.BAD_FETCH_ITEM)
-    if name == "PREVIEW" and bytes(cur.buf[cur.pos:cur.pos + 2]) == b" (":
+    if name == "PREVIEW" and bytes(cur.buf[cur.pos:cur.pos + 6]).upper() == b" (LAZY":
         cur.pos += 1  # RFC 8970 preview-mod list: only LAZY is defined
         if cur.paren_atoms() != ("LAZY",):
             raise ParseError(texts.BAD_FETCH_ITEM)

@@ -7,7 +7,8 @@ recovers the tag from a line that failed, so the error can be tagged.
 Mailbox names (``mailbox`` rule) are modified UTF-7 (section 5.1.3), decoded here; clients
 that send raw UTF-8 (not allowed by IMAP4rev1, common in practice) are accepted as UTF-8
 text, since 8-bit bytes cannot be mistaken for modified UTF-7. ``INBOX`` is case-insensitive
-(section 5.1) and normalised to upper case.
+(section 5.1) and normalised to upper case. In a session that enabled UTF8=ACCEPT or
+IMAP4rev2 (``wire.UTF8_NAMES``), names are plain UTF-8: ``&`` is not a shift character.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
 from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
 from mailwing.proto.imap.search import parse_search
-from mailwing.proto.imap.seqset import SequenceSet
 from mailwing.proto.imap.sortparse import parse_sort, parse_thread
+from mailwing.proto.imap.wire import UTF8_NAMES
 
 __all__ = ["UNDECODABLE", "decode_mailbox", "parse_command", "read_tag"]
 
@@ -50,6 +51,12 @@ UNDECODABLE = "\x00"
 
 
 def decode_mailbox(raw: bytes, *, normalise: bool = True) -> str:
+    if UTF8_NAMES.get():  # RFC 6855 section 3 / RFC 9051: names are UTF-8, "&" is itself
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return UNDECODABLE + raw.decode("latin-1")
+        return "INBOX" if normalise and name.upper() == "INBOX" else name
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -108,17 +115,6 @@ def _login(tag: str, cur: Cursor) -> c.Command:
     return c.Login(tag, user, cur.text_string())
 
 
-def _size(numbers: SequenceSet) -> int:
-    """How many numbers a set without ``*`` holds (ranges may overlap: counted once)."""
-    total, last = 0, 0
-    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in numbers.ranges):
-        lo = max(lo, last + 1)
-        if hi >= lo:
-            total += hi - lo + 1
-            last = hi
-    return total
-
-
 def _qresync_param(cur: Cursor) -> c.QresyncParams:
     """RFC 7162 section 3.2.5: ``"(" uidvalidity SP mod-sequence-value [SP known-uids]
     [SP seq-match-data] ")"``, after ``QRESYNC SP``."""
@@ -138,7 +134,7 @@ def _qresync_param(cur: Cursor) -> c.QresyncParams:
             cur.sp()
             uids = cur.sequence_set()
             cur.expect(b")")
-            if seqs.has_star or uids.has_star or _size(seqs) != _size(uids):
+            if seqs.has_star or uids.has_star:
                 raise ParseError(texts.BAD_SEQ_MATCH)
             match = (seqs, uids)
         else:
@@ -248,6 +244,19 @@ def _status(tag: str, cur: Cursor) -> c.Command:
     return c.Status(tag, name, tuple(dict.fromkeys(items)))
 
 
+_SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
+
+
+def _storable(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """STORE and APPEND flags: a system flag or a keyword. ``\\Bogus`` is a flag-extension
+    (RFC 3501 section 9) that no server defines, and ``\\Recent`` "can not be altered by the
+    client" (section 2.3.2): both are client errors (BAD, as Dovecot answers), not keywords."""
+    for flag in flags:
+        if flag.startswith("\\") and flag not in _SYSTEM_FLAGS:
+            raise ParseError(texts.BAD_FLAG)
+    return flags
+
+
 def _append_data(cur: Cursor) -> tuple[bytes, bool]:
     """A ``literal`` or (RFC 3516) ``literal8``; True for the latter."""
     if cur.accept(b"~"):
@@ -279,7 +288,7 @@ def _append_message(cur: Cursor) -> c.AppendMessage:
     flags: tuple[str, ...] = ()
     when = None
     if cur.peek() == ord("("):
-        flags = cur.flag_list()
+        flags = _storable(cur.flag_list())
         cur.sp()
     if cur.peek() == ord('"'):
         when = cur.date_time()
@@ -429,7 +438,7 @@ def _store(tag: str, cur: Cursor, uid: bool) -> c.Command:
         while cur.accept(b" "):
             items.append(cur.flag())
         flags = tuple(dict.fromkeys(items))
-    return c.Store(tag, seq, mode, base.endswith(".SILENT"), flags, uid, unchanged)
+    return c.Store(tag, seq, mode, base.endswith(".SILENT"), _storable(flags), uid, unchanged)
 
 
 def _copy_move(cls: type) -> Callable[[str, Cursor, bool], c.Command]:

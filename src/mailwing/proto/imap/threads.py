@@ -57,9 +57,9 @@ def parse_msgids(value: str | None) -> list[str]:
 
 
 def _key(node: Node) -> tuple[float, int]:
-    if node.message is not None:
-        return node.message.date, node.message.seq
-    return _key(node.children[0]) if node.children else (0.0, 0)
+    while node.message is None and node.children:  # a dummy sorts by its first child
+        node = node.children[0]
+    return (node.message.date, node.message.seq) if node.message is not None else (0.0, 0)
 
 
 def _sort(nodes: list[Node]) -> None:
@@ -90,6 +90,8 @@ def ordered_subject(messages: Iterable[ThreadMessage]) -> list[Node]:
 
 def _is_ancestor(node: Node, other: Node | None) -> bool:
     """True when ``node`` is ``other`` or one of its ancestors."""
+    if not node.children:  # a leaf is nobody's ancestor: no walk up a long chain
+        return node is other
     depth = 0
     while other is not None and depth < 100_000:
         if other is node:
@@ -107,11 +109,27 @@ def _link(parent: Node, child: Node) -> None:
 
 
 def _prune(nodes: list[Node], at_root: bool) -> list[Node]:
+    """Step 4, without recursion (a reply chain may be thousands of messages deep): drop
+    empty dummies, splice a dummy's children into its place (at the root only when it has
+    one child)."""
+    order: list[Node] = []
+    stack = list(nodes)
+    while stack:  # every node below the root level, parents before children
+        node = stack.pop()
+        order.append(node)
+        stack.extend(node.children)
+    for node in reversed(order):  # children are final before their parent is done
+        kept: list[Node] = []
+        for child in node.children:
+            if child.message is None:
+                for grandchild in child.children:
+                    grandchild.parent = node
+                kept.extend(child.children)
+            else:
+                kept.append(child)
+        node.children = kept
     out: list[Node] = []
     for node in nodes:
-        node.children = _prune(node.children, False)
-        for child in node.children:
-            child.parent = node
         if node.message is None:
             if not node.children:
                 continue
@@ -171,11 +189,13 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
                 or (_subject(other)[1] and not reply)):
             by_subject[key] = node
     merged: list[Node] = []
+    where: dict[int, int] = {}  # id(node) -> its index in merged (no list scans: 10,000 roots)
     for node in roots:
         text, reply = _subject(node)
         target = by_subject.get(casemap(text)) if text else None
         if target is None or target is node:
             if node.parent is None:
+                where[id(node)] = len(merged)
                 merged.append(node)
             continue
         if node.message is None and target.message is None:
@@ -185,35 +205,43 @@ def references(messages: Sequence[ThreadMessage]) -> list[Node]:
             _link(target, node)
         else:
             dummy = Node()
-            index = merged.index(target) if target in merged else None
+            index = where.pop(id(target), None)
             _link(dummy, target)
             _link(dummy, node)
             by_subject[casemap(text)] = dummy
-            if index is not None:
-                merged[index] = dummy
-            else:
+            if index is None:
+                index = len(merged)
                 merged.append(dummy)
+            merged[index] = dummy
+            where[id(dummy)] = index
     merged = [n for n in merged if n.parent is None]
     _sort(merged)  # step 7
     return merged
 
 
-def _render(node: Node, out: list[str]) -> None:
-    while True:
-        if node.message is not None:
-            out.append(str(node.message.number))
-        if len(node.children) == 1 and node.message is not None:
-            out.append(" ")
-            node = node.children[0]
+def _render(root: Node, out: list[str]) -> None:
+    """Section 5 syntax, without recursion: a chain of single children is written flat,
+    several children each in parentheses."""
+    stack: list[Node | str] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
             continue
-        if node.children:
+        node = item
+        while True:
             if node.message is not None:
+                out.append(str(node.message.number))
+            if len(node.children) == 1 and node.message is not None:
                 out.append(" ")
-            for child in node.children:
-                out.append("(")
-                _render(child, out)
-                out.append(")")
-        return
+                node = node.children[0]
+                continue
+            if node.children:
+                if node.message is not None:
+                    out.append(" ")
+                for child in reversed(node.children):
+                    stack.extend((")", child, "("))
+            break
 
 
 def format_threads(roots: Iterable[Node]) -> bytes:

@@ -83,7 +83,9 @@ UTF8_NAMES: ContextVar[bool] = ContextVar("UTF8_NAMES", default=False)
 def encode_mailbox(name: str) -> bytes:
     """A mailbox name in modified UTF-7 (RFC 3501 section 5.1.3), quoted when needed; in a
     session with :data:`UTF8_NAMES`, as a UTF-8 quoted string (RFC 6855 section 3)."""
-    if UTF8_NAMES.get() and not name.isascii():
+    if UTF8_NAMES.get():
+        if name.isascii():
+            return astring(name)
         raw = name.encode("utf-8")
         if len(raw) <= _MAX_QUOTED and not any(b in b'\r\n\x00"\\' for b in raw):
             return b'"' + raw + b'"'

@@ -34,7 +34,7 @@ from mailwing.services.imap_selected import (
     Update,
     refresh,
 )
-from mailwing.storage.errors import StorageError
+from mailwing.storage.errors import NotFound, StorageError
 
 __all__ = [
     "Done", "Handler", "Refusal", "SessionState", "Status", "flags_response", "list_keywords",
@@ -78,10 +78,16 @@ class SessionState:
     view: SelectedView | None = None
     logout: bool = False
     auth_failures: int = 0
-    enabled: set[str] = field(default_factory=set)
+    enabled: set[str] = field(default_factory=set)  # by ENABLE (RFC 5161)
+    #: turned on by a command that implies it (RFC 7162 section 3.1), not by ENABLE: a later
+    #: ``ENABLE CONDSTORE`` still answers ``* ENABLED CONDSTORE``
+    implied: set[str] = field(default_factory=set)
     out: list[bytes] = field(default_factory=list)
     #: set when the session must end after this command (``* BYE`` text already queued)
     closing: bool = False
+    #: set when the session must end with ``* BYE bye`` instead of the tagged completion
+    #: (the selected mailbox was deleted by another session)
+    bye: str | None = None
     #: reads one raw line from the client (AUTHENTICATE continuations, IDLE's DONE)
     read_line: Callable[[], Awaitable[bytes]] | None = None
 
@@ -110,7 +116,7 @@ class SessionState:
     # -- RFC 7162: extensions the client turned on (ENABLE, or a command that implies it) --
     @property
     def condstore(self) -> bool:
-        return "CONDSTORE" in self.enabled
+        return "CONDSTORE" in self.enabled or "CONDSTORE" in self.implied
 
     @property
     def qresync(self) -> bool:
@@ -118,7 +124,7 @@ class SessionState:
 
     def enable_condstore(self) -> None:
         """RFC 7162 section 3.1: a CONDSTORE-enabling command was used."""
-        self.enabled.add("CONDSTORE")
+        self.implied.add("CONDSTORE")
 
 
 Handler = Callable[[SessionState, Any], Awaitable[Done]]
@@ -139,11 +145,14 @@ def resolve(view: SelectedView, seqset: SequenceSet, *, by_uid: bool) -> list[tu
 
 
 def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
-                   condstore: bool) -> bytes:
-    """``* seq FETCH ([UID u] FLAGS (...) [MODSEQ (m)])`` for a flag change: once CONDSTORE is
-    on, UID and MODSEQ are always included (RFC 7162 section 3.1.4)."""
-    items = [("UID", b"%d" % uid)] if with_uid or condstore else []
-    items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+                   condstore: bool, flags: bool = True) -> bytes:
+    """``* seq FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])`` for a flag change: once CONDSTORE
+    is on, MODSEQ is always included (RFC 7162 section 3.1.4); callers ask for UID for UID
+    commands and once QRESYNC is on. ``flags=False``: a ``.SILENT`` STORE under CONDSTORE,
+    which still reports the new mod-sequence (section 3.1.3)."""
+    items = [("UID", b"%d" % uid)] if with_uid else []
+    if flags:
+        items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
     if condstore:
         items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
     return responses.fetch(seq, items)
@@ -204,6 +213,13 @@ async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
         return
     try:
         await refresh(s.ctx.storage, view)
+    except NotFound:
+        # Deleted by another session: its numbering means nothing any more. RFC 3501 leaves
+        # the answer open; like Dovecot, end the session (BYE, section 7.1.5).
+        s.view = None
+        s.bye = texts.BYE_MAILBOX_DELETED
+        s.closing = True
+        return
     except StorageError as exc:
         s.conn.log("refresh failed", error=str(exc))
     updates = view.take_updates(allow_expunge=allow_expunge, hold_flags=s.condstore)

@@ -12,7 +12,7 @@ RFC 7162: the MODSEQ item and the CHANGEDSINCE modifier enable CONDSTORE; CHANGE
 only messages whose mod-sequence is higher and adds MODSEQ to each answer (section 3.1.4.1);
 ``VANISHED`` (UID FETCH only, QRESYNC enabled, else BAD) first sends ``* VANISHED (EARLIER)``
 for the UIDs of the set expunged since then (section 3.2.6). With CONDSTORE on, a FETCH that
-sets \\Seen reports UID and MODSEQ beside the new FLAGS.
+sets \\Seen reports MODSEQ beside the new FLAGS (and UID once QRESYNC is on).
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
     seen_items = items if _MODSEQ in items else (*items, _MODSEQ)
     undecodable = False
     for seq, uid in pairs:
-        extra = s.condstore and uid in newly_seen  # RFC 7162 3.1.4: UID and MODSEQ too
+        extra = s.condstore and uid in newly_seen  # RFC 7162 3.1.4: MODSEQ too
         try:
             data = await fetcher.items(uid, seen_items if extra else items,
-                                       with_uid=cmd.uid or extra,
+                                       with_uid=cmd.uid or (extra and s.qresync),
                                        with_flags=uid in newly_seen)
         except UnknownCte:  # RFC 3516 section 4.3: the others are still sent
             undecodable = True

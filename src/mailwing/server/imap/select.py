@@ -20,8 +20,9 @@ are always stored, so never ``[NOMODSEQ]``); ``(CONDSTORE)`` and the STATUS item
 enable CONDSTORE (section 3.1). ``(QRESYNC (...))`` needs ``ENABLE QRESYNC`` first (BAD
 otherwise, section 3.2.5) and, when the UIDVALIDITY matches, is answered after the usual data
 with ``* VANISHED (EARLIER)`` and the FETCHes of what changed
-(:func:`mailwing.services.imap_condstore.resync`). With QRESYNC on, a SELECT that replaces a
-selected mailbox first says ``* OK [CLOSED]`` (section 3.2.11).
+(:func:`mailwing.services.imap_condstore.resync`). A SELECT/EXAMINE that replaces a selected
+mailbox first says ``* OK [CLOSED]`` (section 3.2.11; RFC 9051 makes it general, and clients
+ignore codes they do not know, RFC 3501 section 7.1), even when it then fails.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ __all__ = ["HANDLERS", "SYSTEM_FLAGS"]
 
 
 async def select(s: SessionState, cmd: c.Select) -> Done:
-    if cmd.qresync is not None and not s.qresync:
-        return Done("BAD", texts.QRESYNC_NOT_ENABLED)
     was_selected, s.view = s.view is not None, None  # a failed SELECT leaves none selected
     imap4rev2 = rev2(s.enabled)
-    if was_selected and (s.qresync or imap4rev2):  # RFC 7162 3.2.11, RFC 9051 7.1
+    if was_selected:  # RFC 7162 3.2.11, RFC 9051 7.1: the old mailbox's responses end here
         s.send(responses.ok("*", texts.CLOSED, Code.CLOSED))
+    if cmd.qresync is not None and not s.qresync:
+        return Done("BAD", texts.QRESYNC_NOT_ENABLED)
+    if cmd.qresync is not None and not cmd.qresync.seq_match_paired:
+        return Done("BAD", texts.BAD_SEQ_MATCH)
     if cmd.condstore:
         s.enable_condstore()
     box = await find_mailbox(s, cmd.mailbox)

@@ -15,8 +15,9 @@
 
 CONDSTORE/QRESYNC (RFC 7162): ``STORE set (UNCHANGEDSINCE n) ...`` enables CONDSTORE and
 leaves alone every message whose mod-sequence is above n, answering ``OK [MODIFIED set]``
-(message numbers, or UIDs for UID STORE; section 3.1.3). Once CONDSTORE is on, each message
-a STORE changed is reported with UID and MODSEQ, even with ``.SILENT``. With QRESYNC on,
+(message numbers, or UIDs for UID STORE; section 3.1.3). Once CONDSTORE is on, STORE's
+FETCH responses carry MODSEQ, and a message a ``.SILENT`` STORE changed is still reported
+with its new MODSEQ (without FLAGS); once QRESYNC is on they carry UID too. With QRESYNC on,
 EXPUNGE and MOVE report ``* VANISHED uids`` instead of EXPUNGEs (section 3.2.10), and the
 tagged OK of EXPUNGE carries ``[HIGHESTMODSEQ n]`` once CONDSTORE is on. Every expunge here
 is followed by pruning the mailbox's expunged-UID memory to ``limits.expunged_retention``.
@@ -86,7 +87,8 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
     for seq, uid in pairs:
         if uid in skipped or (cmd.silent and not (s.condstore and uid in changed_uids)):
             continue
-        s.send(flags_response(view, seq, uid, with_uid=cmd.uid, condstore=s.condstore))
+        s.send(flags_response(view, seq, uid, with_uid=cmd.uid or s.qresync,
+                              condstore=s.condstore, flags=not cmd.silent))
     word = "UID STORE" if cmd.uid else "STORE"
     if modified:
         numbers = modified if cmd.uid else [q for q, u in pairs if u in skipped]
