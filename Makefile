@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle bench-cluster bench-import clean
+.PHONY: run test test-differential lint bench bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle bench-cluster bench-import clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+## Only the differential tier: mailwing's IMAP answers against a throwaway Dovecot (as root).
+test-differential: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m differential tests/differential
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -29,6 +29,7 @@ SPECIAL = {"Archive": "\\Archive", "Drafts": "\\Drafts", "Junk": "\\Junk", "Sent
 def _mailboxes() -> str:
     blocks = [f'  mailbox "{name}" {{\n    auto = subscribe\n    special_use = {use}\n  }}'
               for name, use in SPECIAL.items()]
+    blocks.append('  mailbox INBOX {\n    auto = subscribe\n  }')
     return "\n".join(blocks)
 
 

@@ -18,7 +18,14 @@ Each response of a command becomes one canonical text line:
 - the RFC 8474 object ids (MAILBOXID code and STATUS item, EMAILID/THREADID FETCH items)
   are dropped: their values are each server's own, and Dovecot 2.3 does not implement
   OBJECTID;
-- INTERNALDATE values become ``<date>`` (APPEND without a date stamps "now");
+- a UID item in FETCH responses is dropped unless the command names UID (RFC 3501 7.4.2
+  lets a server add it to unsolicited FETCH responses; mailwing does, Dovecot does not);
+- ``* n RECENT`` is compared in SELECT/EXAMINE answers only (RFC 3501 7.3.2: servers differ
+  in when they announce a changed count later, e.g. after EXPUNGE);
+- BODY/BODYSTRUCTURE are compared case-insensitively (MIME types, subtypes, parameter names
+  and encodings are case-insensitive, RFC 2045 section 5.1);
+- INTERNALDATE values within two days of now become ``<date>`` (APPEND without a date
+  stamps "now"); dates given to APPEND are compared as the servers answer them;
 - FETCH items are sorted by name, flag lists and LIST attributes sorted; LIST extended data
   tags (``CHILDINFO``) compare as astrings, quoted or not;
 - untagged responses are sorted between EXPUNGE responses, which keep their places
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 from tests.differential.wire import Atom, Literal, Value, parse
 
@@ -38,6 +46,8 @@ _DROP_CODES = {"HIGHESTMODSEQ", "NOMODSEQ", "MAILBOXID"}
 #: RFC 8474 object ids: each server's own values, and Dovecot 2.3 has no OBJECTID at all
 #: (mailwing's are tested in tests/protocol/test_imap_objectid_preview.py)
 _DROP_ITEMS = {"HIGHESTMODSEQ", "MAILBOXID", "MODSEQ", "EMAILID", "THREADID"}
+_UID_WORD = re.compile(r"\bUID\b", re.IGNORECASE)
+_RECENT = re.compile(r"^\* \d+ RECENT$")
 
 
 def render(value: Value) -> str:
@@ -65,6 +75,7 @@ class Normaliser:
 
     def __init__(self) -> None:
         self._validities: dict[str, str] = {}
+        self._keep_uid = True
 
     def validity(self, value: Value) -> str:
         key = str(value)
@@ -74,10 +85,14 @@ class Normaliser:
 
     # -- one command's responses ----------------------------------------------------------
     def responses(self, raw: list[bytes], command: str = "") -> list[str]:
+        self._keep_uid = _UID_WORD.search(command) is not None
         lines = [self.response(r) for r in raw]
         if not command.upper().startswith("CAPABILITY"):
             # capabilities may come as a response code or untagged (RFC 3501 7.2.1), or not
             lines = [x for x in lines if x != "* CAPABILITY"]
+        if not command.upper().startswith(("SELECT", "EXAMINE")):
+            lines = [x for x in lines if x is None or not _RECENT.match(x)]
+
         tagged = lines[-1:] if raw and not raw[-1].startswith((b"* ", b"+")) else []
         untagged = [x for x in (lines[:-1] if tagged else lines) if x is not None]
         return _sort_runs(untagged) + [x for x in tagged if x is not None]
@@ -162,16 +177,26 @@ class Normaliser:
         pairs = []
         for name, value in zip(items[0::2], items[1::2], strict=False):
             key = _upper(name)
-            if key in _DROP_ITEMS:
+            if key in _DROP_ITEMS or (key == "UID" and not self._keep_uid):
                 continue
-            if key == "INTERNALDATE":
+            if key == "INTERNALDATE" and _recent(value):
                 text = "<date>"
             elif key == "FLAGS" and isinstance(value, list):
                 text = render(sorted(value, key=str))
+            elif key in ("BODY", "BODYSTRUCTURE"):
+                text = render(value).lower()
             else:
                 text = render(value)
             pairs.append(f"{key} {text}")
         return "(" + " ".join(sorted(pairs)) + ")"
+
+
+def _recent(value: Value) -> bool:
+    try:
+        when = datetime.strptime(str(value).strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return True  # not a date-time: nothing to compare
+    return abs((datetime.now(UTC) - when).total_seconds()) < 2 * 86400
 
 
 def _tags(value: Value) -> str:

@@ -47,6 +47,7 @@ class Step:
     session: str  # "C", "C2", ... or "" for WAIT
     text: str
     wait: float = 0.0
+    payload: bytes | None = None  # sent instead of the expanded text (generated steps)
 
 
 def load_message(name: str) -> bytes:
@@ -129,7 +130,8 @@ class Player:
                 self.idling[step.session] = tag
                 return [first]
             return [first, *([] if first.startswith(tag.encode()) else client.until(tag))]
-        return self.note(client.command(tag, self.expand(step.text)))
+        payload = step.payload if step.payload is not None else self.expand(step.text)
+        return self.note(client.command(tag, payload))
 
     def close(self) -> None:
         for client in self.sessions.values():

@@ -12,8 +12,9 @@ import re
 import socket
 from dataclasses import dataclass
 
-__all__ = ["Atom", "Client", "Literal", "Value", "parse"]
+__all__ = ["CLOSED", "Atom", "Client", "Literal", "Value", "parse"]
 
+CLOSED = b"* CLOSED-BY-SERVER\r\n"  # stands for "the server closed the connection"
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n$")
 
 
@@ -76,17 +77,27 @@ class Client:
         return f"{self.tag_prefix}{self.counter}"
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        if not self.closed:
+            with contextlib.suppress(OSError):
+                self.sock.sendall(data)
 
     def command(self, tag: str, text: bytes) -> list[bytes]:
         self.send(tag.encode() + b" " + text + b"\r\n")
         return self.until(tag)
 
+    closed: bool = False
+
     def until(self, tag: str) -> list[bytes]:
+        """Responses up to the tagged one; if the server closes the connection (after a
+        BYE), what came before and then ``CLOSED``, which normalises as itself."""
         out: list[bytes] = []
         prefix = tag.encode() + b" "
         while True:
-            response = self.read_response()
+            try:
+                response = self.read_response()
+            except (ConnectionError, OSError):
+                self.closed = True
+                return [*out, CLOSED]
             out.append(response)
             if response.startswith(prefix):
                 return out

@@ -203,3 +203,30 @@ def test_search_dates_use_the_own_zone_calendar_date(srv: MailwingServer) -> Non
     assert _search(r, b"ON 2-Jan-2026") == b"* SEARCH 1 2"
     assert _search(r, b"BEFORE 2-Jan-2026") == b"* SEARCH"
     r.close()
+
+
+def test_deleting_the_mailbox_another_session_selected_ends_that_session(
+        srv: MailwingServer) -> None:
+    a, b = login(srv), login(srv)
+    assert tagged(a.command(b"c CREATE doomed")).startswith(b"OK")
+    append(a, "doomed", simple("one"))
+    b.command(b"s SELECT doomed")
+    assert tagged(a.command(b"d DELETE doomed")).startswith(b"OK")
+    b.send(b"n NOOP\r\n")  # a stale numbering: BYE instead of the completion, then close
+    assert b.line().startswith(b"* BYE ")
+    assert b.line() == b""
+    a.close()
+    b.close()
+
+
+def test_recreated_mailbox_never_shows_the_deleted_ones_mail(srv: MailwingServer) -> None:
+    r = login(srv)
+    assert tagged(r.command(b"c CREATE doomed")).startswith(b"OK")  # the highest id
+    append(r, "doomed", simple("old"))
+    first = uidvalidity(r.command(b"s SELECT doomed"))  # its listing is cached
+    r.command(b"u UNSELECT")
+    assert tagged(r.command(b"d DELETE doomed")).startswith(b"OK")
+    assert tagged(r.command(b"c2 CREATE doomed")).startswith(b"OK")  # SQLite reuses the id
+    lines = r.command(b"s2 SELECT doomed")
+    assert b"* 0 EXISTS" in lines and uidvalidity(lines) != first, lines
+    r.close()

@@ -115,6 +115,11 @@ def test_searchres_save_and_dollar(srv: MailwingServer) -> None:
     assert r.command(b"q FETCH $ (UID)") == [b"q OK FETCH completed"]
     # $ is a set on its own, never mixed
     assert r.command(b"r FETCH $,1 (UID)")[-1].startswith(b"r BAD")
+    # a SAVE search that fails, even with BAD, empties $ (RFC 5182 section 2.1)
+    r.command(b"s SEARCH RETURN (SAVE) ALL")
+    assert r.command(b"t SEARCH $")[0] == b"* SEARCH 1 2 3 4 5"
+    assert r.command(b"u SEARCH RETURN (SAVE) BOGUS")[-1].startswith(b"u BAD")
+    assert r.command(b"v SEARCH $")[0] == b"* SEARCH"
 
 
 def test_sort_keys(srv: MailwingServer) -> None:

@@ -21,11 +21,11 @@ from tests.protocol.test_imap_support import (
 from tests.support import MailwingServer
 
 BODYSTRUCTURE = (
-    b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 11 1 NIL NIL NIL NIL) '
+    b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 11 0 NIL NIL NIL NIL) '
     b'("APPLICATION" "OCTET-STREAM" ("NAME" "a.bin") NIL NIL "BASE64" 8 NIL '
     b'("ATTACHMENT" ("FILENAME" "a.bin")) NIL NIL) "MIXED" ("BOUNDARY" "XYZ") NIL NIL NIL)'
 )
-BODY = (b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 11 1) '
+BODY = (b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 11 0) '
         b'("APPLICATION" "OCTET-STREAM" ("NAME" "a.bin") NIL NIL "BASE64" 8) "MIXED")')
 ENVELOPE = (
     b'("Fri, 02 Jan 2026 10:00:00 +0100" "multipart test" '

@@ -171,3 +171,12 @@ def test_deep_threads_need_no_recursion() -> None:
     gaps = [m(1, 1, "g", "a@x", tuple(f"missing{i}@x" for i in range(3000)))]
     assert format_threads(references(gaps)) == b"* THREAD (1)\r\n"
     assert format_threads(ordered_subject(chain))[:20] == b"* THREAD (1 (2)(3)(4"
+
+
+def test_failed_save_search_is_flagged() -> None:
+    """RFC 5182 section 2.1: a SEARCH/SORT RETURN (SAVE) that fails, even on syntax, empties
+    ``$``; the reader says which failures those are."""
+    assert err("a SEARCH RETURN (SAVE) BOGUS").saves_result
+    assert err("a uid sort return (min save) (FOO) UTF-8 ALL").saves_result
+    assert not err("a SEARCH RETURN (MIN) BOGUS").saves_result
+    assert not err("a FETCH $ BOGUS").saves_result

@@ -86,7 +86,7 @@ def test_invalid_utf8_header_octets_are_kept_as_bytes() -> None:
     assert b"{4}\r\ncaf\xe9" in encode_sexp(env)
     raw = b'Content-Type: text/plain; name="\xe9.txt"\r\nContent-ID: <\xff>\r\n\r\nx'
     structure = bodystructure(parse(raw))
-    assert structure[2] == ["NAME", b"\xe9.txt"]
+    assert structure[2] == ["NAME", b"\xe9.txt", "CHARSET", "us-ascii"]
     assert structure[3] == b"<\xff>"
     encode_sexp(structure)
 
@@ -120,8 +120,8 @@ def test_bodystructure_of_a_simple_text_message() -> None:
 def test_bodystructure_of_multipart_alternative() -> None:
     msg = parse(load("alternative.eml"))
     assert bodystructure(msg, extended=False) == [
-        ["TEXT", "PLAIN", ["CHARSET", "utf-8"], None, None, "7BIT", 10, 1],
-        ["TEXT", "HTML", ["CHARSET", "utf-8"], None, None, "7BIT", 16, 1],
+        ["TEXT", "PLAIN", ["CHARSET", "utf-8"], None, None, "7BIT", 10, 0],
+        ["TEXT", "HTML", ["CHARSET", "utf-8"], None, None, "7BIT", 16, 0],
         "ALTERNATIVE",
     ]
     full = bodystructure(msg)
@@ -131,7 +131,7 @@ def test_bodystructure_of_multipart_alternative() -> None:
 def test_bodystructure_of_mixed_with_attachment() -> None:
     structure = bodystructure(parse(load("mixed.eml")))
     assert structure[0] == [
-        "TEXT", "PLAIN", ["CHARSET", "iso-8859-1"], None, None, "QUOTED-PRINTABLE", 36, 2,
+        "TEXT", "PLAIN", ["CHARSET", "iso-8859-1"], None, None, "QUOTED-PRINTABLE", 36, 1,
         None, None, None, None,
     ]  # fmt: skip
     assert structure[1] == [
@@ -151,19 +151,20 @@ def test_bodystructure_of_nested_message() -> None:
     assert inner_envelope[1] == "inner subject"
     assert inner_envelope[2] == [["Inner", None, "inner", "example.net"]]
     assert forwarded[8] == [
-        ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", 11, 1,
+        ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", 11, 0,
          None, None, None, None],
-        ["TEXT", "HTML", ["CHARSET", "us-ascii"], None, None, "7BIT", 17, 1,
+        ["TEXT", "HTML", ["CHARSET", "us-ascii"], None, None, "7BIT", 17, 0,
          None, None, None, None],
         "ALTERNATIVE", ["BOUNDARY", "inner"], None, None, None,
     ]  # fmt: skip
-    assert forwarded[9:] == [15, None, ["INLINE", None], None, None]
-    assert structure[0] == ["TEXT", "PLAIN", None, None, None, "7BIT", 13, 1, None, None, None,
-                            None]  # fmt: skip
+    assert forwarded[9:] == [14, None, ["INLINE", None], None, None]
+    # text/plain without charset: RFC 2046 4.1.2's default, as Dovecot gives it
+    assert structure[0] == ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", 13, 0,
+                            None, None, None, None]  # fmt: skip
     body = bodystructure(parse(load("nested.eml")), extended=False)
     assert body[1][8] == [
-        ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", 11, 1],
-        ["TEXT", "HTML", ["CHARSET", "us-ascii"], None, None, "7BIT", 17, 1],
+        ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", 11, 0],
+        ["TEXT", "HTML", ["CHARSET", "us-ascii"], None, None, "7BIT", 17, 0],
         "ALTERNATIVE",
     ]
     assert len(body[1]) == 10

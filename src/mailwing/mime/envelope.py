@@ -40,24 +40,33 @@ def envelope(msg: MessagePart | bytes) -> list[Any]:
     if isinstance(msg, bytes | bytearray | memoryview):
         raw = bytes(msg)
         fields, _ = scan_headers(raw, 0, len(raw))
-        first: dict[str, str] = {}
-        for f in fields:
-            first.setdefault(f.key, f.value)
-        get = first.get
     else:
-        get = msg.get
-    from_ = address_list(get("from"))
-    sender = address_list(get("sender")) or from_
-    reply_to = address_list(get("reply-to")) or from_
+        fields = list(msg.fields)
+    first: dict[str, str] = {}
+    every: dict[str, list[str]] = {}
+    for f in fields:
+        first.setdefault(f.key, f.value)
+        every.setdefault(f.key, []).append(f.value)
+    get = first.get
+
+    def addresses(name: str) -> list[_Address] | None:
+        # a repeated address field (RFC 5322 allows one) counts with all its addresses,
+        # as Dovecot reads it
+        values = every.get(name)
+        return address_list(", ".join(values)) if values else None
+
+    from_ = addresses("from")
+    sender = addresses("sender") or from_
+    reply_to = addresses("reply-to") or from_
     return [
         wire_text(get("date")),
         wire_text(get("subject")),
         from_,
         sender,
         reply_to,
-        address_list(get("to")),
-        address_list(get("cc")),
-        address_list(get("bcc")),
+        addresses("to"),
+        addresses("cc"),
+        addresses("bcc"),
         wire_text(get("in-reply-to")),
         wire_text(get("message-id")),
     ]

@@ -145,10 +145,12 @@ class _Parser:
 
 
 def _count_lines(raw: bytes, start: int, end: int) -> int:
-    """Text lines of a body: line ends, plus one for an unterminated last line."""
+    """Text lines of a body (RFC 3501 ``body-fld-lines``): its line ends. A last line without
+    one (a part ends where the CRLF before its boundary starts) is not counted, as Dovecot
+    counts (checked by tests/differential)."""
     if end <= start:
         return 0
-    return raw.count(b"\n", start, end) + (raw[end - 1] != 0x0A)
+    return raw.count(b"\n", start, end)
 
 
 def _split(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
@@ -212,6 +214,10 @@ def _apply_headers(part: MessagePart, in_digest: bool) -> None:
         if slash and _is_token(maintype) and _is_token(subtype):
             part.maintype, part.subtype = maintype, subtype
             part.params, part.wire_params = params, wire
+            if maintype.lower() == "text" and not any(n == "charset" for n, _ in params):
+                # RFC 2046 section 4.1.2: text without charset is US-ASCII
+                part.params = (*params, *_DEFAULT_PARAMS)
+                part.wire_params = (*wire, *_DEFAULT_PARAMS)
     encoding = seen.get("content-transfer-encoding", "").split("(", 1)[0].strip()
     if encoding:
         part.encoding = encoding.upper()

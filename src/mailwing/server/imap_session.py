@@ -11,11 +11,14 @@ pending updates in :mod:`mailwing.services.imap_selected`. This loop only:
   wire form (``BAD``, ``NO [TOOBIG]``);
 - refuses a command not allowed in the current state with ``BAD``;
 - after each command in the selected state catches up with other sessions and sends the
-  untagged updates allowed at that moment (no EXPUNGE after FETCH, STORE or SEARCH, section
-  7.4.1), then the tagged completion, then flushes (``drain``) before reading again;
+  untagged updates allowed at that moment (no EXPUNGE after FETCH, STORE or SEARCH, but
+  after their UID forms, section 7.4.1), then the tagged completion, then flushes
+  (``drain``) before reading again;
 - ends the session with ``* BYE``: after LOGOUT, after ``limits.max_errors`` BAD/NO-for-syntax
   answers in a row, after ``limits.max_auth_failures`` failed logins, on idle timeout
-  (autologout, section 5.4), on server shutdown, or on an unexpected error (logged).
+  (autologout, section 5.4), on server shutdown, on an unexpected error (logged), or when
+  another session deleted the selected mailbox (instead of the tagged completion, as Dovecot
+  does: the session's message numbers mean nothing any more).
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ class _ImapSession:
                     s.send(event.response())
                     await s.flush()
                 case ProtocolError():
+                    if event.saves_result and s.view is not None:
+                        s.view.saved_uids = frozenset()  # RFC 5182 section 2.1
                     s.send(event.response())
                     self._error(close=event.close)
                 case CommandReceived(command=command):
@@ -132,7 +137,14 @@ class _ImapSession:
         except StorageError:
             done = unavailable().done
         if s.view is not None and not s.logout:
-            await sync_view(s, allow_expunge=not isinstance(command, _NO_EXPUNGE))
+            # RFC 3501 7.4.1: EXPUNGE may be sent after UID FETCH/STORE/SEARCH, not after the
+            # sequence-number forms
+            await sync_view(s, allow_expunge=not (isinstance(command, _NO_EXPUNGE)
+                                                  and not command.uid))
+        if s.bye is not None:  # the selected mailbox is gone: BYE instead of the completion
+            s.send(responses.bye(s.bye))
+            await s.flush()
+            return
         if not done.sent:
             s.send(responses.tagged(command.tag, done.status, done.text, done.code))
         if s.closing:  # set by a login handler: too many failed attempts

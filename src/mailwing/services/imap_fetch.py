@@ -49,7 +49,10 @@ from mailwing.storage.interface import Storage
 __all__ = ["STREAM_OVER", "Fetcher", "StreamSource", "ViewCache"]
 
 STREAM_OVER = 256 * 1024  # bodies above this many octets are streamed
-_VIEW_ITEMS = {"ENVELOPE": "envelope", "BODY": "body", "BODYSTRUCTURE": "bodystructure"}
+#: cache keys; the suffix is bumped whenever the encoding of a view changes (v2: ENVELOPE
+#: source routes, the text/* charset default, line counts), so stored views are rebuilt
+_VIEW_ITEMS = {"ENVELOPE": "envelope.v2", "BODY": "body.v2",
+               "BODYSTRUCTURE": "bodystructure.v2"}
 _RFC822 = {"RFC822": Section(), "RFC822.HEADER": Section((), "HEADER"),
            "RFC822.TEXT": Section((), "TEXT")}
 
@@ -142,9 +145,10 @@ class Fetcher:
         if not all(k in stored for k in _VIEW_ITEMS.values()):
             _, msg = await self.message(content)
             stored = {
-                "envelope": pw.encode_sexp(mime.envelope(msg)),
-                "body": pw.encode_sexp(mime.bodystructure(msg, extended=False)),
-                "bodystructure": pw.encode_sexp(mime.bodystructure(msg, extended=True)),
+                _VIEW_ITEMS["ENVELOPE"]: pw.encode_sexp(mime.envelope(msg)),
+                _VIEW_ITEMS["BODY"]: pw.encode_sexp(mime.bodystructure(msg, extended=False)),
+                _VIEW_ITEMS["BODYSTRUCTURE"]: pw.encode_sexp(
+                    mime.bodystructure(msg, extended=True)),
             }
             await self.storage.set_content_cache(content.sha256, stored)
         self.cache.put(content.sha256, stored)

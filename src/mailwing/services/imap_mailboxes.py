@@ -12,7 +12,7 @@ the IMAP tree (implied parents, ``\\HasChildren``, wildcards) is protocol semant
   the RFC 6154 special-use attribute of the mailbox.
 - LSUB (section 6.3.9): subscribed names matching the pattern; when ``%`` stops at a level
   whose mailbox is not subscribed but has a subscribed child, that level is listed with
-  ``\\Noselect``.
+  ``\\Noselect`` (only for ``%``: a pattern without it names no unsubscribed parent).
 - Names (section 5.1, 6.3.3): a trailing delimiter is dropped, empty levels, wildcards and
   control characters are refused; CREATE makes the missing parents first.
 """
@@ -126,11 +126,14 @@ def lsub_items(mailboxes: Iterable[Mailbox], reference: str, pattern: str) -> li
     """The LSUB answer."""
     subscribed = {m.name for m in mailboxes if m.subscribed}
     rx = _pattern(reference, pattern)
+    stops = "%" in reference + pattern  # only "%" stops at a level (RFC 3501 6.3.9)
     found: dict[str, tuple[str, ...]] = {}
     for name in subscribed:
         if rx.fullmatch(name):
             found[name] = ()
             continue
+        if not stops:
+            continue  # "a" (no wildcard) names only "a", subscribed or not
         for parent in parents_of(name):
             if parent not in subscribed and parent not in found and rx.fullmatch(parent):
                 found[parent] = ("\\Noselect",)

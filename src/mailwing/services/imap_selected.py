@@ -314,27 +314,32 @@ class _ListingCache:
     A SELECT of a 1,000-message mailbox would otherwise rebuild 1,000 entries from rows every
     time; with this cache it asks only for what changed since the cached HIGHESTMODSEQ
     (:meth:`Storage.mail_changes`: appends, flag changes, expunges), which is usually
-    nothing. Bounded to :attr:`SIZE` mailboxes, least recently used first out."""
+    nothing. Bounded to :attr:`SIZE` mailboxes, least recently used first out. Keyed by
+    (mailbox id, UIDVALIDITY): SQLite may give a re-created mailbox the id of a deleted one,
+    and the deleted one's listing must not come back with it (issue #8, found by
+    tests/differential/scripts/delete_selected.txt)."""
 
     SIZE = 128
 
     def __init__(self) -> None:
         self._by_storage: weakref.WeakKeyDictionary[
-            Storage, OrderedDict[int, tuple[int, dict[int, MailEntry]]]
+            Storage, OrderedDict[tuple[int, int], tuple[int, dict[int, MailEntry]]]
         ] = weakref.WeakKeyDictionary()
 
-    def get(self, storage: Storage, mailbox_id: int) -> tuple[int, dict[int, MailEntry]] | None:
+    def get(self, storage: Storage, mailbox: Mailbox) -> tuple[int, dict[int, MailEntry]] | None:
         lru = self._by_storage.get(storage)
-        if lru is None or mailbox_id not in lru:
+        key = (mailbox.id, mailbox.uidvalidity)
+        if lru is None or key not in lru:
             return None
-        lru.move_to_end(mailbox_id)
-        return lru[mailbox_id]
+        lru.move_to_end(key)
+        return lru[key]
 
-    def put(self, storage: Storage, mailbox_id: int, modseq: int,
+    def put(self, storage: Storage, mailbox: Mailbox, modseq: int,
             entries: dict[int, MailEntry]) -> None:
         lru = self._by_storage.setdefault(storage, OrderedDict())
-        lru[mailbox_id] = (modseq, entries)
-        lru.move_to_end(mailbox_id)
+        key = (mailbox.id, mailbox.uidvalidity)
+        lru[key] = (modseq, entries)
+        lru.move_to_end(key)
         while len(lru) > self.SIZE:
             lru.popitem(last=False)
 
@@ -349,7 +354,7 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     taken when the mailbox was selected before in this process."""
     floor = None if read_only else await storage.claim_recent(mailbox.id)
     peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
-    cached = _listings.get(storage, mailbox.id)
+    cached = _listings.get(storage, mailbox)
     if cached is None:
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
         modseq = fresh.highestmodseq
@@ -362,7 +367,7 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
             by_uid.pop(uid, None)
         by_uid.update((e.uid, e) for e in changed)  # SelectedView sorts by UID
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
-    _listings.put(storage, mailbox.id, modseq, by_uid)
+    _listings.put(storage, mailbox, modseq, by_uid)
     view = SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
                         recent_floor=floor)
     if peeked:  # recent UIDs are the highest ones (at or above the mailbox's floor)

@@ -57,6 +57,9 @@ class ProtocolError:
     too_big: bool = False
     code: str | None = None
     close: bool = False
+    #: the failed command asked for ``RETURN (... SAVE ...)``: RFC 5182 section 2.1 empties
+    #: the saved search result when such a SEARCH (or SORT) fails, syntax errors included
+    saves_result: bool = False
 
     def response(self) -> bytes:
         tag = self.tag or "*"

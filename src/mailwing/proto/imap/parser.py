@@ -244,6 +244,19 @@ def _status(tag: str, cur: Cursor) -> c.Command:
     return c.Status(tag, name, tuple(dict.fromkeys(items)))
 
 
+_SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
+
+
+def _storable(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """STORE and APPEND flags: a system flag or a keyword. ``\\Bogus`` is a flag-extension
+    (RFC 3501 section 9) that no server defines, and ``\\Recent`` "can not be altered by the
+    client" (section 2.3.2): both are client errors (BAD, as Dovecot answers), not keywords."""
+    for flag in flags:
+        if flag.startswith("\\") and flag not in _SYSTEM_FLAGS:
+            raise ParseError(texts.BAD_FLAG)
+    return flags
+
+
 def _append_data(cur: Cursor) -> tuple[bytes, bool]:
     """A ``literal`` or (RFC 3516) ``literal8``; True for the latter."""
     if cur.accept(b"~"):
@@ -275,7 +288,7 @@ def _append_message(cur: Cursor) -> c.AppendMessage:
     flags: tuple[str, ...] = ()
     when = None
     if cur.peek() == ord("("):
-        flags = cur.flag_list()
+        flags = _storable(cur.flag_list())
         cur.sp()
     if cur.peek() == ord('"'):
         when = cur.date_time()
@@ -425,7 +438,7 @@ def _store(tag: str, cur: Cursor, uid: bool) -> c.Command:
         while cur.accept(b" "):
             items.append(cur.flag())
         flags = tuple(dict.fromkeys(items))
-    return c.Store(tag, seq, mode, base.endswith(".SILENT"), flags, uid, unchanged)
+    return c.Store(tag, seq, mode, base.endswith(".SILENT"), _storable(flags), uid, unchanged)
 
 
 def _copy_move(cls: type) -> Callable[[str, Cursor, bool], c.Command]:

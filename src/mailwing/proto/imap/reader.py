@@ -46,6 +46,9 @@ from mailwing.proto.imap.parser import parse_command, read_tag
 
 __all__ = ["ImapReader"]
 
+#: ``[UID] SEARCH|SORT RETURN (... SAVE ...)`` at the start of a failed command (RFC 5182)
+_SAVE_RE = re.compile(rb"^\S+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)]*\bSAVE\b", re.IGNORECASE)
+
 _LITERAL_RE = re.compile(rb"\{(\d{1,20})(\+?)\}$")
 _APPEND_RE = re.compile(rb"[^ ]+ APPEND ", re.IGNORECASE)
 _COMPACT_AT = 64 * 1024
@@ -233,4 +236,5 @@ class ImapReader:
         try:
             return CommandReceived(parse_command(parts))
         except ParseError as exc:
-            return ProtocolError(read_tag(parts[0]), exc.text, code=exc.code)
+            return ProtocolError(read_tag(parts[0]), exc.text, code=exc.code,
+                                 saves_result=_SAVE_RE.search(parts[0]) is not None)

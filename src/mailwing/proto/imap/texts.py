@@ -114,6 +114,8 @@ BAD_LIST_OPTION = "Unsupported LIST option"
 BAD_STATUS_ITEM = "Invalid STATUS item"
 APPEND_NEEDS_LITERAL = "APPEND message must be a literal"
 BAD_STORE_ITEM = "Invalid STORE item"
+BAD_FLAG = "Invalid system flag"
+BYE_MAILBOX_DELETED = "Selected mailbox was deleted"
 BAD_ID = "Invalid ID parameters"
 BAD_MESSAGE_NUMBER = "Invalid message sequence number"
 

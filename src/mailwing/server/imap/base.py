@@ -34,7 +34,7 @@ from mailwing.services.imap_selected import (
     Update,
     refresh,
 )
-from mailwing.storage.errors import StorageError
+from mailwing.storage.errors import NotFound, StorageError
 
 __all__ = [
     "Done", "Handler", "Refusal", "SessionState", "Status", "flags_response", "list_keywords",
@@ -85,6 +85,9 @@ class SessionState:
     out: list[bytes] = field(default_factory=list)
     #: set when the session must end after this command (``* BYE`` text already queued)
     closing: bool = False
+    #: set when the session must end with ``* BYE bye`` instead of the tagged completion
+    #: (the selected mailbox was deleted by another session)
+    bye: str | None = None
     #: reads one raw line from the client (AUTHENTICATE continuations, IDLE's DONE)
     read_line: Callable[[], Awaitable[bytes]] | None = None
 
@@ -210,6 +213,13 @@ async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
         return
     try:
         await refresh(s.ctx.storage, view)
+    except NotFound:
+        # Deleted by another session: its numbering means nothing any more. RFC 3501 leaves
+        # the answer open; like Dovecot, end the session (BYE, section 7.1.5).
+        s.view = None
+        s.bye = texts.BYE_MAILBOX_DELETED
+        s.closing = True
+        return
     except StorageError as exc:
         s.conn.log("refresh failed", error=str(exc))
     updates = view.take_updates(allow_expunge=allow_expunge, hold_flags=s.condstore)

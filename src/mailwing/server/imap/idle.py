@@ -59,6 +59,8 @@ async def idle(s: SessionState, cmd: c.Idle) -> Done:
                 if changed:
                     await sync_view(s, allow_expunge=True)
                     await s.flush()
+                    if s.bye is not None:  # the mailbox was deleted: the session ends
+                        return Done("OK", "", sent=True)
         line = line_task.result()
     finally:
         await _cancel(waiter)
