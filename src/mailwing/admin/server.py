@@ -159,7 +159,8 @@ class AdminServer:
                 proto.client = client  # what request.client (the throttle, logs) sees
 
             proto.connection_made = connection_made
-            return proto
+            made_proto: asyncio.Protocol = proto
+            return made_proto
 
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
