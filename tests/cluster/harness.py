@@ -15,6 +15,7 @@ never skipped). Namespaces, links and processes are removed at the end, also aft
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ from tests.support import _dump_toml
 LB = netns.ADDRESSES["lb"]
 MX = netns.ADDRESSES["mx"]
 PG_RELAY_PORT = 15432
+LOCK_PATH = "/run/mailwing-cluster-tier.lock"
 REDIS_RELAY_PORT = 16379  # -> the host's Redis at 127.0.0.1:6379
 #: What the nodes use when a test switches them to Redis (database 14 is the cluster tier's).
 REDIS_URL = f"redis://{netns.HOST}:{REDIS_RELAY_PORT}/14"
@@ -223,9 +225,34 @@ class Cluster:
 def running_cluster(root: Path, overrides: dict[str, dict[str, Any]] | None = None
                     ) -> Iterator[Cluster]:
     """Set up namespaces, the PostgreSQL relay, the MX sink, HAProxy and both nodes; tear
-    everything down on exit, whatever happened."""
+    everything down on exit, whatever happened. One run per machine at a time: the names and
+    addresses are fixed, so a second run (another checkout's test suite) waits for the lock."""
     if os.geteuid() != 0:
         raise ClusterError("must run as root (ip netns)")
+    with _machine_lock():
+        yield from _running_cluster(root, overrides)
+
+
+@contextlib.contextmanager
+def _machine_lock(wait: float = 150.0) -> Iterator[None]:
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"another cluster tier run holds {LOCK_PATH}") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _running_cluster(root: Path, overrides: dict[str, dict[str, Any]] | None
+                     ) -> Iterator[Cluster]:
     haproxy = _require("haproxy")
     socat = _require("socat")
     _require("ip")

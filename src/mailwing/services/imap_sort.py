@@ -13,14 +13,16 @@ Why here: the protocol core knows the orderings (:mod:`mailwing.proto.imap.bases
   compare with i;ascii-casemap; REVERSE applies to the key after it; messages equal on
   every key stay in sequence order (section 3, python's sort is stable).
 - THREAD REFERENCES also needs References and In-Reply-To, which are not stored: only the
-  header block of each content is read (streamed until the blank line), and the ids are
-  kept in a bounded process-wide cache keyed by content digest (contents never change).
+  header block of each content is read (streamed until the blank line; 16 at a time, since on
+  PostgreSQL each is a round trip), and the ids are kept in a bounded process-wide cache
+  keyed by content digest (contents never change).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from email.utils import getaddresses
 from functools import lru_cache
@@ -110,6 +112,20 @@ class HeaderRefs:
         self.max_entries = max_entries
         self._data: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
+    async def prefetch(self, storage: Storage, entries: Iterable[MailEntry],
+                       parallel: int = 16) -> None:
+        """Read the header blocks not cached yet, ``parallel`` at a time (one query or file
+        read each: on PostgreSQL, one after the other costs a round trip per message)."""
+        todo = list({e.content.sha256: e for e in entries
+                     if e.content.sha256 not in self._data}.values())
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(entry: MailEntry) -> None:
+            async with gate:
+                await self.get(storage, entry)
+
+        await asyncio.gather(*(one(e) for e in todo))
+
     async def get(self, storage: Storage, entry: MailEntry) -> tuple[str, ...]:
         sha = entry.content.sha256
         found = self._data.get(sha)
@@ -158,6 +174,8 @@ async def thread_pairs(storage: Storage, view: SelectedView, pairs: Sequence[tup
                        ) -> list[Node]:
     """The threads of the matched messages (numbers are UIDs with ``by_uid``)."""
     messages: list[ThreadMessage] = []
+    if algorithm == "REFERENCES":
+        await refs.prefetch(storage, (view.entries[uid] for _, uid in pairs))
     for seq, uid in sorted(pairs):
         entry = view.entries[uid]
         fields = entry.content.fields
