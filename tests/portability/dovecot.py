@@ -12,7 +12,9 @@ import hashlib
 import imaplib
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,9 +57,25 @@ class TestDovecot(DovecotImap):
 
 @contextmanager
 def dovecot(root: Path, users: tuple[str, ...] = ("alice@example.org",)) -> Iterator[TestDovecot]:
+    """A throwaway Dovecot. Its folder is a short one made here and linked from ``root``:
+    Dovecot's UNIX sockets live in it, and under pytest's long temporary paths (xdist adds
+    ``popen-gwN/``) their names pass the 108-byte limit ("File name too long")."""
     require_binary("dovecot")
     if os.geteuid() != 0:
         skip_or_fail("Dovecot must be started as root (it drops privileges itself)")
+    short = Path(tempfile.mkdtemp(prefix="mw-dc-"))
+    os.chmod(short, 0o755)  # Dovecot's unprivileged processes must reach the mail inside
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.symlink_to(short, target_is_directory=True)
+    try:
+        with _running(short, users) as server:
+            yield server
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@contextmanager
+def _running(root: Path, users: tuple[str, ...]) -> Iterator[TestDovecot]:
     server = TestDovecot(root, free_port())
     server.set_users({u: "secret" for u in users})
     for u in users:
