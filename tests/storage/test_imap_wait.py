@@ -147,6 +147,7 @@ async def test_pg_listener_reconnects_after_losing_its_connection(
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                " AND datname = current_database()"  # only this test's, not others' servers
             )
         finally:
             await admin.close()
