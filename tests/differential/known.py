@@ -133,14 +133,20 @@ KNOWN: list[Known] = [
           "them to LSUB too",
           command=r"^LSUB ", rewrite=((r" ?\\(Archive|Drafts|Junk|Sent|Trash)", ""),)),
     Known("RFC 3501 6.3.3/6.3.6: mailwing subscribes a mailbox when it is created (a server "
-          "may keep a default subscription list); Dovecot does not",
-          script="mailboxes.txt", command=r"^LSUB ", lines=r"^\* LSUB \(\) \"/\" ",
+          "may keep a default subscription list); Dovecot does not. The subscription "
+          "outlives a DELETE (6.3.6), so mailwing's LSUB also has the deleted names, "
+          "\\Noselect, and the name without a mailbox it accepted to SUBSCRIBE",
+          script="mailboxes.txt", command=r"^LSUB ",
+          lines=r"^\* LSUB \((\\Noselect)?\) \"/\" ",
           rewrite=((r" ?\\(Archive|Drafts|Junk|Sent|Trash)", ""),)),
-    Known("NOT RFC-conformant, a mailwing limitation: RFC 3501 6.3.9 says a subscription "
-          "outlives its mailbox; mailwing keeps subscriptions on the mailbox row, so DELETE "
-          "drops it and SUBSCRIBE/UNSUBSCRIBE of a name without a mailbox is NO (6.3.6 lets "
-          "a server refuse SUBSCRIBE of a missing name, not UNSUBSCRIBE)",
-          script="mailboxes.txt", command=r"^(UN)?SUBSCRIBE "),
+    Known("RFC 3501 6.3.6: a server may refuse SUBSCRIBE of a name with no mailbox; "
+          "Dovecot does (NO), mailwing subscribes the name (OK)",
+          script="mailboxes.txt", command=r"^SUBSCRIBE ", lines=r"^TAGGED (OK|NO)$"),
+    Known("RFC 3501 6.3.6/6.3.9: a subscribed name whose mailbox was deleted stays in LSUB; "
+          "mailwing flags it \\Noselect (it cannot be selected), Dovecot gives no "
+          "attribute",
+          script="lsub.txt", command=r'^LSUB "" "a/\*"$',
+          rewrite=((r'^\* LSUB \(\\Noselect\) "/" a/b/c$', '* LSUB () "/" a/b/c'),)),
     Known("RFC 3501 6.3.2/6.4.6 and RFC 6851 section 3.3: a mailbox opened with EXAMINE is "
           "read-only, so STORE and MOVE answer NO [READ-ONLY]; Dovecot accepts them",
           command=r"^(UID )?(STORE|MOVE) ", lines=r"READ-ONLY|^TAGGED OK|COPYUID|FETCH"),

@@ -230,3 +230,42 @@ def test_recreated_mailbox_never_shows_the_deleted_ones_mail(srv: MailwingServer
     lines = r.command(b"s2 SELECT doomed")
     assert b"* 0 EXISTS" in lines and uidvalidity(lines) != first, lines
     r.close()
+
+
+def test_subscribe_a_name_without_a_mailbox(srv: MailwingServer) -> None:
+    """RFC 3501 6.3.6: SUBSCRIBE of a valid name with no mailbox is OK; LSUB lists it with
+    \\Noselect (6.3.9), LIST (SUBSCRIBED) with \\NonExistent \\Subscribed (RFC 5258)."""
+    r = login(srv)
+    assert tagged(r.command(b"s SUBSCRIBE Later/On")).startswith(b"OK")
+    assert r.command(b'l LSUB "" "Later/*"')[:-1] == [b'* LSUB (\\Noselect) "/" Later/On']
+    assert r.command(b'x LIST (SUBSCRIBED) "" "Later/*"')[:-1] == [
+        b'* LIST (\\NonExistent \\Subscribed) "/" Later/On']
+    assert r.command(b'p LIST "" "Later*"')[:-1] == []  # no mailbox was made
+    r.close()
+
+
+def test_delete_keeps_the_subscription(srv: MailwingServer) -> None:
+    """RFC 3501 6.3.6: the server MUST NOT unilaterally remove a subscribed name when its
+    mailbox goes; LSUB shows it \\Noselect (6.3.9)."""
+    r = login(srv)
+    assert tagged(r.command(b"c CREATE doomed")).startswith(b"OK")
+    assert tagged(r.command(b"s SUBSCRIBE doomed")).startswith(b"OK")
+    assert r.command(b'l LSUB "" doomed')[:-1] == [b'* LSUB () "/" doomed']
+    assert tagged(r.command(b"d DELETE doomed")).startswith(b"OK")
+    assert r.command(b'l2 LSUB "" doomed')[:-1] == [b'* LSUB (\\Noselect) "/" doomed']
+    assert r.command(b'x LIST (SUBSCRIBED) "" "d*"')[:-1] == [
+        b'* LIST (\\NonExistent \\Subscribed) "/" doomed']
+    r.close()
+
+
+def test_unsubscribe_a_name_whose_mailbox_is_gone(srv: MailwingServer) -> None:
+    """RFC 3501 6.3.7: UNSUBSCRIBE of a subscribed name without a mailbox is OK."""
+    r = login(srv)
+    assert tagged(r.command(b"c CREATE doomed")).startswith(b"OK")
+    assert tagged(r.command(b"d DELETE doomed")).startswith(b"OK")
+    assert tagged(r.command(b"u UNSUBSCRIBE doomed")).startswith(b"OK")
+    assert r.command(b'l LSUB "" doomed')[:-1] == []
+    assert tagged(r.command(b"s SUBSCRIBE ghost")).startswith(b"OK")
+    assert tagged(r.command(b"u2 UNSUBSCRIBE ghost")).startswith(b"OK")
+    assert not any(b"ghost" in line for line in r.command(b'l2 LSUB "" "*"'))
+    r.close()

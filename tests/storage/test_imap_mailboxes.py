@@ -138,8 +138,65 @@ async def test_set_subscribed(storage: Storage, user: User) -> None:
     await storage.set_subscribed(user.id, "Sent", True)
     boxes = {b.name: b.subscribed for b in await storage.list_mailboxes(user.id)}
     assert boxes["Sent"] and not boxes["INBOX"]
+    await storage.set_subscribed(user.id, "Sent", True)  # idempotent
+    assert "Sent" in await storage.list_subscriptions(user.id)
     with pytest.raises(NotFound):
-        await storage.set_subscribed(user.id, "Missing", True)
+        await storage.set_subscribed(999_999, "Sent", True)  # no such user
+
+
+async def test_subscriptions_are_names_without_mailboxes(storage: Storage, user: User) -> None:
+    """RFC 3501 6.3.6/6.3.7: a name can be subscribed with no mailbox, and unsubscribed."""
+    assert await storage.get_mailbox(user.id, "Missing") is None
+    await storage.set_subscribed(user.id, "Missing", True)
+    await storage.set_subscribed(user.id, "inbox", True)  # INBOX in any case
+    subs = await storage.list_subscriptions(user.id)
+    assert "Missing" in subs and subs[0] == "INBOX" and subs.count("INBOX") == 1
+    assert "Missing" not in await _names(storage, user)
+    await storage.set_subscribed(user.id, "Missing", False)
+    await storage.set_subscribed(user.id, "Missing", False)  # not subscribed: still fine
+    assert "Missing" not in await storage.list_subscriptions(user.id)
+
+
+async def test_default_and_created_mailboxes_are_subscribed(storage: Storage, user: User) -> None:
+    subs = set(await storage.list_subscriptions(user.id))
+    assert subs == set(await _names(storage, user))  # the defaults, INBOX among them
+    await storage.create_mailbox(user.id, "Lists")
+    assert "Lists" in await storage.list_subscriptions(user.id)
+
+
+async def test_delete_keeps_the_subscription(storage: Storage, user: User) -> None:
+    """RFC 3501 6.3.6: the server MUST NOT unilaterally remove a subscribed name."""
+    await storage.create_mailbox(user.id, "Gone")
+    await storage.delete_mailbox(user.id, "Gone")
+    assert "Gone" in await storage.list_subscriptions(user.id)
+    box = await storage.create_mailbox(user.id, "Gone")  # created again: still subscribed
+    assert box.subscribed
+    await storage.set_subscribed(user.id, "Gone", False)
+    await storage.delete_mailbox(user.id, "Gone")
+    assert "Gone" not in await storage.list_subscriptions(user.id)
+
+
+async def test_rename_moves_subscriptions(storage: Storage, user: User) -> None:
+    await storage.create_mailbox(user.id, "a")
+    await storage.create_mailbox(user.id, "a/b")
+    await storage.create_mailbox(user.id, "a/c")
+    await storage.set_subscribed(user.id, "a/c", False)
+    await storage.set_subscribed(user.id, "a/ghost", True)  # no mailbox: not moved
+    await storage.rename_mailbox(user.id, "a", "z")
+    subs = set(await storage.list_subscriptions(user.id))
+    assert {"z", "z/b", "a/ghost"} <= subs
+    assert not subs & {"a", "a/b", "a/c", "z/c", "z/ghost"}
+    boxes = {b.name: b.subscribed for b in await storage.list_mailboxes(user.id)}
+    assert boxes["z"] and boxes["z/b"] and not boxes["z/c"]
+    await storage.rename_mailbox(user.id, "z", "z/z")  # into its own subtree
+    subs = set(await storage.list_subscriptions(user.id))
+    assert {"z/z", "z/z/b"} <= subs and "z/b" not in subs
+
+
+async def test_subscriptions_go_with_the_user(storage: Storage, user: User) -> None:
+    await storage.set_subscribed(user.id, "Missing", True)
+    await storage.delete_user(user.address)
+    assert await storage.list_subscriptions(user.id) == []
 
 
 async def test_mailbox_counts(storage: Storage, user: User) -> None:

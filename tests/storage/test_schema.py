@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mailwing.storage import ContentWriter, SchemaOutdated, Storage
@@ -43,3 +45,28 @@ def test_latest_schema_comes_from_the_files(backend: str) -> None:
 
 def test_newer_database_says_upgrade_mailwing() -> None:
     assert "upgrade mailwing" in str(outdated_error(3, 1))
+
+
+async def test_schema_8_keeps_the_subscribed_mailboxes(fresh_storage: Storage) -> None:
+    """Migration 8 fills ``subscriptions`` from the old per-mailbox flag."""
+    from mailwing.storage import scripts
+    from mailwing.storage.common import utcnow
+    from mailwing.storage.steps import q
+
+    def sql(text: str, *args: object) -> Any:
+        rows = yield q(text, *args)
+        return rows
+
+    run = fresh_storage._run  # type: ignore[attr-defined]
+    await run(scripts.upgrade(fresh_storage.MIGRATIONS[:7]))  # type: ignore[attr-defined]
+    [(domain,)] = await run(sql("INSERT INTO domains (name) VALUES ($1) RETURNING id", "x.test"))
+    [(user,)] = await run(sql(
+        "INSERT INTO users (address, domain_id, password_hash, created_at)"
+        " VALUES ($1, $2, $3, $4) RETURNING id", "a@x.test", domain, "h", utcnow()))
+    for n, (name, on) in enumerate([("INBOX", True), ("Old", False), ("Kept", True)], 1):
+        await run(sql("INSERT INTO mailboxes (user_id, name, uidvalidity, subscribed)"
+                      " VALUES ($1, $2, $3, $4)", user, name, n, on))
+    assert await fresh_storage.upgrade() == (7, fresh_storage.LATEST_SCHEMA)
+    assert await fresh_storage.list_subscriptions(user) == ["INBOX", "Kept"]
+    boxes = {b.name: b.subscribed for b in await fresh_storage.list_mailboxes(user)}
+    assert boxes == {"INBOX": True, "Old": False, "Kept": True}

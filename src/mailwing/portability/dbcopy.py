@@ -40,7 +40,9 @@ __all__ = ["CopyError", "CopyReport", "copy_database", "sqlite_path", "table_dig
 
 #: A target with rows in any of these holds an installation (other tables may hold rows
 #: that migrations seed, like ``counters``; they are replaced without asking).
-_DATA_TABLES = ("domains", "users", "mailboxes", "mail", "contents", "queue")
+_DATA_TABLES = (
+    "domains", "users", "mailboxes", "subscriptions", "mail", "contents", "queue",
+)
 _MASK = (1 << 128) - 1
 
 

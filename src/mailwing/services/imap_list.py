@@ -7,7 +7,8 @@ RFC 3501 has them; this module adds selection options, return options and CHILDI
 - Without SUBSCRIBED/SPECIAL-USE selection, the names are those of the base LIST (real
   mailboxes and the implied parents of real ones) matching any of the patterns; an implied
   parent is ``\\NonExistent`` (which implies ``\\Noselect``, RFC 5258 section 3).
-- SUBSCRIBED selects subscribed mailboxes and implies the SUBSCRIBED return option;
+- SUBSCRIBED selects subscribed names and implies the SUBSCRIBED return option; a
+  subscribed name without a mailbox is ``\\NonExistent \\Subscribed`` (RFC 5258 section 3);
   SPECIAL-USE (RFC 6154) selects mailboxes with a special-use attribute; with both, a
   mailbox must meet both. REMOTE changes nothing (there are no remote mailboxes).
 - RECURSIVEMATCH also returns a matching name that does not meet the criteria but has a
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mailwing.model import Mailbox
-from mailwing.services.imap_mailboxes import DELIMITER, list_items
+from mailwing.services.imap_mailboxes import DELIMITER, ListItem, _pattern, list_items
 
 __all__ = ["ExtendedItem", "extended_list"]
 
@@ -45,27 +46,46 @@ def _criteria(select: Sequence[str]) -> tuple[str, ...]:
     return tuple(o for o in select if o in ("SUBSCRIBED", "SPECIAL-USE"))
 
 
-def _meets(box: Mailbox | None, criteria: Sequence[str]) -> bool:
-    if box is None:
+def _meets(name: str, box: Mailbox | None, criteria: Sequence[str],
+           subscribed: set[str]) -> bool:
+    """A name without a mailbox meets SUBSCRIBED alone if it is subscribed (RFC 5258
+    section 3: ``\\NonExistent \\Subscribed``), never SPECIAL-USE."""
+    if "SUBSCRIBED" in criteria and name not in subscribed:
         return False
-    if "SUBSCRIBED" in criteria and not box.subscribed:
+    if "SPECIAL-USE" in criteria and (box is None or not box.special_use):
         return False
-    return not ("SPECIAL-USE" in criteria and not box.special_use)
+    return box is not None or "SUBSCRIBED" in criteria
 
 
 def extended_list(mailboxes: Iterable[Mailbox], reference: str, patterns: Sequence[str],
-                  select: Sequence[str], returns: Sequence[str]) -> list[ExtendedItem]:
+                  select: Sequence[str], returns: Sequence[str],
+                  subscriptions: Iterable[str] | None = None) -> list[ExtendedItem]:
+    """``subscriptions``: the subscribed names, with or without a mailbox (by default those
+    of the subscribed mailboxes)."""
     boxes = {m.name: m for m in mailboxes}
+    if subscriptions is None:
+        subscribed = {n for n, b in boxes.items() if b.subscribed}
+    else:
+        subscribed = set(subscriptions)
     criteria = _criteria(select)
     recursive = "RECURSIVEMATCH" in select
     show_subscribed = "SUBSCRIBED" in select or "SUBSCRIBED" in returns
     children = "CHILDREN" in returns
     special = "SPECIAL-USE" in returns or "SPECIAL-USE" in select
-    meeting = [n for n, b in boxes.items() if _meets(b, criteria)] if criteria else []
+    candidates = set(boxes) | (subscribed if "SUBSCRIBED" in criteria else set())
+    meeting = ([n for n in candidates if _meets(n, boxes.get(n), criteria, subscribed)]
+               if criteria else [])
     seen: set[str] = set()
     out: list[ExtendedItem] = []
     for pattern in patterns:
-        for item in list_items(boxes.values(), reference, pattern):
+        items = list_items(boxes.values(), reference, pattern)
+        if "SUBSCRIBED" in criteria:  # subscribed names without a mailbox or child
+            listed = {i.name for i in items}
+            rx = _pattern(reference, pattern)
+            items += [ListItem(n, ()) for n in subscribed
+                      if n not in listed and n not in boxes and rx.fullmatch(n)]
+            items.sort(key=lambda i: (i.name != "INBOX", i.name))
+        for item in items:
             if item.name in seen:
                 continue
             box = boxes.get(item.name)
@@ -74,7 +94,7 @@ def extended_list(mailboxes: Iterable[Mailbox], reference: str, patterns: Sequen
                 prefix = item.name + DELIMITER
                 if recursive and any(n.startswith(prefix) for n in meeting):
                     childinfo = criteria
-                if not _meets(box, criteria) and not childinfo:
+                if not _meets(item.name, box, criteria, subscribed) and not childinfo:
                     continue
             seen.add(item.name)
             attrs = [a for a in item.attributes if a != "\\Noselect"
@@ -82,7 +102,7 @@ def extended_list(mailboxes: Iterable[Mailbox], reference: str, patterns: Sequen
                      and (special or box is None or a != box.special_use)]
             if box is None:
                 attrs.insert(0, "\\NonExistent")
-            elif show_subscribed and box.subscribed:
+            if show_subscribed and item.name in subscribed:
                 attrs.append("\\Subscribed")
             out.append(ExtendedItem(item.name, tuple(attrs), childinfo, box))
     return out

@@ -12,7 +12,9 @@ the IMAP tree (implied parents, ``\\HasChildren``, wildcards) is protocol semant
   the RFC 6154 special-use attribute of the mailbox.
 - LSUB (section 6.3.9): subscribed names matching the pattern; when ``%`` stops at a level
   whose mailbox is not subscribed but has a subscribed child, that level is listed with
-  ``\\Noselect`` (only for ``%``: a pattern without it names no unsubscribed parent).
+  ``\\Noselect`` (only for ``%``: a pattern without it names no unsubscribed parent). A
+  subscribed name without a mailbox (subscriptions outlive mailboxes, 6.3.6) is listed
+  with ``\\Noselect`` too.
 - Names (section 5.1, 6.3.3): a trailing delimiter is dropped, empty levels, wildcards and
   control characters are refused; CREATE makes the missing parents first.
 """
@@ -122,15 +124,22 @@ def list_items(mailboxes: Iterable[Mailbox], reference: str, pattern: str) -> li
     return out
 
 
-def lsub_items(mailboxes: Iterable[Mailbox], reference: str, pattern: str) -> list[ListItem]:
-    """The LSUB answer."""
-    subscribed = {m.name for m in mailboxes if m.subscribed}
+def lsub_items(mailboxes: Iterable[Mailbox], reference: str, pattern: str,
+               subscriptions: Iterable[str] | None = None) -> list[ListItem]:
+    """The LSUB answer. ``subscriptions`` are the subscribed names (by default those of the
+    subscribed mailboxes); one with no mailbox is listed with ``\\Noselect``."""
+    boxes = list(mailboxes)
+    existing = {m.name for m in boxes}
+    if subscriptions is None:
+        subscribed = {m.name for m in boxes if m.subscribed}
+    else:
+        subscribed = set(subscriptions)
     rx = _pattern(reference, pattern)
     stops = "%" in reference + pattern  # only "%" stops at a level (RFC 3501 6.3.9)
     found: dict[str, tuple[str, ...]] = {}
     for name in subscribed:
         if rx.fullmatch(name):
-            found[name] = ()
+            found[name] = () if name in existing else ("\\Noselect",)
             continue
         if not stops:
             continue  # "a" (no wildcard) names only "a", subscribed or not

@@ -193,6 +193,9 @@ class ScriptedStorage:
     async def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None:
         await self._run(scripts_mailboxes.set_subscribed(user_id, name, subscribed))
 
+    async def list_subscriptions(self, user_id: int) -> list[str]:
+        return await self._read(scripts_mailboxes.list_subscriptions(user_id))
+
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
         return await self._read(scripts_mailboxes.get_mailbox_by_id(mailbox_id))
 

@@ -40,8 +40,12 @@ __all__ = [
 
 DOMAIN_COLUMNS = "id, name"
 USER_COLUMNS = "id, address, domain_id, password_hash, enabled, quota_bytes, created_at"
+#: Selected ``FROM mailboxes`` (no alias): ``subscribed`` comes from the ``subscriptions``
+#: table (schema 8), not the old column of the same name, which is no longer used.
 MAILBOX_COLUMNS = (
-    "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed"
+    "id, user_id, name, uidvalidity, uidnext, highestmodseq, special_use,"
+    " EXISTS (SELECT 1 FROM subscriptions s"
+    " WHERE s.user_id = mailboxes.user_id AND s.name = mailboxes.name)"
 )
 CONTENT_COLUMNS = (
     "c.sha256, c.size, c.crlf_size, c.crlf_clean,"

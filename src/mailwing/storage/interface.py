@@ -273,7 +273,14 @@ class Storage(Protocol):
         AlreadyExists."""
 
     async def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None:
-        """NotFound unless the mailbox exists (subscriptions are a mailbox attribute here)."""
+        """Subscribe or unsubscribe a name, whether or not a mailbox has it (RFC 3501
+        6.3.6/6.3.7): subscriptions are kept apart from the mailboxes, so DELETE keeps one
+        and RENAME moves those of the renamed mailboxes. Idempotent; NotFound only for an
+        unknown user. ``Mailbox.subscribed`` tells whether the mailbox's name is subscribed."""
+
+    async def list_subscriptions(self, user_id: int) -> list[str]:
+        """Every subscribed name of the user (INBOX first, then by name), including names
+        with no mailbox."""
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
         """The mailbox with fresh UIDNEXT/HIGHESTMODSEQ counters."""

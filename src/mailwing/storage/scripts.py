@@ -236,15 +236,23 @@ def _create_mailboxes(
     yield q("UPDATE counters SET value = $1 WHERE name = 'uidvalidity'", values[-1])
     made = []
     for (name, special), uidvalidity in zip(specs, values, strict=True):
+        name = canonical_mailbox_name(name)
         rows = yield q(
             "INSERT INTO mailboxes (user_id, name, uidvalidity, uidnext, highestmodseq,"
-            " special_use, subscribed) VALUES ($1, $2, $3, 1, 1, $4, $5)"
-            f" ON CONFLICT (user_id, name) DO NOTHING RETURNING {MAILBOX_COLUMNS}",
-            user_id, canonical_mailbox_name(name), uidvalidity, special, True,
+            " special_use) VALUES ($1, $2, $3, 1, 1, $4)"
+            " ON CONFLICT (user_id, name) DO NOTHING RETURNING id",
+            user_id, name, uidvalidity, special,
         )
         if not rows:
             raise AlreadyExists(f"mailbox {name} exists already")
-        made.append(row_to_mailbox(rows[0]))
+        # a new mailbox is subscribed (a default subscription list, RFC 3501 6.3.6)
+        yield q(
+            "INSERT INTO subscriptions (user_id, name) VALUES ($1, $2)"
+            " ON CONFLICT (user_id, name) DO NOTHING",
+            user_id, name,
+        )
+        box = yield q(f"SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1", rows[0][0])
+        made.append(row_to_mailbox(box[0]))
     return made
 
 

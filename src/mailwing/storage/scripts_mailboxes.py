@@ -1,9 +1,11 @@
 """Transaction scripts for the IMAP mailbox tree and per-mailbox state (see :mod:`.scripts`).
 
 * DELETE (RFC 3501 section 6.3.4) removes one mailbox with its mail; children are the
-  caller's business. Contents left without entries go in the same transaction.
+  caller's business. Contents left without entries go in the same transaction. The
+  subscription of its name stays (RFC 3501 6.3.6: subscriptions are names, kept apart).
 * RENAME (RFC 3501 section 6.3.5) renames a mailbox and its inferiors in one transaction,
-  keeping UIDVALIDITY and special-use, since the UIDs do not change. Names are first moved
+  keeping UIDVALIDITY and special-use, since the UIDs do not change; the subscriptions of
+  the renamed mailboxes move to the new names. Names are first moved
   aside to temporary ones so that a rename such as ``a`` -> ``a/a`` never trips the unique
   (user, name) constraint half way. Renaming INBOX instead creates a new mailbox and moves
   INBOX's entries into it with fresh UIDs (a move, so INBOX records them as expunged); INBOX
@@ -29,6 +31,7 @@ __all__ = [
     "claim_recent",
     "delete_mailbox",
     "get_mailbox_by_id",
+    "list_subscriptions",
     "mailbox_counts",
     "rename_mailbox",
     "set_subscribed",
@@ -96,16 +99,44 @@ def rename_mailbox(user_id: int, old: str, new: str) -> Script[Mailbox]:
     )
     for mailbox_id in ids:
         yield q("UPDATE mailboxes SET name = $2 WHERE id = $1", mailbox_id, renames[mailbox_id])
+    # subscriptions of the renamed mailboxes follow them; others (names without a mailbox,
+    # or one already subscribed at a new name) are left alone (RFC 3501 6.3.6)
+    moved = [boxes[n] for n in boxes if boxes[n].id in renames and boxes[n].subscribed]
+    if moved:
+        yield q(
+            "DELETE FROM subscriptions WHERE user_id = $1 AND name @IN($2)",
+            user_id, [b.name for b in moved],
+        )
+        for b in moved:
+            yield q(
+                "INSERT INTO subscriptions (user_id, name) VALUES ($1, $2)"
+                " ON CONFLICT (user_id, name) DO NOTHING",
+                user_id, renames[b.id],
+            )
     return (yield from _by_id(boxes[old].id))
 
 
 def set_subscribed(user_id: int, name: str, subscribed: bool) -> Script[None]:
-    rows = yield q(
-        "UPDATE mailboxes SET subscribed = $3 WHERE user_id = $1 AND name = $2 RETURNING id",
-        user_id, canonical_mailbox_name(name), bool(subscribed),
-    )
-    if not rows:
-        raise NotFound(f"no mailbox {name}")
+    """A name, with or without a mailbox (RFC 3501 6.3.6/6.3.7); idempotent."""
+    users = yield q("SELECT id FROM users WHERE id = $1", user_id)
+    if not users:
+        raise NotFound(f"no user with id {user_id}")
+    if subscribed:
+        yield q(
+            "INSERT INTO subscriptions (user_id, name) VALUES ($1, $2)"
+            " ON CONFLICT (user_id, name) DO NOTHING",
+            user_id, canonical_mailbox_name(name),
+        )
+    else:
+        yield q(
+            "DELETE FROM subscriptions WHERE user_id = $1 AND name = $2",
+            user_id, canonical_mailbox_name(name),
+        )
+
+
+def list_subscriptions(user_id: int) -> Script[list[str]]:
+    rows = yield q("SELECT name FROM subscriptions WHERE user_id = $1", user_id)
+    return sorted((str(r[0]) for r in rows), key=lambda n: (n != "INBOX", n))
 
 
 def mailbox_counts(mailbox_id: int) -> Script[MailboxCounts]:

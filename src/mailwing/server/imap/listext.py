@@ -22,12 +22,15 @@ __all__ = ["list_extended"]
 
 async def list_extended(s: SessionState, cmd: c.List) -> Done:
     storage = s.ctx.storage
+    user_id = s.require_user().id
     try:
-        boxes = await storage.list_mailboxes(s.require_user().id)
+        boxes = await storage.list_mailboxes(user_id)
+        names = (await storage.list_subscriptions(user_id)
+                 if "SUBSCRIBED" in cmd.select_options else None)
     except StorageError as exc:
         raise unavailable() from exc
     items = extended_list(boxes, cmd.reference, cmd.patterns, cmd.select_options,
-                          cmd.return_options)
+                          cmd.return_options, names)
     for item in items:
         s.send(list_line(item.attributes, DELIMITER, item.name, item.childinfo))
         if cmd.status_items and item.mailbox is not None:

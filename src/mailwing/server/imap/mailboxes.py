@@ -132,11 +132,11 @@ async def rename(s: SessionState, cmd: c.Rename) -> Done:
 
 
 async def _subscribe(s: SessionState, name: str, on: bool, command: str) -> Done:
+    """Names, not mailboxes: SUBSCRIBE of a name without a mailbox and UNSUBSCRIBE of one
+    whose mailbox is gone both succeed (RFC 3501 6.3.6/6.3.7)."""
     name = valid_name(name)
     try:
         await s.ctx.storage.set_subscribed(s.require_user().id, name, on)
-    except NotFound:
-        return Done("NO", texts.NO_SUCH_MAILBOX, "NONEXISTENT")
     except StorageError as exc:
         raise unavailable() from exc
     return Done("OK", texts.COMPLETED.format(command))
@@ -185,14 +185,16 @@ async def list_(s: SessionState, cmd: c.List) -> Done:
 
 
 async def lsub(s: SessionState, cmd: c.Lsub) -> Done:
+    user_id = s.require_user().id
     try:
-        boxes = await s.ctx.storage.list_mailboxes(s.require_user().id)
+        boxes = await s.ctx.storage.list_mailboxes(user_id)
+        names = await s.ctx.storage.list_subscriptions(user_id)
     except StorageError as exc:
         raise unavailable() from exc
     if cmd.pattern == "":
         s.send(responses.list_response(("\\Noselect",), mb.DELIMITER, "", "LSUB"))
     else:
-        for item in mb.lsub_items(boxes, cmd.reference, cmd.pattern):
+        for item in mb.lsub_items(boxes, cmd.reference, cmd.pattern, names):
             s.send(_line("LSUB", item))
     return Done("OK", texts.COMPLETED.format("LSUB"))
 
