@@ -124,16 +124,8 @@ class _SmtpSession:
                 self._early.close()
 
     async def _loop(self) -> None:
-        """Pump the core's events until it closes.
-
-        POP3 and SMTP each have this loop rather than one shared driver: the four cases they
-        share (send, read, count a command, close) are three lines each, and everything else
-        is a match on the core's own event classes with protocol-specific handling (POP3 hands
-        its buffered go-ahead line to the TLS upgrade; SMTP streams body chunks). A shared
-        driver would need a dispatch table plus hooks and read worse than two short matches;
-        what is really common (buffered writes, bounded reads, STARTTLS, the failure log and the
-        goodbye line) already lives once, on :class:`~mailwing.server.connection.Connection`.
-        """
+        """Pump the core's events until it closes. Why POP3 and SMTP each keep a loop of
+        their own instead of one shared driver: see ``_Pop3Session._loop``."""
         core, conn = self.core, self.conn
         while True:
             event = core.next_event()
