@@ -350,8 +350,9 @@ def _serve_locked(settings: Settings) -> int:
     except TlsSetupError as exc:
         raise StartupError(str(exc)) from exc
     enabled = enabled_listeners(settings)
-    handlers = load_handlers({spec.protocol for spec in enabled})  # the admin listener is
-    if not enabled:  # served by mailwing.admin, not by a session handler
+    # the admin listener (protocol http) has no session handler: mailwing.admin serves it
+    handlers = load_handlers({spec.protocol for spec in enabled})
+    if not enabled:
         log.warning("no listener is enabled (known: %s)", ", ".join(LISTENERS))
 
     node = prepare_node(settings)  # shared memory and cache key, inherited by the workers

@@ -41,11 +41,11 @@ from typing import Any, TypeVar
 
 from mailwing.app import RunningWorker, load_handlers, start_worker
 from mailwing.config import LISTENERS, Settings
+from mailwing.runtime import open_store
 from mailwing.server.tls import build_server_context, ensure_self_signed
 from mailwing.services.capture import apply_capture_mode, provision
 from mailwing.services.delivery import deliver_local
 from mailwing.services.passwords import hash_password
-from mailwing.storage import open_storage
 from mailwing.storage.errors import AlreadyExists
 
 __all__ = ["AsyncMailServer", "MailServer", "StoredMessage"]
@@ -153,7 +153,7 @@ class AsyncMailServer:
         s = self.settings
         s.server.data_dir = self._data_dir
         s.database.url = self._database_url or f"sqlite:///{self._data_dir / 'mailwing.db'}"
-        storage = await open_storage(s.database_url, data_dir=self._data_dir)
+        storage = await open_store(s)
         sockets: dict[str, socket.socket] = {}
         try:
             await storage.upgrade()
