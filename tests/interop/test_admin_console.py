@@ -77,6 +77,21 @@ def wait_url(driver: Any, ending: str) -> None:
     WebDriverWait(driver, 20).until(lambda d: d.current_url.split("?")[0].endswith(ending))
 
 
+def follow(driver: Any, element: Any) -> None:
+    """Click a link or submit button and wait until the browser has left the page.
+
+    Without the wait, the next ``find_element`` may still find the old page's
+    element, which the arriving page then makes stale.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+
+
 def shot(driver: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
@@ -104,10 +119,10 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     assert d.current_url.endswith("/login")
     shot(d, "01-login")
     d.find_element(css, "#token").send_keys("mwa_wrong")
-    d.find_element(css, "#login").click()
+    follow(d, d.find_element(css, "#login"))
     assert "not valid" in d.find_element(css, "#error").text
     d.find_element(css, "#token").send_keys(token)
-    d.find_element(css, "#login").click()
+    follow(d, d.find_element(css, "#login"))
     wait_url(d, f"{srv.ports['admin']}/")
     assert d.find_element(css, "h1").text == "Dashboard"
     cookie = d.get_cookie("mw_session")
@@ -122,14 +137,14 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     d.find_element(css, "#new-address").send_keys("bob@example.org")
     d.find_element(css, "#new-password").send_keys("bob-secret-1")
     d.find_element(css, "#new-quota").send_keys("1G")
-    d.find_element(css, "#add-user").click()
+    follow(d, d.find_element(css, "#add-user"))
     assert "user bob@example.org created" in d.find_element(css, "#notice").text
     assert "bob@example.org" in d.find_element(css, "#users").text
     assert "1.0 GiB" in d.find_element(
         By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]").text
     row = d.find_element(By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]")
     row.find_element(css, "input[name=quota]").send_keys("2M")
-    row.find_element(css, "button[value=quota]").click()
+    follow(d, row.find_element(css, "button[value=quota]"))
     assert "quota of bob@example.org set to" in d.find_element(css, "#notice").text
     assert "2.0 MiB" in d.find_element(
         By.XPATH, "//table[@id='users']//tr[td[contains(., 'bob@example.org')]]").text
@@ -142,7 +157,7 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     records = d.find_element(css, "#records").text
     assert "_imap._tcp.example.org." in records and "_mta-sts.example.org." in records
     assert d.find_elements(css, "button[data-copy]")
-    d.find_element(css, "#dkim-keygen").click()
+    follow(d, d.find_element(css, "#dkim-keygen"))
     assert "DKIM key" in d.find_element(css, "#notice").text
     assert "_domainkey.example.org." in d.find_element(css, "#records").text
     shot(d, "05-dns")
@@ -150,11 +165,11 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     # browse the delivered message: sanitised HTML, the tracker is never contacted
     d.get(base + f"/mail?user={ALICE}")
     shot(d, "06-mailboxes")
-    d.find_element(By.LINK_TEXT, "INBOX").click()
+    follow(d, d.find_element(By.LINK_TEXT, "INBOX"))
     d.find_element(css, "#messages")
     assert "Quarterly report" in d.find_element(css, "#messages").text
     shot(d, "07-messages")
-    d.find_element(By.LINK_TEXT, "Quarterly report").click()
+    follow(d, d.find_element(By.LINK_TEXT, "Quarterly report"))
     d.find_element(css, "#subject")
     body = d.find_element(css, "#body")
     assert "Numbers are up." in body.text
@@ -170,7 +185,7 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     d.get(base + "/queue")
     assert "QCONSOLE1" in d.find_element(css, "#queue").text
     shot(d, "09-queue")
-    d.find_element(css, "#retry-QCONSOLE1").click()
+    follow(d, d.find_element(css, "#retry-QCONSOLE1"))
     assert "QCONSOLE1 is due now" in d.find_element(css, "#notice").text
     with client(srv, token) as c:
         assert c.get("/api/v1/queue/QCONSOLE1").json()["next_attempt"] < before
@@ -185,7 +200,7 @@ def test_console_in_headless_chromium(server_factory: type[MailwingServer], tmp_
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert tracker not in page.text
 
-    d.find_element(css, "#logout").click()
+    follow(d, d.find_element(css, "#logout"))
     wait_url(d, "/login")
     d.get(base + "/queue")
     wait_url(d, "/login")  # the session is over
