@@ -42,7 +42,7 @@ _GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim, admin, por
 
 def build_parser() -> argparse.ArgumentParser:
     # --config is accepted at every level; SUPPRESS keeps a later level from erasing it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="TOML configuration file (default: $MAILWING_CONFIG)")
     parser = Parser(prog="mailwing", description="mailwing mail server")
