@@ -18,12 +18,13 @@ HEAVY = ("mailwing.app", "mailwing.server", "mailwing.services.auth",
 #: On SQLite, delivery runs without an event loop (mailwing.storage.sqlite.inline): no asyncio
 #: (nor what it drags in: ssl, logging, concurrent.futures, subprocess), no database thread,
 #: and none of the stdlib modules that are imported only when a value needs them (the email
-#: parser for odd header fields, shutil for argparse's terminal width, tomllib without a
-#: configuration file, importlib.resources for migrations in a plain folder).
-NOT_ON_SQLITE = ("asyncio", "ssl", "logging", "concurrent", "subprocess",
+#: parser for odd header fields, email.utils for dates, shutil for argparse's terminal width,
+#: tomllib without a configuration file, importlib.resources for migrations in a plain
+#: folder), and no socket when no process waits for changes (none does here).
+NOT_ON_SQLITE = ("asyncio", "ssl", "logging", "concurrent", "subprocess", "email.utils",
                  "mailwing.storage.sqlite.runner", "mailwing.storage.sqlite.backend",
                  "mailwing.storage.sqlite.notify", "shutil", "email.policy", "email.parser",
-                 "tomllib", "importlib.resources", "getpass")
+                 "tomllib", "importlib.resources", "getpass", "socket")
 
 SCRIPT = """
 import json, sys

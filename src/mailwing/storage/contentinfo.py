@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from email._parseaddr import _parsedate_tz  # type: ignore[import-not-found]  # (no stub)
 from typing import TYPE_CHECKING
 
 from mailwing.model import ContentInfo, HeaderFields
@@ -157,11 +158,30 @@ def _address_field(msg: Message, name: str) -> str | None:
     return None
 
 
-def _to_datetime(raw: object) -> datetime | None:
+def parse_date(text: str) -> datetime:
+    """What ``email.utils.parsedate_to_datetime`` answers, on the parser it calls.
+
+    Importing :mod:`email.utils` costs more than the rest of header parsing (it brings
+    :mod:`socket` and :mod:`random`), paid by every ``mailwing deliver`` (issue #9); the
+    reference path (:func:`email_header_fields`) keeps the stdlib function, and the tests
+    check that both agree."""
+    parsed: list[int | None] | None = _parsedate_tz(text)
+    if parsed is None:
+        raise ValueError(f'Invalid date value or format "{text}"')
+    year, month, day, hour, minute, second = (int(v or 0) for v in parsed[:6])
+    offset = parsed[9]
+    if offset is None:
+        return datetime(year, month, day, hour, minute, second)
+    return datetime(year, month, day, hour, minute, second,
+                    tzinfo=timezone(timedelta(seconds=offset)))
+
+
+def _to_datetime(raw: object, parse: Callable[[str], datetime] = parse_date
+                 ) -> datetime | None:
     try:
         if raw is None:
             return None
-        parsed = parsedate_to_datetime(str(raw))
+        parsed = parse(str(raw))
     except Exception:
         return None
     if parsed.tzinfo is None:  # "-0000" means UTC with no local-time information
@@ -174,7 +194,9 @@ def _date(msg: Message) -> datetime | None:
         raw = msg.get("date")
     except Exception:
         return None
-    return _to_datetime(raw)
+    from email.utils import parsedate_to_datetime
+
+    return _to_datetime(raw, parsedate_to_datetime)
 
 
 def email_header_fields(head: bytes) -> HeaderFields:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailwing.storage.notify import format_ids
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["Broadcaster", "NotifyDirectory", "notify_dir"]
 
@@ -74,6 +77,8 @@ class Broadcaster:
         if not names:
             return
         if self._sender is None:
+            import socket  # only when someone listens: a delivery nobody waits for skips it
+
             self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sender.setblocking(False)
         payload = format_ids(mailbox_ids)
