@@ -10,6 +10,7 @@ changes the schema: ``mailwing db upgrade`` calls :meth:`Storage.upgrade`, and s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailwing.storage.common import redact_url
 from mailwing.storage.errors import (
@@ -23,6 +24,9 @@ from mailwing.storage.errors import (
 )
 from mailwing.storage.interface import ContentWriter, Delivery, Storage
 
+if TYPE_CHECKING:
+    from mailwing.storage.sqlite.inline import InlineSqliteStorage
+
 __all__ = [
     "AlreadyExists",
     "ContentWriter",
@@ -34,6 +38,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "TemporaryStorageError",
+    "open_inline_storage",
     "open_storage",
     "redact_url",
 ]
@@ -42,18 +47,26 @@ _SQLITE_PREFIX = "sqlite:///"
 _PG_PREFIXES = ("postgresql://", "postgres://")
 
 
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL; None for any other scheme."""
+    if not url.startswith(_SQLITE_PREFIX):
+        return None
+    path = url[len(_SQLITE_PREFIX) :]
+    if not path:
+        raise ValueError("sqlite URL without a path: use sqlite:///path/to/mailwing.db")
+    return Path(path)
+
+
 async def open_storage(url: str, *, data_dir: Path) -> Storage:
     """Open the storage that ``url`` names; ``data_dir`` holds content files (SQLite).
 
     Raises ValueError for an unknown URL scheme and TemporaryStorageError when the database
     cannot be reached."""
-    if url.startswith(_SQLITE_PREFIX):
+    path = _sqlite_path(url)
+    if path is not None:
         from mailwing.storage.sqlite import SqliteStorage
 
-        path = url[len(_SQLITE_PREFIX) :]
-        if not path:
-            raise ValueError("sqlite URL without a path: use sqlite:///path/to/mailwing.db")
-        return await SqliteStorage.open(Path(path), Path(data_dir))
+        return await SqliteStorage.open(path, Path(data_dir))
     if url.startswith(_PG_PREFIXES):
         from mailwing.storage.postgres import PostgresStorage
 
@@ -61,3 +74,15 @@ async def open_storage(url: str, *, data_dir: Path) -> Storage:
     raise ValueError(
         f"unsupported database URL {redact_url(url)!r}: use sqlite:///... or postgresql://..."
     )
+
+
+def open_inline_storage(url: str, *, data_dir: Path) -> InlineSqliteStorage | None:
+    """The storage of ``url`` run in the calling thread without an event loop
+    (:mod:`mailwing.storage.sqlite.inline`), or None when the backend has none (PostgreSQL):
+    then use :func:`open_storage`."""
+    path = _sqlite_path(url)
+    if path is None:
+        return None
+    from mailwing.storage.sqlite.inline import InlineSqliteStorage
+
+    return InlineSqliteStorage.open(path, Path(data_dir))
