@@ -7,7 +7,7 @@ run by an MTA once per message, needs only these, so it imports only this module
 configuration and the storage backend it opens. :mod:`mailwing.app` re-exports both.
 
 ``asyncio`` itself is imported by :func:`run_async` only: on SQLite, ``mailwing deliver`` runs
-without an event loop (:func:`open_inline_store`), and the import alone costs more than the
+without an event loop (:func:`open_direct_store`), and the import alone costs more than the
 rest of its work.
 """
 
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from mailwing.config import Settings
     from mailwing.storage.interface import Storage
-    from mailwing.storage.sqlite.inline import InlineSqliteStorage
+    from mailwing.storage.sqlite.direct import DirectSqliteStorage
 
-__all__ = ["open_inline_store", "open_store", "run_async"]
+__all__ = ["open_direct_store", "open_store", "run_async"]
 
 T = TypeVar("T")
 
@@ -52,12 +52,12 @@ async def open_store(settings: Settings) -> Storage:
     return await open_storage(settings.database_url, data_dir=data_dir)
 
 
-def open_inline_store(settings: Settings) -> InlineSqliteStorage | None:
+def open_direct_store(settings: Settings) -> DirectSqliteStorage | None:
     """The configured storage run in the calling thread without an event loop (drive its
-    coroutines with :func:`mailwing.storage.sqlite.inline.run_inline`), or None when the
+    coroutines with :func:`mailwing.storage.sqlite.direct.run_direct`), or None when the
     backend needs one (PostgreSQL): then use :func:`open_store` under :func:`run_async`."""
-    from mailwing.storage import open_inline_storage
+    from mailwing.storage import open_direct_storage
 
     data_dir = settings.server.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    return open_inline_storage(settings.database_url, data_dir=data_dir)
+    return open_direct_storage(settings.database_url, data_dir=data_dir)

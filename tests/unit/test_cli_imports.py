@@ -15,7 +15,7 @@ HEAVY = ("mailwing.app", "mailwing.server", "mailwing.services.auth",
          "mailwing.services.passwords", "mailwing.mailauth", "mailwing.queue", "mailwing.proto",
          "argon2", "cryptography", "dkim", "dns", "uvloop", "asyncpg")
 
-#: On SQLite, delivery runs without an event loop (mailwing.storage.sqlite.inline): no asyncio
+#: On SQLite, delivery runs without an event loop (mailwing.storage.sqlite.direct): no asyncio
 #: (nor what it drags in: ssl, logging, concurrent.futures, subprocess), no database thread,
 #: and none of the stdlib modules that are imported only when a value needs them (the email
 #: parser for odd header fields, email.utils for dates, shutil for argparse's terminal width,
@@ -60,18 +60,18 @@ def test_deliver_imports_no_server_code(tmp_path: Path) -> None:
     assert _run(tmp_path, "db", "upgrade").returncode == 0
     code, modules = _deliver_modules(tmp_path, "nobody@example.org")
     assert code == 67  # no such user: the delivery path ran up to the recipient check
-    assert "mailwing.storage.sqlite.inline" in modules
+    assert "mailwing.storage.sqlite.direct" in modules
     assert _matching(modules, HEAVY) == []
 
 
 def test_sqlite_deliver_runs_without_asyncio(tmp_path: Path) -> None:
-    """A whole delivery (content file, append, change broadcast) on the inline storage."""
+    """A whole delivery (content file, append, change broadcast) on the direct storage."""
     assert _run(tmp_path, "db", "upgrade").returncode == 0
     added = _run(tmp_path, "user", "add", "bob@example.org", "--password-stdin", stdin=b"pw\n")
     assert added.returncode == 0, added.stderr
     code, modules = _deliver_modules(tmp_path, "bob@example.org")
     assert code == 0
-    assert "mailwing.storage.sqlite.inline" in modules
+    assert "mailwing.storage.sqlite.direct" in modules
     assert _matching(modules, HEAVY + NOT_ON_SQLITE) == []
     assert len(list((tmp_path / "blobs").glob("??/*"))) == 1  # the content file is there
 

@@ -7,8 +7,8 @@ an LDA does: 0 delivered, 65 empty or unreadable message, 67 no such user, 73 no
 78 configuration error.
 
 It runs once per message, so start-up is most of its cost (issue #9: <= 60 ms). On SQLite the
-delivery runs without an event loop, through the inline storage
-(:mod:`mailwing.storage.sqlite.inline`): the same ``deliver_local`` service and transaction
+delivery runs without an event loop, through the direct storage
+(:mod:`mailwing.storage.sqlite.direct`): the same ``deliver_local`` service and transaction
 scripts, minus ``asyncio``'s import and the database thread. PostgreSQL (asyncpg) keeps the
 event loop.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailwing.cli.common import CliError, with_storage
 from mailwing.config import Settings
-from mailwing.runtime import open_inline_store
+from mailwing.runtime import open_direct_store
 from mailwing.storage.errors import SchemaOutdated, StorageError, TemporaryStorageError
 
 if TYPE_CHECKING:
@@ -86,14 +86,14 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
         return f"delivered to {address} (uid {entry.uid}, {entry.content.size} bytes)"
 
     try:
-        store = open_inline_store(settings)
+        store = open_direct_store(settings)
         if store is None:
             message = with_storage(settings, work, check=False, uvloop=False)  # one message:
             # uvloop's import would cost more than it saves
         else:
-            from mailwing.storage.sqlite.inline import run_inline
+            from mailwing.storage.sqlite.direct import run_direct
 
-            message = run_inline(_then_close(store, work))
+            message = run_direct(_then_close(store, work))
     except UnknownRecipient as exc:
         raise CliError(str(exc), EX_NOUSER) from exc
     except UnknownMailbox as exc:

@@ -25,7 +25,7 @@ from mailwing.storage.errors import (
 from mailwing.storage.interface import ContentWriter, Delivery, Storage
 
 if TYPE_CHECKING:
-    from mailwing.storage.sqlite.inline import InlineSqliteStorage
+    from mailwing.storage.sqlite.direct import DirectSqliteStorage
 
 __all__ = [
     "AlreadyExists",
@@ -38,7 +38,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "TemporaryStorageError",
-    "open_inline_storage",
+    "open_direct_storage",
     "open_storage",
     "redact_url",
 ]
@@ -76,13 +76,13 @@ async def open_storage(url: str, *, data_dir: Path) -> Storage:
     )
 
 
-def open_inline_storage(url: str, *, data_dir: Path) -> InlineSqliteStorage | None:
+def open_direct_storage(url: str, *, data_dir: Path) -> DirectSqliteStorage | None:
     """The storage of ``url`` run in the calling thread without an event loop
-    (:mod:`mailwing.storage.sqlite.inline`), or None when the backend has none (PostgreSQL):
+    (:mod:`mailwing.storage.sqlite.direct`), or None when the backend has none (PostgreSQL):
     then use :func:`open_storage`."""
     path = _sqlite_path(url)
     if path is None:
         return None
-    from mailwing.storage.sqlite.inline import InlineSqliteStorage
+    from mailwing.storage.sqlite.direct import DirectSqliteStorage
 
-    return InlineSqliteStorage.open(path, Path(data_dir))
+    return DirectSqliteStorage.open(path, Path(data_dir))

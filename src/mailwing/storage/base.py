@@ -11,8 +11,8 @@ writer and reader, and ``close``. Input validation errors (a malformed address) 
 ``_start_listening`` (open that transport lazily, on the first wait).
 
 ``asyncio`` is imported by :meth:`ScriptedStorage.wait_for_change` only: the other methods
-never touch the event loop themselves, and the inline SQLite storage of ``mailwing deliver``
-(:mod:`mailwing.storage.sqlite.inline`, issue #9) runs them without one.
+never touch the event loop themselves, and the direct SQLite storage of ``mailwing deliver``
+(:mod:`mailwing.storage.sqlite.direct`, issue #9) runs them without one.
 """
 
 from __future__ import annotations

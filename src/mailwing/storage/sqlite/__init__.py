@@ -1,7 +1,7 @@
 """SQLite backend (stdlib ``sqlite3``): one database file plus content files in ``data_dir``.
 
 :class:`SqliteStorage` is imported on first use: it brings the database thread and
-``asyncio``, which the inline storage of ``mailwing deliver`` (:mod:`.inline`) must not load.
+``asyncio``, which the direct storage of ``mailwing deliver`` (:mod:`.direct`) must not load.
 """
 
 from __future__ import annotations

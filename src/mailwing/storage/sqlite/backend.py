@@ -6,7 +6,7 @@ themselves are the shared scripts, driven through
 :class:`~mailwing.storage.base.ScriptedStorage`. Contents are files under ``data_dir/blobs``
 (:mod:`mailwing.storage.blobs`), fsynced before any row pointing at them is committed.
 Change wake-ups between processes sharing the file go through :mod:`.notify`. What this
-shares with the inline storage of ``mailwing deliver`` is in :mod:`.common`.
+shares with the direct storage of ``mailwing deliver`` is in :mod:`.common`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What both SQLite storages share: schema, content files, garbage collection, opening.
 
 :class:`~.backend.SqliteStorage` (servers and most commands: a database thread with group
-commit, change wake-ups in both directions) and :class:`~.inline.InlineSqliteStorage`
+commit, change wake-ups in both directions) and :class:`~.direct.DirectSqliteStorage`
 (``mailwing deliver``: everything in the calling thread, no event loop) differ only in how a
 script is executed and how content files are written; this base holds the rest so they cannot
 drift apart. It imports no ``asyncio`` (issue #9).

@@ -8,7 +8,7 @@ blocks and knows nothing of event loops, on purpose, because it has two callers:
 * :class:`~mailwing.storage.sqlite.runner.SqliteRunner`, the database thread of a server, which
   hands it the batches that queued up while it was busy (group commit) and resolves the
   callers' futures afterwards;
-* the inline storage of one-shot commands (:mod:`.inline`), which runs each script right away
+* the direct storage of one-shot commands (:mod:`.direct`), which runs each script right away
   in the calling thread, so ``mailwing deliver`` (run once per message by an MTA, issue #9)
   never imports ``asyncio`` nor starts a thread.
 

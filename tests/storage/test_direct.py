@@ -1,11 +1,11 @@
-"""The inline SQLite storage (``mailwing deliver`` without an event loop, issue #9): the same
-scripts and delivery service as the threaded storage, driven by ``run_inline``.
+"""The direct SQLite storage (``mailwing deliver`` without an event loop, issue #9): the same
+scripts and delivery service as the threaded storage, driven by ``run_direct``.
 
-Each test delivers through :class:`InlineSqliteStorage` and checks the outcome through the
+Each test delivers through :class:`DirectSqliteStorage` and checks the outcome through the
 regular :class:`SqliteStorage` on the same files: the two must agree on rows, content files
-and quota, and an inline commit must wake a waiter of another storage object (what an IMAP
+and quota, and a direct commit must wake a waiter of another storage object (what an IMAP
 IDLE session in a server process sits on). Delivery runs in a worker thread where the test
-itself has an event loop, so that nothing inline can lean on it."""
+itself has an event loop, so that nothing direct can lean on it."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from mailwing.services.delivery import QuotaExceeded, deliver_local
-from mailwing.storage import Delivery, open_inline_storage, open_storage
+from mailwing.storage import Delivery, open_direct_storage, open_storage
 from mailwing.storage.blobs import MEMORY_LIMIT
 from mailwing.storage.errors import StorageError
 from mailwing.storage.sqlite import SqliteStorage
-from mailwing.storage.sqlite.inline import InlineSqliteStorage, run_inline
+from mailwing.storage.sqlite.direct import DirectSqliteStorage, run_direct
 from tests.storage.conftest import HASH, highest_modseq, inbox_id
 
 MESSAGE = b"From: a@example.net\r\nSubject: inline\r\n\r\nhello\r\n"
@@ -35,9 +35,9 @@ async def threaded(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
     await store.close()
 
 
-def _inline(tmp_path: Path) -> InlineSqliteStorage:
-    store = open_inline_storage(f"sqlite:///{tmp_path / 'm.db'}", data_dir=tmp_path / "data")
-    assert isinstance(store, InlineSqliteStorage)
+def _direct(tmp_path: Path) -> DirectSqliteStorage:
+    store = open_direct_storage(f"sqlite:///{tmp_path / 'm.db'}", data_dir=tmp_path / "data")
+    assert isinstance(store, DirectSqliteStorage)
     return store
 
 
@@ -48,17 +48,17 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 def _deliver(tmp_path: Path, address: str, data: bytes, chunk: int = 65536) -> int:
     """Deliver with no event loop in this thread; the new entry's UID."""
-    store = _inline(tmp_path)
+    store = _direct(tmp_path)
     try:
-        run_inline(store.check_schema())
-        entry = run_inline(deliver_local(store, address, _chunks(data, chunk),
+        run_direct(store.check_schema())
+        entry = run_direct(deliver_local(store, address, _chunks(data, chunk),
                                          return_path="a@example.net", hostname="mail.test"))
         return entry.uid
     finally:
-        run_inline(store.close())
+        run_direct(store.close())
 
 
-async def test_inline_delivery_is_seen_by_the_threaded_storage(
+async def test_direct_delivery_is_seen_by_the_threaded_storage(
     threaded: SqliteStorage, tmp_path: Path
 ) -> None:
     user, _ = await threaded.add_user("bob@example.org", HASH, create_domain=True)
@@ -75,7 +75,7 @@ async def test_inline_delivery_is_seen_by_the_threaded_storage(
     assert (await threaded.usage(user.id))[1] == sum(e.content.size for e in entries)
 
 
-async def test_inline_over_quota_stores_nothing(threaded: SqliteStorage, tmp_path: Path) -> None:
+async def test_direct_over_quota_stores_nothing(threaded: SqliteStorage, tmp_path: Path) -> None:
     user, _ = await threaded.add_user("q@example.org", HASH, quota_bytes=1000,
                                       create_domain=True)
     data = b"Subject: big\r\n\r\n" + b"y" * (MEMORY_LIMIT * 2)
@@ -85,7 +85,7 @@ async def test_inline_over_quota_stores_nothing(threaded: SqliteStorage, tmp_pat
     assert list((tmp_path / "data" / "blobs").glob("*")) == []  # no temporary file left
 
 
-async def test_inline_commit_wakes_a_waiting_storage(
+async def test_direct_commit_wakes_a_waiting_storage(
     threaded: SqliteStorage, tmp_path: Path
 ) -> None:
     """The wake-up an IMAP IDLE session in a server process waits for. The test watches the
@@ -100,26 +100,26 @@ async def test_inline_commit_wakes_a_waiting_storage(
     assert await highest_modseq(threaded, inbox) > 1
 
 
-def test_run_inline_refuses_a_coroutine_that_suspends() -> None:
+def test_run_direct_refuses_a_coroutine_that_suspends() -> None:
     async def needs_a_loop() -> None:
         await asyncio.sleep(0)
 
     with pytest.raises(RuntimeError, match="event loop"):
-        run_inline(needs_a_loop())
+        run_direct(needs_a_loop())
 
 
-async def test_inline_storage_errors_are_the_storage_errors(
+async def test_direct_storage_errors_are_the_storage_errors(
     threaded: SqliteStorage, tmp_path: Path
 ) -> None:
     """Same scripts, same executor: a failing script raises the same storage exception and
     leaves the transaction rolled back; a closed storage refuses work."""
     user, _ = await threaded.add_user("e@example.org", HASH, create_domain=True)
-    store = _inline(tmp_path)
-    content = run_inline(store.store_content(MESSAGE))
+    store = _direct(tmp_path)
+    content = run_direct(store.store_content(MESSAGE))
     with pytest.raises(StorageError):
-        run_inline(store.append(content, [Delivery(mailbox_id=999_999)]))
-    run_inline(store.append(content, [Delivery(mailbox_id=await inbox_id(threaded, user))]))
-    run_inline(store.close())
+        run_direct(store.append(content, [Delivery(mailbox_id=999_999)]))
+    run_direct(store.append(content, [Delivery(mailbox_id=await inbox_id(threaded, user))]))
+    run_direct(store.close())
     with pytest.raises(StorageError, match="closed"):
-        run_inline(store.get_user("e@example.org"))
+        run_direct(store.get_user("e@example.org"))
     assert len(await threaded.list_mail(await inbox_id(threaded, user))) == 1

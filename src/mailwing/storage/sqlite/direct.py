@@ -11,8 +11,8 @@ points at them), and sends the same change wake-ups to other processes
 (:class:`~.broadcast.Broadcaster`, so IMAP IDLE sessions see the delivery).
 
 Its methods are still coroutines, so the services above (``deliver_local``) are shared
-unchanged; none of them ever suspends, and :func:`run_inline` runs one to its end by a single
-``send(None)``. Waiting for changes needs a loop and is not offered. PostgreSQL has no inline
+unchanged; none of them ever suspends, and :func:`run_direct` runs one to its end by a single
+``send(None)``. Waiting for changes needs a loop and is not offered. PostgreSQL has no direct
 storage: its driver is asyncio-only.
 """
 
@@ -30,25 +30,25 @@ from mailwing.storage.sqlite.common import SqliteBase, prepare_folder
 from mailwing.storage.sqlite.executor import SqliteExecutor
 from mailwing.storage.steps import Script
 
-__all__ = ["InlineSqliteStorage", "run_inline"]
+__all__ = ["DirectSqliteStorage", "run_direct"]
 
 T = TypeVar("T")
 
 
-def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+def run_direct(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to its end without an event loop; it must never suspend (everything it
-    awaits is inline storage work). Raises RuntimeError, after closing it, if it does."""
+    awaits is direct storage work). Raises RuntimeError, after closing it, if it does."""
     try:
         coro.send(None)
     except StopIteration as stop:
         return stop.value
     coro.close()
-    raise RuntimeError("an inline storage operation waited for an event loop")
+    raise RuntimeError("an direct storage operation waited for an event loop")
 
 
-class InlineSqliteStorage(SqliteBase):
+class DirectSqliteStorage(SqliteBase):
     """A SQLite storage whose coroutines complete without suspending (drive them with
-    :func:`run_inline`). One thread only; no group commit (one script, one transaction)."""
+    :func:`run_direct`). One thread only; no group commit (one script, one transaction)."""
 
     def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
@@ -60,7 +60,7 @@ class InlineSqliteStorage(SqliteBase):
 
     @classmethod
     def open(cls, path: Path, data_dir: Path, *, busy_timeout: float = 5.0
-             ) -> InlineSqliteStorage:
+             ) -> DirectSqliteStorage:
         prepare_folder(path)
         return cls(path, data_dir, busy_timeout=busy_timeout)
 
