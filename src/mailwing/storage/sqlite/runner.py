@@ -44,6 +44,7 @@ from mailwing.storage.errors import (
     StorageError,
     TemporaryStorageError,
 )
+from mailwing.storage.sqlite import inline
 from mailwing.storage.steps import (
     HAS_FLAG,
     IN_LIST,
@@ -70,8 +71,8 @@ _TEMPORARY_HINTS = ("locked", "busy", "disk i/o", "full", "unable to open", "rea
 class _Job:
     script: Script[Any]
     write: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None  # both None: posted, nobody waits (see post())
+    future: asyncio.Future[Any] | None
     result: Any = None
     error: BaseException | None = None
     drops: list[str] = field(default_factory=list)
@@ -165,9 +166,18 @@ class SqliteRunner:
             script.close()
             raise StorageError("storage is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(script, write, loop, loop.create_future())
-        self._queue.put(job)
-        return await job.future
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(script, write, loop, future))
+        return await future
+
+    def post(self, script: Script[Any]) -> None:
+        """Queue a write ``script`` and return at once; nobody hears how it ends. The queue
+        is run in order by one thread, so any request queued after this one commits in the
+        same transaction as it or a later one (:mod:`.inline` relies on that)."""
+        if self._closed:
+            script.close()
+            raise StorageError("storage is closed")
+        self._queue.put(_Job(script, True, None, None))
 
     async def close(self) -> None:
         if not self._closed:
@@ -231,8 +241,9 @@ class SqliteRunner:
             with contextlib.suppress(Exception):  # a lost wake-up only delays: waiters re-check
                 self._on_change(changed)
         for job in batch:
-            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-                job.loop.call_soon_threadsafe(_resolve, job)
+            if job.loop is not None:
+                with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                    job.loop.call_soon_threadsafe(_resolve, job)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the batch. A lone request (the common case when the server
@@ -277,9 +288,10 @@ class SqliteRunner:
             ).fetchall()
             return bool(rows)
         if isinstance(step, HasBlob):
-            return self._blobs.exists(step.sha256)
+            return inline.has_content(conn, self._blobs, step.sha256)
         if isinstance(step, DropBlobs):
-            job.drops.extend(step.sha256s)
+            inline.drop_inline(conn, step.sha256s)
+            job.drops.extend(step.sha256s)  # files, if any, once committed
             return None
         if isinstance(step, Changed):
             job.changed.update(step.mailbox_ids)
@@ -313,7 +325,7 @@ class SqliteRunner:
 
 
 def _resolve(job: _Job) -> None:
-    if job.future.done():  # the caller was cancelled
+    if job.future is None or job.future.done():  # the caller was cancelled
         return
     if job.error is not None:
         job.future.set_exception(job.error)
