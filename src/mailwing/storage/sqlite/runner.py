@@ -64,6 +64,9 @@ __all__ = ["SqliteRunner", "map_sqlite_error"]
 T = TypeVar("T")
 
 MAX_BATCH = 128  # requests that may share one transaction
+#: How long posted work alone (a content's bytes, see post()) waits for the request that
+#: links it to share its commit; it is committed by itself after that.
+POST_WAIT = 0.05
 _TEMPORARY_HINTS = ("locked", "busy", "disk i/o", "full", "unable to open", "readonly")
 
 
@@ -173,7 +176,8 @@ class SqliteRunner:
     def post(self, script: Script[Any]) -> None:
         """Queue a write ``script`` and return at once; nobody hears how it ends. The queue
         is run in order by one thread, so any request queued after this one commits in the
-        same transaction as it or a later one (:mod:`.inline` relies on that)."""
+        same transaction as it or a later one (:mod:`.inline` relies on that). Posted work
+        waits up to :data:`POST_WAIT` for a request to share its commit with."""
         if self._closed:
             script.close()
             raise StorageError("storage is closed")
@@ -197,7 +201,12 @@ class SqliteRunner:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if not _only_posted(batch):
+                        break
+                    try:  # no commit for posted work alone: the request using it is coming
+                        nxt = self._queue.get(timeout=POST_WAIT)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     stopping = True
                     break
@@ -322,6 +331,10 @@ class SqliteRunner:
                 conn.execute("COMMIT")
         except (sqlite3.Error, OSError):
             pass  # an orphan file is harmless; a later garbage collection may remove it
+
+
+def _only_posted(batch: list[_Job]) -> bool:
+    return all(job.loop is None for job in batch)
 
 
 def _resolve(job: _Job) -> None:
