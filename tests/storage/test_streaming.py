@@ -108,6 +108,7 @@ async def _collect_only_old_orphans(storage: SqliteStorage, data_dir: Path) -> N
     old = await storage.store_content(b"abandoned long ago")
     old_file = await storage.store_content(b"A" * FILE_SIZE)
     long_ago = time.time() - 7200
+    assert await storage.content_stored(old.sha256)  # its queued insertion has committed
     for info in (kept_file, old_file):
         os.utime(storage.blobs.path(info.sha256), (long_ago, long_ago))
     with sqlite3.connect(storage.path) as db:
@@ -115,6 +116,7 @@ async def _collect_only_old_orphans(storage: SqliteStorage, data_dir: Path) -> N
     fresh = await storage.store_content(b"about to be appended")
     fresh_file = await storage.store_content(b"F" * FILE_SIZE)
     again = await storage.store_content(b"abandoned long ago, then delivered again")
+    assert await storage.content_stored(again.sha256)
     with sqlite3.connect(storage.path) as db:
         db.execute("UPDATE inline_contents SET created_at = ? WHERE sha256 = ?",
                    (long_ago, again.sha256))
