@@ -1,7 +1,8 @@
 """Storage: open a backend by URL; the interface and errors every layer above relies on.
 
 ``sqlite:///path`` (relative to the working directory, or absolute with a fourth slash) keeps
-metadata in a SQLite file and contents as files under ``data_dir/blobs``;
+metadata and small contents in a SQLite file and larger contents as files under
+``data_dir/blobs``;
 ``postgresql://...`` (or ``postgres://...``) keeps everything in PostgreSQL. Opening never
 changes the schema: ``mailwing db upgrade`` calls :meth:`Storage.upgrade`, and servers call
 :meth:`Storage.check_schema` before accepting connections.

@@ -1,9 +1,12 @@
-"""The single-node backend: metadata in one SQLite file, contents as files beside it.
+"""The single-node backend: metadata and small contents in one SQLite file, large contents
+as files beside it.
 
 Everything specific to SQLite lives in :mod:`.executor` (statements, savepoints, errors),
 driven here by :mod:`.runner` (the database thread with group commit); the operations
 themselves are the shared scripts, driven through
-:class:`~mailwing.storage.base.ScriptedStorage`. Contents are files under ``data_dir/blobs``
+:class:`~mailwing.storage.base.ScriptedStorage`. Contents of at most
+:data:`~.inline.INLINE_LIMIT` octets are rows of the database, committed with the message
+that links them (:mod:`.inline`); larger ones are files under ``data_dir/blobs``
 (:mod:`mailwing.storage.blobs`), fsynced before any row pointing at them is committed.
 Change wake-ups between processes sharing the file go through :mod:`.notify`. What this
 shares with the direct storage of ``mailwing deliver`` is in :mod:`.common`.
@@ -15,9 +18,10 @@ import contextlib
 from pathlib import Path
 from typing import TypeVar
 
-from mailwing.storage.blobs import BlobStore, FileContentWriter
+from mailwing.storage.blobs import BlobStore
 from mailwing.storage.interface import ContentWriter
 from mailwing.storage.notify import ChangeWaiters
+from mailwing.storage.sqlite import inline
 from mailwing.storage.sqlite.common import SqliteBase, prepare_folder
 from mailwing.storage.sqlite.notify import LocalNotifier, notify_dir
 from mailwing.storage.sqlite.runner import SqliteRunner
@@ -64,4 +68,4 @@ class SqliteStorage(SqliteBase):
             self._notifier.listen()
 
     def new_content(self) -> ContentWriter:
-        return FileContentWriter(self.blobs)
+        return inline.InlineContentWriter(self.blobs, self._runner.post)

@@ -43,6 +43,7 @@ from mailwing.storage.errors import (
     StorageError,
     TemporaryStorageError,
 )
+from mailwing.storage.sqlite import inline
 from mailwing.storage.steps import (
     HAS_FLAG,
     IN_LIST,
@@ -247,9 +248,10 @@ class SqliteExecutor:
             ).fetchall()
             return bool(rows)
         if isinstance(step, HasBlob):
-            return self._blobs.exists(step.sha256)
+            return inline.has_content(conn, self._blobs, step.sha256)
         if isinstance(step, DropBlobs):
-            work.drops.extend(step.sha256s)
+            inline.drop_inline(conn, step.sha256s)
+            work.drops.extend(step.sha256s)  # files, if any, once committed
             return None
         if isinstance(step, Changed):
             work.changed.update(step.mailbox_ids)

@@ -40,12 +40,16 @@ __all__ = ["SqliteRunner", "map_sqlite_error"]
 T = TypeVar("T")
 
 MAX_BATCH = 128  # requests that may share one transaction
+#: How long posted work alone (a content's bytes, see post()) waits for the request that
+#: links it to share its commit; it is committed by itself after that.
+POST_WAIT = 0.05
 
 
 @dataclass(eq=False)
 class _Job(Work):
-    loop: asyncio.AbstractEventLoop = field(kw_only=True)
-    future: asyncio.Future[Any] = field(kw_only=True)
+    # both None: posted, nobody waits (see post())
+    loop: asyncio.AbstractEventLoop | None = field(kw_only=True)
+    future: asyncio.Future[Any] | None = field(kw_only=True)
 
 
 class SqliteRunner:
@@ -76,9 +80,19 @@ class SqliteRunner:
             script.close()
             raise StorageError("storage is closed")
         loop = asyncio.get_running_loop()
-        job = _Job(script, write, loop=loop, future=loop.create_future())
-        self._queue.put(job)
-        return await job.future
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(script, write, loop=loop, future=future))
+        return await future
+
+    def post(self, script: Script[Any]) -> None:
+        """Queue a write ``script`` and return at once; nobody hears how it ends. The queue
+        is run in order by one thread, so any request queued after this one commits in the
+        same transaction as it or a later one (:mod:`.inline` relies on that). Posted work
+        waits up to :data:`POST_WAIT` for a request to share its commit with."""
+        if self._closed:
+            script.close()
+            raise StorageError("storage is closed")
+        self._queue.put(_Job(script, True, loop=None, future=None))
 
     async def close(self) -> None:
         if not self._closed:
@@ -98,20 +112,30 @@ class SqliteRunner:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if not _only_posted(batch):
+                        break
+                    try:  # no commit for posted work alone: the request using it is coming
+                        nxt = self._queue.get(timeout=POST_WAIT)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     stopping = True
                     break
                 batch.append(nxt)
             self._executor.run_batch(batch)
             for done in batch:
-                with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-                    done.loop.call_soon_threadsafe(_resolve, done)
+                if done.loop is not None:
+                    with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                        done.loop.call_soon_threadsafe(_resolve, done)
         self._executor.close()
 
 
+def _only_posted(batch: list[_Job]) -> bool:
+    return all(job.loop is None for job in batch)
+
+
 def _resolve(job: _Job) -> None:
-    if job.future.done():  # the caller was cancelled
+    if job.future is None or job.future.done():  # the caller was cancelled
         return
     if job.error is not None:
         job.future.set_exception(job.error)
