@@ -14,7 +14,7 @@ that concurrent deliveries from several processes never reuse or reorder UIDs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -336,6 +336,14 @@ class Storage(Protocol):
     async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None:
         """Insert or overwrite those keys (NotFound if no such content is stored); the values
         are removed with the content."""
+
+    async def change_mark(self, mailbox_id: int) -> Hashable | None:
+        """A cheap token for "has this mailbox changed?": equal to an earlier mark of the same
+        mailbox only if no change to it (a HIGHESTMODSEQ rise, or its deletion) committed
+        after that earlier mark was taken, counting every change committed (by any process or
+        node) before this call began. None when the backend cannot tell cheaply: the caller
+        must then ask :meth:`mail_changes`. An IMAP session takes one before catching up and
+        skips the next catch-up when the next mark is equal."""
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """Return True as soon as the mailbox's HIGHESTMODSEQ exceeds ``since_modseq`` (a

@@ -5,7 +5,7 @@ filesystem. Memory stays bounded both ways: the writer inserts each full piece a
 has one, under a unique ``staging:`` key (the digest is only known at the end), and
 ``finish()`` renames the pieces to the digest in one short transaction, or drops them when the
 same content is stored already (dedupe; an advisory lock on the digest orders two writers of
-the same bytes). The reader fetches one row at a time. An abandoned staging key (a crashed
+the same bytes). The reader fetches a few rows per query. An abandoned staging key (a crashed
 writer) is only wasted space.
 """
 
@@ -98,21 +98,41 @@ class PgContentWriter:
                 await self._pool.execute("DELETE FROM content_chunks WHERE sha256 = $1", self._key)
 
 
+#: pieces fetched per query by :func:`read_pieces` (at most this many MiB held per reader)
+READ_BATCH = 4
+
+
 async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
-    """Yield a content's bytes in ``chunk_size`` slices, fetching one stored piece at a time."""
-    with pg_errors():
-        count = await pool.fetchval(
-            "SELECT count(*) FROM content_chunks WHERE sha256 = $1", sha256
-        )
-    if not count or sha256.startswith("staging:"):
+    """Yield a content's bytes in ``chunk_size`` slices, fetching up to :data:`READ_BATCH`
+    stored pieces per query. The first query also counts the pieces (a window count, taken
+    before its LIMIT), so a small content (one piece: nearly all mail) costs one round trip,
+    and a content removed while being read is noticed (a batch that comes back short or out
+    of sequence) instead of being cut silently."""
+    if sha256.startswith("staging:"):
         raise NotFound(f"content {sha256} is not stored")
-    for seq in range(count):
+    with pg_errors():
+        rows = await pool.fetch(
+            "SELECT seq, data, count(*) OVER () FROM content_chunks WHERE sha256 = $1"
+            " ORDER BY seq LIMIT $2", sha256, READ_BATCH,
+        )
+    if not rows:
+        raise NotFound(f"content {sha256} is not stored")
+    count = int(rows[0][2])
+    seq = 0
+    while True:
+        for row in rows:
+            if row[0] != seq:
+                raise NotFound(f"content {sha256} was removed while being read")
+            seq += 1
+            view = memoryview(row[1])
+            for start in range(0, len(view), chunk_size):
+                yield bytes(view[start : start + chunk_size])
+        if seq >= count:
+            return
         with pg_errors():
-            piece = await pool.fetchval(
-                "SELECT data FROM content_chunks WHERE sha256 = $1 AND seq = $2", sha256, seq
+            rows = await pool.fetch(
+                "SELECT seq, data FROM content_chunks WHERE sha256 = $1 AND seq >= $2"
+                " ORDER BY seq LIMIT $3", sha256, seq, READ_BATCH,
             )
-        if piece is None:
+        if not rows:
             raise NotFound(f"content {sha256} was removed while being read")
-        view = memoryview(piece)
-        for start in range(0, len(view), chunk_size):
-            yield bytes(view[start : start + chunk_size])
