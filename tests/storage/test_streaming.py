@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,17 @@ async def test_postgres_content_removed_while_being_read_is_not_cut_silently(
     with pytest.raises(NotFound):
         async for _ in reader:
             pass
+
+
+async def test_read_contents_returns_each_stored_content_and_leaves_out_the_rest(
+    storage: Storage, user: User
+) -> None:
+    bodies = [b"Subject: %d\r\n\r\n" % i + os.urandom(300 * i) for i in range(5)]
+    infos = [await storage.store_content(b) for b in bodies]
+    inbox = await inbox_id(storage, user)
+    for info in infos:
+        await storage.append(info, [Delivery(inbox)])
+    missing = replace(infos[0], sha256="0" * 64)
+    found = await storage.read_contents([*infos, infos[1], missing])
+    assert found == {info.sha256: body for info, body in zip(infos, bodies, strict=True)}
+    assert await storage.read_contents([]) == {}

@@ -14,6 +14,7 @@ writer and reader, and ``close``. Input validation errors (a malformed address) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from mailwing.storage import (
     scripts_quota,
     scripts_vanished,
 )
+from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import (
     AdminToken,
     Bounce,
@@ -161,6 +163,14 @@ class ScriptedStorage:
 
     async def read_content(self, sha256: str) -> bytes:
         return b"".join([chunk async for chunk in self.open_content(sha256)])
+
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for content in contents:
+            if content.sha256 not in found:
+                with contextlib.suppress(NotFound):
+                    found[content.sha256] = await self.read_content(content.sha256)
+        return found
 
     # -- mail -----------------------------------------------------------------------------
     async def append(

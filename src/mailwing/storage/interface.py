@@ -337,6 +337,13 @@ class Storage(Protocol):
         """Insert or overwrite those keys (NotFound if no such content is stored); the values
         are removed with the content."""
 
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        """The stored bytes of several contents at once (what :meth:`read_content` returns
+        for each), by digest; a content not stored (any more) is left out, and
+        :meth:`read_content` then raises NotFound for it. For callers about to read many
+        small messages whole (IMAP ``FETCH 1:* BODY[]``): PostgreSQL answers with one
+        query instead of one per content. Callers bound the total size."""
+
     async def change_mark(self, mailbox_id: int) -> Hashable | None:
         """A cheap token for "has this mailbox changed?": equal to an earlier mark of the same
         mailbox only if no change to it (a HIGHESTMODSEQ rise, or its deletion) committed

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import closing
 from typing import Any, TypeVar, cast
 
 import asyncpg
 import asyncpg.pool
 
+from mailwing.model import ContentInfo
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
 from mailwing.storage.interface import ContentWriter
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters, format_ids
-from mailwing.storage.postgres.content import PgContentWriter, read_pieces
+from mailwing.storage.postgres.content import PgContentWriter, read_many, read_pieces
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
@@ -223,6 +224,11 @@ class PostgresStorage(ScriptedStorage):
 
     def new_content(self) -> ContentWriter:
         return PgContentWriter(self._pool)
+
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        """One query for all of them (see :func:`.read_many`)."""
+        with pg_errors():
+            return await read_many(self._pool, contents)
 
     def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         return read_pieces(self._pool, sha256, chunk_size)

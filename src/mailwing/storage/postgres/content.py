@@ -12,7 +12,7 @@ writer) is only wasted space.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -21,7 +21,7 @@ from mailwing.storage.contentinfo import ContentInfoBuilder
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.postgres.errors import pg_errors
 
-__all__ = ["PIECE_SIZE", "PgContentWriter", "read_pieces"]
+__all__ = ["PIECE_SIZE", "PgContentWriter", "read_many", "read_pieces"]
 
 PIECE_SIZE = 1024 * 1024
 
@@ -136,3 +136,23 @@ async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> Async
             )
         if not rows:
             raise NotFound(f"content {sha256} was removed while being read")
+
+
+async def read_many(pool: asyncpg.Pool, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+    """Several contents' bytes with one query, by digest. A content is left out unless its
+    pieces come back complete (numbered from 0 without a gap, adding up to its size), so
+    that one removed meanwhile is reported by the caller's single read as NotFound."""
+    sizes = {c.sha256: c.size for c in contents if not c.sha256.startswith("staging:")}
+    if not sizes:
+        return {}
+    rows = await pool.fetch(
+        "SELECT sha256, seq, data FROM content_chunks WHERE sha256 = ANY($1)"
+        " ORDER BY sha256, seq", list(sizes),
+    )
+    pieces: dict[str, list[bytes]] = {}
+    for sha256, seq, data in rows:
+        got = pieces.setdefault(sha256, [])
+        if seq == len(got):
+            got.append(data)
+    found = {sha256: b"".join(got) for sha256, got in pieces.items()}
+    return {sha256: data for sha256, data in found.items() if len(data) == sizes[sha256]}
