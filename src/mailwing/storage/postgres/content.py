@@ -1,12 +1,13 @@
 """Message contents inside PostgreSQL, as ~1 MiB ``bytea`` rows keyed by (sha256, seq).
 
 Keeping the bytes in the database lets several mailwing nodes share one store without a shared
-filesystem. Memory stays bounded both ways: the writer inserts each full piece as soon as it
-has one, under a unique ``staging:`` key (the digest is only known at the end), and
-``finish()`` renames the pieces to the digest in one short transaction, or drops them when the
-same content is stored already (dedupe; an advisory lock on the digest orders two writers of
-the same bytes). The reader fetches a few rows per query. An abandoned staging key (a crashed
-writer) is only wasted space.
+filesystem. A content smaller than one piece (nearly all mail) is inserted under its digest at
+``finish()`` in one statement. Memory stays bounded both ways: the writer of a bigger one
+inserts each full piece as soon as it has one, under a unique ``staging:`` key (the digest is
+only known at the end), and ``finish()`` renames the pieces to the digest in one short
+transaction, or drops them when the same content is stored already (dedupe; an advisory lock on
+the digest orders two writers of the same bytes). The reader fetches a few rows per query. An
+abandoned staging key (a crashed writer) is only wasted space.
 """
 
 from __future__ import annotations
@@ -58,17 +59,35 @@ class PgContentWriter:
         if self._result is not None:
             return self._result
         try:
-            if self._buf or self._seq == 0:  # an empty content still gets its piece 0
-                await self._insert(bytes(self._buf))
-                self._buf.clear()
             info = self._info.result()
-            with pg_errors():
-                await self._publish(info.sha256)
+            if self._seq == 0:  # one piece (nearly all mail): no staging, one statement
+                with pg_errors():
+                    await self._publish_whole(info.sha256, bytes(self._buf))
+                self._buf.clear()
+            else:
+                if self._buf:
+                    await self._insert(bytes(self._buf))
+                    self._buf.clear()
+                with pg_errors():
+                    await self._publish(info.sha256)
         except BaseException:
             await self.abort()
             raise
         self._result = info
         return info
+
+    async def _publish_whole(self, sha256: str, piece: bytes) -> None:
+        """A content of one piece goes in under its digest directly, in one statement (one
+        round trip, one commit) instead of a staging insert plus a renaming transaction.
+        The statement takes the digest's advisory lock first, as :meth:`_publish` does, and
+        renews ``created_at`` when the bytes are stored already (dedupe), for :mod:`.gc`."""
+        await self._pool.execute(
+            "INSERT INTO content_chunks (sha256, seq, data)"
+            " SELECT $1, 0, $2 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held"
+            " ON CONFLICT (sha256, seq) DO UPDATE"
+            " SET created_at = extract(epoch FROM now())",
+            sha256, piece,
+        )
 
     async def _publish(self, sha256: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
