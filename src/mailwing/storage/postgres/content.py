@@ -12,6 +12,7 @@ abandoned staging key (a crashed writer) is only wasted space.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -117,8 +118,8 @@ class PgContentWriter:
                 await self._pool.execute("DELETE FROM content_chunks WHERE sha256 = $1", self._key)
 
 
-#: pieces fetched per query by :func:`read_pieces` (at most this many MiB held per reader)
-READ_BATCH = 4
+#: pieces fetched per query by :func:`read_pieces` (it holds two batches: this one and the next)
+READ_BATCH = 2
 
 
 async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
@@ -126,7 +127,8 @@ async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> Async
     stored pieces per query. The first query also counts the pieces (a window count, taken
     before its LIMIT), so a small content (one piece: nearly all mail) costs one round trip,
     and a content removed while being read is noticed (a batch that comes back short or out
-    of sequence) instead of being cut silently."""
+    of sequence) instead of being cut silently. The next batch is fetched while the caller
+    writes the current one out, so a big body streams without waiting for each query."""
     if sha256.startswith("staging:"):
         raise NotFound(f"content {sha256} is not stored")
     with pg_errors():
@@ -138,23 +140,36 @@ async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> Async
         raise NotFound(f"content {sha256} is not stored")
     count = int(rows[0][2])
     seq = 0
-    while True:
-        for row in rows:
-            if row[0] != seq:
+    ahead: asyncio.Task[list[asyncpg.Record]] | None = None
+    try:
+        while True:
+            if len(rows) + seq < count:  # more to come: ask for it now
+                ahead = asyncio.ensure_future(pool.fetch(
+                    "SELECT seq, data FROM content_chunks WHERE sha256 = $1 AND seq >= $2"
+                    " ORDER BY seq LIMIT $3", sha256, seq + len(rows), READ_BATCH,
+                ))
+            for row in rows:
+                if row[0] != seq:
+                    raise NotFound(f"content {sha256} was removed while being read")
+                seq += 1
+                view = memoryview(row[1])
+                for start in range(0, len(view), chunk_size):
+                    yield bytes(view[start : start + chunk_size])
+            rows = []
+            if seq >= count:
+                return
+            if ahead is None:
                 raise NotFound(f"content {sha256} was removed while being read")
-            seq += 1
-            view = memoryview(row[1])
-            for start in range(0, len(view), chunk_size):
-                yield bytes(view[start : start + chunk_size])
-        if seq >= count:
-            return
-        with pg_errors():
-            rows = await pool.fetch(
-                "SELECT seq, data FROM content_chunks WHERE sha256 = $1 AND seq >= $2"
-                " ORDER BY seq LIMIT $3", sha256, seq, READ_BATCH,
-            )
-        if not rows:
-            raise NotFound(f"content {sha256} was removed while being read")
+            with pg_errors():
+                rows = await ahead
+            ahead = None
+            if not rows:
+                raise NotFound(f"content {sha256} was removed while being read")
+    finally:
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+        elif ahead is not None and not ahead.cancelled():
+            ahead.exception()  # retrieved: an error of an abandoned read is not logged
 
 
 async def read_many(pool: asyncpg.Pool, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
