@@ -388,7 +388,7 @@ async def refresh(storage: Storage, view: SelectedView) -> None:
     is skipped when the storage's change mark (:meth:`Storage.change_mark`) equals the one
     taken before the previous complete catch-up: marks are taken *before* reading, so a
     change committed during a catch-up changes the next mark and is fetched then."""
-    mark = await storage.change_mark(view.mailbox_id)
+    mark = await storage.change_mark(view.mailbox_id, view.change_mark)
     if mark is not None and mark == view.change_mark:
         return  # no change committed since the last catch-up began (PostgreSQL: no query)
     view.change_mark = None  # until this catch-up is complete

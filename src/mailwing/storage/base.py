@@ -317,7 +317,8 @@ class ScriptedStorage:
         size = await self._read(scripts_admin.database_size, self.SIZE_SQL)
         return StorageStats(self.BACKEND, size, contents, content_bytes)
 
-    async def change_mark(self, mailbox_id: int) -> Hashable | None:
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
+                          ) -> Hashable | None:
         """None: by default a backend cannot tell cheaply (SQLite's catch-up query is an
         in-process read anyway); PostgreSQL answers from its LISTEN connection."""
         return None

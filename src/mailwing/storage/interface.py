@@ -344,13 +344,17 @@ class Storage(Protocol):
         small messages whole (IMAP ``FETCH 1:* BODY[]``): PostgreSQL answers with one
         query instead of one per content. Callers bound the total size."""
 
-    async def change_mark(self, mailbox_id: int) -> Hashable | None:
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
+                          ) -> Hashable | None:
         """A cheap token for "has this mailbox changed?": equal to an earlier mark of the same
         mailbox only if no change to it (a HIGHESTMODSEQ rise, or its deletion) committed
         after that earlier mark was taken, counting every change committed (by any process or
         node) before this call began. None when the backend cannot tell cheaply: the caller
         must then ask :meth:`mail_changes`. An IMAP session takes one before catching up and
-        skips the next catch-up when the next mark is equal."""
+        skips the next catch-up when the next mark is equal. ``since``: the caller's previous
+        mark, which lets the backend answer a different mark sooner when it already knows
+        of a change (a later mark may then differ again without a change: never the other
+        way round)."""
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """Return True as soon as the mailbox's HIGHESTMODSEQ exceeds ``since_modseq`` (a

@@ -45,6 +45,8 @@ _Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 _MIGRATIONS = load_migrations("mailwing.storage.postgres")
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: a ``Volatile`` transaction's commit does not wait for the WAL flush (checked at COMMIT)
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off; "
 
 
 def _notify_sql(mailbox_ids: set[int]) -> str:
@@ -120,12 +122,13 @@ class PostgresStorage(ScriptedStorage):
         if self._listener is not None:
             await self._listener.ensure()
 
-    async def change_mark(self, mailbox_id: int) -> Hashable | None:
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
+                          ) -> Hashable | None:
         """From the LISTEN connection's notification counters (:meth:`.PgListener.mark`)."""
         if self._listener is None:
             return None
         with pg_errors():
-            return await self._listener.mark(mailbox_id)
+            return await self._listener.mark(mailbox_id, since)
 
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         with pg_errors():
@@ -164,8 +167,10 @@ class PostgresStorage(ScriptedStorage):
         """``script`` in one transaction. The NOTIFY of every mailbox it changed (its
         ``Changed`` steps) goes with the ``COMMIT``, in one round trip: both are plain SQL
         in one simple-protocol query, and PostgreSQL delivers notifications at commit anyway.
+        So does ``SET LOCAL synchronous_commit TO off`` for a ``Volatile`` one.
         """
         changed: set[int] = set()
+        volatile = False
         steps_taken = 0
         await conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
         try:
@@ -175,6 +180,9 @@ class PostgresStorage(ScriptedStorage):
                     if isinstance(item, steps.Changed):
                         changed.update(item.mailbox_ids)
                         result = None
+                    elif isinstance(item, steps.Volatile):
+                        volatile = True
+                        result = None
                     else:
                         result = await self._step(conn, item)
                         steps_taken += 1
@@ -183,7 +191,8 @@ class PostgresStorage(ScriptedStorage):
             await _roll_back(conn)
             raise
         try:
-            await conn.execute(_notify_sql(changed) + "COMMIT" if changed else "COMMIT")
+            tail = _ASYNC_COMMIT if volatile else ""
+            await conn.execute(tail + (_notify_sql(changed) if changed else "") + "COMMIT")
         except BaseException:
             await _roll_back(conn)  # a failed NOTIFY skips the COMMIT after it
             raise
