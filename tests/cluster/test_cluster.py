@@ -153,6 +153,27 @@ def test_idle_on_node1_sees_changes_made_on_node2(cluster: Cluster) -> None:
     actor.close()
 
 
+def test_next_command_on_node1_sees_what_node2_just_did(cluster: Cluster) -> None:
+    """No IDLE and no waiting: as soon as node2 answered OK, node1's next command reports
+    the change. Node1 skips its catch-up query only when its LISTEN connection, synced by a
+    round trip, has no notification for the mailbox: this is the race that sync closes."""
+    cluster.add_user("next@cluster.test")
+    reader, writer = Imap("node1"), Imap("node2")
+    for session in (reader, writer):
+        session.cmd(f'LOGIN next@cluster.test "{PASSWORD}"')
+        session.cmd("SELECT INBOX")
+    message = "From: a@cluster.test\r\nSubject: next\r\n\r\nbody\r\n"
+    for n in range(1, 21):
+        writer.cmd(f"APPEND INBOX {{{len(message)}+}}\r\n{message}")
+        assert f"* {n} EXISTS".encode() in reader.cmd("NOOP")
+        writer.cmd("SELECT INBOX")
+        writer.cmd(f"STORE {n} +FLAGS (\\Flagged)")
+        answer = b"\n".join(reader.cmd("NOOP"))
+        assert re.search(rb"\* %d FETCH \(.*\\Flagged" % n, answer), answer
+    reader.close()
+    writer.close()
+
+
 def test_failed_logins_on_both_nodes_are_counted_together(cluster: Cluster) -> None:
     """From a client of its own (the mx namespace, 10.213.7.20): 3 failures through node1,
     3 through node2 reach the limit of 6; then even the right password is refused on both,

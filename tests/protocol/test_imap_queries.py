@@ -92,3 +92,28 @@ async def test_fetch_all_envelopes_costs_no_query_per_message(
     assert storage.calls["list_mail"] == 0
     assert storage.calls["get_content_cache"] == 0 and storage.calls["read_content"] == 0
     assert sum(storage.calls.values()) <= 2, storage.calls
+
+
+async def test_fetch_all_bodies_reads_contents_a_window_at_a_time(
+        served: tuple[int, CountingStorage]) -> None:
+    """FETCH 1:* BODY.PEEK[] reads the small contents with read_contents, a bounded window
+    per call (one query each on PostgreSQL), not one read per message, and every body is
+    still the message's own."""
+    port, storage = served
+
+    def client() -> list[Any]:
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        c.login("q@example.test", "pw")
+        c.select("INBOX")
+        storage.calls.clear()
+        bodies = c.fetch("1:*", "(BODY.PEEK[])")[1]
+        c.logout()
+        return [b for b in bodies if isinstance(b, tuple)]
+
+    bodies = await asyncio.to_thread(client)
+    assert len(bodies) == N
+    for i, (_, body) in enumerate(bodies):
+        expected = f"From: n{i}@example.test\r\nSubject: number {i}\r\n\r\nbody {i}\r\n"
+        assert body == expected.encode()
+    assert storage.calls["read_content"] == 0
+    assert 1 <= storage.calls["read_contents"] <= N // 100 + 1, storage.calls

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,39 @@ async def test_failed_append_leaves_no_trace(storage: Storage, user: User) -> No
     assert await storage.list_mail(inbox) == []
     assert await highest_modseq(storage, inbox) == before
     assert await storage.usage(user.id) == (0, 0)
+
+
+async def test_postgres_content_removed_while_being_read_is_not_cut_silently(
+    storage: Storage, user: User
+) -> None:
+    """PostgreSQL reads several pieces per query: a content whose pieces vanish between two
+    batches must end in NotFound, not in a shorter body."""
+    from mailwing.storage.postgres import PostgresStorage
+    from mailwing.storage.postgres.content import PIECE_SIZE, READ_BATCH
+
+    if not isinstance(storage, PostgresStorage):
+        pytest.skip("the piece batches are PostgreSQL's")
+    data = os.urandom(PIECE_SIZE * (READ_BATCH + 1) + 10)
+    info = await storage.store_content(data)
+    assert await storage.read_content(info.sha256) == data  # every batch, in order
+    reader = storage.open_content(info.sha256, chunk_size=PIECE_SIZE)
+    assert await anext(reader) == data[:PIECE_SIZE]
+    await storage._pool.execute(  # what a concurrent removal does
+        "DELETE FROM content_chunks WHERE sha256 = $1", info.sha256)
+    with pytest.raises(NotFound):
+        async for _ in reader:
+            pass
+
+
+async def test_read_contents_returns_each_stored_content_and_leaves_out_the_rest(
+    storage: Storage, user: User
+) -> None:
+    bodies = [b"Subject: %d\r\n\r\n" % i + os.urandom(300 * i) for i in range(5)]
+    infos = [await storage.store_content(b) for b in bodies]
+    inbox = await inbox_id(storage, user)
+    for info in infos:
+        await storage.append(info, [Delivery(inbox)])
+    missing = replace(infos[0], sha256="0" * 64)
+    found = await storage.read_contents([*infos, infos[1], missing])
+    assert found == {info.sha256: body for info, body in zip(infos, bodies, strict=True)}
+    assert await storage.read_contents([]) == {}

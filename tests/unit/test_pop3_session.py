@@ -455,3 +455,41 @@ async def test_top_stops_reading_storage_early(env: Env) -> None:
 
     await in_thread(client)
     assert len(served) == 1
+
+
+async def test_retr_reads_small_messages_ahead_in_one_call(env: Env) -> None:
+    """Clients RETR the maildrop in order: the small messages are read with one
+    read_contents call (one query on PostgreSQL) instead of one read each; a failing
+    read-ahead falls back to streaming each message."""
+    await env.add_user("u@x.test")
+    bodies = [b"Subject: m%d\r\n\r\nbody %d\r\n" % (i, i) for i in range(5)]
+    for body in bodies:
+        await env.deliver("u@x.test", body)
+    port = await env.listen()
+    calls: list[str] = []
+    real_many, real_open = env.real.read_contents, env.real.open_content
+
+    async def counting_many(contents: Any) -> dict[str, bytes]:
+        calls.append("read_contents")
+        return await real_many(contents)
+
+    def counting_open(sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        calls.append("open_content")
+        return real_open(sha256, chunk_size=chunk_size)
+
+    env.storage.read_contents = counting_many  # type: ignore[attr-defined]
+    env.storage.open_content = counting_open  # type: ignore[attr-defined]
+
+    def client() -> list[bytes]:
+        c = login(port)
+        got = [b"\r\n".join(c.retr(n)[1]) + b"\r\n" for n in range(1, 6)]
+        c.quit()
+        return got
+
+    assert await in_thread(client) == bodies
+    assert calls == ["read_contents"]
+    calls.clear()
+    del env.storage.read_contents  # type: ignore[attr-defined]
+    env.storage.fail.add("read_contents")
+    assert await in_thread(client) == bodies
+    assert calls == ["open_content"] * 5

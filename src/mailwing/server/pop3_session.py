@@ -12,7 +12,9 @@ RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives i
 - ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk through
   :class:`~mailwing.proto.pop3.encode.DotStuffer` (and :class:`TopLimiter` for TOP, which stops
   reading storage once the header and the requested body lines are out), one ``conn.write``
-  (with ``drain``) per chunk, so a large message never sits whole in memory.
+  (with ``drain``) per chunk, so a large message never sits whole in memory. Small messages
+  are read ahead instead, up to 1 MiB of those that follow with one ``read_contents`` (one
+  query on PostgreSQL), since clients retrieve the maildrop in order.
 - ``UpdateRequest``: one ``storage.expunge`` transaction (RFC 1939 section 6). If it fails
   nothing is removed and the client gets ``-ERR [SYS/TEMP]``. A connection that ends any other
   way (drop, timeout, shutdown) never reaches UPDATE, so nothing is removed.
@@ -56,6 +58,9 @@ __all__ = ["CHUNK_SIZE", "handle_pop3", "uidl_for"]
 log = logging.getLogger("mailwing.session")
 
 CHUNK_SIZE = 256 * 1024  # storage read size for RETR/TOP
+#: RETR/TOP read small messages ahead (``_Pop3Session._read_ahead``): octets and messages
+AHEAD_BYTES = 1024 * 1024
+AHEAD_COUNT = 100
 
 _OUTCOMES: dict[AuthOutcome, AuthFailure] = {
     AuthOutcome.BAD_CREDENTIALS: AuthFailure.BAD_CREDENTIALS,
@@ -82,6 +87,12 @@ async def _closing(chunks: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[
             await aclose()
 
 
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    """A content read ahead, in the slices ``open_content`` would give."""
+    for start in range(0, len(data), CHUNK_SIZE):
+        yield data[start : start + CHUNK_SIZE]
+
+
 class _Abort(Exception):
     """The session cannot continue (storage failed in the middle of a RETR)."""
 
@@ -104,6 +115,9 @@ class _Pop3Session:
         self.core = core
         self.mailbox_id: int | None = None
         self._out: list[bytes] = []
+        self._contents: list[ContentInfo] = []  # the maildrop's, by message number - 1
+        self._ahead: dict[str, bytes] = {}  # small contents read ahead (_read_ahead)
+        self._ahead_from = 0  # message numbers below this were read ahead (or passed)
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -194,17 +208,48 @@ class _Pop3Session:
             self.mailbox_id = None
             return []
         self.mailbox_id = mailbox.id
+        entries = await storage.list_mail(mailbox.id)
+        self._contents = [e.content for e in entries]
         return [
             MaildropItem(e.uid, uidl_for(mailbox.uidvalidity, e.uid), e.content.crlf_size,
                          e.content)
-            for e in await storage.list_mail(mailbox.id)
+            for e in entries
         ]
+
+    async def _read_ahead(self, number: int, info: ContentInfo) -> bytes | None:
+        """A small message's bytes, read together with the small messages that follow it
+        (up to :data:`AHEAD_BYTES`, one query on PostgreSQL) the first time one of them is
+        retrieved: clients RETR the maildrop in order. None for a big or missing content
+        (streamed with ``open_content``, which reports NotFound)."""
+        if info.size > AHEAD_BYTES:
+            return None
+        data = self._ahead.pop(info.sha256, None)
+        if data is not None or number < self._ahead_from:
+            return data
+        window: list[ContentInfo] = []
+        total = 0
+        for content in self._contents[number - 1 : number - 1 + AHEAD_COUNT]:
+            if content.size > AHEAD_BYTES:
+                continue
+            if window and total + content.size > AHEAD_BYTES:
+                break
+            window.append(content)
+            total += content.size
+        self._ahead_from = number + len(window)  # approximately: a skipped big one too
+        self._ahead = await self.ctx.storage.read_contents(window)
+        return self._ahead.pop(info.sha256, None)
 
     async def _retrieve(self, req: RetrieveRequest) -> None:
         info = cast(ContentInfo, req.item.content)
         stuffer = DotStuffer(crlf_clean=info.crlf_clean)
         limiter = TopLimiter(req.body_lines) if req.body_lines is not None else None
-        chunks = self.ctx.storage.open_content(info.sha256, chunk_size=CHUNK_SIZE)
+        try:
+            whole = await self._read_ahead(req.number, info)
+        except StorageError as exc:
+            self.conn.log("read-ahead failed", number=req.number, error=str(exc))
+            whole = None
+        chunks = (_pieces(whole) if whole is not None
+                  else self.ctx.storage.open_content(info.sha256, chunk_size=CHUNK_SIZE))
         async with _closing(chunks):
             try:
                 first: bytes | None = await anext(chunks)

@@ -91,6 +91,11 @@ VIEWS = ViewCache()
 PREVIEWS = ViewCache()  # {"preview": UTF-8 text} per content
 
 
+#: what :meth:`Fetcher.plan_reads` reads ahead at most: octets, and contents per query
+AHEAD_BYTES = 1024 * 1024
+AHEAD_COUNT = 100
+
+
 class Fetcher:
     """Builds ``(name, value)`` pairs for ``responses.fetch_segments``, one message at a
     time; keeps the last content read so several sections of one message cost one read."""
@@ -100,6 +105,11 @@ class Fetcher:
         self.view = view
         self.cache = cache
         self._last: tuple[str, bytes, mime.MessagePart | None] | None = None
+        #: contents the coming items will read whole, in order (:meth:`plan_reads`), the
+        #: index of each digest's first place in it, and the bytes of the window read ahead
+        self._plan: list[ContentInfo] = []
+        self._plan_at: dict[str, int] = {}
+        self._ahead: dict[str, bytes] = {}
 
     async def prefetch(self, contents: Iterable[ContentInfo]) -> None:
         """Warm the LRU for many contents in one query when the storage offers a batch
@@ -117,11 +127,37 @@ class Fetcher:
             if all(k in values for k in _VIEW_ITEMS.values()):
                 self.cache.put(sha256, values)
 
+    def plan_reads(self, contents: Iterable[ContentInfo]) -> None:
+        """The contents the coming items will read whole, in order (a FETCH of body
+        sections): :meth:`raw` then reads them a window at a time with
+        :meth:`Storage.read_contents` (one query on PostgreSQL) instead of one by one.
+        Big contents stay single reads; at most :data:`AHEAD_BYTES` are held."""
+        self._plan = [c for c in contents if c.size <= AHEAD_BYTES and c.crlf_size <= STREAM_OVER]
+        self._plan_at = {}
+        for index, content in enumerate(self._plan):
+            self._plan_at.setdefault(content.sha256, index)
+        self._ahead = {}
+
+    async def _read_ahead(self, index: int) -> None:
+        window: list[ContentInfo] = []
+        total = 0
+        for content in self._plan[index:index + AHEAD_COUNT]:
+            if window and total + content.size > AHEAD_BYTES:
+                break
+            window.append(content)
+            total += content.size
+            self._plan_at.pop(content.sha256, None)  # read ahead once: later, singly
+        self._ahead = await self.storage.read_contents(window)
+
     async def raw(self, content: ContentInfo) -> bytes:
         """The CRLF form of a content (NotFound if the content is gone)."""
         if self._last is not None and self._last[0] == content.sha256:
             return self._last[1]
-        raw = await self.storage.read_content(content.sha256)
+        stored = self._ahead.pop(content.sha256, None)
+        if stored is None and content.sha256 in self._plan_at:
+            await self._read_ahead(self._plan_at[content.sha256])
+            stored = self._ahead.pop(content.sha256, None)
+        raw = stored if stored is not None else await self.storage.read_content(content.sha256)
         if not content.crlf_clean:
             raw = to_crlf(raw)
         self._last = (content.sha256, raw, None)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import bisect
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mailwing.model import Mailbox, MailEntry
@@ -128,6 +128,10 @@ class SelectedView:
         #: False for an IMAP4rev2 session (RFC 9051 has no \\Recent): nothing is noted as
         #: recent and no RECENT update is reported.
         self.track_recent = True
+        #: :meth:`Storage.change_mark` taken before the last complete catch-up with storage
+        #: (or before the listing): while the storage's mark stays equal, nothing changed and
+        #: :func:`refresh` has nothing to ask
+        self.change_mark: Hashable | None = None
 
     # -- identity and counters -----------------------------------------------------------
     @property
@@ -352,6 +356,7 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     lost (a change made in between is reported again by the next :func:`refresh` and matched
     harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
     taken when the mailbox was selected before in this process."""
+    mark = await storage.change_mark(mailbox.id)  # before anything is read: see refresh()
     floor = None if read_only else await storage.claim_recent(mailbox.id)
     peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
     cached = _listings.get(storage, mailbox)
@@ -373,14 +378,23 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     if peeked:  # recent UIDs are the highest ones (at or above the mailbox's floor)
         view.note_recent(view.uids[-peeked:])
         view._announced_recent = len(view.recent)
+    view.change_mark = mark
     return view
 
 
 async def refresh(storage: Storage, view: SelectedView) -> None:
     """Catch up with changes made by other sessions, processes or nodes (one query, plus a
-    \\Recent claim when new mail arrived and the mailbox is selected read-write)."""
+    \\Recent claim when new mail arrived and the mailbox is selected read-write). The query
+    is skipped when the storage's change mark (:meth:`Storage.change_mark`) equals the one
+    taken before the previous complete catch-up: marks are taken *before* reading, so a
+    change committed during a catch-up changes the next mark and is fetched then."""
+    mark = await storage.change_mark(view.mailbox_id, view.change_mark)
+    if mark is not None and mark == view.change_mark:
+        return  # no change committed since the last catch-up began (PostgreSQL: no query)
+    view.change_mark = None  # until this catch-up is complete
     highest, changed, expunged = await storage.mail_changes(view.mailbox_id, view.modseq)
     fresh = view.note_changes(highest, changed, expunged)
     if fresh and not view.read_only:
         floor = await storage.claim_recent(view.mailbox_id)
         view.note_recent(u for u in fresh if u >= floor)
+    view.change_mark = mark

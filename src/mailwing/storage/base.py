@@ -17,8 +17,9 @@ never touch the event loop themselves, and the direct SQLite storage of ``mailwi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
+from typing import Any, TypeVar
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 from mailwing.storage import (
@@ -31,6 +32,7 @@ from mailwing.storage import (
     scripts_quota,
     scripts_vanished,
 )
+from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import (
     AdminToken,
     Bounce,
@@ -70,8 +72,11 @@ class ScriptedStorage:
         """Run ``script`` in one transaction (a read-only one when ``write`` is false)."""
         raise NotImplementedError
 
-    async def _read(self, script: Script[T]) -> T:
-        return await self._run(script, write=False)
+    async def _read(self, script: Callable[..., Script[T]], *args: Any) -> T:
+        """Run the read-only script ``script(*args)``. Given as a function and its arguments,
+        not a started script, so that a backend may run it again (PostgreSQL runs a read
+        outside any transaction first and starts over in one if it takes a second step)."""
+        return await self._run(script(*args), write=False)
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -84,7 +89,7 @@ class ScriptedStorage:
 
     # -- schema ---------------------------------------------------------------------------
     async def schema_version(self) -> int:
-        return await self._read(scripts.schema_version())
+        return await self._read(scripts.schema_version)
 
     async def upgrade(self) -> tuple[int, int]:
         return await self._run(scripts.upgrade(self.MIGRATIONS))
@@ -99,10 +104,10 @@ class ScriptedStorage:
         return await self._run(scripts.add_domain(name))
 
     async def get_domain(self, name: str) -> Domain | None:
-        return await self._read(scripts.get_domain(name))
+        return await self._read(scripts.get_domain, name)
 
     async def list_domains(self) -> list[Domain]:
-        return await self._read(scripts.list_domains())
+        return await self._read(scripts.list_domains)
 
     async def delete_domain(self, name: str) -> None:
         await self._run(scripts.delete_domain(name))
@@ -117,7 +122,7 @@ class ScriptedStorage:
         )
 
     async def get_user(self, address: str) -> User | None:
-        return await self._read(scripts.get_user(address))
+        return await self._read(scripts.get_user, address)
 
     async def set_password(self, address: str, password_hash: str) -> None:
         await self._run(scripts.update_user(address, "password_hash", password_hash))
@@ -129,20 +134,20 @@ class ScriptedStorage:
         await self._run(scripts.delete_user(address))
 
     async def list_users(self) -> list[UserUsage]:
-        return await self._read(scripts.list_users())
+        return await self._read(scripts.list_users)
 
     async def usage(self, user_id: int) -> tuple[int, int]:
-        return await self._read(scripts.usage(user_id))
+        return await self._read(scripts.usage, user_id)
 
     async def set_quota(self, address: str, limit_bytes: int | None) -> None:
         await self._run(scripts_quota.set_quota(address, limit_bytes))
 
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
-        return await self._read(scripts.list_mailboxes(user_id))
+        return await self._read(scripts.list_mailboxes, user_id)
 
     async def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
-        return await self._read(scripts.get_mailbox(user_id, name))
+        return await self._read(scripts.get_mailbox, user_id, name)
 
     async def create_mailbox(
         self, user_id: int, name: str, special_use: str | None = None
@@ -162,6 +167,14 @@ class ScriptedStorage:
     async def read_content(self, sha256: str) -> bytes:
         return b"".join([chunk async for chunk in self.open_content(sha256)])
 
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for content in contents:
+            if content.sha256 not in found:
+                with contextlib.suppress(NotFound):
+                    found[content.sha256] = await self.read_content(content.sha256)
+        return found
+
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
@@ -178,13 +191,13 @@ class ScriptedStorage:
         return await self._run(scripts.append_many(list(items), enforce_quota))
 
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
-        return await self._read(scripts.list_mail(mailbox_id))
+        return await self._read(scripts.list_mail, mailbox_id)
 
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
         return await self._run(scripts.expunge(mailbox_id, list(uids)))
 
     async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
-        return await self._read(scripts_mail.mailbox_digests(mailbox_id))
+        return await self._read(scripts_mail.mailbox_digests, mailbox_id)
 
     # -- IMAP support ---------------------------------------------------------------------
     async def delete_mailbox(self, user_id: int, name: str) -> None:
@@ -197,13 +210,13 @@ class ScriptedStorage:
         await self._run(scripts_mailboxes.set_subscribed(user_id, name, subscribed))
 
     async def list_subscriptions(self, user_id: int) -> list[str]:
-        return await self._read(scripts_mailboxes.list_subscriptions(user_id))
+        return await self._read(scripts_mailboxes.list_subscriptions, user_id)
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
-        return await self._read(scripts_mailboxes.get_mailbox_by_id(mailbox_id))
+        return await self._read(scripts_mailboxes.get_mailbox_by_id, mailbox_id)
 
     async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
-        return await self._read(scripts_mailboxes.mailbox_counts(mailbox_id))
+        return await self._read(scripts_mailboxes.mailbox_counts, mailbox_id)
 
     async def claim_recent(self, mailbox_id: int) -> int:
         return await self._run(scripts_mailboxes.claim_recent(mailbox_id))
@@ -227,16 +240,16 @@ class ScriptedStorage:
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
     ) -> tuple[int, list[MailEntry], list[int]]:
-        return await self._read(scripts_mail.mail_changes(mailbox_id, since_modseq))
+        return await self._read(scripts_mail.mail_changes, mailbox_id, since_modseq)
 
     async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
-        return await self._read(scripts_vanished.vanished_since(mailbox_id, since_modseq))
+        return await self._read(scripts_vanished.vanished_since, mailbox_id, since_modseq)
 
     async def prune_expunged(self, mailbox_id: int, keep: int) -> int:
         return await self._run(scripts_vanished.prune_expunged(mailbox_id, keep))
 
     async def get_content_cache(self, sha256: str) -> dict[str, bytes]:
-        return await self._read(scripts_mail.get_content_cache(sha256))
+        return await self._read(scripts_mail.get_content_cache, sha256)
 
     async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None:
         await self._run(scripts_mail.set_content_cache(sha256, dict(values)))
@@ -261,10 +274,10 @@ class ScriptedStorage:
             queue_id, worker, list(outcomes), next_attempt, bounce))
 
     async def list_queued(self) -> list[QueuedMessage]:
-        return await self._read(scripts_queue.list_queued())
+        return await self._read(scripts_queue.list_queued)
 
     async def get_queued(self, queue_id: str) -> QueuedMessage | None:
-        return await self._read(scripts_queue.get_queued(queue_id))
+        return await self._read(scripts_queue.get_queued, queue_id)
 
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         return await self._run(scripts_queue.retry_queued(queue_id, now))
@@ -284,13 +297,13 @@ class ScriptedStorage:
         return await self._run(scripts_admin.add_admin_token(name, token_hash, now))
 
     async def list_admin_tokens(self) -> list[AdminToken]:
-        return await self._read(scripts_admin.list_admin_tokens())
+        return await self._read(scripts_admin.list_admin_tokens)
 
     async def find_admin_token(self, token_hash: str) -> AdminToken | None:
-        return await self._read(scripts_admin.find_admin_token(token_hash))
+        return await self._read(scripts_admin.find_admin_token, token_hash)
 
     async def get_admin_token(self, token_id: int) -> AdminToken | None:
-        return await self._read(scripts_admin.get_admin_token(token_id))
+        return await self._read(scripts_admin.get_admin_token, token_id)
 
     async def touch_admin_token(self, token_id: int, now: float) -> None:
         await self._run(scripts_admin.touch_admin_token(token_id, now))
@@ -303,9 +316,15 @@ class ScriptedStorage:
     SIZE_SQL = "SELECT 0"
 
     async def storage_stats(self) -> StorageStats:
-        contents, content_bytes = await self._read(scripts_admin.content_bytes())
-        size = await self._read(scripts_admin.database_size(self.SIZE_SQL))
+        contents, content_bytes = await self._read(scripts_admin.content_bytes)
+        size = await self._read(scripts_admin.database_size, self.SIZE_SQL)
         return StorageStats(self.BACKEND, size, contents, content_bytes)
+
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
+                          ) -> Hashable | None:
+        """None: by default a backend cannot tell cheaply (SQLite's catch-up query is an
+        in-process read anyway); PostgreSQL answers from its LISTEN connection."""
+        return None
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after

@@ -14,7 +14,7 @@ that concurrent deliveries from several processes never reuse or reorder UIDs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -340,6 +340,25 @@ class Storage(Protocol):
     async def set_content_cache(self, sha256: str, values: dict[str, bytes]) -> None:
         """Insert or overwrite those keys (NotFound if no such content is stored); the values
         are removed with the content."""
+
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        """The stored bytes of several contents at once (what :meth:`read_content` returns
+        for each), by digest; a content not stored (any more) is left out, and
+        :meth:`read_content` then raises NotFound for it. For callers about to read many
+        small messages whole (IMAP ``FETCH 1:* BODY[]``): PostgreSQL answers with one
+        query instead of one per content. Callers bound the total size."""
+
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
+                          ) -> Hashable | None:
+        """A cheap token for "has this mailbox changed?": equal to an earlier mark of the same
+        mailbox only if no change to it (a HIGHESTMODSEQ rise, or its deletion) committed
+        after that earlier mark was taken, counting every change committed (by any process or
+        node) before this call began. None when the backend cannot tell cheaply: the caller
+        must then ask :meth:`mail_changes`. An IMAP session takes one before catching up and
+        skips the next catch-up when the next mark is equal. ``since``: the caller's previous
+        mark, which lets the backend answer a different mark sooner when it already knows
+        of a change (a later mark may then differ again without a change: never the other
+        way round)."""
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """Return True as soon as the mailbox's HIGHESTMODSEQ exceeds ``since_modseq`` (a

@@ -205,7 +205,10 @@ def delete_user(address: str) -> Script[None]:
         "SELECT DISTINCT m.content_sha256 FROM mail m JOIN mailboxes b ON b.id = m.mailbox_id"
         " WHERE b.user_id = $1", user.id,
     )
+    boxes = yield q("SELECT id FROM mailboxes WHERE user_id = $1", user.id)
     yield q("DELETE FROM users WHERE id = $1", user.id)  # mailboxes and mail cascade
+    if boxes:  # sessions with one selected learn that it is gone (like delete_mailbox)
+        yield Changed(tuple(int(r[0]) for r in boxes))
     yield from _drop_orphans([r[0] for r in rows])
 
 

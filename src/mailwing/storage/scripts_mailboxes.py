@@ -25,7 +25,7 @@ from mailwing.storage.interface import MailboxCounts
 from mailwing.storage.scripts import _create_mailboxes, _drop_orphans, _lock, list_mailboxes
 from mailwing.storage.scripts_mail import move_all
 from mailwing.storage.scripts_quota import account
-from mailwing.storage.steps import Changed, Script, q
+from mailwing.storage.steps import Changed, Script, Volatile, q
 
 __all__ = [
     "claim_recent",
@@ -157,6 +157,7 @@ def mailbox_counts(mailbox_id: int) -> Script[MailboxCounts]:
 
 
 def claim_recent(mailbox_id: int) -> Script[int]:
+    yield Volatile()  # a claim lost in a crash only makes the messages \Recent again
     rows = yield q(
         "UPDATE mailboxes SET recent_floor = recent_floor WHERE id = $1"
         " RETURNING recent_floor, uidnext",

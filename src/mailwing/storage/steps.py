@@ -34,6 +34,7 @@ __all__ = [
     "Serialize",
     "Step",
     "TableExists",
+    "Volatile",
     "advance",
     "drive",
     "q",
@@ -109,7 +110,15 @@ class Changed:
     mailbox_ids: tuple[int, ...]
 
 
-Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs | Changed
+@dataclass(frozen=True, slots=True)
+class Volatile:
+    """What this transaction writes may be lost in a crash without harm (an IMAP \\Recent
+    claim: the messages are simply \\Recent again), so its commit need not wait for the
+    disk. PostgreSQL commits it with ``synchronous_commit`` off (a later durable commit
+    still flushes it, the log being sequential); SQLite needs nothing (its group commit)."""
+
+
+Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs | Changed | Volatile
 Script = Generator[Step, Any, T]
 
 

@@ -78,6 +78,8 @@ async def stream_literal(s: SessionState, body: LiteralBody) -> None:
 
 
 _MODSEQ = FetchItem("MODSEQ")
+#: items without a section that read the message (RFC 3501 section 6.4.5)
+_WHOLE = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 
 async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
@@ -121,6 +123,8 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
             await fetcher.prefetch(view.entries[u].content for _, u in pairs)
         except StorageError as exc:
             raise unavailable() from exc
+    if len(pairs) > 1 and any(i.section is not None or i.name in _WHOLE for i in items):
+        fetcher.plan_reads(view.entries[u].content for _, u in pairs if u in view.entries)
     seen_items = items if _MODSEQ in items else (*items, _MODSEQ)
     undecodable = False
     for seq, uid in pairs:

@@ -4,30 +4,33 @@ The operations are the shared scripts (:mod:`mailwing.storage.scripts`), each dr
 ``await`` inside one transaction on a pooled asyncpg connection. READ COMMITTED is enough:
 the UID allocation is an ``UPDATE mailboxes ... RETURNING`` whose row lock serialises
 concurrent appends to one mailbox until commit (RFC 3501 section 2.3.1.1 needs strictly
-ascending, never reused UIDs), and schema upgrades take an advisory lock. Read-only scripts
-run in REPEATABLE READ so that their several queries see one snapshot (``mail_changes``).
+ascending, never reused UIDs), and schema upgrades take an advisory lock. A read-only script
+of one statement runs alone (autocommit); one of several runs in REPEATABLE READ so that they
+see one snapshot (``mail_changes``), see :meth:`PostgresStorage._read`.
 
 A transaction that raises mailboxes' HIGHESTMODSEQ sends ``NOTIFY mailwing_changes`` with
-each mailbox id (delivered at commit, to every node); :mod:`.listen` receives them for
-``wait_for_change``.
+the mailbox ids together with its ``COMMIT`` (delivered at commit, to every node);
+:mod:`.listen` receives them for ``wait_for_change`` and ``change_mark``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import closing
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import asyncpg.pool
 
+from mailwing.model import ContentInfo
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
 from mailwing.storage.interface import ContentWriter
 from mailwing.storage.migrate import load_migrations
-from mailwing.storage.notify import ChangeWaiters
-from mailwing.storage.postgres.content import PgContentWriter, read_pieces
+from mailwing.storage.notify import ChangeWaiters, format_ids
+from mailwing.storage.postgres.content import PgContentWriter, read_many, read_pieces
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
@@ -38,9 +41,38 @@ __all__ = ["PostgresStorage"]
 T = TypeVar("T")
 #: what a transaction script runs on: a pooled connection (or a plain one)
 _Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-_Isolation = Literal["read_committed", "repeatable_read"]
 
 _MIGRATIONS = load_migrations("mailwing.storage.postgres")
+_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: a ``Volatile`` transaction's commit does not wait for the WAL flush (checked at COMMIT)
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off; "
+
+
+def _notify_sql(mailbox_ids: set[int]) -> str:
+    """``pg_notify`` of those ids as SQL text to send with the COMMIT (digits and spaces, or
+    ``*``: nothing to quote)."""
+    payload = format_ids(mailbox_ids).decode("ascii")
+    return f"SELECT pg_notify('{CHANNEL}', '{payload}'); "
+
+
+async def _roll_back(conn: _Conn) -> None:
+    """End a failed transaction; a connection that cannot (a cancelled query still pending,
+    a broken socket) is dropped, and the pool opens a fresh one."""
+    if conn.is_closed() or not conn.is_in_transaction():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except (Exception, asyncio.CancelledError):
+        conn.terminate()
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own ROLLBACK of a transaction
+    left open. The default runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` — one more round trip per storage call — for session state mailwing never
+    creates on pooled connections (advisory locks are transaction-scoped, no cursor outlives
+    its transaction, LISTEN has its own connection, nothing runs SET)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -65,6 +97,8 @@ class PostgresStorage(ScriptedStorage):
 
     def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
         self._pool = pool
+        #: read scripts (their code objects) that took several statements last time
+        self._multi_step: set[object] = set()
         self._waiters = ChangeWaiters()
         self._listener = PgListener(url, self._waiters) if url else None
 
@@ -75,7 +109,7 @@ class PostgresStorage(ScriptedStorage):
         with pg_errors():
             pool = await asyncpg.create_pool(
                 url, min_size=min_size, max_size=max_size, timeout=timeout,
-                command_timeout=60.0,
+                command_timeout=60.0, reset=_keep_session,
             )
         return cls(pool, url)
 
@@ -88,23 +122,83 @@ class PostgresStorage(ScriptedStorage):
         if self._listener is not None:
             await self._listener.ensure()
 
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
+                          ) -> Hashable | None:
+        """From the LISTEN connection's notification counters (:meth:`.PgListener.mark`)."""
+        if self._listener is None:
+            return None
+        with pg_errors():
+            return await self._listener.mark(mailbox_id, since)
+
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         with pg_errors():
             async with self._pool.acquire() as conn:
                 try:
-                    isolation: _Isolation = "read_committed" if write else "repeatable_read"
-                    async with conn.transaction(isolation=isolation, readonly=not write):
-                        return await self._drive(conn, script)
+                    return await self._transaction(conn, script, write=write)
                 except BROKEN_CONNECTION:
                     conn.terminate()  # the pool opens a fresh one instead of reusing it
                     raise
 
-    async def _drive(self, conn: _Conn, script: Script[T]) -> T:
-        with closing(script):
-            done, item = advance(script, None)
-            while not done:
-                done, item = advance(script, await self._step(conn, item))
-            return cast(T, item)
+    async def _read(self, script: Callable[..., Script[T]], *args: Any) -> T:
+        """A read whose first statement is also its last needs no snapshot: it runs alone,
+        without ``BEGIN`` and ``COMMIT`` (two round trips of three). A read that asks for a
+        second statement is started over in a REPEATABLE READ transaction, and remembered
+        as such: the next call of the same script goes straight to the transaction, until
+        one of them turns out to need a single statement again."""
+        with pg_errors():
+            async with self._pool.acquire() as conn:
+                try:
+                    key = getattr(script, "__code__", script)
+                    if key not in self._multi_step:
+                        started = script(*args)
+                        with closing(started):
+                            done, item = advance(started, None)
+                            if not done:
+                                done, item = advance(started, await self._step(conn, item))
+                            if done:
+                                return cast(T, item)
+                        self._multi_step.add(key)
+                    return await self._transaction(conn, script(*args), write=False)
+                except BROKEN_CONNECTION:
+                    conn.terminate()
+                    raise
+
+    async def _transaction(self, conn: _Conn, script: Script[T], *, write: bool) -> T:
+        """``script`` in one transaction. The NOTIFY of every mailbox it changed (its
+        ``Changed`` steps) goes with the ``COMMIT``, in one round trip: both are plain SQL
+        in one simple-protocol query, and PostgreSQL delivers notifications at commit anyway.
+        So does ``SET LOCAL synchronous_commit TO off`` for a ``Volatile`` one.
+        """
+        changed: set[int] = set()
+        volatile = False
+        steps_taken = 0
+        await conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
+        try:
+            with closing(script):
+                done, item = advance(script, None)
+                while not done:
+                    if isinstance(item, steps.Changed):
+                        changed.update(item.mailbox_ids)
+                        result = None
+                    elif isinstance(item, steps.Volatile):
+                        volatile = True
+                        result = None
+                    else:
+                        result = await self._step(conn, item)
+                        steps_taken += 1
+                    done, item = advance(script, result)
+        except BaseException:
+            await _roll_back(conn)
+            raise
+        try:
+            tail = _ASYNC_COMMIT if volatile else ""
+            await conn.execute(tail + (_notify_sql(changed) if changed else "") + "COMMIT")
+        except BaseException:
+            await _roll_back(conn)  # a failed NOTIFY skips the COMMIT after it
+            raise
+        if not write and steps_taken <= 1:
+            self._multi_step.discard(getattr(script, "gi_code", None))
+        return cast(T, item)
 
     async def _step(self, conn: _Conn, step: Any) -> Any:
         if isinstance(step, steps.Query):
@@ -139,6 +233,11 @@ class PostgresStorage(ScriptedStorage):
 
     def new_content(self) -> ContentWriter:
         return PgContentWriter(self._pool)
+
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        """One query for all of them (see :func:`.read_many`)."""
+        with pg_errors():
+            return await read_many(self._pool, contents)
 
     def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         return read_pieces(self._pool, sha256, chunk_size)

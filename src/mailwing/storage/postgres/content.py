@@ -1,18 +1,20 @@
 """Message contents inside PostgreSQL, as ~1 MiB ``bytea`` rows keyed by (sha256, seq).
 
 Keeping the bytes in the database lets several mailwing nodes share one store without a shared
-filesystem. Memory stays bounded both ways: the writer inserts each full piece as soon as it
-has one, under a unique ``staging:`` key (the digest is only known at the end), and
-``finish()`` renames the pieces to the digest in one short transaction, or drops them when the
-same content is stored already (dedupe; an advisory lock on the digest orders two writers of
-the same bytes). The reader fetches one row at a time. An abandoned staging key (a crashed
-writer) is only wasted space.
+filesystem. A content smaller than one piece (nearly all mail) is inserted under its digest at
+``finish()`` in one statement. Memory stays bounded both ways: the writer of a bigger one
+inserts each full piece as soon as it has one, under a unique ``staging:`` key (the digest is
+only known at the end), and ``finish()`` renames the pieces to the digest in one short
+transaction, or drops them when the same content is stored already (dedupe; an advisory lock on
+the digest orders two writers of the same bytes). The reader fetches a few rows per query. An
+abandoned staging key (a crashed writer) is only wasted space.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -21,7 +23,7 @@ from mailwing.storage.contentinfo import ContentInfoBuilder
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.postgres.errors import pg_errors
 
-__all__ = ["PIECE_SIZE", "PgContentWriter", "read_pieces"]
+__all__ = ["PIECE_SIZE", "PgContentWriter", "read_many", "read_pieces"]
 
 PIECE_SIZE = 1024 * 1024
 
@@ -58,17 +60,35 @@ class PgContentWriter:
         if self._result is not None:
             return self._result
         try:
-            if self._buf or self._seq == 0:  # an empty content still gets its piece 0
-                await self._insert(bytes(self._buf))
-                self._buf.clear()
             info = self._info.result()
-            with pg_errors():
-                await self._publish(info.sha256)
+            if self._seq == 0:  # one piece (nearly all mail): no staging, one statement
+                with pg_errors():
+                    await self._publish_whole(info.sha256, bytes(self._buf))
+                self._buf.clear()
+            else:
+                if self._buf:
+                    await self._insert(bytes(self._buf))
+                    self._buf.clear()
+                with pg_errors():
+                    await self._publish(info.sha256)
         except BaseException:
             await self.abort()
             raise
         self._result = info
         return info
+
+    async def _publish_whole(self, sha256: str, piece: bytes) -> None:
+        """A content of one piece goes in under its digest directly, in one statement (one
+        round trip, one commit) instead of a staging insert plus a renaming transaction.
+        The statement takes the digest's advisory lock first, as :meth:`_publish` does, and
+        renews ``created_at`` when the bytes are stored already (dedupe), for :mod:`.gc`."""
+        await self._pool.execute(
+            "INSERT INTO content_chunks (sha256, seq, data)"
+            " SELECT $1, 0, $2 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held"
+            " ON CONFLICT (sha256, seq) DO UPDATE"
+            " SET created_at = extract(epoch FROM now())",
+            sha256, piece,
+        )
 
     async def _publish(self, sha256: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -98,21 +118,75 @@ class PgContentWriter:
                 await self._pool.execute("DELETE FROM content_chunks WHERE sha256 = $1", self._key)
 
 
+#: pieces fetched per query by :func:`read_pieces` (it holds two batches: this one and the next)
+READ_BATCH = 2
+
+
 async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
-    """Yield a content's bytes in ``chunk_size`` slices, fetching one stored piece at a time."""
-    with pg_errors():
-        count = await pool.fetchval(
-            "SELECT count(*) FROM content_chunks WHERE sha256 = $1", sha256
-        )
-    if not count or sha256.startswith("staging:"):
+    """Yield a content's bytes in ``chunk_size`` slices, fetching up to :data:`READ_BATCH`
+    stored pieces per query. The first query also counts the pieces (a window count, taken
+    before its LIMIT), so a small content (one piece: nearly all mail) costs one round trip,
+    and a content removed while being read is noticed (a batch that comes back short or out
+    of sequence) instead of being cut silently. The next batch is fetched while the caller
+    writes the current one out, so a big body streams without waiting for each query."""
+    if sha256.startswith("staging:"):
         raise NotFound(f"content {sha256} is not stored")
-    for seq in range(count):
-        with pg_errors():
-            piece = await pool.fetchval(
-                "SELECT data FROM content_chunks WHERE sha256 = $1 AND seq = $2", sha256, seq
-            )
-        if piece is None:
-            raise NotFound(f"content {sha256} was removed while being read")
-        view = memoryview(piece)
-        for start in range(0, len(view), chunk_size):
-            yield bytes(view[start : start + chunk_size])
+    with pg_errors():
+        rows = await pool.fetch(
+            "SELECT seq, data, count(*) OVER () FROM content_chunks WHERE sha256 = $1"
+            " ORDER BY seq LIMIT $2", sha256, READ_BATCH,
+        )
+    if not rows:
+        raise NotFound(f"content {sha256} is not stored")
+    count = int(rows[0][2])
+    seq = 0
+    ahead: asyncio.Task[list[asyncpg.Record]] | None = None
+    try:
+        while True:
+            if len(rows) + seq < count:  # more to come: ask for it now
+                ahead = asyncio.ensure_future(pool.fetch(
+                    "SELECT seq, data FROM content_chunks WHERE sha256 = $1 AND seq >= $2"
+                    " ORDER BY seq LIMIT $3", sha256, seq + len(rows), READ_BATCH,
+                ))
+            for row in rows:
+                if row[0] != seq:
+                    raise NotFound(f"content {sha256} was removed while being read")
+                seq += 1
+                view = memoryview(row[1])
+                for start in range(0, len(view), chunk_size):
+                    yield bytes(view[start : start + chunk_size])
+            rows = []
+            if seq >= count:
+                return
+            if ahead is None:
+                raise NotFound(f"content {sha256} was removed while being read")
+            with pg_errors():
+                rows = await ahead
+            ahead = None
+            if not rows:
+                raise NotFound(f"content {sha256} was removed while being read")
+    finally:
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+        elif ahead is not None and not ahead.cancelled():
+            ahead.exception()  # retrieved: an error of an abandoned read is not logged
+
+
+async def read_many(pool: asyncpg.Pool, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+    """Several contents' bytes with one query, by digest. A content is left out unless its
+    pieces come back complete (numbered from 0 without a gap, adding up to its size), so
+    that one removed meanwhile is reported by the caller's single read as NotFound."""
+    sizes = {c.sha256: c.size for c in contents if not c.sha256.startswith("staging:")}
+    if not sizes:
+        return {}
+    rows = await pool.fetch(
+        "SELECT sha256, seq, data FROM content_chunks WHERE sha256 = ANY($1)"
+        " ORDER BY sha256, seq", list(sizes),
+    )
+    pieces: dict[str, list[bytes]] = {}
+    for sha256, seq, data in rows:
+        got = pieces.setdefault(sha256, [])
+        if seq == len(got):
+            got.append(data)
+    found = {sha256: b"".join(got) for sha256, got in pieces.items()}
+    return {sha256: data for sha256, data in found.items() if len(data) == sizes[sha256]}

@@ -6,6 +6,22 @@ whichever node it runs on. Each storage object keeps one dedicated connection ou
 pool for that, opened on the first wait (a process with no IDLE session never holds it).
 When the connection drops, every waiter is woken (notifications may have been lost meanwhile)
 and the next check reconnects; until then the waiters' periodic re-check carries on alone.
+
+The same connection lets an IMAP session skip its per-command catch-up query when nothing
+changed (:meth:`PgListener.mark`): every notification bumps a per-mailbox counter in this
+process, so "did mailbox M change since my last look?" is a comparison of counters. The race
+between another session's commit and the delivery of its notification is closed by a round
+trip on the listening connection itself (:meth:`PgListener.sync`): PostgreSQL signals the
+listening backends inside the notifier's commit, before the notifier's client is told the
+commit is done, and a listening backend that has a notification pending sends it before the
+``ReadyForQuery`` that ends its next statement (``PostgresMain``: "if any notifies were
+received during the just-finished transaction, they'll be seen by the client before
+ReadyForQuery is"). So a ``SELECT 1`` sent after a client saw another session's OK returns
+after that session's notifications, and asyncpg runs the notification callbacks (``call_soon``)
+before the coroutine awaiting the ``SELECT 1`` resumes. Concurrent callers share one such
+round trip, as long as it was sent after they asked. Whenever the connection is not known to
+be healthy (not open yet, lost, a sync failing or timing out), :meth:`PgListener.mark` answers
+None and the caller queries as before.
 """
 
 from __future__ import annotations
@@ -34,6 +50,15 @@ class PgListener:
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        #: bumped by every (re)connection and loss: marks of different generations differ
+        self._generation = 0
+        #: bumped by a "wake everyone" notification (``*``)
+        self._epoch = 0
+        #: notifications received per mailbox id, in this process
+        self._counts: dict[int, int] = {}
+        #: the sync not sent yet, which every caller arriving now joins
+        self._queued: asyncio.Future[bool] | None = None
+        self._syncer: asyncio.Task[None] | None = None
 
     def _alive(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
@@ -60,17 +85,85 @@ class PgListener:
                 return
             conn.add_termination_listener(self._lost)
             self._conn = conn
+            self._generation += 1
             if had_one:
                 self._waiters.wake(None)  # changes during the gap went unannounced
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        self._waiters.wake(parse_ids(str(payload)))
+        ids = parse_ids(str(payload))
+        if ids is None:
+            self._epoch += 1
+        else:
+            for mailbox_id in ids:
+                self._counts[mailbox_id] = self._counts.get(mailbox_id, 0) + 1
+        self._waiters.wake(ids)
 
     def _lost(self, _conn: Any) -> None:
+        self._generation += 1
         self._waiters.wake(None)  # they re-check now, and the next ensure() reconnects
+
+    async def mark(self, mailbox_id: int, since: object = None) -> tuple[int, int, int] | None:
+        """A value equal to an earlier mark of ``mailbox_id`` only if no notification for it
+        arrived in between, taken after every notification committed before this call is
+        in; None when the connection is not known to be healthy (see the module docstring).
+
+        Only equality needs the sync round trip: when the counters already differ from
+        ``since`` (the caller's previous mark), the caller will query anyway, and a
+        notification still on its way only makes its next mark differ once more."""
+        await self.ensure()
+        generation = self._generation
+        if not self._alive():
+            return None
+        current = (generation, self._epoch, self._counts.get(mailbox_id, 0))
+        if since is not None and current != since:
+            return current
+        if not await self.sync() or generation != self._generation:
+            return None
+        return generation, self._epoch, self._counts.get(mailbox_id, 0)
+
+    async def sync(self) -> bool:
+        """One round trip on the listening connection, sent after this call began: True
+        once it is back (notifications committed before the call have been handled), False
+        if the connection failed. Concurrent callers share one round trip."""
+        if not self._alive() or self._closed:
+            return False
+        waiter = self._queued
+        if waiter is None:
+            waiter = self._queued = asyncio.get_running_loop().create_future()
+            if self._syncer is None or self._syncer.done():
+                self._syncer = asyncio.create_task(self._sync_loop())
+        # shielded: a cancelled command must not cancel the round trip others wait for
+        return await asyncio.shield(waiter)
+
+    async def _sync_loop(self) -> None:
+        while self._queued is not None:
+            waiter, self._queued = self._queued, None
+            ok = False
+            conn = self._conn
+            if conn is not None and not conn.is_closed():
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await conn.execute("SELECT 1")
+                    ok = True
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError
+                        ) as exc:
+                    _log.warning("LISTEN connection failed a sync: %s", exc)
+                    if self._conn is conn:
+                        self._conn = None
+                        self._generation += 1
+                    conn.remove_termination_listener(self._lost)
+                    conn.terminate()
+                    self._waiters.wake(None)
+            if not waiter.done():
+                waiter.set_result(ok)
 
     async def close(self) -> None:
         self._closed = True
+        if self._syncer is not None:
+            self._syncer.cancel()
+        if self._queued is not None and not self._queued.done():
+            self._queued.set_result(False)
+        self._queued = None
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.remove_termination_listener(self._lost)

@@ -62,7 +62,7 @@ class SqliteBase(ScriptedStorage):
     ) -> AsyncIterator[bytes]:
         """The database first (where small contents are, and where a content just finished
         is queued to go), then the file."""
-        data = await self._read(inline.read_inline(sha256))
+        data = await self._read(inline.read_inline, sha256)
         if data is None:
             async for chunk in self.blobs.read(sha256, chunk_size):
                 yield chunk
@@ -77,4 +77,4 @@ class SqliteBase(ScriptedStorage):
 
     async def content_stored(self, sha256: str) -> bool:
         """Whether the bytes of ``sha256`` are stored, in the database or as a file."""
-        return await self._read(inline.stored(self.blobs, sha256))
+        return await self._read(inline.stored, self.blobs, sha256)

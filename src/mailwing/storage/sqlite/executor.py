@@ -55,6 +55,7 @@ from mailwing.storage.steps import (
     Script,
     Serialize,
     TableExists,
+    Volatile,
     drive,
 )
 
@@ -258,6 +259,8 @@ class SqliteExecutor:
             return None
         if isinstance(step, Serialize):
             return None  # BEGIN IMMEDIATE already excludes every other writer
+        if isinstance(step, Volatile):
+            return None  # batched with durable ones under the same group commit
         raise TypeError(f"unknown step {step!r}")
 
     def _remove_files(self, sha256s: Sequence[str]) -> None:
