@@ -28,6 +28,7 @@ from mailwing.storage import (
     scripts_quota,
     scripts_vanished,
 )
+from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import (
     AdminToken,
     Bounce,
@@ -158,6 +159,16 @@ class ScriptedStorage:
 
     async def read_content(self, sha256: str) -> bytes:
         return b"".join([chunk async for chunk in self.open_content(sha256)])
+
+    async def read_contents(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        """One content after the other; backends override it with one batched read."""
+        found: dict[str, bytes] = {}
+        for sha256 in dict.fromkeys(sha256s):
+            try:
+                found[sha256] = await self.read_content(sha256)
+            except NotFound:
+                continue
+        return found
 
     # -- mail -----------------------------------------------------------------------------
     async def append(

@@ -226,6 +226,12 @@ class Storage(Protocol):
 
     async def read_content(self, sha256: str) -> bytes: ...
 
+    async def read_contents(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        """Several small contents at once: ``{sha256: raw bytes}`` for those still stored
+        (a content that is gone is simply missing). Why: ``FETCH 1:* BODY[]`` of 50 small
+        messages would otherwise cost 50 separate reads (file opens, thread hops); callers
+        bound the total size (:data:`mailwing.services.imap_fetch.BATCH_OCTETS`)."""
+
     # -- mail -----------------------------------------------------------------------------
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],
