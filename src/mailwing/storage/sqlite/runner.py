@@ -8,7 +8,9 @@ all of them and runs them in one ``BEGIN IMMEDIATE`` transaction, each inside it
 ``SAVEPOINT`` so that one failing request (a duplicate name, an unknown mailbox) is rolled
 back alone, and one ``COMMIT`` (one fsync with ``synchronous=FULL``) makes them all durable.
 Futures are resolved only after that commit: an SMTP ``250`` is never sent for a message
-that a crash could still lose.
+that a crash could still lose. Read-only requests taken in the same round run first, in a
+read transaction of their own, and are answered before the writes start: a read never waits
+for someone else's fsync.
 
 After each commit, the mailbox ids whose HIGHESTMODSEQ the committed requests raised (their
 :class:`~mailwing.storage.steps.Changed` steps) go to the ``on_change`` callback, still in the
@@ -212,6 +214,17 @@ class SqliteRunner:
         return self._conn
 
     def _run_batch(self, batch: list[_Job]) -> None:
+        """Reads queued beside writes run first, in their own read transaction, and are
+        answered at once: they need not wait for the writes' commit and its fsync (they
+        were queued concurrently, so seeing the state before those writes is as right as
+        seeing it after). Writes then share one transaction as before."""
+        reads = [job for job in batch if not job.write]
+        if reads and len(reads) < len(batch):
+            self._run_group(reads)
+            batch = [job for job in batch if job.write]
+        self._run_group(batch)
+
+    def _run_group(self, batch: list[_Job]) -> None:
         self.transactions += 1
         self.requests += len(batch)
         try:
