@@ -295,9 +295,13 @@ class Storage(Protocol):
 
     async def set_flags(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
-        *, unchanged_since: int | None = None,
+        *, unchanged_since: int | None = None, expect_noop: bool = False,
     ) -> tuple[list[MailEntry], list[int]]:
         """Change the flags of those entries in one transaction.
+
+        ``expect_noop``: the caller's own picture says nothing will change (an IMAP STORE of
+        flags the messages already have); the storage then checks that with a read first
+        and, if so, answers without a write transaction. The result is the same either way.
 
         Entries whose flag set really changes get one new MODSEQ (HIGHESTMODSEQ + 1, shared by
         the whole call). With ``unchanged_since`` (RFC 7162 UNCHANGEDSINCE), entries whose
