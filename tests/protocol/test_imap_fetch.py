@@ -127,6 +127,13 @@ def test_fetch_all_bodies_in_batches(srv: MailwingServer) -> None:
     got = client.fetch(list(range(1, 41)), ["BODY.PEEK[]"])
     assert [got[uid][b"BODY[]"] for uid in sorted(got)] == [
         b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for b in bodies]
+    # several items per message: the batch (one preload for all) answers exactly what one
+    # message at a time (no preload) does
+    wanted = ["BODY.PEEK[]", "BODY.PEEK[TEXT]", "BODY.PEEK[]<0.10>", "BODY.PEEK[HEADER]",
+              "RFC822.SIZE", "FLAGS", "ENVELOPE", "BINARY.PEEK[1]"]
+    together = client.fetch(list(range(1, 41)), wanted)
+    for uid in (1, 8, 21, 40):
+        assert together[uid] == client.fetch([uid], wanted)[uid]
     other = imapclient.IMAPClient("127.0.0.1", port=srv.ports["imap"], ssl=False, timeout=30)
     other.login(USER, PASSWORD)
     other.select_folder("INBOX")

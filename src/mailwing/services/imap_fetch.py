@@ -113,6 +113,8 @@ class Fetcher:
         self.cache = cache
         self._last: tuple[str, bytes, mime.MessagePart | None] | None = None
         self._bodies: dict[str, bytes] = {}  # raw bodies of the current batch, by SHA-256
+        self._plain: dict[tuple[FetchItem, ...], frozenset[str]] = {}  # item names, per list
+        self._labels: dict[FetchItem, str] = {}  # response names (``BODY[]``), per item
 
     def batches(self, pairs: list[tuple[int, int]]) -> Iterable[list[tuple[int, int]]]:
         """``pairs`` cut into runs of at most :data:`BATCH_MESSAGES` messages and about
@@ -219,20 +221,57 @@ class Fetcher:
 
     async def items(self, uid: int, items: tuple[FetchItem, ...], *, with_uid: bool,
                     with_flags: bool) -> list[tuple[str, bytes | LiteralBody]] | None:
-        """The FETCH data of one message, or None when its content is gone."""
+        """The FETCH data of one message, or None when its content is gone.
+
+        Items answered from memory (the entry, a cached view, a preloaded body) take the
+        synchronous :meth:`_quick`; only the others cost a coroutine (:meth:`_item`)."""
         entry = self.view.entries[uid]
         out: list[tuple[str, bytes | LiteralBody]] = []
-        names = {i.name for i in items if i.section is None}
+        names = self._plain.get(items)
+        if names is None:
+            names = self._plain[items] = frozenset(i.name for i in items if i.section is None)
         if with_uid and "UID" not in names:
             out.append(("UID", b"%d" % uid))
         try:
             for item in items:
-                out.append(await self._item(entry, item))
+                quick = self._quick(entry, item)
+                out.append(quick if quick is not None else await self._item(entry, item))
         except NotFound:
             return None
         if with_flags and "FLAGS" not in names:
             out.append(("FLAGS", pw.flag_list(sorted(self.view.flags_of(uid)))))
         return out
+
+    def _quick(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes] | None:
+        """The answer of an item that needs no storage call now, else None."""
+        name = item.name
+        section = item.section
+        if section is None:
+            if name == "FLAGS":
+                return name, pw.flag_list(sorted(self.view.flags_of(entry.uid)))
+            if name == "UID":
+                return name, b"%d" % entry.uid
+            if name == "RFC822.SIZE":
+                return name, b"%d" % entry.content.crlf_size
+            if name == "MODSEQ":
+                return name, b"(%d)" % entry.modseq
+            if name in _VIEW_ITEMS:
+                cached = self.cache.get(entry.content.sha256)
+                if cached is not None:
+                    return name, cached[_VIEW_ITEMS[name]]
+            return None
+        if (item.binary or item.partial is not None or section.part or section.text is not None
+                or section.fields):
+            return None
+        content = entry.content  # the whole message, BODY[] or BODY.PEEK[]
+        raw = self._bodies.get(content.sha256) if content.crlf_size <= STREAM_OVER else None
+        if raw is None:
+            return None
+        self._last = (content.sha256, raw, None)
+        label = self._labels.get(item)
+        if label is None:
+            label = self._labels[item] = item.response_name
+        return label, pw.literal(raw) if raw else b'""'
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
         name = item.name
