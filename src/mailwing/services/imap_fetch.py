@@ -113,8 +113,9 @@ class Fetcher:
         self.cache = cache
         self._last: tuple[str, bytes, mime.MessagePart | None] | None = None
         self._bodies: dict[str, bytes] = {}  # raw bodies of the current batch, by SHA-256
-        self._plain: dict[tuple[FetchItem, ...], frozenset[str]] = {}  # item names, per list
-        self._labels: dict[FetchItem, str] = {}  # response names (``BODY[]``), per item
+        #: the last item list and the names of its items without a section
+        self._plain: tuple[tuple[FetchItem, ...], frozenset[str]] = ((), frozenset())
+        self._labels: dict[int, str] = {}  # response names (``BODY[]``), by id() of the item
 
     def batches(self, pairs: list[tuple[int, int]]) -> Iterable[list[tuple[int, int]]]:
         """``pairs`` cut into runs of at most :data:`BATCH_MESSAGES` messages and about
@@ -227,9 +228,9 @@ class Fetcher:
         synchronous :meth:`_quick`; only the others cost a coroutine (:meth:`_item`)."""
         entry = self.view.entries[uid]
         out: list[tuple[str, bytes | LiteralBody]] = []
-        names = self._plain.get(items)
-        if names is None:
-            names = self._plain[items] = frozenset(i.name for i in items if i.section is None)
+        if self._plain[0] is not items:  # by identity: hashing the items costs more
+            self._plain = (items, frozenset(i.name for i in items if i.section is None))
+        names = self._plain[1]
         if with_uid and "UID" not in names:
             out.append(("UID", b"%d" % uid))
         try:
@@ -268,9 +269,9 @@ class Fetcher:
         if raw is None:
             return None
         self._last = (content.sha256, raw, None)
-        label = self._labels.get(item)
+        label = self._labels.get(id(item))  # the items outlive this Fetcher (one FETCH)
         if label is None:
-            label = self._labels[item] = item.response_name
+            label = self._labels[id(item)] = item.response_name
         return label, pw.literal(raw) if raw else b'""'
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
