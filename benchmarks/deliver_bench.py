@@ -9,6 +9,10 @@ same run and alternating with it, the same number of ``python -c pass`` (the int
 start-up, which no change to mailwing can remove), so a loaded machine shows in both figures.
 The target of issue #9 is <= 60 ms per message.
 
+``--compare-src DIR`` adds, in the same loop, ``mailwing deliver`` run from another source
+tree (``DIR`` is its ``src`` folder, put first on ``PYTHONPATH``; e.g. ``git archive`` of an
+older commit), so that a change is measured against the code before it under the same load.
+
 Bytecode: a packaged install has its ``.pyc`` files compiled at install time; an editable
 install with ``PYTHONDONTWRITEBYTECODE`` set (as in CI) would compile every module from source
 on every run (~30 ms here). The script therefore compiles the package once first
@@ -48,6 +52,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--postgres-url", default=os.environ.get(
         "MAILWING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--compare-src", type=Path, metavar="DIR",
+                    help="also time deliver from this source tree (its src folder), "
+                         "interleaved")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mw-deliver-bench-"))
     env = dict(os.environ, MAILWING_SERVER_DATA_DIR=str(root / "data"))
@@ -65,6 +72,10 @@ def main() -> int:
         import mailwing
 
         compileall.compile_dir(str(Path(mailwing.__file__).parent), quiet=1)
+        other_env = None
+        if args.compare_src is not None:
+            compileall.compile_dir(str(args.compare_src / "mailwing"), quiet=1)
+            other_env = dict(env, PYTHONPATH=str(args.compare_src.resolve()))
         mw = str(BIN / "mailwing")
         subprocess.run([mw, "db", "upgrade"], env=env, check=True, capture_output=True)
         subprocess.run([mw, "user", "add", "bob@bench.test", "--password-stdin"], env=env,
@@ -73,10 +84,15 @@ def main() -> int:
         baseline = [sys.executable, "-c", "pass"]
         ours: list[float] = []
         python: list[float] = []
+        other: list[float] = []
         for _ in range(3):  # warm the page cache
             _timed(deliver, env, MESSAGE)
+            if other_env is not None:
+                _timed(deliver, other_env, MESSAGE)
         for _ in range(args.runs):
             ours.append(_timed(deliver, env, MESSAGE))
+            if other_env is not None:
+                other.append(_timed(deliver, other_env, MESSAGE))
             python.append(_timed(baseline, env, b""))
         ms = [x * 1000 for x in ours]
         base = [x * 1000 for x in python]
@@ -84,8 +100,14 @@ def main() -> int:
               f"one process each:")
         print(f"  median {statistics.median(ms):6.1f} ms   p90 "
               f"{statistics.quantiles(ms, n=10)[-1]:6.1f} ms   min {min(ms):6.1f} ms")
+        if other:
+            cmp = [x * 1000 for x in other]
+            print(f"{args.compare_src} (same run, interleaved): median "
+                  f"{statistics.median(cmp):6.1f} ms   p90 "
+                  f"{statistics.quantiles(cmp, n=10)[-1]:6.1f} ms   min {min(cmp):6.1f} ms")
         print(f"python -c pass (same run, alternating): median {statistics.median(base):6.1f}"
               f" ms   min {min(base):6.1f} ms")
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"target <= 60 ms per message: "
               f"{'met' if statistics.median(ms) <= 60 else 'NOT met'} (median)")
         return 0

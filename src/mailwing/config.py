@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -497,6 +496,8 @@ def load_settings(
     """Build settings from defaults, then ``path`` (TOML), then ``MAILWING_*`` variables."""
     settings = Settings()
     if path is not None:
+        import tomllib  # only with a file: an MTA may run ``mailwing deliver`` on variables
+
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import json
 import poplib
 import smtplib
 import socket
+import subprocess
+import sys
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -132,3 +135,51 @@ def test_capture_mode_keeps_everything_and_sends_nothing() -> None:
         imap.login(server.settings.capture.address, server.settings.capture.password)
         assert imap.select("INBOX") == ("OK", [b"2"])
         imap.logout()
+
+
+async def test_stop_with_sessions_still_open_is_quiet() -> None:
+    """Sessions cancelled by a stop end their connection task normally: on Python 3.11 a
+    stream connection task that ends *cancelled* makes asyncio report "Exception in callback"
+    with a CancelledError traceback (for every open connection of a test server)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        server = AsyncMailServer()
+        server.settings.server.shutdown_grace = 0.0  # cancel at once what is still running
+        await server.start()
+        opened = []
+        for name in ("imap", "pop3", "smtp"):
+            reader, writer = await asyncio.open_connection(server.host, server.ports[name])
+            await reader.readline()  # the greeting: the session is running
+            opened.append(writer)
+        await server.stop()
+        for writer in opened:
+            writer.close()
+        await asyncio.sleep(0.1)
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+STARTUP_IMPORTS = """
+import asyncio, json, sys
+from mailwing import AsyncMailServer
+
+async def main():
+    async with AsyncMailServer():
+        pass
+
+asyncio.run(main())
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_start_imports_no_dns_or_crypto_library() -> None:
+    """An embedded server makes no DNS query and signs nothing, so its start-up (issue #12:
+    within 150 ms) does not pay for importing dnspython and cryptography (~90 modules)."""
+    done = subprocess.run([sys.executable, "-c", STARTUP_IMPORTS], capture_output=True,
+                          timeout=60, check=True)
+    modules = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert "mailwing.mailauth.dns" in modules  # the checks' modules are there, unused
+    assert [m for m in modules if m.split(".")[0] in ("dns", "cryptography", "dkim")] == []

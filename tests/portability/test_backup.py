@@ -31,7 +31,10 @@ async def test_backup_and_restore_to_sqlite(database_url: str, tmp_path: Path) -
     manifest = await backup(database_url, tmp_path / "data", tmp_path / "bk")
     assert manifest["tables"]["mail"]["rows"] == 10
     assert (tmp_path / "bk" / "files" / "dkim" / "example.org" / "s1.key").read_text() == "KEY"
-    assert len(list((tmp_path / "bk" / "blobs").glob("??/*"))) == 7
+    files = len(list((tmp_path / "bk" / "blobs").glob("??/*")))
+    with sqlite3.connect(tmp_path / "bk" / "mailwing.db") as db:
+        inline = db.execute("SELECT count(*) FROM inline_contents").fetchone()[0]
+    assert (files, inline) == (1, 6)  # one content above the inline limit
     with pytest.raises(BackupError, match="not empty"):
         await backup(database_url, tmp_path / "data", tmp_path / "bk")
 
@@ -72,11 +75,17 @@ async def test_damaged_backup_is_refused(tmp_path: Path) -> None:
         await verify_backup(tmp_path / "bk")
 
 
-async def test_corrupt_content_is_refused_on_restore(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["file", "inline"])
+async def test_corrupt_content_is_refused_on_restore(tmp_path: Path, form: str) -> None:
     url = f"sqlite:///{tmp_path / 'data' / 'mailwing.db'}"
     await make_source(url, tmp_path / "data")
     await backup(url, tmp_path / "data", tmp_path / "bk")
-    blob = next((tmp_path / "bk" / "blobs").glob("??/*"))
-    blob.write_bytes(b"rotten")
+    if form == "file":
+        blob = next((tmp_path / "bk" / "blobs").glob("??/*"))
+        blob.write_bytes(b"rotten")
+    else:
+        with sqlite3.connect(tmp_path / "bk" / "mailwing.db") as db:
+            db.execute("UPDATE inline_contents SET data = X'00' WHERE rowid = (SELECT"
+                       " min(rowid) FROM inline_contents)")
     with pytest.raises(BackupError, match="corrupt"):
         await restore(tmp_path / "bk", f"sqlite:///{tmp_path / 'n.db'}", tmp_path / "n")

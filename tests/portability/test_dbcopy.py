@@ -4,6 +4,7 @@ non-empty target, and a catch-up pass that only sends new contents."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ async def populate(store: Storage) -> None:
     inbox = await store.get_mailbox(alice.id, "INBOX")
     assert inbox is not None
     for n in range(6):
-        content = await store.store_content(message(n, crlf=n % 2 == 0))
+        # message 3 is too big for SQLite's database (a file); the others are inline there
+        extra = b"x" * (70 * 1024) + b"\n" if n == 3 else b""
+        content = await store.store_content(message(n, crlf=n % 2 == 0, extra=extra))
         await store.append(content, [Delivery(inbox.id, frozenset({"\\Seen", f"kw{n}"}),
                                               datetime(2024, 1, n + 1, tzinfo=UTC)),
                                      Delivery(work.id)])
@@ -128,7 +131,10 @@ async def test_a_content_gone_from_the_source_stops_the_copy(tmp_path: Path) -> 
     await src.upgrade()
     await populate(src)
     await src.close()
-    next((tmp_path / "src" / "blobs").glob("??/*")).unlink()  # as if expunged meanwhile
+    # as if expunged meanwhile: the bytes of a small content (in the database) are gone
+    with sqlite3.connect(tmp_path / "src.db") as db:
+        db.execute("DELETE FROM inline_contents WHERE rowid = (SELECT min(rowid)"
+                   " FROM inline_contents)")
     target = f"sqlite:///{tmp_path / 't.db'}"
     with pytest.raises(CopyError, match="vanished"):
         await copy_database(src_url, tmp_path / "src", target, tmp_path / "t")

@@ -15,6 +15,7 @@ from mailwing.storage.contentinfo import (
     HEADER_CAP,
     ContentInfoBuilder,
     email_header_fields,
+    parse_date,
     parse_header_fields,
 )
 
@@ -162,3 +163,29 @@ def test_fields_match_the_email_parser_on_random_blocks() -> None:
         eol = rnd.choice(["\r\n", "\n"])
         head = (eol.join(lines) + eol).encode("latin-1")
         assert parse_header_fields(head) == email_header_fields(head), head
+
+
+DATES = [
+    "Tue, 2 Jan 2024 03:04:05 -0500", "2 Jan 2024 03:04:05 +0000", "Tue, 2 Jan 24 03:04 EST",
+    "Tue, 2 Jan 2024 03:04:05 -0000", "Tue, 2 Jan 2024 03:04:05", "Tue, 2 Jan 2024 03:04:05 XYZ",
+    "Tue, 31 Feb 2024 03:04:05 +0000", "Tue, 2 Jan 10000 03:04:05 +0000", "Jan 2 2024", "",
+    "garbage", "Tue, 2 Jan 2024 25:61:61 +0000", "Tue, 02 Jan 2024 03:04:05 +1430",
+    "Tue,  2 Jan 2024 03:04:05 GMT", "2024-01-02T03:04:05Z",
+]
+
+
+@pytest.mark.parametrize("text", DATES)
+def test_parse_date_is_the_stdlib_answer(text: str) -> None:
+    """``parse_date`` spares ``mailwing deliver`` the import of email.utils; it must answer,
+    or fail, exactly as ``email.utils.parsedate_to_datetime`` does."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        expected: datetime | type[Exception] = parsedate_to_datetime(text)
+    except Exception as exc:
+        expected = type(exc)
+    try:
+        got: datetime | type[Exception] = parse_date(text)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected

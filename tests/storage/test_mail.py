@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +19,12 @@ MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nHello\r\n"
 
 async def stored_copies(database_url: str, data_dir: Path, sha256: str) -> int:
     """How many times the bytes of ``sha256`` are physically stored (backend-specific)."""
-    if database_url.startswith("sqlite"):
-        return sum(1 for p in (data_dir / "blobs").glob("??/*") if p.name == sha256)
+    if database_url.startswith("sqlite"):  # a row of inline_contents (small) or a file
+        files = sum(1 for p in (data_dir / "blobs").glob("??/*") if p.name == sha256)
+        with contextlib.closing(sqlite3.connect(database_url[len("sqlite:///"):])) as db:
+            rows = db.execute("SELECT count(*) FROM inline_contents WHERE sha256 = ?",
+                              (sha256,)).fetchone()[0]
+        return files + int(rows)
     conn = await asyncpg.connect(database_url)
     try:
         return int(await conn.fetchval(

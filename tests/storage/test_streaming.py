@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import time
 import tracemalloc
 from pathlib import Path
@@ -15,6 +16,7 @@ from mailwing.model import User
 from mailwing.storage import Delivery, NotFound, Storage
 from mailwing.storage.blobs import MEMORY_LIMIT
 from mailwing.storage.sqlite import SqliteStorage
+from mailwing.storage.sqlite.inline import INLINE_LIMIT
 from tests.storage.conftest import HASH, highest_modseq, inbox_id
 
 BIG = 50 * 1024 * 1024
@@ -51,6 +53,7 @@ async def test_read_contents_batch_leaves_out_what_is_gone(storage: Storage, use
     """The batched read behind FETCH 1:* BODY[] gives each stored content exactly, once per
     digest, and leaves out unknown or malformed digests instead of failing the batch."""
     datas = [b"message %d\r\n" % i * (i + 1) for i in range(5)] + [b""]
+    datas.append(b"large\r\n" * 200_000)  # a file on SQLite (above the inline limit)
     infos = [await storage.store_content(d) for d in datas]
     inbox = await inbox_id(storage, user)
     for info in infos:
@@ -106,24 +109,48 @@ async def test_sqlite_garbage_collection_removes_only_old_orphans(tmp_path: Path
         await storage.close()
 
 
+#: A content too big to be kept in the database: a file (but still written in one go).
+FILE_SIZE = INLINE_LIMIT + 1
+
+
 async def _collect_only_old_orphans(storage: SqliteStorage, data_dir: Path) -> None:
+    """Both forms: small contents (rows of inline_contents) and files."""
     user, _ = await storage.add_user("gc@example.org", HASH, create_domain=True)
+    inbox = await inbox_id(storage, user)
     kept = await storage.store_content(b"linked")
-    await storage.append(kept, [Delivery(await inbox_id(storage, user))])
+    kept_file = await storage.store_content(b"L" * FILE_SIZE)
+    await storage.append(kept, [Delivery(inbox)])
+    await storage.append(kept_file, [Delivery(inbox)])
     old = await storage.store_content(b"abandoned long ago")
-    fresh = await storage.store_content(b"about to be appended")
+    old_file = await storage.store_content(b"A" * FILE_SIZE)
     long_ago = time.time() - 7200
-    for info in (kept, old):
+    assert await storage.content_stored(old.sha256)  # its queued insertion has committed
+    for info in (kept_file, old_file):
         os.utime(storage.blobs.path(info.sha256), (long_ago, long_ago))
+    with sqlite3.connect(storage.path) as db:
+        db.execute("UPDATE inline_contents SET created_at = ?", (long_ago,))
+    fresh = await storage.store_content(b"about to be appended")
+    fresh_file = await storage.store_content(b"F" * FILE_SIZE)
+    again = await storage.store_content(b"abandoned long ago, then delivered again")
+    assert await storage.content_stored(again.sha256)
+    with sqlite3.connect(storage.path) as db:
+        db.execute("UPDATE inline_contents SET created_at = ? WHERE sha256 = ?",
+                   (long_ago, again.sha256))
+    again = await storage.store_content(b"abandoned long ago, then delivered again")
     stale_temp = data_dir / "blobs" / ".incoming-crashed"
     stale_temp.write_bytes(b"half")
     os.utime(stale_temp, (long_ago, long_ago))
-    assert await storage.collect_garbage() == 2
+    assert await storage.collect_garbage() == 3  # old, old_file, stale_temp
     assert not stale_temp.exists()
-    with pytest.raises(NotFound):
-        await storage.read_content(old.sha256)
+    for gone in (old, old_file):
+        with pytest.raises(NotFound):
+            await storage.read_content(gone.sha256)
     assert await storage.read_content(kept.sha256) == b"linked"
+    assert await storage.read_content(kept_file.sha256) == b"L" * FILE_SIZE
     assert await storage.read_content(fresh.sha256) == b"about to be appended"
+    assert await storage.read_content(fresh_file.sha256) == b"F" * FILE_SIZE
+    await storage.append(again, [Delivery(inbox)])  # storing again renewed its age
+    assert (await storage.read_content(again.sha256)).endswith(b"delivered again")
 
 
 @pytest.mark.parametrize("extra", [-1, 0, 1, 70_000])
@@ -157,6 +184,7 @@ async def test_sqlite_abort_and_spill_leave_no_temporary_files(tmp_path: Path) -
     data_dir = tmp_path / "data"
     storage = await SqliteStorage.open(tmp_path / "t.db", data_dir)
     try:
+        await storage.upgrade()
         small = storage.new_content()
         await small.write(b"never stored")
         await small.abort()
@@ -179,12 +207,14 @@ async def test_sqlite_blob_directories_removed_behind_its_back_are_remade(
     data_dir = tmp_path / "data"
     storage = await SqliteStorage.open(tmp_path / "d.db", data_dir)
     try:
-        first = await storage.store_content(b"first content")
-        assert await storage.read_content(first.sha256) == b"first content"
+        await storage.upgrade()
+        body = b"first content " * (INLINE_LIMIT // 10)  # a file, written in one go
+        first = await storage.store_content(body)
+        assert await storage.read_content(first.sha256) == body
         shutil.rmtree(data_dir / "blobs")
-        again = await storage.store_content(b"first content")  # was stored: now rewritten
+        again = await storage.store_content(body)  # was stored: now rewritten
         assert again == first
-        assert await storage.read_content(first.sha256) == b"first content"
+        assert await storage.read_content(first.sha256) == body
         shutil.rmtree(data_dir / "blobs")
         big = b"z" * (MEMORY_LIMIT + 10)
         info = await storage.store_content(big)

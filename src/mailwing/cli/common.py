@@ -9,7 +9,7 @@ or a file, never from the argument list (which other local users can see in ``ps
 from __future__ import annotations
 
 import argparse
-import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,13 +48,39 @@ class CliError(Exception):
         self.code = code
 
 
+def _terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` answers, without importing :mod:`shutil`
+    (which brings zlib, bz2 and lzma): argparse asks on every ``add_argument``, so every
+    command, ``mailwing deliver`` included (issue #9), would pay for it."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # as argparse does
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors that never echo unrecognised arguments (a password
     typed by mistake on the command line must not be printed back into logs). Option
-    abbreviations are off, so ``--password X`` can never be taken for ``--password-stdin``."""
+    abbreviations are off, so ``--password X`` can never be taken for ``--password-stdin``.
+    Sub-commands are made with this class too (argparse uses the parent's class)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -86,6 +112,8 @@ def read_password(args: argparse.Namespace) -> str:
         if not sys.stdin.isatty():
             raise CliError("no terminal to ask for a password: use --password-stdin or "
                            "--password-file", EXIT_USAGE)
+        import getpass  # only for a prompt (it brings termios)
+
         password = getpass.getpass("New password: ")
         if getpass.getpass("Repeat it: ") != password:
             raise CliError("the passwords do not match")

@@ -5,17 +5,24 @@ the exit status whether to bounce or retry, so this command answers with sysexit
 an LDA does: 0 delivered, 65 empty or unreadable message, 67 no such user, 73 no such mailbox,
 75 temporary failure (database down or schema not yet upgraded: retry later), 77 over quota,
 78 configuration error.
+
+It runs once per message, so start-up is most of its cost (issue #9: <= 60 ms). On SQLite the
+delivery runs without an event loop, through the direct storage
+(:mod:`mailwing.storage.sqlite.direct`): the same ``deliver_local`` service and transaction
+scripts, minus ``asyncio``'s import and the database thread. PostgreSQL (asyncpg) keeps the
+event loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mailwing.cli.common import CliError, with_storage
 from mailwing.config import Settings
+from mailwing.runtime import open_direct_store
 from mailwing.storage.errors import SchemaOutdated, StorageError, TemporaryStorageError
 
 if TYPE_CHECKING:
@@ -51,6 +58,13 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
         raise CliError(f"cannot read the message: {exc.strerror or exc}", EX_DATAERR) from exc
 
 
+async def _then_close(store: Storage, work: Callable[[Storage], Awaitable[str]]) -> str:
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
 def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     from mailwing.services.delivery import (
         EmptyMessage,
@@ -72,8 +86,14 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
         return f"delivered to {address} (uid {entry.uid}, {entry.content.size} bytes)"
 
     try:
-        message = with_storage(settings, work, check=False, uvloop=False)  # one message:
-        # uvloop's import would cost more than it saves
+        store = open_direct_store(settings)
+        if store is None:
+            message = with_storage(settings, work, check=False, uvloop=False)  # one message:
+            # uvloop's import would cost more than it saves
+        else:
+            from mailwing.storage.sqlite.direct import run_direct
+
+            message = run_direct(_then_close(store, work))
     except UnknownRecipient as exc:
         raise CliError(str(exc), EX_NOUSER) from exc
     except UnknownMailbox as exc:

@@ -13,36 +13,28 @@ the command) or ``$MAILWING_CONFIG``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from mailwing import __version__
-from mailwing.cli import (
-    admin,
-    backup,
-    db,
-    deliver,
-    dkim,
-    domain,
-    portability,
-    queue,
-    quickstart,
-    serve,
-    user,
-)
+from mailwing.cli import deliver
 from mailwing.cli.common import EXIT_ERROR, EXIT_USAGE, CliError, Parser
 from mailwing.config import ConfigError, config_path, load_settings
 from mailwing.storage.errors import SchemaOutdated, StorageError
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (serve, db, user, domain, deliver, queue, quickstart, dkim, admin, portability,
-           backup)
+#: The command modules (``mailwing.cli.<name>``), each with ``register(sub, common)``.
+_GROUPS = ("serve", "db", "user", "domain", "deliver", "queue", "quickstart", "dkim", "admin",
+           "portability", "backup")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` the one command module of that name: its
+    sub-command parses and helps exactly as in the whole parser (see :func:`_lone_command`)."""
     # --config is accepted at every level; SUPPRESS keeps a later level from erasing it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="TOML configuration file (default: $MAILWING_CONFIG)")
     parser = Parser(prog="mailwing", description="mailwing mail server")
@@ -50,9 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TOML configuration file (default: $MAILWING_CONFIG)")
     parser.add_argument("--version", action="version", version=f"mailwing {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in _GROUPS:
-        group.register(sub, common)
+    for name in (only,) if only else _GROUPS:
+        importlib.import_module(f"mailwing.cli.{name}").register(sub, common)
     return parser
+
+
+def _lone_command(argv: Sequence[str]) -> str | None:
+    """``"deliver"`` when that is the command named by ``argv``, else None.
+
+    An MTA runs ``mailwing deliver`` once per message (issue #9), so it gets a parser with
+    only its own sub-command: building all of them, and importing every command module,
+    costs more than its delivery's database work. Anything else (``--help``, ``--version``,
+    another or a mistyped command) gets the whole parser and its messages."""
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--config":
+            rest = rest[1:]
+        elif not arg.startswith("--config="):
+            return "deliver" if arg == "deliver" else None
+    return None
 
 
 def _fail(message: str, code: int) -> int:
@@ -61,7 +70,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(_lone_command(argv)).parse_args(argv)
     is_deliver = args.command == "deliver"
     try:
         settings = load_settings(config_path(args.config))

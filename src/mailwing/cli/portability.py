@@ -10,8 +10,6 @@ source does not exist, 67 no such mailwing user, 69 the remote server cannot be 
 from __future__ import annotations
 
 import argparse
-import getpass
-import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +73,8 @@ def _remote_password(args: argparse.Namespace) -> str:
     if not sys.stdin.isatty():
         raise CliError("no terminal to ask for the remote password: use --password-file",
                        EXIT_USAGE)
+    import getpass  # only for a prompt: every command imports this module (issue #9)
+
     return getpass.getpass("Remote IMAP password: ")
 
 
@@ -82,6 +82,8 @@ def make_source(args: argparse.Namespace) -> Source:
     fmt = args.format
     text = args.source
     if fmt == "imap" or (fmt == "auto" and text.startswith(("imap://", "imaps://"))):
+        import ssl  # here, not at the top: every command imports this module (issue #9)
+
         from mailwing.portability.imapsource import ImapSource
 
         context = None

@@ -9,6 +9,10 @@ Algorithms: ``rsa`` (2048 bits, rsa-sha256, RFC 6376 section 3.3) and ``ed25519`
 (ed25519-sha256, RFC 8463; the public key in DNS is the raw 32 octets, section 4).
 The TXT record (RFC 6376 section 3.6.1) is printed as master-file text, split into strings
 of at most 255 octets (RFC 1035 section 3.3.14; RFC 6376 section 3.6.2.2 joins them).
+
+``cryptography`` is imported by the functions that use it, not by the module: every server
+start imports this module (through the inbound checks), while only signing, key generation
+and the DNS page need the library (about 30 modules; issue #12's embedded start-up time).
 """
 
 from __future__ import annotations
@@ -18,9 +22,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = ["ALGORITHMS", "DkimKey", "DkimKeyError", "active_key", "dns_record", "generate_key",
            "key_dir", "list_keys"]
@@ -48,6 +49,9 @@ class DkimKey:
 
     def dkimpy_private(self) -> bytes:
         """The key in the form dkimpy's signer takes: PEM for RSA, base64 seed for Ed25519."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         if self.algorithm == "rsa":
             return self.private_pem
         key = serialization.load_pem_private_key(self.private_pem, None)
@@ -57,6 +61,9 @@ class DkimKey:
         return base64.b64encode(raw)
 
     def public_b64(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         key = serialization.load_pem_private_key(self.private_pem, None)
         if isinstance(key, ed25519.Ed25519PrivateKey):
             raw = key.public_key().public_bytes(serialization.Encoding.Raw,
@@ -85,6 +92,9 @@ def _check(domain: str, selector: str) -> None:
 def generate_key(data_dir: Path, domain: str, selector: str, algorithm: str = "rsa",
                  *, activate: bool = True) -> DkimKey:
     """Make a new key file (never overwrites one) and, with ``activate``, sign with it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     domain, selector = domain.lower().rstrip("."), selector.lower()
     _check(domain, selector)
     if algorithm not in ALGORITHMS:
@@ -112,6 +122,9 @@ def generate_key(data_dir: Path, domain: str, selector: str, algorithm: str = "r
 
 
 def _load(domain: str, path: Path) -> DkimKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     pem = path.read_bytes()
     try:
         key = serialization.load_pem_private_key(pem, None)

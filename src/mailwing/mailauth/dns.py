@@ -18,7 +18,7 @@ Why a cache and single-flight (issue #9: SMTP intake stalled on DNS): mail check
 few questions over and over (the SPF and DMARC records of the same senders), and under
 concurrency many sessions ask the SAME question at the same moment.
 
-- Cache: both resolvers of one setting value share one bounded :class:`AnswerCache`
+- Cache: both resolvers of one setting value share one bounded ``AnswerCache``
   (dnspython's LRU cache), which keeps each answer for its TTL, and negative answers
   (NXDOMAIN, NODATA) for the negative TTL of RFC 2308 section 5 (from the SOA in the
   authority section; an answer without one is not cached, as that section asks).
@@ -39,17 +39,15 @@ import functools
 import ipaddress
 import time
 import weakref
-from typing import Any
-
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING, Any
 
 from mailwing.config import Settings
 
-__all__ = ["AnswerCache", "DnsTempError", "Lookup", "clear_cache", "in_flight", "parse_resolver",
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.resolver
+
+__all__ = ["DnsTempError", "Lookup", "clear_cache", "in_flight", "parse_resolver",
            "resolver_for", "sync_resolver_for", "txt_lookup_sync"]
 
 LIFETIME = 10.0  # seconds for one lookup, all retries included
@@ -74,22 +72,31 @@ def parse_resolver(value: str) -> tuple[str, int] | None:
     return value, 53
 
 
-class AnswerCache(dns.resolver.LRUCache):
-    """dnspython's LRU cache, minus one thing: a negative answer without an SOA is not kept
-    (RFC 2308 section 5 says it SHOULD NOT be cached; dnspython keeps it for 300 s)."""
+@functools.cache
+def _answer_cache_type() -> type[dns.resolver.LRUCache]:
+    """:class:`AnswerCache`, made on first use: dnspython is imported only by a process that
+    looks something up (an embedded test server or ``mailwing deliver`` never does)."""
+    import dns.rdatatype
+    import dns.resolver
 
-    def put(self, key: Any, value: dns.resolver.Answer) -> None:
-        if value.rrset is None and not any(
-                rrset.rdtype == dns.rdatatype.SOA for rrset in value.response.authority):
-            return
-        super().put(key, value)
+    class AnswerCache(dns.resolver.LRUCache):
+        """dnspython's LRU cache, minus one thing: a negative answer without an SOA is not
+        kept (RFC 2308 section 5 says it SHOULD NOT be cached; dnspython keeps it for 300 s)."""
+
+        def put(self, key: Any, value: dns.resolver.Answer) -> None:
+            if value.rrset is None and not any(
+                    rrset.rdtype == dns.rdatatype.SOA for rrset in value.response.authority):
+                return
+            super().put(key, value)
+
+    return AnswerCache
 
 
 @functools.lru_cache(maxsize=8)
 def _cache(value: str) -> dns.resolver.LRUCache:
     """The answer cache shared by the async and the blocking resolver of one setting value
     (dnspython's cache is thread-safe: dkimpy's lookups run in worker threads)."""
-    cache = AnswerCache(CACHE_SIZE)
+    cache = _answer_cache_type()(CACHE_SIZE)
     _CACHES.add(cache)
     return cache
 
@@ -109,6 +116,8 @@ def _configure(r: dns.resolver.BaseResolver, value: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _async_resolver(value: str) -> dns.asyncresolver.Resolver:
+    import dns.asyncresolver
+
     r = dns.asyncresolver.Resolver(configure=not value.strip())
     _configure(r, value)
     return r
@@ -116,6 +125,8 @@ def _async_resolver(value: str) -> dns.asyncresolver.Resolver:
 
 @functools.lru_cache(maxsize=8)
 def _sync_resolver(value: str) -> dns.resolver.Resolver:
+    import dns.resolver
+
     r = dns.resolver.Resolver(configure=not value.strip())
     _configure(r, value)
     return r
@@ -189,6 +200,10 @@ class Lookup:
         return list(await asyncio.shield(shared))
 
     async def _ask(self, name: str, rdtype: str, key: _Key) -> list[Any]:
+        import dns.exception
+        import dns.name
+        import dns.resolver
+
         try:
             answer = await self.resolver.resolve(name.rstrip(".") + ".", rdtype,
                                                  search=False)
@@ -229,6 +244,9 @@ class Lookup:
 def txt_lookup_sync(settings: Settings, name: bytes | str) -> bytes | None:
     """A dkimpy ``dnsfunc``: the first TXT record's bytes, None when there is none.
     A temporary failure raises :class:`DnsTempError` (dkimpy reports it as a key error)."""
+    import dns.exception
+    import dns.resolver
+
     text = name.decode() if isinstance(name, bytes) else name
     try:
         answer = sync_resolver_for(settings).resolve(text.rstrip(".") + ".", "TXT",

@@ -4,12 +4,14 @@ into one folder, and a verified restore into an empty database.
 A backup folder always has the same shape, whatever the backend it came from::
 
     manifest.json     what is inside: schema version, per-table row counts and digests
-    mailwing.db       a SQLite database with every row
-    blobs/ab/<sha>    every content, named by its SHA-256 (the SQLite backend's layout)
+    mailwing.db       a SQLite database with every row, and the small contents (table
+                      inline_contents, the SQLite backend's layout since schema 9)
+    blobs/ab/<sha>    every other content, named by its SHA-256 (the SQLite backend's layout)
     files/dkim, files/tls   the data folder's keys and certificates, when present
 
 * From SQLite, the database is taken with SQLite's online backup API (a consistent copy made
-  while the server keeps writing), then each content file is copied and its SHA-256 checked.
+  while the server keeps writing), small contents included; then each content file is
+  copied, and the SHA-256 of every content (in the copy or a file) is checked.
 * From PostgreSQL, the rows and contents are copied through :mod:`.dbcopy` (a REPEATABLE
   READ snapshot) into the SQLite file. That is a logical dump that needs no ``pg_dump``
   whose version matches the server's, and it restores into either backend.
@@ -53,34 +55,47 @@ class BackupError(Exception):
     """The backup or restore cannot be made; the message says why."""
 
 
-def _copy_blobs(source: BlobStore, dest: Path, digests: list[str]) -> int:
+def _copy_blobs(source: BlobStore, dest: Path, digests: list[str], inline: set[str]) -> int:
+    """Copy the files of ``digests``, except the ``inline`` ones (already in the database
+    copy), checking each one's SHA-256."""
     size = 0
     target = BlobStore(dest)
     for sha in digests:
-        path = source.path(sha)
-        digest = hashlib.sha256()
+        if sha in inline:
+            continue
         try:
-            with open(path, "rb") as f:
+            with open(source.path(sha), "rb") as f:
                 data = f.read()
         except FileNotFoundError as exc:
             raise BackupError(f"content {sha} vanished during the backup (expunged "
                               "meanwhile?): run the backup again") from exc
-        digest.update(data)
-        if digest.hexdigest() != sha:
+        if hashlib.sha256(data).hexdigest() != sha:
             raise BackupError(f"content {sha} is corrupt in the data folder")
         target.store(data, sha)
         size += len(data)
     return size
 
 
-def _sqlite_snapshot(src: Path, dest: Path) -> list[str]:
-    """SQLite's online backup of ``src`` into ``dest``; the contents it refers to."""
+def _sqlite_snapshot(src: Path, dest: Path) -> tuple[list[str], set[str]]:
+    """SQLite's online backup of ``src`` into ``dest``: the contents it refers to, and those
+    whose bytes it holds itself (schema 9: small contents live in the database), each
+    checked against its SHA-256 here, one row at a time."""
     source = sqlite3.connect(src, timeout=30)
     try:
         target = sqlite3.connect(dest)
         try:
             source.backup(target)
-            return [r[0] for r in target.execute("SELECT sha256 FROM contents")]
+            digests = [r[0] for r in target.execute("SELECT sha256 FROM contents")]
+            inline: set[str] = set()
+            if target.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                              " AND name = 'inline_contents'").fetchone():
+                for sha, data in target.execute(
+                        "SELECT i.sha256, i.data FROM inline_contents i"
+                        " JOIN contents c ON c.sha256 = i.sha256"):
+                    if hashlib.sha256(data).hexdigest() != sha:
+                        raise BackupError(f"content {sha} is corrupt in the database")
+                    inline.add(sha)
+            return digests, inline
         finally:
             target.close()
     finally:
@@ -111,10 +126,11 @@ async def backup(database_url: str, data_dir: Path, dest: Path,
         if not path.exists():
             raise BackupError(f"no database at {path}")
         notify("copying the database (SQLite online backup)")
-        digests = await asyncio.to_thread(_sqlite_snapshot, path, dest / "mailwing.db")
+        digests, inline = await asyncio.to_thread(_sqlite_snapshot, path,
+                                                  dest / "mailwing.db")
         notify(f"copying {len(digests)} contents")
         await asyncio.to_thread(_copy_blobs, BlobStore(data_dir / "blobs"), dest / "blobs",
-                                digests)
+                                digests, inline)
     else:
         notify("copying the database (logical dump through a snapshot)")
         try:

@@ -135,7 +135,8 @@ async def _target_has(target: Storage, tgt: Endpoint, sha256: str) -> bool:
     if isinstance(tgt, PgEndpoint):
         return bool(await tgt.conn.fetchval(
             "SELECT 1 FROM content_chunks WHERE sha256 = $1 AND seq = 0", sha256))
-    return bool(target.blobs.exists(sha256))  # type: ignore[attr-defined]
+    # SQLite: in its database (a small content) or a file
+    return bool(await target.content_stored(sha256))  # type: ignore[attr-defined]
 
 
 async def _copy_content(source: Storage, src: Endpoint, target: Storage, sha256: str) -> int:

@@ -29,8 +29,9 @@ from mailwing.storage.common import encode_flags, iso_utc, to_datetime
 __all__ = ["Endpoint", "PgEndpoint", "SqliteEndpoint", "canonical"]
 
 #: Tables a copy never carries as rows: the schema history (each side migrates itself) and
-#: PostgreSQL's content bytes (copied as contents, verified by digest).
-SKIP_TABLES = frozenset({"schema_version", "content_chunks"})
+#: the content bytes of either backend, PostgreSQL's pieces and SQLite's small contents
+#: (copied as contents, verified by digest).
+SKIP_TABLES = frozenset({"schema_version", "content_chunks", "inline_contents"})
 BATCH = 2000
 
 

@@ -267,6 +267,13 @@ class ListenerGroup:
         self._sessions[conn] = task
         try:
             await self._run(conn, handler)
+        except asyncio.CancelledError:
+            # A session cancelled by shutdown ends here, as a normal return: this task is the
+            # stream's connection callback, and on Python 3.11 asyncio reports a callback
+            # task that ends cancelled as "Exception in callback" with a traceback (fixed in
+            # 3.12), once per connection still open at shutdown. Nothing awaits this task's
+            # result, so the cancellation has nobody else to reach.
+            return
         finally:
             del self._sessions[conn]
             self.limiter.release(conn.peer.ip)

@@ -8,7 +8,6 @@ errors become :class:`AccountError` with a ``kind`` that each front maps to its 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from mailwing.model import Domain, User, UserUsage
@@ -79,7 +78,11 @@ def _check_password(password: str) -> None:
 
 async def _hash(password: str) -> str:
     _check_password(password)
-    from mailwing.services.passwords import hash_password  # argon2 only when hashing
+    # Like argon2, asyncio only when hashing: ``mailwing deliver`` imports this module
+    # (through the command table) and runs without an event loop.
+    import asyncio
+
+    from mailwing.services.passwords import hash_password
 
     return await asyncio.to_thread(hash_password, password)
 

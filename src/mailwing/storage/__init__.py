@@ -1,7 +1,8 @@
 """Storage: open a backend by URL; the interface and errors every layer above relies on.
 
 ``sqlite:///path`` (relative to the working directory, or absolute with a fourth slash) keeps
-metadata in a SQLite file and contents as files under ``data_dir/blobs``;
+metadata and small contents in a SQLite file and larger contents as files under
+``data_dir/blobs``;
 ``postgresql://...`` (or ``postgres://...``) keeps everything in PostgreSQL. Opening never
 changes the schema: ``mailwing db upgrade`` calls :meth:`Storage.upgrade`, and servers call
 :meth:`Storage.check_schema` before accepting connections.
@@ -10,6 +11,7 @@ changes the schema: ``mailwing db upgrade`` calls :meth:`Storage.upgrade`, and s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailwing.storage.common import redact_url
 from mailwing.storage.errors import (
@@ -23,6 +25,9 @@ from mailwing.storage.errors import (
 )
 from mailwing.storage.interface import ContentWriter, Delivery, Storage
 
+if TYPE_CHECKING:
+    from mailwing.storage.sqlite.direct import DirectSqliteStorage
+
 __all__ = [
     "AlreadyExists",
     "ContentWriter",
@@ -34,6 +39,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "TemporaryStorageError",
+    "open_direct_storage",
     "open_storage",
     "redact_url",
 ]
@@ -42,18 +48,26 @@ _SQLITE_PREFIX = "sqlite:///"
 _PG_PREFIXES = ("postgresql://", "postgres://")
 
 
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL; None for any other scheme."""
+    if not url.startswith(_SQLITE_PREFIX):
+        return None
+    path = url[len(_SQLITE_PREFIX) :]
+    if not path:
+        raise ValueError("sqlite URL without a path: use sqlite:///path/to/mailwing.db")
+    return Path(path)
+
+
 async def open_storage(url: str, *, data_dir: Path) -> Storage:
     """Open the storage that ``url`` names; ``data_dir`` holds content files (SQLite).
 
     Raises ValueError for an unknown URL scheme and TemporaryStorageError when the database
     cannot be reached."""
-    if url.startswith(_SQLITE_PREFIX):
+    path = _sqlite_path(url)
+    if path is not None:
         from mailwing.storage.sqlite import SqliteStorage
 
-        path = url[len(_SQLITE_PREFIX) :]
-        if not path:
-            raise ValueError("sqlite URL without a path: use sqlite:///path/to/mailwing.db")
-        return await SqliteStorage.open(Path(path), Path(data_dir))
+        return await SqliteStorage.open(path, Path(data_dir))
     if url.startswith(_PG_PREFIXES):
         from mailwing.storage.postgres import PostgresStorage
 
@@ -61,3 +75,15 @@ async def open_storage(url: str, *, data_dir: Path) -> Storage:
     raise ValueError(
         f"unsupported database URL {redact_url(url)!r}: use sqlite:///... or postgresql://..."
     )
+
+
+def open_direct_storage(url: str, *, data_dir: Path) -> DirectSqliteStorage | None:
+    """The storage of ``url`` run in the calling thread without an event loop
+    (:mod:`mailwing.storage.sqlite.direct`), or None when the backend has none (PostgreSQL):
+    then use :func:`open_storage`."""
+    path = _sqlite_path(url)
+    if path is None:
+        return None
+    from mailwing.storage.sqlite.direct import DirectSqliteStorage
+
+    return DirectSqliteStorage.open(path, Path(data_dir))

@@ -9,11 +9,14 @@ writer and reader, and ``close``. Input validation errors (a malformed address) 
 :meth:`ScriptedStorage.wait_for_change` is shared too: a backend supplies ``_waiters`` (a
 :class:`~mailwing.storage.notify.ChangeWaiters` that its transport wakes) and
 ``_start_listening`` (open that transport lazily, on the first wait).
+
+``asyncio`` is imported by :meth:`ScriptedStorage.wait_for_change` only: the other methods
+never touch the event loop themselves, and the direct SQLite storage of ``mailwing deliver``
+(:mod:`mailwing.storage.sqlite.direct`, issue #9) runs them without one.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TypeVar
 
@@ -329,6 +332,8 @@ class ScriptedStorage:
         """True once HIGHESTMODSEQ > ``since_modseq`` (or the mailbox is gone); False after
         ``timeout``. Registers before the first check, and clears its event before every
         check, so a change committed at any moment is either seen by the check or wakes it."""
+        import asyncio  # lazily: see the module docstring
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         with self._waiters.watch(mailbox_id) as woken:

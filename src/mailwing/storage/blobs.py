@@ -7,7 +7,9 @@ orphan file (harmless; see :meth:`BlobStore.remove_orphans`) but never a row wit
 bytes. A content that is already stored is not written twice.
 
 All file work runs in worker threads (``asyncio.to_thread``) so the event loop never blocks on
-the disk. Cost matters here (every SMTP message comes through): a content of at most
+the disk; a one-shot command without an event loop (``mailwing deliver``, issue #9) passes
+:func:`run_here` instead, and this module imports ``asyncio`` only when a thread hop happens.
+Cost matters here (every SMTP message comes through): a content of at most
 :data:`MEMORY_LIMIT` bytes (nearly all mail) is kept in memory and hashed, written, fsynced and
 renamed in *one* thread hop at :meth:`FileContentWriter.finish`; a larger one spills to the
 temporary file and streams chunk by chunk, so memory stays bounded whatever the size. Paths are
@@ -19,11 +21,10 @@ only ~4,000 entries per directory.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -31,9 +32,25 @@ from mailwing.model import ContentInfo
 from mailwing.storage.contentinfo import ContentInfoBuilder
 from mailwing.storage.errors import NotFound, StorageError, TemporaryStorageError
 
-__all__ = ["MEMORY_LIMIT", "BlobStore", "FileContentWriter"]
+__all__ = ["MEMORY_LIMIT", "BlobStore", "FileContentWriter", "Offload", "run_here", "to_thread"]
 
 T = TypeVar("T")
+
+#: How blocking file work is run: ``await offload(func, *args)``.
+Offload = Callable[..., Awaitable[Any]]
+
+
+async def to_thread(func: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread``, imported on first use (see the module docstring)."""
+    import asyncio
+
+    return await asyncio.to_thread(func, *args)
+
+
+async def run_here(func: Callable[..., T], *args: Any) -> T:
+    """Run the blocking call in the calling thread: for code without an event loop, whose
+    coroutines then complete without ever suspending."""
+    return func(*args)
 
 #: Contents up to this size are buffered and written in one go at ``finish()``.
 MEMORY_LIMIT = 256 * 1024
@@ -190,7 +207,8 @@ class BlobStore:
                 continue
         return found
 
-    async def read(self, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
+    async def read(self, sha256: str, chunk_size: int, *,
+                   offload: Offload = to_thread) -> AsyncIterator[bytes]:
         """Yield the file in chunks. Opening and the first read share one thread hop, and a
         short first chunk means end of file, so a typical small message costs one hop (this
         is on the hot path of every POP3 RETR and IMAP body FETCH)."""
@@ -205,7 +223,7 @@ class BlobStore:
                 raise
 
         try:
-            handle, chunk = await asyncio.to_thread(open_and_read)
+            handle, chunk = await offload(open_and_read)
         except FileNotFoundError:
             raise NotFound(f"content {sha256} is not stored") from None
         except OSError as exc:
@@ -215,7 +233,7 @@ class BlobStore:
                 yield chunk
                 if len(chunk) < chunk_size:
                     break
-                chunk = await asyncio.to_thread(handle.read, chunk_size)
+                chunk = await offload(handle.read, chunk_size)
         except OSError as exc:
             raise TemporaryStorageError(f"cannot read content {sha256}: {exc}") from exc
         finally:
@@ -226,10 +244,12 @@ class FileContentWriter:
     """A :class:`~mailwing.storage.interface.ContentWriter` into a :class:`BlobStore`.
 
     Chunks are only collected until :data:`MEMORY_LIMIT` is passed (no thread hop, no
-    hashing on the event loop); then they go to a temporary file as they come."""
+    hashing on the event loop); then they go to a temporary file as they come. File work
+    goes through ``offload`` (a worker thread by default)."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, *, offload: Offload = to_thread) -> None:
         self._blobs = blobs
+        self._offload = offload
         self._info = ContentInfoBuilder()
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -258,14 +278,15 @@ class FileContentWriter:
         self._chunks.clear()
         self._buffered = 0
         if self._fd is not None or self._temp is not None:
-            await asyncio.to_thread(self._discard)
+            await self._offload(self._discard)
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.to_thread(func, *args)
+            result: T = await self._offload(func, *args)
         except OSError as exc:
             await self.abort()
             raise TemporaryStorageError(f"cannot store content: {exc}") from exc
+        return result
 
     def _write(self, data: bytes) -> None:
         if self._fd is None:  # spill what was buffered, then stream from now on

@@ -15,6 +15,8 @@ capped at :data:`HEADER_CAP` bytes, and never raise: anything unparsable becomes
 This is on every delivery's path, so :func:`parse_header_fields` finds the six fields itself
 and leaves only unusual values to the stdlib ``email`` package; :func:`email_header_fields`,
 the stdlib parser on the whole block, is the reference it must agree with (the tests compare).
+The stdlib's parser and field classes are imported only when a value needs them: a plain
+header block does not, and every ``mailwing deliver`` process pays for its imports (issue #9).
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from datetime import UTC, datetime
-from email import policy
-from email.header import decode_header, make_header
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from email._parseaddr import _parsedate_tz  # type: ignore[import-not-found]  # (no stub)
+from typing import TYPE_CHECKING
 
 from mailwing.model import ContentInfo, HeaderFields
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage, Message
+    from email.policy import EmailPolicy
 
 __all__ = [
     "HEADER_CAP", "ContentInfoBuilder", "clean_text", "email_header_fields",
@@ -107,6 +111,13 @@ def _header_end(buf: bytearray, start: int) -> int | None:
     return pos + (2 if pos == crlf else 1)
 
 
+def _policy() -> EmailPolicy[EmailMessage]:
+    """The stdlib's default policy, imported on first use (see the module docstring)."""
+    from email.policy import default
+
+    return default
+
+
 def clean_text(value: object) -> str | None:
     """A header value as text a database accepts: valid UTF-8, no NUL, bounded length."""
     if value is None:
@@ -132,6 +143,8 @@ def address_text(value: str | None) -> str | None:
         return None
     text = " ".join(value.split())
     if "=?" in text:
+        from email.header import decode_header, make_header
+
         with contextlib.suppress(Exception):  # broken encoded-word: keep the raw text
             text = str(make_header(decode_header(text)))
     return clean_text(text)
@@ -145,11 +158,30 @@ def _address_field(msg: Message, name: str) -> str | None:
     return None
 
 
-def _to_datetime(raw: object) -> datetime | None:
+def parse_date(text: str) -> datetime:
+    """What ``email.utils.parsedate_to_datetime`` answers, on the parser it calls.
+
+    Importing :mod:`email.utils` costs more than the rest of header parsing (it brings
+    :mod:`socket` and :mod:`random`), paid by every ``mailwing deliver`` (issue #9); the
+    reference path (:func:`email_header_fields`) keeps the stdlib function, and the tests
+    check that both agree."""
+    parsed: list[int | None] | None = _parsedate_tz(text)
+    if parsed is None:
+        raise ValueError(f'Invalid date value or format "{text}"')
+    year, month, day, hour, minute, second = (int(v or 0) for v in parsed[:6])
+    offset = parsed[9]
+    if offset is None:
+        return datetime(year, month, day, hour, minute, second)
+    return datetime(year, month, day, hour, minute, second,
+                    tzinfo=timezone(timedelta(seconds=offset)))
+
+
+def _to_datetime(raw: object, parse: Callable[[str], datetime] = parse_date
+                 ) -> datetime | None:
     try:
         if raw is None:
             return None
-        parsed = parsedate_to_datetime(str(raw))
+        parsed = parse(str(raw))
     except Exception:
         return None
     if parsed.tzinfo is None:  # "-0000" means UTC with no local-time information
@@ -162,7 +194,9 @@ def _date(msg: Message) -> datetime | None:
         raw = msg.get("date")
     except Exception:
         return None
-    return _to_datetime(raw)
+    from email.utils import parsedate_to_datetime
+
+    return _to_datetime(raw, parsedate_to_datetime)
 
 
 def email_header_fields(head: bytes) -> HeaderFields:
@@ -171,8 +205,10 @@ def email_header_fields(head: bytes) -> HeaderFields:
     :func:`parse_header_fields` must give the same answer; it uses this for odd input."""
     if not head:
         return HeaderFields()
+    from email.parser import BytesHeaderParser
+
     try:
-        msg = BytesHeaderParser(policy=policy.default).parsebytes(head)
+        msg = BytesHeaderParser(policy=_policy()).parsebytes(head)
     except Exception:
         return HeaderFields()
     return HeaderFields(
@@ -250,7 +286,7 @@ def _value(name: str, value: str | None, plain: re.Pattern[str]) -> str | None:
     if "=?" not in value and plain.fullmatch(value):
         return clean_text(value)
     try:
-        return clean_text(policy.default.header_factory(name, value))
+        return clean_text(_policy().header_factory(name, value))
     except Exception:  # garbage header: the email package may raise almost anything
         return None
 
@@ -260,6 +296,6 @@ def _fast_date(value: str | None) -> datetime | None:
     if value is None or _TEXT.fullmatch(value):
         return _to_datetime(value)
     try:
-        return _to_datetime(policy.default.header_factory("date", value))
+        return _to_datetime(_policy().header_factory("date", value))
     except Exception:  # garbage header: the email package may raise almost anything
         return None

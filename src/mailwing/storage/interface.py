@@ -147,6 +147,10 @@ class ContentWriter(Protocol):
     async def finish(self) -> ContentInfo:
         """Make the content durable (fsynced or committed) and return its description.
 
+        SQLite keeps a small content in its database: ``finish`` queues the insertion and
+        returns, and the next request of this storage object (the append that links it, or
+        a read) commits with it or after it (:mod:`mailwing.storage.sqlite.inline`).
+
         Identical bytes stored twice give the same ``sha256`` and are kept once."""
 
     async def abort(self) -> None:

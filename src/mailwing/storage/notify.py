@@ -8,14 +8,21 @@ with the ids a committed transaction changed, from any thread. A wake-up is only
 waiter re-reads HIGHESTMODSEQ before deciding anything, so spurious or duplicated wake-ups
 cost one query, and lost ones are caught by the periodic re-check in
 :meth:`mailwing.storage.base.ScriptedStorage.wait_for_change`.
+
+``asyncio`` is imported only when a coroutine starts waiting: the payload helpers here are
+also used by processes that only send wake-ups (``mailwing deliver``, issue #9), which never
+load the event loop machinery.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["ChangeWaiters", "format_ids", "parse_ids"]
 
@@ -27,6 +34,8 @@ class _Waiter:
     __slots__ = ("event", "loop")
 
     def __init__(self) -> None:
+        import asyncio  # lazily: see the module docstring
+
         self.loop = asyncio.get_running_loop()
         self.event = asyncio.Event()
 

@@ -24,53 +24,27 @@ import secrets
 import socket
 from pathlib import Path
 
-from mailwing.storage.notify import ChangeWaiters, format_ids, parse_ids
+from mailwing.storage.notify import ChangeWaiters, parse_ids
+from mailwing.storage.sqlite.broadcast import Broadcaster, NotifyDirectory, notify_dir
 
 __all__ = ["LocalNotifier", "notify_dir"]
 
-_MAX_PATH = 100
 _RECV_SIZE = 8192
-
-
-def notify_dir(database: Path) -> Path:
-    return database.with_name(database.name + ".notify")
-
-
-class _Directory:
-    """The notify directory and how to address a socket in it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def address(self, name: str) -> str:
-        full = str(self.path / name)
-        if len(full.encode()) <= _MAX_PATH:
-            return full
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        return f"/proc/self/fd/{self._fd}/{name}"
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class LocalNotifier:
     """Receives wake-ups for this process's waiters and broadcasts this process's commits.
 
     :meth:`listen` and :meth:`close` run on the event loop; :meth:`broadcast` runs in the
-    database thread (it is the runner's ``on_change``)."""
+    database thread (it is the runner's ``on_change``); sending is :mod:`.broadcast`'s."""
 
     def __init__(self, directory: Path, waiters: ChangeWaiters) -> None:
-        self._dir = _Directory(directory)
-        self._send_dir = _Directory(directory)  # its own fd: the database thread uses it
+        self._dir = NotifyDirectory(directory)
+        self._broadcaster = Broadcaster(directory)  # its own fd: the database thread uses it
         self._waiters = waiters
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._name: str | None = None
-        self._sender: socket.socket | None = None
 
     # -- receiving (event loop) -------------------------------------------------------------
     def listen(self) -> None:
@@ -89,6 +63,7 @@ class LocalNotifier:
             sock.close()
             raise
         self._sock, self._loop, self._name = sock, loop, name
+        self._broadcaster.own = name
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -115,28 +90,8 @@ class LocalNotifier:
     # -- sending (database thread) ----------------------------------------------------------
     def broadcast(self, mailbox_ids: set[int]) -> None:
         self._waiters.wake(mailbox_ids)
-        try:
-            names = [e.name for e in os.scandir(self._send_dir.path) if e.name != self._name]
-        except OSError:
-            return  # no process has ever waited here
-        if not names:
-            return
-        if self._sender is None:
-            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sender.setblocking(False)
-        payload = format_ids(mailbox_ids)
-        for name in names:
-            try:
-                self._sender.sendto(payload, self._send_dir.address(name))
-            except ConnectionRefusedError:  # nobody reads it: its process is gone
-                with contextlib.suppress(OSError):
-                    os.unlink(self._send_dir.path / name)
-            except OSError:
-                pass  # vanished meanwhile, queue full, not a socket: the re-check covers it
+        self._broadcaster.send(mailbox_ids)
 
     def close_sender(self) -> None:
         """Called once the database thread has stopped."""
-        if self._sender is not None:
-            self._sender.close()
-            self._sender = None
-        self._send_dir.close()
+        self._broadcaster.close()
