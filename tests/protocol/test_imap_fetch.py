@@ -109,3 +109,38 @@ def test_imapclient_fetch_many(srv: MailwingServer) -> None:
     assert got[3][b"BODY[]"] == simple("message 2")
     assert imapclient.SEEN in client.get_flags([3])[3]
     client.logout()
+
+
+def test_fetch_all_bodies_in_batches(srv: MailwingServer) -> None:
+    """FETCH 1:* BODY.PEEK[] reads small bodies in batches (one storage read per batch):
+    every body still comes back exactly, bare-LF ones in CRLF form, a streamed large one
+    in between, and a message expunged by another session (content gone, EXPUNGE not yet
+    allowed) is left out while the others are answered."""
+    client = imapclient.IMAPClient("127.0.0.1", port=srv.ports["imap"], ssl=False, timeout=30)
+    client.login(USER, PASSWORD)
+    bodies = [simple(f"batch message {i}") for i in range(40)]
+    bodies[7] = bodies[7].replace(b"\r\n", b"\n")
+    bodies[20] = simple("large") + (b"y" * 78 + b"\r\n") * 5000  # over STREAM_OVER
+    for body in bodies:
+        client.append("INBOX", body)
+    client.select_folder("INBOX")
+    got = client.fetch(list(range(1, 41)), ["BODY.PEEK[]"])
+    assert [got[uid][b"BODY[]"] for uid in sorted(got)] == [
+        b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for b in bodies]
+    # several items per message: the batch (one preload for all) answers exactly what one
+    # message at a time (no preload) does
+    wanted = ["BODY.PEEK[]", "BODY.PEEK[TEXT]", "BODY.PEEK[]<0.10>", "BODY.PEEK[HEADER]",
+              "RFC822.SIZE", "FLAGS", "ENVELOPE", "BINARY.PEEK[1]"]
+    together = client.fetch(list(range(1, 41)), wanted)
+    for uid in (1, 8, 21, 40):
+        assert together[uid] == client.fetch([uid], wanted)[uid]
+    other = imapclient.IMAPClient("127.0.0.1", port=srv.ports["imap"], ssl=False, timeout=30)
+    other.login(USER, PASSWORD)
+    other.select_folder("INBOX")
+    other.delete_messages([13])
+    other.expunge()
+    other.logout()
+    got = client.fetch(list(range(1, 41)), ["BODY.PEEK[]"])
+    assert sorted(got) == [uid for uid in range(1, 41) if uid != 13]
+    assert got[14][b"BODY[]"] == bodies[13]
+    client.logout()

@@ -85,3 +85,45 @@ async def test_concurrent_appends_in_one_process(storage: Storage, user: User) -
         )
         assert requests >= 31
         assert transactions < requests  # some appends shared a commit
+
+
+async def test_sqlite_reads_do_not_wait_for_writes_queued_with_them(tmp_path: Path) -> None:
+    """A read queued beside a write is answered before that write's transaction ends (it
+    need not wait for its commit and fsync): here the write holds the database thread
+    until the read has been answered, which would never happen if they shared it."""
+    import threading
+
+    from mailwing.storage.steps import Script, q
+
+    storage = await SqliteStorage.open(tmp_path / "mail.db", tmp_path / "data")
+    try:
+        first_running, release_first, release_second = (
+            threading.Event(), threading.Event(), threading.Event())
+
+        def hold(started: threading.Event | None, release: threading.Event) -> Script[int]:
+            rows = yield q("SELECT 1")
+            if started is not None:
+                started.set()
+            release.wait(60)
+            return int(rows[0][0])
+
+        def read() -> Script[int]:
+            rows = yield q("SELECT 2")
+            return int(rows[0][0])
+
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(storage._run(hold(first_running, release_first)))
+        await loop.run_in_executor(None, first_running.wait, 60)  # the thread is busy now
+        second = asyncio.ensure_future(storage._run(hold(None, release_second)))
+        reader = asyncio.ensure_future(storage._run(read(), write=False))
+        await asyncio.sleep(0)  # both are queued behind the first: one batch
+        release_first.set()
+        assert await first == 1
+        assert await asyncio.wait_for(reader, 30) == 2
+        assert not second.done()
+        release_second.set()
+        assert await second == 1
+    finally:
+        release_first.set()
+        release_second.set()
+        await storage.close()

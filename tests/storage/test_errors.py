@@ -15,6 +15,7 @@ from mailwing.storage import (
     redact_url,
 )
 from mailwing.storage.sqlite import SqliteStorage
+from mailwing.storage.steps import Script, q
 from tests.support import free_port
 
 
@@ -34,6 +35,32 @@ async def test_sqlite_lock_held_elsewhere_is_temporary(tmp_path: Path) -> None:
         assert (await storage.add_domain("locked.example")).name == "locked.example"
     finally:
         await storage.close()
+
+
+async def test_sqlite_write_waits_for_a_lock_released_in_time(tmp_path: Path) -> None:
+    """The write lock is polled in short steps (not SQLite's growing sleeps) up to the busy
+    timeout: a lock released meanwhile lets the write through, and the connection keeps
+    its busy timeout for other statements afterwards."""
+    import threading
+
+    db = tmp_path / "locked.db"
+    storage = await SqliteStorage.open(db, tmp_path / "data", busy_timeout=30)
+    try:
+        await storage.upgrade()
+        other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN EXCLUSIVE")
+        threading.Timer(0.3, lambda: other.execute("ROLLBACK")).start()
+        assert (await storage.add_domain("locked.example")).name == "locked.example"
+        other.close()
+        rows = await storage._read(_busy_timeout)
+        assert rows == 30_000
+    finally:
+        await storage.close()
+
+
+def _busy_timeout() -> Script[int]:
+    rows = yield q("PRAGMA busy_timeout")
+    return int(rows[0][0])
 
 
 async def test_sqlite_unusable_path_is_temporary(tmp_path: Path) -> None:

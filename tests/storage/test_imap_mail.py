@@ -62,6 +62,33 @@ async def test_set_flags_one_modseq_for_really_changed_entries(
     assert await highest_modseq(storage, inbox) == highest + 1
 
 
+@pytest.mark.parametrize("expect_noop", [False, True])
+async def test_set_flags_expecting_no_change_answers_the_same(
+    storage: Storage, user: User, expect_noop: bool
+) -> None:
+    """``expect_noop`` (a STORE of flags the session believes are there) only lets storage
+    skip the write transaction: whether the hint is right or wrong, with or without
+    UNCHANGEDSINCE, the result and the stored state are those of a plain set_flags."""
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 4, MESSAGE)
+    await storage.set_flags(inbox, [1, 2, 3], ["\\Seen"], "add")
+    await storage.set_flags(inbox, [3], ["$Work"], "add")
+    highest = await highest_modseq(storage, inbox)
+    kw = {"expect_noop": expect_noop}
+    assert await storage.set_flags(inbox, [1, 2, 99], ["\\seen"], "add", **kw) == ([], [])
+    assert await storage.set_flags(inbox, [1, 2], ["$Work"], "remove", **kw) == ([], [])
+    assert await storage.set_flags(inbox, [1, 2], ["\\Seen"], "replace", **kw) == ([], [])
+    assert await storage.set_flags(
+        inbox, [1, 2, 3], ["\\Seen"], "add", unchanged_since=highest - 1, **kw) == ([], [3])
+    assert await highest_modseq(storage, inbox) == highest  # nothing was written
+    changed, modified = await storage.set_flags(inbox, [1, 4], ["\\Seen"], "add", **kw)
+    assert ([e.uid for e in changed], modified) == ([4], [])  # a wrong hint: still applied
+    assert await highest_modseq(storage, inbox) == highest + 1
+    assert (await _flags(storage, inbox))[4] == frozenset({"\\Seen"})
+    with pytest.raises(ValueError):
+        await storage.set_flags(inbox, [1], ["\\Seen"], "toggle", **kw)  # type: ignore[arg-type]
+
+
 async def test_recent_is_never_stored_and_system_flags_are_canonical(
     storage: Storage, user: User
 ) -> None:

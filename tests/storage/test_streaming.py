@@ -49,6 +49,23 @@ async def test_unknown_content_is_not_found(storage: Storage) -> None:
         await storage.read_content("../../etc/passwd")
 
 
+async def test_read_contents_batch_leaves_out_what_is_gone(storage: Storage, user: User
+                                                          ) -> None:
+    """The batched read behind FETCH 1:* BODY[] gives each stored content exactly, once per
+    digest, and leaves out unknown or malformed digests instead of failing the batch."""
+    datas = [b"message %d\r\n" % i * (i + 1) for i in range(5)] + [b""]
+    datas.append(b"large\r\n" * 200_000)  # a file on SQLite (above the inline limit)
+    infos = [await storage.store_content(d) for d in datas]
+    inbox = await inbox_id(storage, user)
+    for info in infos:
+        await storage.append(info, [Delivery(inbox)])
+    wanted = [*infos, replace(infos[0], sha256="0" * 64),
+              replace(infos[0], sha256="../../etc/passwd"), infos[2]]
+    found = await storage.read_contents(wanted)
+    assert found == {i.sha256: d for i, d in zip(infos, datas, strict=True)}
+    assert await storage.read_contents([]) == {}
+
+
 async def test_abort_leaves_nothing(storage: Storage) -> None:
     writer = storage.new_content()
     await writer.write(b"partial " * 300_000)

@@ -262,12 +262,23 @@ class Connection:
 
         A peer that stops reading for longer than the idle limit (its receive window full
         in the middle of a large message) is treated as gone, so it cannot hold a session
-        and its buffers forever."""
+        and its buffers forever.
+
+        When the transport holds no more than its high-water mark after the write (nearly
+        always: the socket took the data), ``drain`` would return at once; it is skipped,
+        because the timeout around it costs a task and a timer per response. The buffer
+        stays bounded by that mark plus one write, and a closed transport still goes
+        through ``drain``, which reports it."""
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
-            self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
+            writer = self.writer
+            writer.write(data)
+            transport = writer.transport
+            if (not transport.is_closing() and transport.get_write_buffer_size()
+                    <= transport.get_write_buffer_limits()[1]):
+                return
+            await asyncio.wait_for(writer.drain(), self.idle_timeout)
         except TimeoutError as exc:
             self.end_reason = self.end_reason or "timeout"
             raise ConnectionClosed("peer stopped reading") from exc

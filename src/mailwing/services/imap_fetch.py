@@ -46,9 +46,14 @@ from mailwing.services.objectid import email_id
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import Storage
 
-__all__ = ["STREAM_OVER", "Fetcher", "StreamSource", "ViewCache"]
+__all__ = ["BATCH_MESSAGES", "BATCH_OCTETS", "STREAM_OVER", "Fetcher", "StreamSource",
+           "ViewCache", "needs_body"]
 
 STREAM_OVER = 256 * 1024  # bodies above this many octets are streamed
+#: bodies read together for one FETCH (:meth:`Fetcher.batches`): at most this many octets...
+BATCH_OCTETS = 1024 * 1024
+#: ...and this many messages
+BATCH_MESSAGES = 256
 #: cache keys; the suffix is bumped whenever the encoding of a view changes (v2: ENVELOPE
 #: source routes, the text/* charset default, line counts), so stored views are rebuilt
 _VIEW_ITEMS = {"ENVELOPE": "envelope.v2", "BODY": "body.v2",
@@ -91,25 +96,60 @@ VIEWS = ViewCache()
 PREVIEWS = ViewCache()  # {"preview": UTF-8 text} per content
 
 
-#: what :meth:`Fetcher.plan_reads` reads ahead at most: octets, and contents per query
-AHEAD_BYTES = 1024 * 1024
-AHEAD_COUNT = 100
+def needs_body(items: Iterable[FetchItem]) -> bool:
+    """Whether answering ``items`` reads the message itself (a section, RFC822*, BINARY),
+    not only the entry and the cached views."""
+    return any(i.section is not None or i.binary or i.name in _RFC822 for i in items)
 
 
 class Fetcher:
     """Builds ``(name, value)`` pairs for ``responses.fetch_segments``, one message at a
-    time; keeps the last content read so several sections of one message cost one read."""
+    time; keeps the last content read so several sections of one message cost one read,
+    and the small bodies of a batch of messages read together (:meth:`preload`)."""
 
     def __init__(self, storage: Storage, view: SelectedView, cache: ViewCache = VIEWS) -> None:
         self.storage = storage
         self.view = view
         self.cache = cache
         self._last: tuple[str, bytes, mime.MessagePart | None] | None = None
-        #: contents the coming items will read whole, in order (:meth:`plan_reads`), the
-        #: index of each digest's first place in it, and the bytes of the window read ahead
-        self._plan: list[ContentInfo] = []
-        self._plan_at: dict[str, int] = {}
-        self._ahead: dict[str, bytes] = {}
+        self._bodies: dict[str, bytes] = {}  # raw bodies of the current batch, by SHA-256
+        #: the last item list and the names of its items without a section
+        self._plain: tuple[tuple[FetchItem, ...], frozenset[str]] = ((), frozenset())
+        self._labels: dict[int, str] = {}  # response names (``BODY[]``), by id() of the item
+
+    def batches(self, pairs: list[tuple[int, int]]) -> Iterable[list[tuple[int, int]]]:
+        """``pairs`` cut into runs of at most :data:`BATCH_MESSAGES` messages and about
+        :data:`BATCH_OCTETS` octets (what one :meth:`preload` may hold in memory)."""
+        entries = self.view.entries
+        run: list[tuple[int, int]] = []
+        octets = 0
+        for pair in pairs:
+            size = entries[pair[1]].content.crlf_size
+            if run and (len(run) >= BATCH_MESSAGES or octets + size > BATCH_OCTETS):
+                yield run
+                run, octets = [], 0
+            run.append(pair)
+            octets += size
+        if run:
+            yield run
+
+    async def preload(self, uids: Iterable[int]) -> None:
+        """Read the bodies of these messages that are not streamed (at most
+        :data:`STREAM_OVER` octets) in one storage call: ``FETCH 1:* BODY[]`` of 50 small
+        messages then costs one batched read instead of 50 (file opens, thread hops). What
+        the previous batch held is dropped. A content that is gone is left out here and
+        reported by :meth:`raw` as before."""
+        wanted = {}
+        for uid in uids:
+            content = self.view.entries[uid].content
+            if content.crlf_size <= STREAM_OVER:
+                wanted[content.sha256] = content
+        self._bodies = {}
+        if len(wanted) < 2:
+            return  # nothing gained over raw()
+        found = await self.storage.read_contents(list(wanted.values()))
+        self._bodies = {sha256: raw if wanted[sha256].crlf_clean else to_crlf(raw)
+                        for sha256, raw in found.items()}
 
     async def prefetch(self, contents: Iterable[ContentInfo]) -> None:
         """Warm the LRU for many contents in one query when the storage offers a batch
@@ -127,39 +167,15 @@ class Fetcher:
             if all(k in values for k in _VIEW_ITEMS.values()):
                 self.cache.put(sha256, values)
 
-    def plan_reads(self, contents: Iterable[ContentInfo]) -> None:
-        """The contents the coming items will read whole, in order (a FETCH of body
-        sections): :meth:`raw` then reads them a window at a time with
-        :meth:`Storage.read_contents` (one query on PostgreSQL) instead of one by one.
-        Big contents stay single reads; at most :data:`AHEAD_BYTES` are held."""
-        self._plan = [c for c in contents if c.size <= AHEAD_BYTES and c.crlf_size <= STREAM_OVER]
-        self._plan_at = {}
-        for index, content in enumerate(self._plan):
-            self._plan_at.setdefault(content.sha256, index)
-        self._ahead = {}
-
-    async def _read_ahead(self, index: int) -> None:
-        window: list[ContentInfo] = []
-        total = 0
-        for content in self._plan[index:index + AHEAD_COUNT]:
-            if window and total + content.size > AHEAD_BYTES:
-                break
-            window.append(content)
-            total += content.size
-            self._plan_at.pop(content.sha256, None)  # read ahead once: later, singly
-        self._ahead = await self.storage.read_contents(window)
-
     async def raw(self, content: ContentInfo) -> bytes:
         """The CRLF form of a content (NotFound if the content is gone)."""
         if self._last is not None and self._last[0] == content.sha256:
             return self._last[1]
-        stored = self._ahead.pop(content.sha256, None)
-        if stored is None and content.sha256 in self._plan_at:
-            await self._read_ahead(self._plan_at[content.sha256])
-            stored = self._ahead.pop(content.sha256, None)
-        raw = stored if stored is not None else await self.storage.read_content(content.sha256)
-        if not content.crlf_clean:
-            raw = to_crlf(raw)
+        raw = self._bodies.get(content.sha256)
+        if raw is None:
+            raw = await self.storage.read_content(content.sha256)
+            if not content.crlf_clean:
+                raw = to_crlf(raw)
         self._last = (content.sha256, raw, None)
         return raw
 
@@ -206,20 +222,57 @@ class Fetcher:
 
     async def items(self, uid: int, items: tuple[FetchItem, ...], *, with_uid: bool,
                     with_flags: bool) -> list[tuple[str, bytes | LiteralBody]] | None:
-        """The FETCH data of one message, or None when its content is gone."""
+        """The FETCH data of one message, or None when its content is gone.
+
+        Items answered from memory (the entry, a cached view, a preloaded body) take the
+        synchronous :meth:`_quick`; only the others cost a coroutine (:meth:`_item`)."""
         entry = self.view.entries[uid]
         out: list[tuple[str, bytes | LiteralBody]] = []
-        names = {i.name for i in items if i.section is None}
+        if self._plain[0] is not items:  # by identity: hashing the items costs more
+            self._plain = (items, frozenset(i.name for i in items if i.section is None))
+        names = self._plain[1]
         if with_uid and "UID" not in names:
             out.append(("UID", b"%d" % uid))
         try:
             for item in items:
-                out.append(await self._item(entry, item))
+                quick = self._quick(entry, item)
+                out.append(quick if quick is not None else await self._item(entry, item))
         except NotFound:
             return None
         if with_flags and "FLAGS" not in names:
             out.append(("FLAGS", pw.flag_list(sorted(self.view.flags_of(uid)))))
         return out
+
+    def _quick(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes] | None:
+        """The answer of an item that needs no storage call now, else None."""
+        name = item.name
+        section = item.section
+        if section is None:
+            if name == "FLAGS":
+                return name, pw.flag_list(sorted(self.view.flags_of(entry.uid)))
+            if name == "UID":
+                return name, b"%d" % entry.uid
+            if name == "RFC822.SIZE":
+                return name, b"%d" % entry.content.crlf_size
+            if name == "MODSEQ":
+                return name, b"(%d)" % entry.modseq
+            if name in _VIEW_ITEMS:
+                cached = self.cache.get(entry.content.sha256)
+                if cached is not None:
+                    return name, cached[_VIEW_ITEMS[name]]
+            return None
+        if (item.binary or item.partial is not None or section.part or section.text is not None
+                or section.fields):
+            return None
+        content = entry.content  # the whole message, BODY[] or BODY.PEEK[]
+        raw = self._bodies.get(content.sha256) if content.crlf_size <= STREAM_OVER else None
+        if raw is None:
+            return None
+        self._last = (content.sha256, raw, None)
+        label = self._labels.get(id(item))  # the items outlive this Fetcher (one FETCH)
+        if label is None:
+            label = self._labels[id(item)] = item.response_name
+        return label, pw.literal(raw) if raw else b'""'
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
         name = item.name

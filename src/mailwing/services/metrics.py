@@ -281,16 +281,16 @@ class TimedStorage:
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._wrapped: dict[str, Callable[..., Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
+        """Only reached on the first use of a name: a coroutine method's timed wrapper is
+        then kept as an instance attribute, so later calls (every storage call of every
+        session) find it directly, without this lookup or ``inspect``."""
         value = getattr(self._inner, name)
         if name.startswith("_") or not callable(value) or not _is_coroutine(value):
             return value
-        wrapped = self._wrapped.get(name)
-        if wrapped is None:
-            wrapped = _timed(name, value)
-            self._wrapped[name] = wrapped
+        wrapped = _timed(name, value)
+        setattr(self, name, wrapped)
         return wrapped
 
 

@@ -219,12 +219,22 @@ class ScriptedStorage:
         return await self._read(scripts_mailboxes.mailbox_counts, mailbox_id)
 
     async def claim_recent(self, mailbox_id: int) -> int:
+        # Nothing new since the last claim (every SELECT of a mailbox without new mail): a
+        # read answers it, without a write transaction and its fsync.
+        floor = await self._read(scripts_mailboxes.recent_claimed, mailbox_id)
+        if floor is not None:
+            return floor
         return await self._run(scripts_mailboxes.claim_recent(mailbox_id))
 
     async def set_flags(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
-        *, unchanged_since: int | None = None,
+        *, unchanged_since: int | None = None, expect_noop: bool = False,
     ) -> tuple[list[MailEntry], list[int]]:
+        if expect_noop:
+            modified = await self._read(scripts_mail.flags_unchanged,
+                                        mailbox_id, uids, flags, mode, unchanged_since)
+            if modified is not None:
+                return [], modified
         return await self._run(
             scripts_mail.set_flags(mailbox_id, uids, flags, mode, unchanged_since)
         )

@@ -195,6 +195,18 @@ class BlobStore:
                     removed += 1
         return removed
 
+    def read_many(self, sha256s: Iterable[str]) -> dict[str, bytes]:
+        """Whole files, blocking (one thread hop for a batch of small contents); a file that
+        does not exist is left out, other errors raise ``OSError``."""
+        found: dict[str, bytes] = {}
+        for sha256 in sha256s:
+            try:
+                with open(self.path(sha256), "rb") as handle:
+                    found[sha256] = handle.read()
+            except (FileNotFoundError, NotFound):
+                continue
+        return found
+
     async def read(self, sha256: str, chunk_size: int, *,
                    offload: Offload = to_thread) -> AsyncIterator[bytes]:
         """Yield the file in chunks. Opening and the first read share one thread hop, and a

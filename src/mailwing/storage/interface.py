@@ -293,9 +293,13 @@ class Storage(Protocol):
 
     async def set_flags(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
-        *, unchanged_since: int | None = None,
+        *, unchanged_since: int | None = None, expect_noop: bool = False,
     ) -> tuple[list[MailEntry], list[int]]:
         """Change the flags of those entries in one transaction.
+
+        ``expect_noop``: the caller's own picture says nothing will change (an IMAP STORE of
+        flags the messages already have); the storage then checks that with a read first
+        and, if so, answers without a write transaction. The result is the same either way.
 
         Entries whose flag set really changes get one new MODSEQ (HIGHESTMODSEQ + 1, shared by
         the whole call). With ``unchanged_since`` (RFC 7162 UNCHANGEDSINCE), entries whose
@@ -345,8 +349,10 @@ class Storage(Protocol):
         """The stored bytes of several contents at once (what :meth:`read_content` returns
         for each), by digest; a content not stored (any more) is left out, and
         :meth:`read_content` then raises NotFound for it. For callers about to read many
-        small messages whole (IMAP ``FETCH 1:* BODY[]``): PostgreSQL answers with one
-        query instead of one per content. Callers bound the total size."""
+        small messages whole (IMAP ``FETCH 1:* BODY[]``, POP3 RETR of the maildrop): one
+        query on PostgreSQL, one query plus one thread hop for the files on SQLite, instead
+        of one read (file open, thread hop, round trip) per content. Callers bound the total
+        size (:data:`mailwing.services.imap_fetch.BATCH_OCTETS`)."""
 
     async def change_mark(self, mailbox_id: int, since: Hashable | None = None
                           ) -> Hashable | None:

@@ -25,7 +25,7 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from mailwing.model import MailEntry
-from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
+from mailwing.storage.common import MAIL_COLUMNS, clean_flags, decode_flags, row_to_entry
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
@@ -58,6 +58,32 @@ def _new_flags(old: frozenset[str], flags: frozenset[str], mode: FlagMode) -> fr
     if mode == "replace":
         return flags
     raise ValueError(f"unknown flag mode {mode!r}")
+
+
+def flags_unchanged(
+    mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+    unchanged_since: int | None,
+) -> Script[list[int] | None]:
+    """Read only: if :func:`set_flags` with these arguments would change nothing now, the
+    MODIFIED list it would return (RFC 7162 UNCHANGEDSINCE; empty without it), else None.
+    Lets a no-op STORE skip the write transaction (and its fsync)."""
+    wanted, wanted_flags = _uid_list(uids), clean_flags(flags)
+    _new_flags(frozenset(), wanted_flags, mode)
+    if not wanted:
+        return []
+    rows = yield q(
+        "SELECT uid, modseq, flags FROM mail WHERE mailbox_id = $1 AND uid @IN($2)",
+        mailbox_id, wanted,
+    )
+    modified: list[int] = []
+    for uid, modseq, stored in rows:
+        if unchanged_since is not None and int(modseq) > unchanged_since:
+            modified.append(int(uid))
+            continue
+        old = decode_flags(stored)
+        if _new_flags(old, wanted_flags, mode) != old:
+            return None
+    return sorted(modified)
 
 
 def set_flags(

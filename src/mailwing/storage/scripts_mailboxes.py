@@ -156,6 +156,16 @@ def mailbox_counts(mailbox_id: int) -> Script[MailboxCounts]:
     return MailboxCounts(messages=messages, unseen=unseen, recent=recent, size=size)
 
 
+def recent_claimed(mailbox_id: int) -> Script[int | None]:
+    """Read only: the floor :func:`claim_recent` would return if it would not raise it (no
+    new UID since the last claim), else None. NotFound if there is no such mailbox."""
+    rows = yield q("SELECT recent_floor, uidnext FROM mailboxes WHERE id = $1", mailbox_id)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    floor, uidnext = int(rows[0][0]), int(rows[0][1])
+    return floor if uidnext <= floor else None
+
+
 def claim_recent(mailbox_id: int) -> Script[int]:
     yield Volatile()  # a claim lost in a crash only makes the messages \Recent again
     rows = yield q(

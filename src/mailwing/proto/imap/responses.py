@@ -231,24 +231,26 @@ def fetch_segments(seq: int, items: Iterable[tuple[str, bytes | LiteralBody]]
     Values are already encoded (``wire.encode_sexp``...); for a :class:`LiteralBody` the
     ``{size}\\r\\n`` prefix is emitted here and the session writes the octets."""
     out: list[bytes | LiteralBody] = []
-    cur = bytearray(b"* %d FETCH (" % seq)
+    cur: list[bytes] = [b"* %d FETCH (" % seq]  # joined once per segment, not grown
     for i, (name, value) in enumerate(items):
         if i:
-            cur += b" "
-        cur += name.encode("ascii") + b" "
+            cur.append(b" ")
+        cur.append(name.encode("ascii"))
         if isinstance(value, LiteralBody):
-            cur += b"{%d}\r\n" % value.size
-            out.append(bytes(cur))
+            cur.append(b" {%d}\r\n" % value.size)
+            out.append(b"".join(cur))
             out.append(value)
-            cur = bytearray()
+            cur = []
         else:
-            cur += value
-    cur += b")\r\n"
-    out.append(bytes(cur))
+            cur.append(b" ")
+            cur.append(value)
+    cur.append(b")\r\n")
+    out.append(b"".join(cur))
     return out
 
 
 def fetch(seq: int, items: Iterable[tuple[str, bytes]]) -> bytes:
-    """``* seq FETCH (...)`` in one piece (values already encoded)."""
-    parts = fetch_segments(seq, items)
-    return b"".join(p for p in parts if isinstance(p, bytes))
+    """``* seq FETCH (...)`` in one piece (values already encoded): one join, no segments
+    (STORE answers one of these per message)."""
+    return b"* %d FETCH (%b)\r\n" % (
+        seq, b" ".join([name.encode("ascii") + b" " + value for name, value in items]))

@@ -32,7 +32,7 @@ from mailwing.server.imap.base import (
     unavailable,
 )
 from mailwing.services.imap_condstore import vanished_in
-from mailwing.services.imap_fetch import Fetcher, StreamSource
+from mailwing.services.imap_fetch import Fetcher, StreamSource, needs_body
 from mailwing.storage.errors import NotFound, StorageError
 
 __all__ = ["HANDLERS", "stream_literal"]
@@ -78,8 +78,6 @@ async def stream_literal(s: SessionState, body: LiteralBody) -> None:
 
 
 _MODSEQ = FetchItem("MODSEQ")
-#: items without a section that read the message (RFC 3501 section 6.4.5)
-_WHOLE = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 
 async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
@@ -123,32 +121,37 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
             await fetcher.prefetch(view.entries[u].content for _, u in pairs)
         except StorageError as exc:
             raise unavailable() from exc
-    if len(pairs) > 1 and any(i.section is not None or i.name in _WHOLE for i in items):
-        fetcher.plan_reads(view.entries[u].content for _, u in pairs if u in view.entries)
     seen_items = items if _MODSEQ in items else (*items, _MODSEQ)
     undecodable = False
-    for seq, uid in pairs:
-        extra = s.condstore and uid in newly_seen  # RFC 7162 3.1.4: MODSEQ too
-        try:
-            data = await fetcher.items(uid, seen_items if extra else items,
-                                       with_uid=cmd.uid or (extra and s.qresync),
-                                       with_flags=uid in newly_seen)
-        except UnknownCte:  # RFC 3516 section 4.3: the others are still sent
-            undecodable = True
-            continue
-        except StorageError as exc:
-            if isinstance(exc, NotFound):
+    bodies = needs_body(items)
+    for batch in fetcher.batches(pairs) if bodies else (pairs,):
+        if bodies:
+            try:
+                await fetcher.preload(uid for _, uid in batch)
+            except StorageError as exc:
+                raise unavailable() from exc
+        for seq, uid in batch:
+            extra = s.condstore and uid in newly_seen  # RFC 7162 3.1.4: MODSEQ too
+            try:
+                data = await fetcher.items(uid, seen_items if extra else items,
+                                           with_uid=cmd.uid or (extra and s.qresync),
+                                           with_flags=uid in newly_seen)
+            except UnknownCte:  # RFC 3516 section 4.3: the others are still sent
+                undecodable = True
                 continue
-            raise unavailable() from exc
-        if data is None:
-            continue
-        for segment in responses.fetch_segments(seq, data):
-            if isinstance(segment, LiteralBody):
-                await stream_literal(s, segment)
-            else:
-                s.send(segment)
-        if sum(len(x) for x in s.out) > _FLUSH_AT:
-            await s.flush()
+            except StorageError as exc:
+                if isinstance(exc, NotFound):
+                    continue
+                raise unavailable() from exc
+            if data is None:
+                continue
+            for segment in responses.fetch_segments(seq, data):
+                if isinstance(segment, LiteralBody):
+                    await stream_literal(s, segment)
+                else:
+                    s.send(segment)
+            if sum(len(x) for x in s.out) > _FLUSH_AT:
+                await s.flush()
     if undecodable:
         return Done("NO", texts.UNKNOWN_CTE, "UNKNOWN-CTE")
     return Done("OK", texts.COMPLETED.format("UID FETCH" if cmd.uid else "FETCH"))

@@ -42,6 +42,7 @@ from mailwing.server.imap.base import (
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_condstore import prune_history
 from mailwing.services.imap_selected import RECENT, SelectedView, refresh
+from mailwing.storage.common import clean_flags
 from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import FlagMode
 
@@ -56,6 +57,19 @@ async def _prune(s: SessionState, view: SelectedView) -> None:
                             s.ctx.settings.limits.expunged_retention)
     except StorageError as exc:  # only the memory bound is late; the expunge stands
         s.conn.log("prune expunged failed", error=str(exc))
+
+
+def _noop_here(view: SelectedView, pairs: list[tuple[int, int]], flags: list[str],
+               mode: str) -> bool:
+    """Whether, as far as this session knows, the STORE changes no flag (``+FLAGS (\\Seen)``
+    on messages already seen). Only a hint: storage checks it before skipping its write."""
+    wanted = clean_flags(flags)
+    entries = view.entries
+    if mode == "+":
+        return all(wanted <= entries[u].flags for _, u in pairs)
+    if mode == "-":
+        return all(wanted.isdisjoint(entries[u].flags) for _, u in pairs)
+    return all(wanted == entries[u].flags for _, u in pairs)
 
 
 def _writable(view: SelectedView) -> None:
@@ -77,7 +91,8 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
         try:
             changed, modified = await s.ctx.storage.set_flags(
                 view.mailbox_id, [u for _, u in pairs], flags, _MODES[cmd.mode],
-                unchanged_since=cmd.unchanged_since)
+                unchanged_since=cmd.unchanged_since,
+                expect_noop=_noop_here(view, pairs, flags, cmd.mode))
         except StorageError as exc:
             raise unavailable() from exc
         view.own_flags(changed)

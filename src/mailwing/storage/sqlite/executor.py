@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +66,10 @@ __all__ = ["SqliteExecutor", "Work", "map_sqlite_error", "split_statements", "to
 T = TypeVar("T")
 
 _TEMPORARY_HINTS = ("locked", "busy", "disk i/o", "full", "unable to open", "readonly")
+#: pauses between tries to take the write lock from another process (then 2 ms until
+#: ``busy_timeout`` has passed; see :meth:`SqliteExecutor._begin_immediate`)
+_LOCK_WAITS = (0.0002, 0.0005, 0.001)
+_LOCK_WAIT_MAX = 0.002
 
 
 @dataclass(eq=False)
@@ -209,7 +215,10 @@ class SqliteExecutor:
     def _transaction(self, conn: sqlite3.Connection, batch: Sequence[Work]) -> None:
         """One transaction for the batch. A lone request (the common case when the server
         is not busy) needs no savepoint: if it fails, the whole transaction is rolled back."""
-        conn.execute("BEGIN IMMEDIATE" if any(w.write for w in batch) else "BEGIN")
+        if any(w.write for w in batch):
+            self._begin_immediate(conn)
+        else:
+            conn.execute("BEGIN")
         try:
             alone = len(batch) == 1
             for work in batch:
@@ -219,6 +228,27 @@ class SqliteExecutor:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _BatchFailed from map_sqlite_error(exc)
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for another process's write lock in short steps.
+
+        Why not SQLite's own busy timeout: it sleeps 1, 2, 5, 10, 15, 20, 25... ms between
+        tries, while the other worker process holds the lock for about one commit (one fsync,
+        ~1 ms), so under load every write waited 3 to 8 ms for nothing. Here the steps are
+        0.2 ms growing to 2 ms, up to the same ``busy_timeout`` in total."""
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + self._busy_timeout
+            for wait in itertools.chain(_LOCK_WAITS, itertools.repeat(_LOCK_WAIT_MAX)):
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() + wait > deadline:
+                        raise
+                time.sleep(wait)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _run_one(self, conn: sqlite3.Connection, work: Work, *, savepoint: bool) -> None:
         if savepoint:

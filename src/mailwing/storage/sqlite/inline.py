@@ -67,6 +67,12 @@ def read_inline(sha256: str) -> Script[bytes | None]:
     return bytes(rows[0][0]) if rows else None
 
 
+def read_inline_many(sha256s: list[str]) -> Script[dict[str, bytes]]:
+    """The database-held ones among ``sha256s`` (FETCH of many small messages)."""
+    rows = yield q("SELECT sha256, data FROM inline_contents WHERE sha256 @IN($1)", sha256s)
+    return {str(r[0]): bytes(r[1]) for r in rows}
+
+
 def stored(blobs: BlobStore, sha256: str) -> Script[bool]:
     """Whether the bytes are stored in either form (a read, for ``mailwing db copy``)."""
     rows = yield q("SELECT 1 FROM inline_contents WHERE sha256 = $1", sha256)

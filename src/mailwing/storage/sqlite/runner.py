@@ -7,7 +7,9 @@ while the thread is busy (an fsync takes a while), new requests queue up; the ne
 all of them and hands them to the :class:`~.executor.SqliteExecutor` as one batch: one
 transaction, one savepoint per request, one ``COMMIT`` (one fsync with ``synchronous=FULL``).
 Futures are resolved only after that commit: an SMTP ``250`` is never sent for a message
-that a crash could still lose.
+that a crash could still lose. Read-only requests taken in the same round run first, in a
+read transaction of their own, and are answered before the writes start (unless the round
+holds posted work), so a read never waits for someone else's fsync.
 
 After each commit, the mailbox ids whose HIGHESTMODSEQ the committed requests raised (their
 :class:`~mailwing.storage.steps.Changed` steps) go to the ``on_change`` callback, still in the
@@ -122,12 +124,25 @@ class SqliteRunner:
                     stopping = True
                     break
                 batch.append(nxt)
-            self._executor.run_batch(batch)
-            for done in batch:
-                if done.loop is not None:
-                    with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-                        done.loop.call_soon_threadsafe(_resolve, done)
+            for group in _reads_first(batch):
+                self._executor.run_batch(group)
+                for done in group:
+                    if done.loop is not None:
+                        with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                            done.loop.call_soon_threadsafe(_resolve, done)
         self._executor.close()
+
+
+def _reads_first(batch: list[_Job]) -> list[list[_Job]]:
+    """Reads queued beside writes go first, as a batch (a read transaction) of their own,
+    answered at once: they need not wait for the writes' commit and its fsync (queued
+    concurrently, seeing the state before those writes is as right as seeing it after).
+    Not when the round holds posted work: a read queued after a posted insertion must see
+    it (:mod:`.inline`), so such a round keeps its order."""
+    reads = [job for job in batch if not job.write]
+    if not reads or len(reads) == len(batch) or any(job.loop is None for job in batch):
+        return [batch]
+    return [reads, [job for job in batch if job.write]]
 
 
 def _only_posted(batch: list[_Job]) -> bool:
