@@ -75,6 +75,33 @@ async def test_direct_delivery_is_seen_by_the_threaded_storage(
     assert (await threaded.usage(user.id))[1] == sum(e.content.size for e in entries)
 
 
+async def test_direct_storage_reads_both_forms_of_content(
+    threaded: SqliteStorage, tmp_path: Path
+) -> None:
+    """Contents the server stored inside the database (schema 9) and as files are both
+    readable without an event loop, one by one and in a batch."""
+    small = await threaded.store_content(MESSAGE)
+    big_data = b"Subject: big\r\n\r\n" + b"y" * 70 * 1024 + b"\r\n"
+    big = await threaded.store_content(big_data)
+    user, _ = await threaded.add_user("r@example.org", HASH, create_domain=True)
+    inbox = await inbox_id(threaded, user)
+    for info in (small, big):
+        await threaded.append(info, [Delivery(inbox)])
+
+    def read() -> tuple[bytes, bytes, dict[str, bytes]]:
+        store = _direct(tmp_path)
+        try:
+            return (run_direct(store.read_content(small.sha256)),
+                    run_direct(store.read_content(big.sha256)),
+                    run_direct(store.read_contents([small, big])))
+        finally:
+            run_direct(store.close())
+
+    one, two, many = await asyncio.to_thread(read)
+    assert (one, two) == (MESSAGE, big_data)
+    assert many == {small.sha256: MESSAGE, big.sha256: big_data}
+
+
 async def test_direct_over_quota_stores_nothing(threaded: SqliteStorage, tmp_path: Path) -> None:
     user, _ = await threaded.add_user("q@example.org", HASH, quota_bytes=1000,
                                       create_domain=True)

@@ -15,13 +15,10 @@ shares with the direct storage of ``mailwing deliver`` is in :mod:`.common`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from mailwing.model import ContentInfo
 from mailwing.storage.blobs import BlobStore, to_thread
-from mailwing.storage.errors import TemporaryStorageError
 from mailwing.storage.interface import ContentWriter
 from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.sqlite import inline
@@ -39,6 +36,7 @@ class SqliteStorage(SqliteBase):
     def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         self.blobs = BlobStore(data_dir / "blobs")
+        self._offload = to_thread
         self._waiters = ChangeWaiters()
         self._notifier = LocalNotifier(notify_dir(path), self._waiters)
         self._runner = SqliteRunner(
@@ -69,22 +67,6 @@ class SqliteStorage(SqliteBase):
         # Without the socket, no wake-ups from other processes: the periodic re-check remains.
         with contextlib.suppress(OSError):
             self._notifier.listen()
-
-    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
-        """Like :meth:`open_content` for many at once: the database-held ones in one query
-        (in the queue's order, so after a content just finished), the rest as files in one
-        thread hop; a content in neither place is gone and left out."""
-        wanted = list(dict.fromkeys(content.sha256 for content in contents))
-        if not wanted:
-            return {}
-        found = await self._read(inline.read_inline_many, wanted)
-        rest = [sha256 for sha256 in wanted if sha256 not in found]
-        if rest:
-            try:
-                found.update(await to_thread(self.blobs.read_many, rest))
-            except OSError as exc:
-                raise TemporaryStorageError(f"cannot read contents: {exc}") from exc
-        return found
 
     def new_content(self) -> ContentWriter:
         return inline.InlineContentWriter(self.blobs, self._runner.post)

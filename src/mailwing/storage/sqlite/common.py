@@ -9,12 +9,13 @@ drift apart. It imports no ``asyncio`` (issue #9).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from mailwing.model import ContentInfo
 from mailwing.storage.base import ScriptedStorage
-from mailwing.storage.blobs import BlobStore
+from mailwing.storage.blobs import BlobStore, Offload
 from mailwing.storage.errors import TemporaryStorageError
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.sqlite import inline
@@ -50,6 +51,8 @@ class SqliteBase(ScriptedStorage):
     SIZE_SQL = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
 
     blobs: BlobStore
+    #: how blocking file reads run: a worker thread, or the calling thread without a loop
+    _offload: Offload
 
     async def collect_garbage(self, min_age: float = 3600.0) -> int:
         """Remove stored bytes (inline rows and files) that no ``contents`` row points at
@@ -64,7 +67,7 @@ class SqliteBase(ScriptedStorage):
         is queued to go), then the file."""
         data = await self._read(inline.read_inline, sha256)
         if data is None:
-            async for chunk in self.blobs.read(sha256, chunk_size):
+            async for chunk in self.blobs.read(sha256, chunk_size, offload=self._offload):
                 yield chunk
             return
         if len(data) <= chunk_size:
@@ -74,6 +77,22 @@ class SqliteBase(ScriptedStorage):
         view = memoryview(data)
         for start in range(0, len(view), chunk_size):
             yield bytes(view[start : start + chunk_size])
+
+    async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
+        """Like :meth:`open_content` for many at once: the database-held ones in one query
+        (in the queue's order, so after a content just finished), the rest as files in one
+        thread hop; a content in neither place is gone and left out."""
+        wanted = list(dict.fromkeys(content.sha256 for content in contents))
+        if not wanted:
+            return {}
+        found = await self._read(inline.read_inline_many, wanted)
+        rest = [sha256 for sha256 in wanted if sha256 not in found]
+        if rest:
+            try:
+                found.update(await self._offload(self.blobs.read_many, rest))
+            except OSError as exc:
+                raise TemporaryStorageError(f"cannot read contents: {exc}") from exc
+        return found
 
     async def content_stored(self, sha256: str) -> bool:
         """Whether the bytes of ``sha256`` are stored, in the database or as a file."""

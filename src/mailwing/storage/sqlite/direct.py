@@ -18,7 +18,7 @@ storage: its driver is asyncio-only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +43,7 @@ def run_direct(coro: Coroutine[Any, Any, T]) -> T:
     except StopIteration as stop:
         return stop.value
     coro.close()
-    raise RuntimeError("an direct storage operation waited for an event loop")
+    raise RuntimeError("a direct storage operation waited for an event loop")
 
 
 class DirectSqliteStorage(SqliteBase):
@@ -53,6 +53,7 @@ class DirectSqliteStorage(SqliteBase):
     def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         self.blobs = BlobStore(data_dir / "blobs")
+        self._offload = run_here
         self._broadcaster = Broadcaster(notify_dir(path))
         self._executor = SqliteExecutor(path, self.blobs, busy_timeout=busy_timeout,
                                         on_change=self._broadcaster.send)
@@ -78,9 +79,6 @@ class DirectSqliteStorage(SqliteBase):
 
     def new_content(self) -> ContentWriter:
         return FileContentWriter(self.blobs, offload=run_here)
-
-    def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        return self.blobs.read(sha256, chunk_size, offload=run_here)
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         raise NotImplementedError("waiting for changes needs an event loop: use SqliteStorage")
