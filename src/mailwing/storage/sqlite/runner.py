@@ -18,7 +18,7 @@ and in other processes (:mod:`.notify`).
 
 How a batch is executed (connection settings, savepoints, error mapping) lives in
 :mod:`.executor`, which has no event loop, so that one-shot commands run the very same code
-inline (:mod:`.inline`).
+in the calling thread (:mod:`.direct`).
 """
 
 from __future__ import annotations
