@@ -275,21 +275,15 @@ class Fetcher:
         return label, pw.literal(raw) if raw else b'""'
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
+        """The items :meth:`_quick` cannot answer from memory (UID, FLAGS, RFC822.SIZE and
+        MODSEQ it always answers, so they never reach here)."""
         name = item.name
         if item.binary:
             return item.response_name, await self._binary(entry, item)
         if item.section is not None:
             return item.response_name, await self._section(entry, item.section, item.partial)
-        if name == "UID":
-            return name, b"%d" % entry.uid
-        if name == "FLAGS":
-            return name, pw.flag_list(sorted(self.view.flags_of(entry.uid)))
         if name == "INTERNALDATE":
             return name, pw.quoted(pw.format_datetime(entry.internal_date))
-        if name == "RFC822.SIZE":
-            return name, b"%d" % entry.content.crlf_size
-        if name == "MODSEQ":
-            return name, b"(%d)" % entry.modseq
         if name in _VIEW_ITEMS:
             return name, (await self.views(entry.content))[_VIEW_ITEMS[name]]
         if name == "EMAILID":
