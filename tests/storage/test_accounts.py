@@ -12,6 +12,7 @@ from mailwing.storage import (
     NotFound,
     Storage,
 )
+from mailwing.storage.interface import RecipientLookup
 from tests.storage.conftest import HASH, inbox_id
 
 
@@ -118,6 +119,25 @@ async def test_list_users_and_usage(storage: Storage, user: User) -> None:
     assert (usages[0].message_count, usages[0].bytes_used) == (2, 200)
     assert (usages[1].message_count, usages[1].bytes_used, usages[1].quota_bytes) == (0, 0, 5)
     assert await storage.usage(user.id) == (2, 200)
+
+
+async def test_lookup_recipient_reads_domain_user_inbox_and_usage(
+        storage: Storage, user: User) -> None:
+    assert await storage.lookup_recipient("bob@elsewhere.example") is None
+    assert await storage.lookup_recipient("nobody@example.org") == RecipientLookup()
+    await storage.add_user("zed@example.org", HASH, quota_bytes=5000)
+    zed = await storage.get_user("zed@example.org")
+    assert zed is not None
+    content = await storage.store_content(b"x" * 100)
+    await storage.append(content, [Delivery(await inbox_id(storage, zed))])
+    found = await storage.lookup_recipient("Zed@Example.ORG")
+    assert found == RecipientLookup(
+        user_id=zed.id, address="zed@example.org", inbox_id=await inbox_id(storage, zed),
+        quota_bytes=5000, used_bytes=100,
+    )
+    assert found.used_bytes == (await storage.usage(zed.id))[1]
+    plain = await storage.lookup_recipient("alice@example.org")
+    assert plain is not None and (plain.user_id, plain.quota_bytes) == (user.id, 0)
 
 
 async def test_mailboxes_create_get(storage: Storage, user: User) -> None:

@@ -42,6 +42,7 @@ from mailwing.storage.interface import (
     MailboxCounts,
     Outbound,
     QueuedMessage,
+    RecipientLookup,
     RecipientOutcome,
     StorageStats,
 )
@@ -123,6 +124,9 @@ class ScriptedStorage:
 
     async def get_user(self, address: str) -> User | None:
         return await self._read(scripts.get_user, address)
+
+    async def lookup_recipient(self, address: str) -> RecipientLookup | None:
+        return await self._read(scripts.lookup_recipient, address)
 
     async def set_password(self, address: str, password_hash: str) -> None:
         await self._run(scripts.update_user(address, "password_hash", password_hash))

@@ -32,6 +32,7 @@ __all__ = [
     "QueueStatus",
     "QueuedMessage",
     "QueuedRecipient",
+    "RecipientLookup",
     "RecipientOutcome",
     "Storage",
     "StorageStats",
@@ -80,6 +81,19 @@ class Delivery:
     mailbox_id: int
     flags: frozenset[str] = field(default_factory=frozenset)
     internal_date: datetime | None = None  # None: the commit time (UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientLookup:
+    """What an SMTP RCPT needs to know about a local address, read in one statement
+    (:meth:`Storage.lookup_recipient`). ``user_id`` is ``None`` when the domain is in the
+    database but the user is not; ``inbox_id`` is ``None`` when the user has no INBOX."""
+
+    user_id: int | None = None
+    address: str = ""
+    inbox_id: int | None = None
+    quota_bytes: int = 0  # 0: unlimited
+    used_bytes: int = 0  # the running counter that :meth:`Storage.usage` reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +209,11 @@ class Storage(Protocol):
         lower-case."""
 
     async def get_user(self, address: str) -> User | None: ...  # case-insensitive
+    async def lookup_recipient(self, address: str) -> RecipientLookup | None:
+        """The domain, user, INBOX and usage behind ``local@domain``, all in one read
+        (one statement, one thread hop on SQLite): ``None`` when the domain is not in the
+        database. Case-insensitive, like :meth:`get_user`."""
+
     async def set_password(self, address: str, password_hash: str) -> None: ...  # NotFound
     async def set_enabled(self, address: str, enabled: bool) -> None: ...  # NotFound
     async def delete_user(self, address: str) -> None:

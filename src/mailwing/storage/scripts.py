@@ -48,7 +48,7 @@ from mailwing.storage.common import (
     utcnow,
 )
 from mailwing.storage.errors import AlreadyExists, InUse, NotFound
-from mailwing.storage.interface import Delivery
+from mailwing.storage.interface import Delivery, RecipientLookup
 from mailwing.storage.migrate import Migration
 from mailwing.storage.scripts_quota import Deltas, account, add_delta, entry_sizes
 from mailwing.storage.steps import (
@@ -185,6 +185,29 @@ def _user_row(address: str) -> Script[User | None]:
 
 def get_user(address: str) -> Script[User | None]:
     return (yield from _user_row(address))
+
+
+def lookup_recipient(address: str) -> Script[RecipientLookup | None]:
+    """Domain, user, INBOX and usage in one statement: the domain row drives the join, so
+    "no row" means "not a domain of ours" and a row with no user means "no such user"."""
+    address = address.strip().lower()
+    domain = address.rpartition("@")[2].rstrip(".")
+    rows = yield q(
+        "SELECT u.id, u.address, u.quota_bytes, u.used_bytes, m.id FROM domains d"
+        " LEFT JOIN users u ON u.address = $2 AND u.domain_id = d.id"
+        " LEFT JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'"
+        " WHERE d.name = $1",
+        domain, address,
+    )
+    if not rows:
+        return None
+    user_id, addr, quota, used, inbox = rows[0]
+    if user_id is None:
+        return RecipientLookup()
+    return RecipientLookup(
+        user_id=int(user_id), address=str(addr), inbox_id=None if inbox is None else int(inbox),
+        quota_bytes=int(quota), used_bytes=int(used),
+    )
 
 
 def update_user(address: str, column: str, value: object) -> Script[None]:
