@@ -29,7 +29,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
     monkeypatch.setattr(metrics, "_multiprocess_dir", None)
     monkeypatch.setattr(metrics, "_PROTOCOL_OF", dict(LISTENERS))
     for name in ("_pending", "_counter_children", "_histogram_of", "_command_local",
-                 "_storage_local"):
+                 "_storage_local", "_gauge_children"):
         monkeypatch.setattr(metrics, name, {})
     monkeypatch.setattr(metrics, "_histograms", [])
     return reg

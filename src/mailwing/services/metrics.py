@@ -43,11 +43,12 @@ A histogram's deltas are published per bucket with one ``inc(n)`` on each of the
 bucket values and one on its sum (``Histogram._buckets``/``_sum``, which
 ``Histogram.observe`` itself updates and which have kept their shape for years):
 prometheus-client has no public call to add n observations at once, and replaying
-``observe`` in the flush would keep the whole per-observation cost (it only moves it off the
-hot path): 10,000 observations flush in ~20 us per bucket against ~25 ms replayed. The shape is checked when a child is first used
-(:func:`_bulk_capable`); if a future prometheus-client changes it, that histogram falls back
-to direct ``observe`` in the hook: slower, never wrong. The live-connections gauge stays
-direct (it changes per connection, not per command, and must be live for ``livesum``; the
+``observe`` in the flush would keep the whole per-observation cost (it only moves it off
+the hot path): 10,000 observations flush in ~20 us per bucket against ~25 ms replayed. The
+shape is checked when a child is first used (:func:`_bulk_capable`); if a future
+prometheus-client changes it, that histogram falls back to direct ``observe`` in the hook:
+slower, never wrong. The live-connections gauge stays direct (it changes per connection,
+not per command, and must be live for ``livesum``; its children are kept, and the
 supervisor still drops a dead worker's gauge file).
 
 Label values are bounded: listener names and protocols come from the configuration,
@@ -190,6 +191,7 @@ _histograms: list[_LocalHistogram | _DirectHistogram] = []  # every one, for the
 _histogram_of: dict[tuple[str, ...], _LocalHistogram | _DirectHistogram] = {}
 _command_local: dict[tuple[str, str], tuple[tuple[str, ...], Any]] = {}
 _storage_local: dict[str, Any] = {}  # keyed by Storage method names: a fixed set
+_gauge_children: dict[str, Any] = {}  # listener name -> live-connections gauge child
 
 
 class _LocalHistogram:
@@ -347,15 +349,25 @@ def enabled() -> bool:
 
 # -- hooks (no-ops before setup; plain in-process additions, published by flush) -----------
 
+def _live_gauge(listener: str) -> Any:
+    """The live-connections gauge child of ``listener``, kept: ``labels()`` validates and
+    locks on every call, and this runs twice per connection."""
+    child = _gauge_children.get(listener)
+    if child is None:
+        assert _families is not None
+        child = _gauge_children[listener] = _families.connections_current.labels(listener)
+    return child
+
+
 def connection_opened(listener: str) -> None:
     if _families is not None:
         _count(("connections", listener))
-        _families.connections_current.labels(listener).inc()  # live: direct
+        _live_gauge(listener).inc()  # live (livesum): direct, once per connection
 
 
 def connection_closed(listener: str, result: str) -> None:
     if _families is not None:
-        _families.connections_current.labels(listener).dec()
+        _live_gauge(listener).dec()
         _count(("sessions", listener, result))
 
 
