@@ -236,3 +236,32 @@ def test_the_periodic_and_the_exit_flush_reach_the_files(tmp_path: Path) -> None
     assert after["mailwing_storage_operation_duration_seconds_bucket" + inf] == 1000
     assert after["mailwing_storage_operation_duration_seconds_bucket" + le_1] == 1000
     assert after["mailwing_storage_operation_duration_seconds_bucket" + le_05] == 501
+
+
+def test_timed_storage_times_coroutines_and_passes_the_rest(
+        registry: CollectorRegistry) -> None:
+    import asyncio
+
+    class Inner:
+        limit = 1
+
+        async def get_user(self, address: str) -> str:
+            return address.upper()
+
+        def open_content(self, sha: str) -> str:
+            return "reader:" + sha
+
+    inner = Inner()
+    timed = metrics.TimedStorage(inner)
+    assert asyncio.run(timed.get_user("a@b")) == "A@B"
+    assert asyncio.run(timed.get_user("c@d")) == "C@D"
+    assert timed.open_content("x") == timed.open_content("x") == "reader:x"
+    assert "open_content" in timed._plain
+    assert timed.limit == 1
+    inner.limit = 2
+    assert timed.limit == 2  # values are not kept
+    metrics.flush()
+    got = samples(registry, "mailwing_storage_operation_duration_seconds")
+    assert got[("mailwing_storage_operation_duration_seconds_count",
+                (("operation", "get_user"),))] == 2
+    assert not any("open_content" in str(key) for key in got)

@@ -453,13 +453,21 @@ class TimedStorage:
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._plain: set[str] = set()  # callables found not to be coroutine functions
 
     def __getattr__(self, name: str) -> Any:
-        """Only reached on the first use of a name: a coroutine method's timed wrapper is
-        then kept as an instance attribute, so later calls (every storage call of every
-        session) find it directly, without this lookup or ``inspect``."""
+        """A coroutine method's timed wrapper is made on the first use of its name and kept
+        as an instance attribute, so later calls (every storage call of every session) find
+        it directly, without this lookup or ``inspect``. Other names are looked up on the
+        inner object every time (a value may change), but a callable's verdict is kept:
+        ``open_content`` is fetched per POP3 RETR and IMAP body fetch, and
+        ``inspect.iscoroutinefunction`` showed in worker profiles."""
         value = getattr(self._inner, name)
+        if name in self._plain:
+            return value
         if name.startswith("_") or not callable(value) or not _is_coroutine(value):
+            if callable(value):
+                self._plain.add(name)
             return value
         wrapped = _timed(name, value)
         setattr(self, name, wrapped)
