@@ -120,12 +120,13 @@ def settled(srv: MailwingServer, name: str, **labels: str) -> float:
     scrape at its next periodic flush (``metrics.FLUSH_INTERVAL``), so wait until two
     scrapes more than two intervals apart agree."""
     last = value(scrape(srv), name, **labels)
-    while True:
+    for _ in range(20):
         time.sleep(2.5 * metrics.FLUSH_INTERVAL)
         now = value(scrape(srv), name, **labels)
         if now == last:
             return now
         last = now
+    raise AssertionError(f"{name} never settled (last {last})")
 
 
 def test_two_workers_are_summed(server_factory: type[MailwingServer], tmp_path: Path) -> None:

@@ -271,7 +271,11 @@ def _count(key: tuple[str, ...], n: float = 1) -> None:
 
 def flush() -> None:
     """Add every figure recorded in this process since the last flush to the
-    prometheus-client metrics (the multiprocess files). Cheap when nothing happened."""
+    prometheus-client metrics (the multiprocess files). Cheap when nothing happened.
+
+    The hooks and the flush run on the worker's event loop thread only (sessions, storage
+    calls, the outbound worker and the async admin routes all do), so the structures need
+    no lock: that is the point."""
     global _pending
     if _families is None:
         return
