@@ -12,7 +12,8 @@ This is the only module that knows every layer. ``mailwing serve`` calls :func:`
    :class:`mailwing.admin.server.AdminServer`, started in each worker after the mail
    listeners, on the same event loop; metrics (:mod:`mailwing.services.metrics`) are
    switched on in each worker, in multiprocess mode under ``data_dir/metrics`` when there
-   are several workers, and the worker's storage is wrapped in its timing proxy;
+   are several workers (published every second and when the worker stops), and the
+   worker's storage is wrapped in its timing proxy;
 3. with ``server.workers = 1`` the worker runs in this process, otherwise
    :mod:`mailwing.server.workers` forks them (after the pre-flight, before any event loop);
 4. each worker opens its own storage, builds the :class:`Authenticator` and
@@ -267,6 +268,16 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics.setup({name: spec[0] for name, spec in LISTENERS.items()}, setup.metrics_dir)
+    flusher = metrics.start_flushing()  # the hooks only add in-process: publish them
+    try:
+        return await _worker_run(settings, handlers, ssl_context, node, index, setup, stop)
+    finally:
+        metrics.stop_flushing(flusher)  # after the drain: nothing recorded is lost
+
+
+async def _worker_run(settings: Settings, handlers: dict[str, Handler],
+                      ssl_context: ssl.SSLContext, node: NodeShared, index: int,
+                      setup: _WorkerSetup, stop: asyncio.Event) -> int:
     storage = cast(Storage, metrics.TimedStorage(await open_store(settings)))
     try:
         worker = await start_worker(settings, handlers, ssl_context, node=node, index=index,

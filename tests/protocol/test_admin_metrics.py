@@ -1,5 +1,6 @@
 """``/metrics`` over real HTTP: every family the issue names, fed by real sessions; with two
-workers the figures of both are summed (prometheus-client multiprocess mode). Also: the
+workers the figures of both are summed (prometheus-client multiprocess mode; each worker
+publishes every second and when it stops, so those checks poll). Also: the
 admin listener's failure throttle and its TLS mode."""
 
 from __future__ import annotations
@@ -8,12 +9,16 @@ import imaplib
 import poplib
 import smtplib
 import ssl
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailwing.services import metrics
 from tests.adminkit import ALICE, PASSWORD, client, enqueue, start_admin
 from tests.dnsfixtures import DnsServer, dns_server  # noqa: F401
 from tests.protocol.test_outbound_serve import ALICE as OUT_ALICE
@@ -110,6 +115,20 @@ def test_metric_families_follow_the_sessions(server_factory: type[MailwingServer
     assert "mailwing_outbound_bounces_total 0.0" in text
 
 
+def settled(srv: MailwingServer, name: str, **labels: str) -> float:
+    """A figure once every worker has published it: the other worker's figures reach a
+    scrape at its next periodic flush (``metrics.FLUSH_INTERVAL``), so wait until two
+    scrapes more than two intervals apart agree."""
+    last = value(scrape(srv), name, **labels)
+    for _ in range(20):
+        time.sleep(2.5 * metrics.FLUSH_INTERVAL)
+        now = value(scrape(srv), name, **labels)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"{name} never settled (last {last})")
+
+
 def test_two_workers_are_summed(server_factory: type[MailwingServer], tmp_path: Path) -> None:
     srv = server_factory(root=tmp_path / "srv", enable=("admin", "imap"),
                          extra_config="[outbound]\nenabled = false\n")
@@ -117,12 +136,15 @@ def test_two_workers_are_summed(server_factory: type[MailwingServer], tmp_path: 
     srv.config_path.write_text(text.replace("[server]\n", "[server]\nworkers = 2\n", 1))
     srv.start()
     srv.add_user(ALICE, PASSWORD)
-    start = value(scrape(srv), "mailwing_connections_total", listener="imap")  # probes
+    start = settled(srv, "mailwing_connections_total", listener="imap")  # the probes
     connections = 24
     for _ in range(connections):
         imap = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
         imap.login(ALICE, PASSWORD)
         imap.logout()
+    # the worker that did not answer the scrape publishes within a flush interval
+    wait_for(lambda: total(scrape(srv), "mailwing_logins_total", protocol="imap",
+                           outcome="ok") == connections)
     pids = {line.split("worker pid ")[1].split()[0] for line in srv.log_text().splitlines()
             if "(admin, http)" in line}
     assert len(pids) == 2  # both workers serve the admin port
@@ -148,6 +170,16 @@ def test_two_workers_are_summed(server_factory: type[MailwingServer], tmp_path: 
     finally:
         for conn in held:
             conn.logout()
+    # a graceful stop publishes what each worker recorded since its last flush
+    assert srv.stop() == 0
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(srv.data_dir / "metrics"))  # type: ignore[no-untyped-call,unused-ignore]
+    files = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for fam in registry.collect() for s in fam.samples}
+    assert value(files, "mailwing_connections_total", listener="imap") == (
+        start + connections + len(held))
+    assert total(files, "mailwing_logins_total", protocol="imap", outcome="ok") == connections
+    assert total(files, "mailwing_commands_total", protocol="imap", command="NOOP") == len(held)
 
 
 def test_failed_tokens_are_throttled_per_ip(server_factory: type[MailwingServer],
