@@ -31,6 +31,7 @@ __all__ = [
     "OutboundSettings",
     "ServerSettings",
     "Settings",
+    "StorageSettings",
     "TlsSettings",
     "config_path",
     "load_settings",
@@ -70,6 +71,21 @@ class ServerSettings:
 @dataclass
 class DatabaseSettings:
     url: str = ""  # empty: sqlite:///<data_dir>/mailwing.db
+
+
+@dataclass
+class StorageSettings:
+    """Durability policy of the storage (either backend)."""
+
+    #: False (like Dovecot's default ``fsync_mode = optimized``): transactions that only
+    #: change flags or keywords, expunge messages or claim IMAP \Recent commit without
+    #: waiting for the disk (SQLite ``synchronous=NORMAL`` for those commits, PostgreSQL
+    #: ``synchronous_commit = off``). A crash or kill of mailwing loses none of them; a power
+    #: cut or OS crash may lose the last few (flags come back, expunged messages reappear),
+    #: never a message, a mailbox or a user: deliveries, APPEND, COPY/MOVE and everything
+    #: else always wait for the disk, and their commit makes every earlier one durable too.
+    #: True: every commit waits for the disk.
+    fsync_flag_changes: bool = False
 
 
 @dataclass
@@ -222,6 +238,7 @@ def _listener(name: str) -> Any:
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)

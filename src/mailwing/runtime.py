@@ -49,7 +49,8 @@ async def open_store(settings: Settings) -> Storage:
 
     data_dir = settings.server.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    return await open_storage(settings.database_url, data_dir=data_dir)
+    return await open_storage(settings.database_url, data_dir=data_dir,
+                              fsync_flag_changes=settings.storage.fsync_flag_changes)
 
 
 def open_direct_store(settings: Settings) -> DirectSqliteStorage | None:
@@ -60,4 +61,5 @@ def open_direct_store(settings: Settings) -> DirectSqliteStorage | None:
 
     data_dir = settings.server.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    return open_direct_storage(settings.database_url, data_dir=data_dir)
+    return open_direct_storage(settings.database_url, data_dir=data_dir,
+                               fsync_flag_changes=settings.storage.fsync_flag_changes)

@@ -19,11 +19,17 @@ read back through the storage API and checked:
 SIGKILL tests atomicity of the commit (what a crash of the process can leave behind), not the
 fsync itself: the kernel keeps written pages across a process kill, so losing power is out of
 reach of a test. Bounded to 200 messages and about a minute.
+
+IMAP's tagged ``OK`` to STORE and EXPUNGE makes the same promise against a crash of the
+process. By default (``storage.fsync_flag_changes = false``) those commits do not wait for the
+disk (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit = off``): only a power
+cut may lose them, so a SIGKILL right after the last ``OK`` must lose nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import random
 import re
 import signal
@@ -199,3 +205,63 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(
     assert outcome.failures, "no client ever saw the server die"
     assert len(outcome.acked) >= MESSAGES // 4, f"only {len(outcome.acked)} messages acknowledged"
 
+
+
+def _flags(imap: imaplib.IMAP4) -> dict[int, set[str]]:
+    """UID -> flags of every message of the selected mailbox."""
+    typ, data = imap.uid("FETCH", "1:*", "(FLAGS)")
+    assert typ == "OK", data
+    found: dict[int, set[str]] = {}
+    for line in data:
+        assert isinstance(line, bytes), line
+        match = re.search(rb"UID (\d+).*FLAGS \(([^)]*)\)", line)
+        assert match, line
+        found[int(match.group(1))] = set(match.group(2).decode().split())
+    return found
+
+
+def test_store_and_expunge_survive_sigkill_after_their_tagged_ok(
+        server_factory: type[MailwingServer], tmp_path: Path, database_url: str) -> None:
+    server = server_factory(root=tmp_path / "srv", database_url=database_url, enable=("imap",),
+                            extra_config=TRANSPORT_ONLY)
+    server.start()
+    address, password = USERS[0], "durability password"
+    server.add_user(address, password)
+    imap = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    imap.login(address, password)
+    for n in range(8):  # numbers 0 and 4 are ~300 KB: content files on SQLite
+        typ, data = imap.append("INBOX", None, None, make_message(n))
+        assert typ == "OK", data
+    imap.select("INBOX")
+    uids = sorted(_flags(imap))
+    assert len(uids) == 8
+    for i, uid in enumerate(uids):
+        typ, data = imap.uid("STORE", str(uid), "+FLAGS", f"(\\Flagged $Kept{i})")
+        assert typ == "OK", data
+    # Expunge one large and one small message, then one more flag change: its OK is the
+    # last thing the server says before it is killed.
+    typ, data = imap.uid("STORE", f"{uids[0]},{uids[1]}", "+FLAGS", "(\\Deleted)")
+    assert typ == "OK", data
+    typ, data = imap.expunge()
+    assert typ == "OK", data
+    typ, data = imap.uid("STORE", str(uids[-1]), "+FLAGS", "(\\Answered)")
+    assert typ == "OK", data
+    server.stop(signal.SIGKILL)
+    imap.shutdown()
+
+    server.start()
+    imap = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    try:
+        imap.login(address, password)
+        imap.select("INBOX")
+        after = _flags(imap)
+        assert sorted(after) == uids[2:], "an expunge was lost (or a message)"
+        for i, uid in enumerate(uids[2:], start=2):
+            wanted = {"\\Flagged", f"$Kept{i}"} | ({"\\Answered"} if uid == uids[-1] else set())
+            assert wanted <= after[uid], f"UID {uid} lost flags: {after[uid]}"
+            typ, data = imap.uid("FETCH", str(uid), "(BODY.PEEK[TEXT])")
+            assert typ == "OK" and isinstance(data[0], tuple), data
+            assert data[0][1] == make_message(i).split(b"\r\n\r\n", 1)[1]
+        imap.logout()
+    finally:
+        server.stop()

@@ -137,3 +137,15 @@ def test_cluster_settings(tmp_path: Path) -> None:
                               ("MAILWING_SERVER_GC_INTERVAL", "often", "gc_interval")):
         with pytest.raises(ConfigError, match=named):
             load_settings(None, {key: value})
+
+
+def test_storage_durability_policy(tmp_path: Path) -> None:
+    """``storage.fsync_flag_changes``: false by default (Dovecot's ``fsync_mode =
+    optimized``), from the file or the environment like every key, and a bool only."""
+    assert load_settings(environ={}).storage.fsync_flag_changes is False
+    path = write(tmp_path, "[storage]\nfsync_flag_changes = true\n")
+    assert load_settings(path, environ={}).storage.fsync_flag_changes is True
+    env = {"MAILWING_STORAGE_FSYNC_FLAG_CHANGES": "no"}
+    assert load_settings(path, environ=env).storage.fsync_flag_changes is False
+    with pytest.raises(ConfigError, match=r"storage\.fsync_flag_changes"):
+        load_settings(write(tmp_path, '[storage]\nfsync_flag_changes = "always"\n'), environ={})

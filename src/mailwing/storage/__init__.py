@@ -58,8 +58,11 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-async def open_storage(url: str, *, data_dir: Path) -> Storage:
-    """Open the storage that ``url`` names; ``data_dir`` holds content files (SQLite).
+async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = False
+                       ) -> Storage:
+    """Open the storage that ``url`` names; ``data_dir`` holds content files (SQLite);
+    ``fsync_flag_changes`` is the durability policy of flag changes, expunges and \\Recent
+    claims (``storage.fsync_flag_changes``, see :class:`mailwing.storage.steps.Volatile`).
 
     Raises ValueError for an unknown URL scheme and TemporaryStorageError when the database
     cannot be reached."""
@@ -67,17 +70,19 @@ async def open_storage(url: str, *, data_dir: Path) -> Storage:
     if path is not None:
         from mailwing.storage.sqlite import SqliteStorage
 
-        return await SqliteStorage.open(path, Path(data_dir))
+        return await SqliteStorage.open(path, Path(data_dir),
+                                        fsync_flag_changes=fsync_flag_changes)
     if url.startswith(_PG_PREFIXES):
         from mailwing.storage.postgres import PostgresStorage
 
-        return await PostgresStorage.open(url)
+        return await PostgresStorage.open(url, fsync_flag_changes=fsync_flag_changes)
     raise ValueError(
         f"unsupported database URL {redact_url(url)!r}: use sqlite:///... or postgresql://..."
     )
 
 
-def open_direct_storage(url: str, *, data_dir: Path) -> DirectSqliteStorage | None:
+def open_direct_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = False
+                        ) -> DirectSqliteStorage | None:
     """The storage of ``url`` run in the calling thread without an event loop
     (:mod:`mailwing.storage.sqlite.direct`), or None when the backend has none (PostgreSQL):
     then use :func:`open_storage`."""
@@ -86,4 +91,4 @@ def open_direct_storage(url: str, *, data_dir: Path) -> DirectSqliteStorage | No
         return None
     from mailwing.storage.sqlite.direct import DirectSqliteStorage
 
-    return DirectSqliteStorage.open(path, Path(data_dir))
+    return DirectSqliteStorage.open(path, Path(data_dir), fsync_flag_changes=fsync_flag_changes)

@@ -63,6 +63,12 @@ class ScriptedStorage:
     #: While waiting for a change, HIGHESTMODSEQ is re-read this often (seconds) even without
     #: a wake-up, so that a lost notification delays a change but never hides it.
     RECHECK_SECONDS: float = 3.0
+    #: The ``storage.fsync_flag_changes`` policy. False (the default, like Dovecot's
+    #: ``fsync_mode = optimized``): flag changes, expunges and \Recent claims commit without
+    #: waiting for the disk (their scripts yield :class:`~mailwing.storage.steps.Volatile`);
+    #: a crash of the process loses none of them, a power cut may lose the last few, and
+    #: never a message. True: every commit waits for the disk. Set by the backend's ``open``.
+    fsync_flag_changes: bool = False
 
     _waiters: ChangeWaiters
 
@@ -198,7 +204,8 @@ class ScriptedStorage:
         return await self._read(scripts.list_mail, mailbox_id)
 
     async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
-        return await self._run(scripts.expunge(mailbox_id, list(uids)))
+        return await self._run(
+            scripts.expunge(mailbox_id, list(uids), volatile=not self.fsync_flag_changes))
 
     async def mailbox_digests(self, mailbox_id: int) -> list[tuple[str, str | None, int]]:
         return await self._read(scripts_mail.mailbox_digests, mailbox_id)
@@ -228,7 +235,8 @@ class ScriptedStorage:
         floor = await self._read(scripts_mailboxes.recent_claimed, mailbox_id)
         if floor is not None:
             return floor
-        return await self._run(scripts_mailboxes.claim_recent(mailbox_id))
+        return await self._run(scripts_mailboxes.claim_recent(
+            mailbox_id, volatile=not self.fsync_flag_changes))
 
     async def set_flags(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
@@ -240,7 +248,8 @@ class ScriptedStorage:
             if modified is not None:
                 return [], modified
         return await self._run(
-            scripts_mail.set_flags(mailbox_id, uids, flags, mode, unchanged_since)
+            scripts_mail.set_flags(mailbox_id, uids, flags, mode, unchanged_since,
+                                   volatile=not self.fsync_flag_changes)
         )
 
     async def copy_mail(

@@ -59,6 +59,7 @@ from mailwing.storage.steps import (
     Script,
     Serialize,
     TableExists,
+    Volatile,
     q,
 )
 
@@ -403,7 +404,12 @@ def list_mail(mailbox_id: int) -> Script[list[MailEntry]]:
     return [row_to_entry(r) for r in rows]
 
 
-def expunge(mailbox_id: int, uids: Collection[int]) -> Script[list[int]]:
+def expunge(mailbox_id: int, uids: Collection[int], volatile: bool = False
+            ) -> Script[list[int]]:
+    """Remove those entries; ``volatile``: the commit need not wait for the disk (a lost
+    expunge brings the messages back, it never loses one; see :class:`.steps.Volatile`)."""
+    if volatile:
+        yield Volatile()
     wanted = sorted({int(u) for u in uids})
     if not wanted:
         return []

@@ -31,7 +31,7 @@ from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
 from mailwing.storage.scripts_quota import Deltas, account, entry_sizes
 from mailwing.storage.scripts_vanished import absent_uids
-from mailwing.storage.steps import Script, q
+from mailwing.storage.steps import Script, Volatile, q
 
 __all__ = [
     "copy_mail",
@@ -88,8 +88,12 @@ def flags_unchanged(
 
 def set_flags(
     mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
-    unchanged_since: int | None,
+    unchanged_since: int | None, volatile: bool = False,
 ) -> Script[tuple[list[MailEntry], list[int]]]:
+    """STORE; ``volatile``: the commit need not wait for the disk (see
+    :class:`.steps.Volatile`)."""
+    if volatile:
+        yield Volatile()
     wanted, wanted_flags = _uid_list(uids), clean_flags(flags)
     _new_flags(frozenset(), wanted_flags, mode)  # an unknown mode fails before any work
     if not wanted:

@@ -166,8 +166,9 @@ def recent_claimed(mailbox_id: int) -> Script[int | None]:
     return floor if uidnext <= floor else None
 
 
-def claim_recent(mailbox_id: int) -> Script[int]:
-    yield Volatile()  # a claim lost in a crash only makes the messages \Recent again
+def claim_recent(mailbox_id: int, volatile: bool = False) -> Script[int]:
+    if volatile:
+        yield Volatile()  # a claim lost in a power cut only makes the messages \Recent again
     rows = yield q(
         "UPDATE mailboxes SET recent_floor = recent_floor WHERE id = $1"
         " RETURNING recent_floor, uidnext",

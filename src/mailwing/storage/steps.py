@@ -112,10 +112,21 @@ class Changed:
 
 @dataclass(frozen=True, slots=True)
 class Volatile:
-    """What this transaction writes may be lost in a crash without harm (an IMAP \\Recent
-    claim: the messages are simply \\Recent again), so its commit need not wait for the
-    disk. PostgreSQL commits it with ``synchronous_commit`` off (a later durable commit
-    still flushes it, the log being sequential); SQLite needs nothing (its group commit)."""
+    """This transaction's commit need not wait for the disk: what it writes may be lost in a
+    power cut or OS crash (never in a crash of the process) without losing mail. Scripts
+    yield it for the transactions of ``storage.fsync_flag_changes = false`` (the default, as
+    Dovecot's ``fsync_mode = optimized``): flag changes, expunges and IMAP \\Recent claims
+    (lost, the messages are simply \\Recent again). Never for anything that creates or
+    moves a message, a mailbox, a user or a queue entry.
+
+    Yield it as the script's *first* step: SQLite chooses how a transaction commits before it
+    begins (``PRAGMA synchronous`` cannot change inside one), so its executor looks for this
+    step before ``BEGIN``; one yielded later is ignored there (the commit stays durable).
+    PostgreSQL commits such a transaction with ``synchronous_commit`` off; SQLite commits a
+    group-commit batch with ``synchronous = NORMAL`` when every write in it is volatile. In
+    both, a later durable commit flushes the log, which is sequential, and with it every
+    earlier relaxed commit: a relaxed commit can only be lost together with everything
+    committed after it, so no acknowledged message is ever lost behind it."""
 
 
 Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs | Changed | Volatile

@@ -95,8 +95,10 @@ class PostgresStorage(ScriptedStorage):
     BACKEND = "postgresql"
     SIZE_SQL = "SELECT pg_database_size(current_database())"
 
-    def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str | None = None,
+                 *, fsync_flag_changes: bool = False) -> None:
         self._pool = pool
+        self.fsync_flag_changes = fsync_flag_changes
         #: read scripts (their code objects) that took several statements last time
         self._multi_step: set[object] = set()
         self._waiters = ChangeWaiters()
@@ -104,14 +106,15 @@ class PostgresStorage(ScriptedStorage):
 
     @classmethod
     async def open(
-        cls, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+        cls, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
+        fsync_flag_changes: bool = False,
     ) -> PostgresStorage:
         with pg_errors():
             pool = await asyncpg.create_pool(
                 url, min_size=min_size, max_size=max_size, timeout=timeout,
                 command_timeout=60.0, reset=_keep_session,
             )
-        return cls(pool, url)
+        return cls(pool, url, fsync_flag_changes=fsync_flag_changes)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -33,8 +33,10 @@ T = TypeVar("T")
 
 
 class SqliteStorage(SqliteBase):
-    def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0,
+                 fsync_flag_changes: bool = False) -> None:
         self.path = path
+        self.fsync_flag_changes = fsync_flag_changes
         self.blobs = BlobStore(data_dir / "blobs")
         self._offload = to_thread
         self._waiters = ChangeWaiters()
@@ -45,10 +47,12 @@ class SqliteStorage(SqliteBase):
 
     @classmethod
     async def open(
-        cls, path: Path, data_dir: Path, *, busy_timeout: float = 5.0
+        cls, path: Path, data_dir: Path, *, busy_timeout: float = 5.0,
+        fsync_flag_changes: bool = False,
     ) -> SqliteStorage:
         prepare_folder(path)
-        return cls(path, data_dir, busy_timeout=busy_timeout)
+        return cls(path, data_dir, busy_timeout=busy_timeout,
+                   fsync_flag_changes=fsync_flag_changes)
 
     @property
     def commit_stats(self) -> tuple[int, int]:

@@ -50,8 +50,10 @@ class DirectSqliteStorage(SqliteBase):
     """A SQLite storage whose coroutines complete without suspending (drive them with
     :func:`run_direct`). One thread only; no group commit (one script, one transaction)."""
 
-    def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0,
+                 fsync_flag_changes: bool = False) -> None:
         self.path = path
+        self.fsync_flag_changes = fsync_flag_changes
         self.blobs = BlobStore(data_dir / "blobs")
         self._offload = run_here
         self._broadcaster = Broadcaster(notify_dir(path))
@@ -60,10 +62,11 @@ class DirectSqliteStorage(SqliteBase):
         self._closed = False
 
     @classmethod
-    def open(cls, path: Path, data_dir: Path, *, busy_timeout: float = 5.0
-             ) -> DirectSqliteStorage:
+    def open(cls, path: Path, data_dir: Path, *, busy_timeout: float = 5.0,
+             fsync_flag_changes: bool = False) -> DirectSqliteStorage:
         prepare_folder(path)
-        return cls(path, data_dir, busy_timeout=busy_timeout)
+        return cls(path, data_dir, busy_timeout=busy_timeout,
+                   fsync_flag_changes=fsync_flag_changes)
 
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         if self._closed:

@@ -21,6 +21,26 @@ when it expires, a disk I/O error or a full disk become
 Batches: all scripts of a batch share one ``BEGIN IMMEDIATE`` transaction, each inside its own
 ``SAVEPOINT`` so that one failing script (a duplicate name, an unknown mailbox) is rolled back
 alone, and one ``COMMIT`` (one fsync) makes them all durable. A lone script needs no savepoint.
+
+Relaxed commits (``storage.fsync_flag_changes = false``): a batch whose every write is
+:class:`~mailwing.storage.steps.Volatile` (flag changes, expunges, \\Recent claims) commits
+with ``synchronous=NORMAL``: the WAL frames are written but not fsynced. Any other write in the
+batch (a delivery, a posted content, a new mailbox) makes it ``FULL``, as before. Why this is
+safe in WAL mode:
+
+* a crash of the process (even ``kill -9``) loses nothing: the frames are in the OS page cache
+  and the next connection reads them; only a power cut or an OS crash can lose them;
+* the WAL is written sequentially, so the next ``FULL`` commit's fsync makes every earlier
+  relaxed commit durable too. A power cut can only lose the *trailing* relaxed commits, never
+  one before a durable commit: no hole, order kept, and an acknowledged message is never lost
+  (a lost expunge brings messages back; a lost flag change restores the old flags);
+* the bytes of a large content (a file) removed by a relaxed expunge are unlinked only after
+  the WAL has been fsynced (:meth:`SqliteExecutor._sync_wal`): unlinking first could leave a
+  message whose expunge was lost pointing at a file that is gone.
+
+``PRAGMA synchronous`` cannot change inside a transaction, so the level is chosen before
+``BEGIN``: each script is first run up to its first step, and a script is volatile when that
+step is ``Volatile``. The pragma is sent only when the level differs from the connection's.
 """
 
 from __future__ import annotations
@@ -29,6 +49,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -58,7 +79,7 @@ from mailwing.storage.steps import (
     Serialize,
     TableExists,
     Volatile,
-    drive,
+    advance,
 )
 
 __all__ = ["SqliteExecutor", "Work", "map_sqlite_error", "split_statements", "to_sqlite_sql"]
@@ -82,10 +103,27 @@ class Work:
     error: BaseException | None = None
     drops: list[str] = field(default_factory=list)
     changed: set[int] = field(default_factory=set)
+    #: its first step was ``Volatile``: its commit need not wait for the disk
+    volatile: bool = False
+    #: it removed contents whose bytes are files (see :meth:`SqliteExecutor._sync_wal`)
+    drops_files: bool = False
+    #: the step to execute first (the script has run up to it before the transaction), or
+    #: _FINISHED when it ended (result or error) without needing the database
+    first: Any = None
+
+
+_FINISHED = object()
+_LEVELS = {"NORMAL": 1, "FULL": 2}
 
 
 class _BatchFailed(Exception):
     """The whole transaction is lost (lock timeout, I/O error): every request in it fails."""
+
+
+def _needs_disk(work: Work) -> bool:
+    """Whether ``work``'s commit must wait for the disk: a write that is not volatile and
+    has not already finished without touching the database."""
+    return work.write and not work.volatile and work.first is not _FINISHED
 
 
 def map_sqlite_error(exc: BaseException) -> BaseException:
@@ -158,9 +196,13 @@ class SqliteExecutor:
         self._on_change = on_change
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+        #: ``PRAGMA synchronous`` of the connection now: what its next commit uses
+        self.synchronous = "FULL"
         #: Transactions run and requests served (their ratio shows group commit at work).
         self.transactions = 0
         self.requests = 0
+        #: Of those transactions, the ones committed with synchronous=NORMAL.
+        self.relaxed = 0
 
     def run(self, script: Script[T], *, write: bool) -> T:
         """Run one script in a transaction of its own; its result, or raise its error."""
@@ -180,8 +222,15 @@ class SqliteExecutor:
         change callback has run (for the committed items) when this returns."""
         self.transactions += 1
         self.requests += len(batch)
+        for work in batch:
+            self._start(work)
+        relaxed = False
         try:
             conn = self._connect()
+            if any(w.write for w in batch):
+                relaxed = not any(_needs_disk(w) for w in batch)
+                self._set_synchronous(conn, "NORMAL" if relaxed else "FULL")
+                self.relaxed += relaxed
             self._transaction(conn, batch)
         except _BatchFailed as failed:
             for work in batch:
@@ -189,9 +238,14 @@ class SqliteExecutor:
         except Exception as exc:
             for work in batch:
                 work.error = map_sqlite_error(exc)
+        finally:
+            for work in batch:
+                work.script.close()  # no-op when it ran to its end
         # Files go before callers hear back (unlinking is cheap), so that a content is
         # unreadable once the expunge that removed its last entry has returned.
-        self._remove_files([sha for work in batch if work.error is None for sha in work.drops])
+        done = [work for work in batch if work.error is None]
+        if not (relaxed and any(w.drops_files for w in done)) or self._sync_wal():
+            self._remove_files([sha for work in done for sha in work.drops])
         changed = {i for work in batch if work.error is None for i in work.changed}
         if changed and self._on_change is not None:
             with contextlib.suppress(Exception):  # a lost wake-up only delays: waiters re-check
@@ -210,7 +264,49 @@ class SqliteExecutor:
                 conn.close()
                 raise
             self._conn = conn
+            self.synchronous = "FULL"
         return self._conn
+
+    def _start(self, work: Work) -> None:
+        """Run ``work``'s script up to its first step, before the transaction: a first step
+        ``Volatile`` marks it volatile (see the module docstring). No statement runs here;
+        a script that ends or fails before asking for one is finished."""
+        try:
+            done, item = advance(work.script, None)
+            while not done and isinstance(item, Volatile):
+                work.volatile = True
+                done, item = advance(work.script, None)
+        except Exception as exc:
+            work.error = map_sqlite_error(exc)
+            work.first = _FINISHED
+            return
+        if done:
+            work.result = item
+            work.first = _FINISHED
+        else:
+            work.first = item
+
+    def _set_synchronous(self, conn: sqlite3.Connection, level: str) -> None:
+        """Outside a transaction only (SQLite refuses it inside one); a statement only when
+        the level changes."""
+        if level != self.synchronous:
+            conn.execute(f"PRAGMA synchronous = {_LEVELS[level]}")
+            self.synchronous = level
+
+    def _sync_wal(self) -> bool:
+        """fsync the WAL file: after a relaxed commit, exactly what a ``FULL`` commit would
+        have done (WAL mode syncs nothing else at commit), so the commit is durable before
+        the content files it dropped are unlinked. False if that failed: the files then stay
+        (orphans the garbage collection removes), a safe outcome."""
+        try:
+            fd = os.open(f"{self._path}-wal", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
+        return True
 
     def _transaction(self, conn: sqlite3.Connection, batch: Sequence[Work]) -> None:
         """One transaction for the batch. A lone request (the common case when the server
@@ -222,7 +318,8 @@ class SqliteExecutor:
         try:
             alone = len(batch) == 1
             for work in batch:
-                self._run_one(conn, work, savepoint=not alone)
+                if work.first is not _FINISHED:
+                    self._run_one(conn, work, savepoint=not alone)
             conn.execute("ROLLBACK" if alone and batch[0].error is not None else "COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -254,7 +351,7 @@ class SqliteExecutor:
         if savepoint:
             conn.execute("SAVEPOINT job")
         try:
-            work.result = drive(work.script, functools.partial(self._step, conn, work))
+            work.result = self._drive(conn, work)
         except (sqlite3.OperationalError, OSError):
             raise  # the transaction itself is in trouble: fail the whole batch
         except Exception as exc:
@@ -265,6 +362,13 @@ class SqliteExecutor:
                 conn.execute("ROLLBACK TO job")
         if savepoint:
             conn.execute("RELEASE job")
+
+    def _drive(self, conn: sqlite3.Connection, work: Work) -> Any:
+        """Run the rest of ``work``'s script, from the step :meth:`_start` stopped at."""
+        done, item = False, work.first
+        while not done:
+            done, item = advance(work.script, self._step(conn, work, item))
+        return item
 
     def _step(self, conn: sqlite3.Connection, work: Work, step: Any) -> Any:
         if isinstance(step, Query):
@@ -281,7 +385,8 @@ class SqliteExecutor:
         if isinstance(step, HasBlob):
             return inline.has_content(conn, self._blobs, step.sha256)
         if isinstance(step, DropBlobs):
-            inline.drop_inline(conn, step.sha256s)
+            if inline.drop_inline(conn, step.sha256s) < len(step.sha256s):
+                work.drops_files = True  # not all were kept in the database: files
             work.drops.extend(step.sha256s)  # files, if any, once committed
             return None
         if isinstance(step, Changed):
@@ -290,7 +395,7 @@ class SqliteExecutor:
         if isinstance(step, Serialize):
             return None  # BEGIN IMMEDIATE already excludes every other writer
         if isinstance(step, Volatile):
-            return None  # batched with durable ones under the same group commit
+            return None  # not the first step: too late to relax this commit (module doc)
         raise TypeError(f"unknown step {step!r}")
 
     def _remove_files(self, sha256s: Sequence[str]) -> None:

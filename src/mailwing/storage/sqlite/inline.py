@@ -101,13 +101,15 @@ def has_content(conn: sqlite3.Connection, blobs: BlobStore, sha256: str) -> bool
     return row is not None or blobs.exists(sha256)
 
 
-def drop_inline(conn: sqlite3.Connection, sha256s: tuple[str, ...]) -> None:
+def drop_inline(conn: sqlite3.Connection, sha256s: tuple[str, ...]) -> int:
     """``DropBlobs``: inline bytes go in the same transaction as their ``contents`` rows (as
-    on PostgreSQL); files are removed by the runner after the commit."""
-    conn.execute(
+    on PostgreSQL); files are removed by the runner after the commit. Returns how many of
+    them were inline (fewer than given: the others are files)."""
+    cursor = conn.execute(
         "DELETE FROM inline_contents WHERE sha256 IN (SELECT value FROM json_each(?))",
         (json.dumps(list(sha256s)),),
     )
+    return cursor.rowcount
 
 
 class InlineContentWriter(FileContentWriter):

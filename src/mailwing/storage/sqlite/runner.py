@@ -7,9 +7,12 @@ while the thread is busy (an fsync takes a while), new requests queue up; the ne
 all of them and hands them to the :class:`~.executor.SqliteExecutor` as one batch: one
 transaction, one savepoint per request, one ``COMMIT`` (one fsync with ``synchronous=FULL``).
 Futures are resolved only after that commit: an SMTP ``250`` is never sent for a message
-that a crash could still lose. Read-only requests taken in the same round run first, in a
-read transaction of their own, and are answered before the writes start (unless the round
-holds posted work), so a read never waits for someone else's fsync.
+that a crash could still lose. (A batch made only of flag changes, expunges and \\Recent
+claims commits with ``synchronous=NORMAL`` under the default ``storage.fsync_flag_changes``
+policy: still safe against a crash of the process, see :mod:`.executor`.) Read-only
+requests taken in the same round run first, in a read transaction of their own, and are
+answered before the writes start (unless the round holds posted work), so a read never waits
+for someone else's fsync.
 
 After each commit, the mailbox ids whose HIGHESTMODSEQ the committed requests raised (their
 :class:`~mailwing.storage.steps.Changed` steps) go to the ``on_change`` callback, still in the
