@@ -12,14 +12,19 @@ RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives i
 - ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk through
   :class:`~mailwing.proto.pop3.encode.DotStuffer` (and :class:`TopLimiter` for TOP, which stops
   reading storage once the header and the requested body lines are out), one ``conn.write``
-  (with ``drain``) per chunk, so a large message never sits whole in memory. Small messages
+  (with ``drain``) per :data:`~mailwing.server.connection.FLUSH_AT` octets, so a large
+  message never sits whole in memory; a small one goes out with its status line and its
+  terminator in one write (with the replies around it, if pipelined). Small messages
   are read ahead instead, up to 1 MiB of those that follow with one ``read_contents`` (one
   query on PostgreSQL), since clients retrieve the maildrop in order.
 - ``UpdateRequest``: one ``storage.expunge`` transaction (RFC 1939 section 6). If it fails
   nothing is removed and the client gets ``-ERR [SYS/TEMP]``. A connection that ends any other
   way (drop, timeout, shutdown) never reaches UPDATE, so nothing is removed.
 
-Replies to pipelined commands are collected and written together before the next read.
+Replies are queued on the connection (:meth:`Connection.send`) and written together when
+the core needs more input (:meth:`Connection.read` flushes first), before a blocking request
+(login, UPDATE) and before the TLS switch: replies to pipelined commands (RFC 2449 section 6)
+share one write, and no reply is held while the client waits for it.
 Connection-level ends are answered here: idle timeout and server shutdown with
 ``-ERR [SYS/TEMP]`` (RFC 2449 section 8 / RFC 3206), a dropped connection silently. An
 unexpected exception is logged and answered with ``-ERR [SYS/TEMP]`` rather than escaping.
@@ -114,7 +119,6 @@ class _Pop3Session:
         self.conn = conn
         self.core = core
         self.mailbox_id: int | None = None
-        self._out: list[bytes] = []
         self._contents: list[ContentInfo] = []  # the maildrop's, by message number - 1
         self._ahead: dict[str, bytes] = {}  # small contents read ahead (_read_ahead)
         self._ahead_from = 0  # message numbers below this were read ahead (or passed)
@@ -127,7 +131,9 @@ class _Pop3Session:
             await self._last_words(R.SHUTDOWN)  # nothing expunged: UPDATE was never reached
         except IdleTimeout:
             await self._last_words(R.IDLE_TIMEOUT)
-        except (ConnectionClosed, _Abort):
+        except _Abort:
+            await self.conn.write_last(b"")  # the +OK and the part of the message queued
+        except ConnectionClosed:
             pass
         except Exception:
             self.conn.log_failure("POP3 session failed")
@@ -149,29 +155,28 @@ class _Pop3Session:
             event = core.next_event()
             match event:
                 case SendReply(data=data):
-                    self._out.append(data)
+                    conn.send(data)
+                    if conn.full:
+                        await conn.flush()
                 case NeedData():
-                    await self._flush()
-                    core.receive_data(await conn.read())
+                    core.receive_data(await conn.read())  # flushes the queued replies first
                 case CommandReceived(name=name):
                     conn.command(name)
                     self._debug("command", command=name)  # never the arguments
                 case AuthRequest():
-                    await self._flush()
+                    await conn.flush()
                     await self._authenticate(event)
                 case StartTlsRequest():
-                    go_ahead = b"".join(self._out)  # the "+OK Begin TLS" and any before it
-                    self._out.clear()
-                    await conn.start_tls(go_ahead)
+                    await conn.start_tls()  # writes the queued "+OK Begin TLS" (and any before)
                     core.tls_started()
                     conn.log("tls started", cipher=conn.tls_cipher)
                 case RetrieveRequest():
                     await self._retrieve(event)
                 case UpdateRequest():
-                    await self._flush()
+                    await conn.flush()
                     await self._update(event)
                 case Close():
-                    await self._flush()
+                    await conn.flush()
                     return
 
     # -- requests -------------------------------------------------------------------------
@@ -262,22 +267,24 @@ class _Pop3Session:
                 self.conn.log("retrieve failed", number=req.number, error=str(exc))
                 self.core.retrieve_failed(gone=False)
                 return
-            self._out.append(req.reply)
+            conn = self.conn
+            conn.send(req.reply)
             chunk = first
             try:
                 while chunk is not None:
                     if limiter is not None:
                         chunk = limiter.feed(chunk)
-                    self._out.append(stuffer.encode(chunk))
-                    await self._flush()
+                    conn.send(stuffer.encode(chunk))
                     if limiter is not None and limiter.done:
                         break
+                    if conn.full:
+                        await conn.flush()
                     chunk = await anext(chunks, None)
             except StorageError as exc:
                 # +OK and part of the message are out: no reply can repair that
                 self.conn.log("retrieve failed mid-stream", number=req.number, error=str(exc))
                 raise _Abort from exc
-        self._out.append(stuffer.finish())
+        self.conn.send(stuffer.finish())  # written with the next reply group
         if limiter is None and stuffer.octets != req.item.octets:
             self.conn.log("size mismatch", number=req.number, announced=req.item.octets,
                           sent=stuffer.octets)
@@ -300,18 +307,8 @@ class _Pop3Session:
         self.core.update_done(len(removed))
 
     # -- output and logging ---------------------------------------------------------------
-    async def _flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            if data:
-                await self.conn.write(data)
-
     async def _last_words(self, reply: Reply) -> None:
-        self._out.append(reply.encode())
-        data = b"".join(self._out)
-        self._out.clear()
-        await self.conn.write_last(data)
+        await self.conn.write_last(reply.encode())  # after any replies still queued
 
     def _debug(self, event: str, **fields: object) -> None:
         self.conn.log(event, level=logging.DEBUG, **fields)
