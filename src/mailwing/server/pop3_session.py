@@ -5,17 +5,19 @@ RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives i
 :mod:`mailwing.proto.pop3.core`. This module only answers the core's requests:
 
 - ``AuthRequest``: :meth:`Authenticator.authenticate`, then a snapshot of the user's INBOX
-  (``list_mail``), given to the core as the session's fixed maildrop. The UIDL string is
-  ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions while the mailbox
-  keeps its UIDVALIDITY (RFC 1939 section 7).
+  (``list_mail``), given to the core as the session's fixed maildrop. The snapshot is kept
+  per process (:class:`_MaildropCache`) under the INBOX's (id, UIDVALIDITY, HIGHESTMODSEQ)
+  read at this login, so a login to an unchanged maildrop reads only the mailbox row. The
+  UIDL string is ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions
+  while the mailbox keeps its UIDVALIDITY (RFC 1939 section 7).
 - ``StartTlsRequest``: :meth:`Connection.start_tls` (which discards pipelined plaintext).
 - ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk through
   :class:`~mailwing.proto.pop3.encode.DotStuffer` (and :class:`TopLimiter` for TOP, which stops
   reading storage once the header and the requested body lines are out), one ``conn.write``
   (with ``drain``) per :data:`~mailwing.server.connection.FLUSH_AT` octets, so a large
   message never sits whole in memory; a small one goes out with its status line and its
-  terminator in one write (with the replies around it, if pipelined). Small messages
-  are read ahead instead, up to 1 MiB of those that follow with one ``read_contents`` (one
+  terminator in one write (with the replies around it, if pipelined). Small messages are
+  read ahead, up to 1 MiB of those that follow with one ``read_contents`` (one
   query on PostgreSQL), since clients retrieve the maildrop in order.
 - ``UpdateRequest``: one ``storage.expunge`` transaction (RFC 1939 section 6). If it fails
   nothing is removed and the client gets ``-ERR [SYS/TEMP]``. A connection that ends any other
@@ -34,10 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import cast
 
-from mailwing.model import ContentInfo, User
+from mailwing.model import ContentInfo, Mailbox, User
 from mailwing.proto.pop3.core import Pop3Core
 from mailwing.proto.pop3.encode import DotStuffer, TopLimiter
 from mailwing.proto.pop3.events import (
@@ -57,6 +61,7 @@ from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout
 from mailwing.services.auth import AuthOutcome
 from mailwing.services.context import AppContext
 from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.interface import Storage
 
 __all__ = ["CHUNK_SIZE", "handle_pop3", "uidl_for"]
 
@@ -96,6 +101,54 @@ async def _pieces(data: bytes) -> AsyncIterator[bytes]:
     """A content read ahead, in the slices ``open_content`` would give."""
     for start in range(0, len(data), CHUNK_SIZE):
         yield data[start : start + CHUNK_SIZE]
+
+
+class _MaildropCache:
+    """The maildrops of recent logins, per storage object (process-wide).
+
+    Why: POP3 clients poll, and most logins find the maildrop as it was; rebuilding it from
+    one row per message was about an eighth of a POP3 worker's CPU. Why it is safe across
+    processes and nodes: every append and expunge raises the mailbox's HIGHESTMODSEQ in its
+    transaction (flag changes too), UIDVALIDITY values never repeat within a database, and
+    each login reads the mailbox row first: a snapshot is used only when that row still shows
+    the (id, UIDVALIDITY, HIGHESTMODSEQ) it was stored under. A snapshot listed after that
+    row was read may already include a later change; it is then stored under an older
+    HIGHESTMODSEQ than it shows and simply never matches again (modseqs only grow). Bounded
+    to :attr:`SIZE` mailboxes (least recently used out) and :attr:`MAX_ITEMS` messages
+    each, so a huge maildrop is not kept."""
+
+    SIZE = 256
+    MAX_ITEMS = 5000
+
+    def __init__(self) -> None:
+        self._by_storage: weakref.WeakKeyDictionary[
+            Storage, OrderedDict[int, tuple[tuple[int, int], tuple[MaildropItem, ...]]]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, storage: Storage, mailbox: Mailbox) -> tuple[MaildropItem, ...] | None:
+        lru = self._by_storage.get(storage)
+        found = lru.get(mailbox.id) if lru is not None else None
+        if found is None or found[0] != (mailbox.uidvalidity, mailbox.highestmodseq):
+            return None
+        assert lru is not None
+        lru.move_to_end(mailbox.id)
+        return found[1]
+
+    def put(self, storage: Storage, mailbox: Mailbox, items: tuple[MaildropItem, ...]) -> None:
+        try:
+            lru = self._by_storage.setdefault(storage, OrderedDict())
+        except TypeError:  # a storage that takes no weak reference is not cached for
+            return
+        if len(items) > self.MAX_ITEMS:
+            lru.pop(mailbox.id, None)
+            return
+        lru[mailbox.id] = ((mailbox.uidvalidity, mailbox.highestmodseq), items)
+        lru.move_to_end(mailbox.id)
+        while len(lru) > self.SIZE:
+            lru.popitem(last=False)
+
+
+_maildrops = _MaildropCache()
 
 
 class _Abort(Exception):
@@ -206,20 +259,23 @@ class _Pop3Session:
                       tls=self.conn.tls_active)
         self.core.auth_succeeded(maildrop)
 
-    async def _snapshot(self, user: User) -> list[MaildropItem]:
+    async def _snapshot(self, user: User) -> tuple[MaildropItem, ...]:
         storage = self.ctx.storage
         mailbox = await storage.get_mailbox(user.id, "INBOX")
         if mailbox is None:
             self.mailbox_id = None
-            return []
+            return ()
         self.mailbox_id = mailbox.id
-        entries = await storage.list_mail(mailbox.id)
-        self._contents = [e.content for e in entries]
-        return [
-            MaildropItem(e.uid, uidl_for(mailbox.uidvalidity, e.uid), e.content.crlf_size,
-                         e.content)
-            for e in entries
-        ]
+        items = _maildrops.get(storage, mailbox)  # valid for the row just read
+        if items is None:
+            validity = mailbox.uidvalidity
+            items = tuple(
+                MaildropItem(e.uid, uidl_for(validity, e.uid), e.content.crlf_size, e.content)
+                for e in await storage.list_mail(mailbox.id)
+            )
+            _maildrops.put(storage, mailbox, items)
+        self._contents = [cast(ContentInfo, item.content) for item in items]
+        return items
 
     async def _read_ahead(self, number: int, info: ContentInfo) -> bytes | None:
         """A small message's bytes, read together with the small messages that follow it
