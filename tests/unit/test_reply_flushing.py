@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,42 @@ async def test_imap_pipelined_commands_share_one_write(env: Env) -> None:
         return writes
 
     assert await in_thread(session) == 1
+
+
+# -- the connection's queue ------------------------------------------------------------------
+async def test_queued_replies_go_out_before_compression_starts_and_before_a_read() -> None:
+    """A reply queued before COMPRESS began is sent as it was (uncompressed), ahead of the
+    first compressed write; read() sends the queue before it waits for the client."""
+    accepted: asyncio.Queue[Connection] = asyncio.Queue()
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(Connection(reader, writer, listener="imap", ssl_context=None,
+                                      idle_timeout=10))
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client_reader, client_writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = await accepted.get()
+    try:
+        conn.send(b"a OK queued\r\n")
+        assert not conn.full
+        conn.start_compression()
+        await conn.write(b"* compressed\r\n")
+        assert await client_reader.readexactly(13) == b"a OK queued\r\n"
+        inflate = zlib.decompressobj(-15)
+        got = b""
+        while got != b"* compressed\r\n":
+            got += inflate.decompress(await client_reader.read(100))
+        conn.send(b"* answer\r\n")
+        read = asyncio.ensure_future(conn.read())
+        got = b""
+        while got != b"* answer\r\n":  # arrives while the server waits for input
+            got += inflate.decompress(await client_reader.read(100))
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        client_writer.write(deflate.compress(b"b NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+        assert await read == b"b NOOP\r\n"
+    finally:
+        client_writer.close()
+        conn.writer.close()
+        server.close()
+        await server.wait_closed()

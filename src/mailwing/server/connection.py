@@ -206,10 +206,7 @@ class Connection:
         answers given before compression began: they go out uncompressed, now (their drain
         check is left to the next :meth:`flush`)."""
         if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._pending_size = 0
-            self.writer.write(data)
+            self.writer.write(self.take_pending())
         if self._deflate is None:
             self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
             self._inflate = zlib.decompressobj(-15)
@@ -299,10 +296,6 @@ class Connection:
         """The queue holds :data:`FLUSH_AT` octets or more: time to :meth:`flush`."""
         return self._pending_size >= FLUSH_AT
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending)
-
     def take_pending(self) -> bytes:
         """Remove and return the queued replies (for a TLS go-ahead or last words)."""
         data = b"".join(self._pending)
@@ -330,9 +323,7 @@ class Connection:
         through ``drain``, which reports it."""
         if self._pending:
             self._pending.append(data)
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._pending_size = 0
+            data = self.take_pending()
             if not data:
                 return
         if self._deflate is not None:

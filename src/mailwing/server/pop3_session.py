@@ -197,11 +197,12 @@ class _Pop3Session:
 
         POP3 and SMTP each have this loop rather than one shared driver: the four cases they
         share (send, read, count a command, close) are three lines each, and everything else
-        is a match on the core's own event classes with protocol-specific handling (POP3 hands
-        its buffered go-ahead line to the TLS upgrade; SMTP streams body chunks). A shared
+        is a match on the core's own event classes with protocol-specific handling (POP3 streams
+        RETR from storage; SMTP streams body chunks). A shared
         driver would need a dispatch table plus hooks and read worse than two short matches;
-        what is really common (buffered writes, bounded reads, STARTTLS, the failure log and the
-        goodbye line) already lives once, on :class:`~mailwing.server.connection.Connection`.
+        what is really common (replies queued and flushed before each read, bounded reads,
+        STARTTLS, the failure log and the goodbye line) already lives once, on
+        :class:`~mailwing.server.connection.Connection`.
         """
         core, conn = self.core, self.conn
         while True:
@@ -215,7 +216,8 @@ class _Pop3Session:
                     core.receive_data(await conn.read())  # flushes the queued replies first
                 case CommandReceived(name=name):
                     conn.command(name)
-                    self._debug("command", command=name)  # never the arguments
+                    if log.isEnabledFor(logging.DEBUG):
+                        self._debug("command", command=name)  # never the arguments
                 case AuthRequest():
                     await conn.flush()
                     await self._authenticate(event)
