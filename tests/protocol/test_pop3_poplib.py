@@ -191,3 +191,28 @@ def test_plaintext_refused(server_factory: type[MailwingServer], tmp_path: Path,
     c.user(USER)
     assert c.pass_(PASSWORD).startswith(b"+OK")
     c.quit()
+
+
+def test_maildrop_snapshot_follows_changes_made_elsewhere(server: MailwingServer) -> None:
+    """Each login's maildrop is what the database holds at that login, also when the worker
+    keeps the last snapshot of the mailbox (it is reused only while the mailbox's
+    HIGHESTMODSEQ is unchanged): deliveries by another process and expunges are seen."""
+    server.deliver(USER, MESSAGES[0])
+    server.deliver(USER, MESSAGES[1])
+    for _ in range(2):  # the second login may be answered from the worker's snapshot
+        c = connect(server)
+        assert c.stat()[0] == 2
+        first = c.uidl()[1]
+        c.quit()
+    server.deliver(USER, MESSAGES[2])  # `mailwing deliver`: another process
+    c = connect(server)
+    assert c.stat()[0] == 3
+    uidl = c.uidl()[1]
+    assert uidl[:2] == first
+    _, lines, _ = c.retr(3)
+    assert (b"\r\n".join(lines) + b"\r\n").endswith(crlf(MESSAGES[2]))
+    c.dele(1)
+    c.quit()
+    c = connect(server)
+    assert [line.split()[1] for line in c.uidl()[1]] == [line.split()[1] for line in uidl[1:]]
+    c.quit()

@@ -493,3 +493,41 @@ async def test_retr_reads_small_messages_ahead_in_one_call(env: Env) -> None:
     env.storage.fail.add("read_contents")
     assert await in_thread(client) == bodies
     assert calls == ["open_content"] * 5
+
+
+async def test_maildrop_snapshot_is_revalidated_at_every_login(env: Env) -> None:
+    """The process keeps the last maildrop of a mailbox, but a login uses it only while the
+    mailbox row it reads still has the same HIGHESTMODSEQ: changes made through storage
+    behind the session layer's back (another process would do the same) are seen."""
+    await env.add_user("u@x.test")
+    uids = [await env.deliver("u@x.test", m) for m in MESSAGES]
+    port = await env.listen()
+    reads: list[int] = []
+    inner_list_mail = env.real.list_mail
+
+    async def counted(mailbox_id: int) -> Any:
+        reads.append(mailbox_id)
+        return await inner_list_mail(mailbox_id)
+
+    env.storage.list_mail = counted  # type: ignore[attr-defined]
+
+    def uidls() -> list[bytes]:
+        c = login(port)
+        _, lines, _ = c.uidl()
+        c.quit()
+        return [line.split()[1] for line in lines]
+
+    first = await in_thread(uidls)
+    assert len(first) == 3
+    assert await in_thread(uidls) == first
+    assert len(reads) == 1  # unchanged: the snapshot was reused
+    await env.deliver("u@x.test", b"Subject: four\r\n\r\nfour\r\n")
+    fourth = await in_thread(uidls)
+    assert fourth[:3] == first and len(fourth) == 4
+    assert len(reads) == 2
+    user = await env.real.get_user("u@x.test")
+    assert user is not None
+    box = await env.real.get_mailbox(user.id, "INBOX")
+    assert box is not None
+    await env.real.expunge(box.id, [uids[1]])
+    assert await in_thread(uidls) == [first[0], first[2], fourth[3]]

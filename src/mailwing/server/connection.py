@@ -1,7 +1,11 @@
 """One client connection as the protocol sessions see it: bytes in, bytes out, TLS on demand.
 
 Sessions never touch asyncio streams directly; they read with an idle timeout, write with
-back-pressure (``drain``) and upgrade with :meth:`Connection.start_tls`. Driver errors
+back-pressure (``drain``) and upgrade with :meth:`Connection.start_tls`. Replies can be
+queued with :meth:`Connection.send` instead of written: the queue goes out in one transport
+write when the session reads next (or flushes, starts TLS, says its last words), so the
+answers to pipelined commands cost one syscall, not one each, and a session cannot forget to
+flush before it waits for the client. Driver errors
 (``ConnectionResetError``, ``ssl.SSLError``, timeouts) are mapped here, at one boundary, to
 :class:`ConnectionClosed` and :class:`IdleTimeout`.
 
@@ -31,6 +35,10 @@ __all__ = ["Connection", "ConnectionClosed", "IdleTimeout", "PeerInfo", "ServerS
 
 log = logging.getLogger("mailwing.session")
 _ids = itertools.count(1)
+
+#: :meth:`Connection.send` queues up to this many octets before the session should flush
+#: (a bound on memory per connection; larger than most reply groups, a small RETR included)
+FLUSH_AT = 64 * 1024
 
 
 @runtime_checkable
@@ -110,6 +118,10 @@ class Connection:
         self._deflate: Any = None  # zlib compressor once COMPRESS=DEFLATE is active
         self._inflate: Any = None
         self._command: tuple[str, float] | None = None  # the command being answered, since
+        #: replies queued by :meth:`send`, written together by :meth:`flush` (which
+        #: :meth:`read` calls first, so nothing the client waits for is ever held)
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def command(self, name: str) -> None:
         """Count one protocol command (called by each session where it dispatches one). Its
@@ -190,14 +202,24 @@ class Connection:
 
     def start_compression(self) -> None:
         """Raw DEFLATE (window 2**15, no zlib header) in both directions, from the next
-        read and write on (RFC 4978 section 3)."""
+        read and write on (RFC 4978 section 3). Replies still queued by :meth:`send` were
+        answers given before compression began: they go out uncompressed, now (their drain
+        check is left to the next :meth:`flush`)."""
+        if self._pending:
+            self.writer.write(self.take_pending())
         if self._deflate is None:
             self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
             self._inflate = zlib.decompressobj(-15)
 
     # -- I/O ------------------------------------------------------------------------------
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """See :meth:`_read`; with compression on, inflated (never an empty result)."""
+        """See :meth:`_read`; with compression on, inflated (never an empty result).
+
+        Replies queued by :meth:`send` are flushed first: a session waits for its client
+        only after everything the client may be waiting for has gone out (RFC 2920 section
+        3.1, RFC 2449 section 6: flush when the input buffer is empty)."""
+        if self._pending:
+            await self.flush()
         inflate = self._inflate
         if inflate is None:
             return await self._read(max_bytes)
@@ -257,8 +279,38 @@ class Connection:
                 raise ConnectionClosed("PROXY header from an untrusted address")
         return data
 
+    # -- output: queued replies, written in one go ---------------------------------------
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` behind the replies already queued, without writing.
+
+        Sessions queue the replies to pipelined commands here and let :meth:`read` (or an
+        explicit :meth:`flush`) write them in one transport write and one drain check: one
+        ``send`` syscall (and, over TLS, one record; with COMPRESS, one sync flush) per
+        group of commands instead of one per reply. A session that keeps queueing without
+        reading (a long RETR, many pipelined commands) checks :attr:`full` and flushes."""
+        self._pending.append(data)
+        self._pending_size += len(data)
+
+    @property
+    def full(self) -> bool:
+        """The queue holds :data:`FLUSH_AT` octets or more: time to :meth:`flush`."""
+        return self._pending_size >= FLUSH_AT
+
+    def take_pending(self) -> bytes:
+        """Remove and return the queued replies (for a TLS go-ahead or last words)."""
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        return data
+
+    async def flush(self) -> None:
+        """Write the queued replies (see :meth:`write` for back-pressure)."""
+        if self._pending:
+            await self.write(b"")
+
     async def write(self, data: bytes) -> None:
-        """Send ``data`` and wait until the transport buffer has room again.
+        """Send the queued replies and ``data``, and wait until the transport buffer has room
+        again.
 
         A peer that stops reading for longer than the idle limit (its receive window full
         in the middle of a large message) is treated as gone, so it cannot hold a session
@@ -269,6 +321,11 @@ class Connection:
         because the timeout around it costs a task and a timer per response. The buffer
         stays bounded by that mark plus one write, and a closed transport still goes
         through ``drain``, which reports it."""
+        if self._pending:
+            self._pending.append(data)
+            data = self.take_pending()
+            if not data:
+                return
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
@@ -290,6 +347,7 @@ class Connection:
         """Send a session's last words (pending replies and its goodbye: POP3 ``-ERR``, SMTP
         ``421``, IMAP ``* BYE``) without letting a peer that reads nothing, or is gone
         already, hold the closing session: bounded by ``timeout``, failures ignored."""
+        data = self.take_pending() + data
         with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
             await asyncio.wait_for(self.write(data), timeout)
 
@@ -305,6 +363,8 @@ class Connection:
         as RFC 3207 section 4.2 and RFC 2595 section 3.1 require (a command injection)."""
         if self.ssl_context is None:
             raise RuntimeError("no TLS context configured")
+        if self._pending:
+            go_ahead = self.take_pending() + go_ahead
         transport = self.writer.transport
         if not isinstance(transport, _PausableTransport):
             raise RuntimeError("this transport cannot pause reading")

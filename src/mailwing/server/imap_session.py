@@ -12,8 +12,11 @@ pending updates in :mod:`mailwing.services.imap_selected`. This loop only:
 - refuses a command not allowed in the current state with ``BAD``;
 - after each command in the selected state catches up with other sessions and sends the
   untagged updates allowed at that moment (no EXPUNGE after FETCH, STORE or SEARCH, but
-  after their UID forms, section 7.4.1), then the tagged completion, then flushes
-  (``drain``) before reading again;
+  after their UID forms, section 7.4.1), then the tagged completion; the responses are
+  written (one write, one ``drain`` check) when no further complete command is buffered,
+  before a continuation request, or once :data:`~mailwing.server.connection.FLUSH_AT` octets
+  are queued, so the answers to pipelined commands share a write and none is held while the
+  client waits for it;
 - ends the session with ``* BYE``: after LOGOUT, after ``limits.max_errors`` BAD/NO-for-syntax
   answers in a row, after ``limits.max_auth_failures`` failed logins, on idle timeout
   (autologout, section 5.4), on server shutdown, on an unexpected error (logged), or when
@@ -37,7 +40,13 @@ from mailwing.proto.imap.events import (
 from mailwing.proto.imap.reader import ImapReader
 from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.states import State, allowed
-from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.server.connection import (
+    FLUSH_AT,
+    Connection,
+    ConnectionClosed,
+    IdleTimeout,
+    ServerShutdown,
+)
 from mailwing.server.imap import HANDLERS
 from mailwing.server.imap.auth import capability_list
 from mailwing.server.imap.base import Refusal, SessionState, sync_view, unavailable
@@ -153,7 +162,10 @@ class _ImapSession:
             self._error()
         else:
             self.errors = 0
-        await s.flush()
+        # written when the reader needs more input (NeedData in _loop): replies to pipelined
+        # commands go out together; a long pipeline is flushed once FLUSH_AT octets are queued
+        if sum(map(len, s.out)) >= FLUSH_AT:
+            await s.flush()
 
     # -- raw lines (AUTHENTICATE continuations, IDLE's DONE) -----------------------------
     async def read_line(self) -> bytes:

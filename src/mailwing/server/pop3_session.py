@@ -5,21 +5,28 @@ RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives i
 :mod:`mailwing.proto.pop3.core`. This module only answers the core's requests:
 
 - ``AuthRequest``: :meth:`Authenticator.authenticate`, then a snapshot of the user's INBOX
-  (``list_mail``), given to the core as the session's fixed maildrop. The UIDL string is
-  ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions while the mailbox
-  keeps its UIDVALIDITY (RFC 1939 section 7).
+  (``list_mail``), given to the core as the session's fixed maildrop. The snapshot is kept
+  per process (:class:`_MaildropCache`) under the INBOX's (id, UIDVALIDITY, HIGHESTMODSEQ)
+  read at this login, so a login to an unchanged maildrop reads only the mailbox row. The
+  UIDL string is ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions
+  while the mailbox keeps its UIDVALIDITY (RFC 1939 section 7).
 - ``StartTlsRequest``: :meth:`Connection.start_tls` (which discards pipelined plaintext).
 - ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk through
   :class:`~mailwing.proto.pop3.encode.DotStuffer` (and :class:`TopLimiter` for TOP, which stops
   reading storage once the header and the requested body lines are out), one ``conn.write``
-  (with ``drain``) per chunk, so a large message never sits whole in memory. Small messages
-  are read ahead instead, up to 1 MiB of those that follow with one ``read_contents`` (one
+  (with ``drain``) per :data:`~mailwing.server.connection.FLUSH_AT` octets, so a large
+  message never sits whole in memory; a small one goes out with its status line and its
+  terminator in one write (with the replies around it, if pipelined). Small messages are
+  read ahead, up to 1 MiB of those that follow with one ``read_contents`` (one
   query on PostgreSQL), since clients retrieve the maildrop in order.
 - ``UpdateRequest``: one ``storage.expunge`` transaction (RFC 1939 section 6). If it fails
   nothing is removed and the client gets ``-ERR [SYS/TEMP]``. A connection that ends any other
   way (drop, timeout, shutdown) never reaches UPDATE, so nothing is removed.
 
-Replies to pipelined commands are collected and written together before the next read.
+Replies are queued on the connection (:meth:`Connection.send`) and written together when
+the core needs more input (:meth:`Connection.read` flushes first), before a blocking request
+(login, UPDATE) and before the TLS switch: replies to pipelined commands (RFC 2449 section 6)
+share one write, and no reply is held while the client waits for it.
 Connection-level ends are answered here: idle timeout and server shutdown with
 ``-ERR [SYS/TEMP]`` (RFC 2449 section 8 / RFC 3206), a dropped connection silently. An
 unexpected exception is logged and answered with ``-ERR [SYS/TEMP]`` rather than escaping.
@@ -29,10 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import cast
 
-from mailwing.model import ContentInfo, User
+from mailwing.model import ContentInfo, Mailbox, User
 from mailwing.proto.pop3.core import Pop3Core
 from mailwing.proto.pop3.encode import DotStuffer, TopLimiter
 from mailwing.proto.pop3.events import (
@@ -52,6 +61,7 @@ from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout
 from mailwing.services.auth import AuthOutcome
 from mailwing.services.context import AppContext
 from mailwing.storage.errors import NotFound, StorageError
+from mailwing.storage.interface import Storage
 
 __all__ = ["CHUNK_SIZE", "handle_pop3", "uidl_for"]
 
@@ -93,6 +103,54 @@ async def _pieces(data: bytes) -> AsyncIterator[bytes]:
         yield data[start : start + CHUNK_SIZE]
 
 
+class _MaildropCache:
+    """The maildrops of recent logins, per storage object (process-wide).
+
+    Why: POP3 clients poll, and most logins find the maildrop as it was; rebuilding it from
+    one row per message was about an eighth of a POP3 worker's CPU. Why it is safe across
+    processes and nodes: every append and expunge raises the mailbox's HIGHESTMODSEQ in its
+    transaction (flag changes too), UIDVALIDITY values never repeat within a database, and
+    each login reads the mailbox row first: a snapshot is used only when that row still shows
+    the (id, UIDVALIDITY, HIGHESTMODSEQ) it was stored under. A snapshot listed after that
+    row was read may already include a later change; it is then stored under an older
+    HIGHESTMODSEQ than it shows and simply never matches again (modseqs only grow). Bounded
+    to :attr:`SIZE` mailboxes (least recently used out) and :attr:`MAX_ITEMS` messages
+    each, so a huge maildrop is not kept."""
+
+    SIZE = 256
+    MAX_ITEMS = 5000
+
+    def __init__(self) -> None:
+        self._by_storage: weakref.WeakKeyDictionary[
+            Storage, OrderedDict[int, tuple[tuple[int, int], tuple[MaildropItem, ...]]]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, storage: Storage, mailbox: Mailbox) -> tuple[MaildropItem, ...] | None:
+        lru = self._by_storage.get(storage)
+        found = lru.get(mailbox.id) if lru is not None else None
+        if found is None or found[0] != (mailbox.uidvalidity, mailbox.highestmodseq):
+            return None
+        assert lru is not None
+        lru.move_to_end(mailbox.id)
+        return found[1]
+
+    def put(self, storage: Storage, mailbox: Mailbox, items: tuple[MaildropItem, ...]) -> None:
+        try:
+            lru = self._by_storage.setdefault(storage, OrderedDict())
+        except TypeError:  # a storage that takes no weak reference is not cached for
+            return
+        if len(items) > self.MAX_ITEMS:
+            lru.pop(mailbox.id, None)
+            return
+        lru[mailbox.id] = ((mailbox.uidvalidity, mailbox.highestmodseq), items)
+        lru.move_to_end(mailbox.id)
+        while len(lru) > self.SIZE:
+            lru.popitem(last=False)
+
+
+_maildrops = _MaildropCache()
+
+
 class _Abort(Exception):
     """The session cannot continue (storage failed in the middle of a RETR)."""
 
@@ -114,7 +172,6 @@ class _Pop3Session:
         self.conn = conn
         self.core = core
         self.mailbox_id: int | None = None
-        self._out: list[bytes] = []
         self._contents: list[ContentInfo] = []  # the maildrop's, by message number - 1
         self._ahead: dict[str, bytes] = {}  # small contents read ahead (_read_ahead)
         self._ahead_from = 0  # message numbers below this were read ahead (or passed)
@@ -127,7 +184,9 @@ class _Pop3Session:
             await self._last_words(R.SHUTDOWN)  # nothing expunged: UPDATE was never reached
         except IdleTimeout:
             await self._last_words(R.IDLE_TIMEOUT)
-        except (ConnectionClosed, _Abort):
+        except _Abort:
+            await self.conn.write_last(b"")  # the +OK and the part of the message queued
+        except ConnectionClosed:
             pass
         except Exception:
             self.conn.log_failure("POP3 session failed")
@@ -138,40 +197,41 @@ class _Pop3Session:
 
         POP3 and SMTP each have this loop rather than one shared driver: the four cases they
         share (send, read, count a command, close) are three lines each, and everything else
-        is a match on the core's own event classes with protocol-specific handling (POP3 hands
-        its buffered go-ahead line to the TLS upgrade; SMTP streams body chunks). A shared
+        is a match on the core's own event classes with protocol-specific handling (POP3 streams
+        RETR from storage; SMTP streams body chunks). A shared
         driver would need a dispatch table plus hooks and read worse than two short matches;
-        what is really common (buffered writes, bounded reads, STARTTLS, the failure log and the
-        goodbye line) already lives once, on :class:`~mailwing.server.connection.Connection`.
+        what is really common (replies queued and flushed before each read, bounded reads,
+        STARTTLS, the failure log and the goodbye line) already lives once, on
+        :class:`~mailwing.server.connection.Connection`.
         """
         core, conn = self.core, self.conn
         while True:
             event = core.next_event()
             match event:
                 case SendReply(data=data):
-                    self._out.append(data)
+                    conn.send(data)
+                    if conn.full:
+                        await conn.flush()
                 case NeedData():
-                    await self._flush()
-                    core.receive_data(await conn.read())
+                    core.receive_data(await conn.read())  # flushes the queued replies first
                 case CommandReceived(name=name):
                     conn.command(name)
-                    self._debug("command", command=name)  # never the arguments
+                    if log.isEnabledFor(logging.DEBUG):
+                        self._debug("command", command=name)  # never the arguments
                 case AuthRequest():
-                    await self._flush()
+                    await conn.flush()
                     await self._authenticate(event)
                 case StartTlsRequest():
-                    go_ahead = b"".join(self._out)  # the "+OK Begin TLS" and any before it
-                    self._out.clear()
-                    await conn.start_tls(go_ahead)
+                    await conn.start_tls()  # writes the queued "+OK Begin TLS" (and any before)
                     core.tls_started()
                     conn.log("tls started", cipher=conn.tls_cipher)
                 case RetrieveRequest():
                     await self._retrieve(event)
                 case UpdateRequest():
-                    await self._flush()
+                    await conn.flush()
                     await self._update(event)
                 case Close():
-                    await self._flush()
+                    await conn.flush()
                     return
 
     # -- requests -------------------------------------------------------------------------
@@ -201,20 +261,23 @@ class _Pop3Session:
                       tls=self.conn.tls_active)
         self.core.auth_succeeded(maildrop)
 
-    async def _snapshot(self, user: User) -> list[MaildropItem]:
+    async def _snapshot(self, user: User) -> tuple[MaildropItem, ...]:
         storage = self.ctx.storage
         mailbox = await storage.get_mailbox(user.id, "INBOX")
         if mailbox is None:
             self.mailbox_id = None
-            return []
+            return ()
         self.mailbox_id = mailbox.id
-        entries = await storage.list_mail(mailbox.id)
-        self._contents = [e.content for e in entries]
-        return [
-            MaildropItem(e.uid, uidl_for(mailbox.uidvalidity, e.uid), e.content.crlf_size,
-                         e.content)
-            for e in entries
-        ]
+        items = _maildrops.get(storage, mailbox)  # valid for the row just read
+        if items is None:
+            validity = mailbox.uidvalidity
+            items = tuple(
+                MaildropItem(e.uid, uidl_for(validity, e.uid), e.content.crlf_size, e.content)
+                for e in await storage.list_mail(mailbox.id)
+            )
+            _maildrops.put(storage, mailbox, items)
+        self._contents = [cast(ContentInfo, item.content) for item in items]
+        return items
 
     async def _read_ahead(self, number: int, info: ContentInfo) -> bytes | None:
         """A small message's bytes, read together with the small messages that follow it
@@ -262,22 +325,24 @@ class _Pop3Session:
                 self.conn.log("retrieve failed", number=req.number, error=str(exc))
                 self.core.retrieve_failed(gone=False)
                 return
-            self._out.append(req.reply)
+            conn = self.conn
+            conn.send(req.reply)
             chunk = first
             try:
                 while chunk is not None:
                     if limiter is not None:
                         chunk = limiter.feed(chunk)
-                    self._out.append(stuffer.encode(chunk))
-                    await self._flush()
+                    conn.send(stuffer.encode(chunk))
                     if limiter is not None and limiter.done:
                         break
+                    if conn.full:
+                        await conn.flush()
                     chunk = await anext(chunks, None)
             except StorageError as exc:
                 # +OK and part of the message are out: no reply can repair that
                 self.conn.log("retrieve failed mid-stream", number=req.number, error=str(exc))
                 raise _Abort from exc
-        self._out.append(stuffer.finish())
+        self.conn.send(stuffer.finish())  # written with the next reply group
         if limiter is None and stuffer.octets != req.item.octets:
             self.conn.log("size mismatch", number=req.number, announced=req.item.octets,
                           sent=stuffer.octets)
@@ -300,18 +365,8 @@ class _Pop3Session:
         self.core.update_done(len(removed))
 
     # -- output and logging ---------------------------------------------------------------
-    async def _flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            if data:
-                await self.conn.write(data)
-
     async def _last_words(self, reply: Reply) -> None:
-        self._out.append(reply.encode())
-        data = b"".join(self._out)
-        self._out.clear()
-        await self.conn.write_last(data)
+        await self.conn.write_last(reply.encode())  # after any replies still queued
 
     def _debug(self, event: str, **fields: object) -> None:
         self.conn.log(event, level=logging.DEBUG, **fields)

@@ -9,8 +9,10 @@ in :mod:`mailwing.services.inbound`. This module only connects them:
   offered too and then relay rules follow the authenticated user, as on submission);
   ``submission`` (STARTTLS, RFC 3207) and ``smtps`` (implicit TLS, RFC 8314) require AUTH
   before MAIL.
-- Replies to pipelined commands (RFC 2920) are collected and written in one go whenever the
-  core needs more input or before a TLS upgrade: one write per command group.
+- Replies to pipelined commands (RFC 2920) are queued on the connection
+  (:meth:`Connection.send`) and written in one go whenever the core needs more input
+  (:meth:`Connection.read` flushes first: RFC 2920 section 3.1's "input buffer empty") or
+  with the go-ahead of a TLS upgrade: one write per command group.
 - Remote recipients of authenticated sessions are queued in the commit's transaction
   (``services.inbound``); the outbound worker of this process is woken at once
   (:mod:`mailwing.queue.wakeup`), others find the message when they poll.
@@ -100,7 +102,6 @@ class _SmtpSession:
         self.ctx = ctx
         self.conn = conn
         self.core = core
-        self._out: list[bytes] = []
         self._message: InboundMessage | None = None
         self._queue_id = ""
         self._failed: str | None = None  # why the body cannot be stored (storage error)
@@ -131,10 +132,11 @@ class _SmtpSession:
             event = core.next_event()
             match event:
                 case SendReply(data=data):
-                    self._out.append(data)
+                    conn.send(data)
+                    if conn.full:
+                        await conn.flush()
                 case NeedData():
-                    await self._flush()
-                    core.receive_data(await conn.read())
+                    core.receive_data(await conn.read())  # flushes the queued replies first
                 case CommandReceived(name=name):
                     conn.command(name)
                     conn.log("command", level=logging.DEBUG, command=name)
@@ -154,11 +156,14 @@ class _SmtpSession:
                 case AuthRequest():
                     await self._authenticate(event)
                 case StartTlsRequest():
-                    await self._upgrade()
+                    # "220 ready to start TLS" (and any replies queued before it) goes out
+                    # once reading is paused, so a quick client's ClientHello is not taken
+                    # for pipelined plaintext (see Connection.start_tls)
+                    await conn.start_tls()
                     core.tls_started()
                     conn.log("tls started", cipher=conn.tls_cipher)
                 case Close():
-                    await self._flush()
+                    await conn.flush()
                     return
 
     # -- requests -------------------------------------------------------------------------
@@ -299,22 +304,5 @@ class _SmtpSession:
                       queue_id=self._queue_id, result=result, code=code, error=error)
 
     # -- output ---------------------------------------------------------------------------
-    async def _flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            await self.conn.write(data)
-
-    async def _upgrade(self) -> None:
-        """Send ``220 ready to start TLS`` (and any replies queued before it) and switch to
-        TLS: :meth:`Connection.start_tls` pauses reading before the reply goes out, so a
-        quick client's ClientHello is not mistaken for pipelined plaintext."""
-        data = b"".join(self._out)
-        self._out.clear()
-        await self.conn.start_tls(data)
-
     async def _last_words(self, reply: Reply) -> None:
-        self._out.append(reply.encode())
-        data = b"".join(self._out)
-        self._out.clear()
-        await self.conn.write_last(data)
+        await self.conn.write_last(reply.encode())  # after any replies still queued
