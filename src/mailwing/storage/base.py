@@ -65,6 +65,12 @@ class ScriptedStorage:
 
     _waiters: ChangeWaiters
 
+    #: The scripts of the two hottest IMAP paths (STORE, and every command's catch-up). A
+    #: backend may put its own in their place, with the same results: PostgreSQL does each
+    #: in one statement (:mod:`mailwing.storage.postgres.scripts`).
+    _set_flags_script = staticmethod(scripts_mail.set_flags)
+    _mail_changes_script = staticmethod(scripts_mail.mail_changes)
+
     async def _start_listening(self) -> None:
         """Make sure the cross-process wake-up transport is open (called before each check)."""
 
@@ -236,7 +242,7 @@ class ScriptedStorage:
             if modified is not None:
                 return [], modified
         return await self._run(
-            scripts_mail.set_flags(mailbox_id, uids, flags, mode, unchanged_since)
+            self._set_flags_script(mailbox_id, uids, flags, mode, unchanged_since)
         )
 
     async def copy_mail(
@@ -250,7 +256,7 @@ class ScriptedStorage:
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
     ) -> tuple[int, list[MailEntry], list[int]]:
-        return await self._read(scripts_mail.mail_changes, mailbox_id, since_modseq)
+        return await self._read(self._mail_changes_script, mailbox_id, since_modseq)
 
     async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         return await self._read(scripts_vanished.vanished_since, mailbox_id, since_modseq)

@@ -34,6 +34,7 @@ from mailwing.storage.postgres.content import PgContentWriter, read_many, read_p
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
+from mailwing.storage.postgres.scripts import mail_changes, set_flags
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -94,6 +95,9 @@ class PostgresStorage(ScriptedStorage):
     LATEST_SCHEMA = _MIGRATIONS[-1].version
     BACKEND = "postgresql"
     SIZE_SQL = "SELECT pg_database_size(current_database())"
+    # one statement each instead of several round trips (see .scripts)
+    _set_flags_script = staticmethod(set_flags)
+    _mail_changes_script = staticmethod(mail_changes)
 
     def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
         self._pool = pool
