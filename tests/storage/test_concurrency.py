@@ -164,3 +164,21 @@ async def test_concurrent_flag_changes_lose_nothing(storage: Storage, user: User
     entry = (await storage.list_mail(inbox))[0]
     extra = entry.flags - everything
     assert len(extra) == 1 and winners[0][0].flags == everything | extra
+
+
+async def test_concurrent_appends_to_several_users(storage: Storage, user: User) -> None:
+    """One content to two users' INBOXes, many at once and listed in either order: the
+    mailbox and user rows are locked in one order (no deadlock), UIDs are gap-free in each
+    mailbox and the usage counters count every copy."""
+    bob, _ = await storage.add_user("bob@example.org", "x")
+    boxes = [await inbox_id(storage, user), await inbox_id(storage, bob)]
+    info = await storage.store_content(b"Subject: both\r\n\r\nto two users\r\n")
+    calls = [storage.append(info, [Delivery(b) for b in (boxes if n % 2 else boxes[::-1])])
+             for n in range(20)]
+    results = await asyncio.gather(*calls)
+    for box in boxes:
+        uids = sorted(e.uid for entries in results for e in entries if e.mailbox_id == box)
+        assert uids == list(range(1, 21))
+        assert [e.uid for e in await storage.list_mail(box)] == uids
+    for who in (user, bob):
+        assert await storage.usage(who.id) == (20, 20 * info.size)

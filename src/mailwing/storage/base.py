@@ -65,9 +65,10 @@ class ScriptedStorage:
 
     _waiters: ChangeWaiters
 
-    #: The scripts of the two hottest IMAP paths (STORE, and every command's catch-up). A
-    #: backend may put its own in their place, with the same results: PostgreSQL does each
+    #: The scripts of the hottest paths (a delivery, STORE, every IMAP command's catch-up).
+    #: A backend may put its own in their place, with the same results: PostgreSQL does each
     #: in one statement (:mod:`mailwing.storage.postgres.scripts`).
+    _append_script = staticmethod(scripts.append)
     _set_flags_script = staticmethod(scripts_mail.set_flags)
     _mail_changes_script = staticmethod(scripts_mail.mail_changes)
 
@@ -187,7 +188,7 @@ class ScriptedStorage:
         *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         if outbound is None:
-            return await self._run(scripts.append(content, list(deliveries), enforce_quota))
+            return await self._run(self._append_script(content, list(deliveries), enforce_quota))
         return await self._run(
             scripts_queue.append_and_enqueue(content, list(deliveries), outbound))
 

@@ -21,17 +21,19 @@ the statement.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-from mailwing.model import MailEntry
-from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry
-from mailwing.storage.errors import NotFound
-from mailwing.storage.interface import FlagMode
+from mailwing.model import ContentInfo, MailEntry
+from mailwing.storage import scripts
+from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry, utcnow
+from mailwing.storage.errors import NotFound, OverQuota
+from mailwing.storage.interface import Delivery, FlagMode
+from mailwing.storage.scripts import entry_date
 from mailwing.storage.scripts_mail import _new_flags, _uid_list
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Changed, Script, q
 
-__all__ = ["mail_changes", "set_flags"]
+__all__ = ["append", "mail_changes", "set_flags"]
 
 #: the new flag set of an entry, from its stored one (``m.flags``) and the STORE's ($3);
 #: sorted by code point (``COLLATE "C"``), as the backend sorts the sets it writes
@@ -152,3 +154,88 @@ def mail_changes(
     if live is not None:  # expunged rows pruned: every UID given out and not here now
         return highest, entries, absent_uids([int(u) for u in live], int(uidnext) - 1)
     return highest, entries, [int(u) for u in gone or ()]
+
+
+# One content linked into several mailboxes (an SMTP delivery, ``deliver``): the steps of
+# :func:`mailwing.storage.scripts.append_many` as one statement. ``blob`` keeps the bytes
+# from being removed (``HasBlob``); the mailbox rows are locked in ascending id order (``box``,
+# rows are locked as the sorted scan returns them), then the users' rows likewise (``owner``),
+# so no two appends wait on each other in a cycle. The UPDATEs read the newest row versions
+# (READ COMMITTED re-reads a row updated meanwhile), so UIDs and counters are exact however
+# long the statement waited for a lock. The mail rows' foreign key to ``contents`` is checked
+# at the end of the statement, after ``linked`` inserted it.
+_APPEND = """\
+WITH blob AS (SELECT 1 FROM content_chunks WHERE sha256 = $1::text AND seq = 0 FOR SHARE),
+linked AS (
+  INSERT INTO contents (sha256, size, crlf_size, crlf_clean, message_id, subject, from_addr,
+    to_addr, cc_addr, date, created_at)
+  SELECT $1::text, $2::bigint, $3::bigint, $4::boolean, $5::text, $6::text, $7::text,
+    $8::text, $9::text, $10::timestamptz, $11::timestamptz FROM blob
+  ON CONFLICT (sha256) DO NOTHING
+),
+box AS (
+  SELECT id FROM mailboxes WHERE id = ANY($12::bigint[]) AND EXISTS (SELECT 1 FROM blob)
+  ORDER BY id FOR NO KEY UPDATE
+),
+alloc AS (
+  UPDATE mailboxes b SET uidnext = b.uidnext + 1, highestmodseq = b.highestmodseq + 1
+  FROM box WHERE b.id = box.id
+  RETURNING b.id, b.uidnext - 1 AS uid, b.highestmodseq AS modseq, b.user_id
+),
+added AS (
+  INSERT INTO mail (mailbox_id, uid, modseq, internal_date, flags, content_sha256)
+  SELECT a.id, a.uid, a.modseq, d.internal_date, $14::text[], $1
+  FROM alloc a JOIN unnest($12::bigint[], $13::timestamptz[]) AS d(mailbox_id, internal_date)
+    ON d.mailbox_id = a.id
+  RETURNING id, mailbox_id, uid, modseq
+),
+owner AS (
+  SELECT id FROM users WHERE id IN (SELECT user_id FROM alloc) ORDER BY id FOR NO KEY UPDATE
+),
+counted AS (
+  UPDATE users u SET used_messages = u.used_messages + x.n,
+    used_bytes = u.used_bytes + x.n * $2::bigint
+  FROM (SELECT user_id, count(*) AS n FROM alloc GROUP BY user_id) x, owner
+  WHERE u.id = x.user_id AND owner.id = x.user_id
+  RETURNING u.used_bytes, u.quota_bytes, u.address
+)
+SELECT EXISTS (SELECT 1 FROM blob),
+  ARRAY(SELECT ARRAY[mailbox_id, id, uid, modseq] FROM added),
+  ARRAY(SELECT ARRAY[address, used_bytes::text, quota_bytes::text] FROM counted
+        WHERE quota_bytes > 0 AND used_bytes > quota_bytes)
+"""
+
+
+def append(content: ContentInfo, deliveries: Sequence[Delivery],
+           enforce_quota: bool = False) -> Script[list[MailEntry]]:
+    """:func:`mailwing.storage.scripts.append` in one statement when every delivery goes to
+    another mailbox with the same flags (SMTP, ``deliver``); the shared script otherwise."""
+    flag_sets = {clean_flags(d.flags) for d in deliveries}
+    mailbox_ids = [d.mailbox_id for d in deliveries]
+    if len(flag_sets) != 1 or len(set(mailbox_ids)) != len(mailbox_ids):
+        return (yield from scripts.append(content, deliveries, enforce_quota))
+    [flags] = flag_sets
+    now = utcnow()
+    dates = [entry_date(d.internal_date, now) for d in deliveries]
+    f = content.fields
+    rows = yield q(
+        _APPEND, content.sha256, content.size, content.crlf_size, content.crlf_clean,
+        f.message_id, f.subject, f.from_, f.to, f.cc, f.date, now, mailbox_ids, dates, flags,
+    )
+    stored, added, over = rows[0]
+    if not stored:
+        raise NotFound(f"content {content.sha256} is not stored (removed meanwhile?)")
+    if len(added) != len(mailbox_ids):
+        missing = sorted(set(mailbox_ids) - {int(a[0]) for a in added})
+        raise NotFound(f"no mailbox with id {missing[0]}")
+    yield Changed(tuple(sorted(mailbox_ids)))
+    if enforce_quota and content.size > 0 and over:
+        address, used, limit = over[0]
+        raise OverQuota(f"{address} would be over quota ({used} > {limit} bytes)", address)
+    by_box = {int(a[0]): a for a in added}
+    return [
+        MailEntry(id=int(by_box[d.mailbox_id][1]), mailbox_id=d.mailbox_id,
+                  uid=int(by_box[d.mailbox_id][2]), modseq=int(by_box[d.mailbox_id][3]),
+                  internal_date=date, flags=flags, content=content)
+        for d, date in zip(deliveries, dates, strict=True)
+    ]
