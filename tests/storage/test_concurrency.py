@@ -182,3 +182,13 @@ async def test_concurrent_appends_to_several_users(storage: Storage, user: User)
         assert [e.uid for e in await storage.list_mail(box)] == uids
     for who in (user, bob):
         assert await storage.usage(who.id) == (20, 20 * info.size)
+
+
+async def test_concurrent_recent_claims(storage: Storage, user: User) -> None:
+    """Sessions claiming \\Recent at once: exactly one gets the new messages."""
+    inbox = await inbox_id(storage, user)
+    info = await storage.store_content(b"Subject: recent\r\n\r\n")
+    for _ in range(3):
+        await storage.append(info, [Delivery(inbox)])
+    floors = await asyncio.gather(*(storage.claim_recent(inbox) for _ in range(10)))
+    assert sorted(floors) == [1] + [4] * 9

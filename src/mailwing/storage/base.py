@@ -65,10 +65,11 @@ class ScriptedStorage:
 
     _waiters: ChangeWaiters
 
-    #: The scripts of the hottest paths (a delivery, STORE, every IMAP command's catch-up).
-    #: A backend may put its own in their place, with the same results: PostgreSQL does each
-    #: in one statement (:mod:`mailwing.storage.postgres.scripts`).
+    #: The scripts of the hottest paths (a delivery, STORE, the catch-up of every IMAP command
+    #: and its \\Recent claim). A backend may put its own in their place, with the same
+    #: results: PostgreSQL does each in one statement (:mod:`mailwing.storage.postgres.scripts`).
     _append_script = staticmethod(scripts.append)
+    _claim_recent_script = staticmethod(scripts_mailboxes.claim_recent)
     _set_flags_script = staticmethod(scripts_mail.set_flags)
     _mail_changes_script = staticmethod(scripts_mail.mail_changes)
 
@@ -231,7 +232,7 @@ class ScriptedStorage:
         floor = await self._read(scripts_mailboxes.recent_claimed, mailbox_id)
         if floor is not None:
             return floor
-        return await self._run(scripts_mailboxes.claim_recent(mailbox_id))
+        return await self._run(self._claim_recent_script(mailbox_id))
 
     async def set_flags(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,

@@ -34,7 +34,7 @@ from mailwing.storage.postgres.content import PgContentWriter, read_many, read_p
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
-from mailwing.storage.postgres.scripts import append, mail_changes, set_flags
+from mailwing.storage.postgres.scripts import append, claim_recent, mail_changes, set_flags
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -97,6 +97,7 @@ class PostgresStorage(ScriptedStorage):
     SIZE_SQL = "SELECT pg_database_size(current_database())"
     # one statement each instead of several round trips (see .scripts)
     _append_script = staticmethod(append)
+    _claim_recent_script = staticmethod(claim_recent)
     _set_flags_script = staticmethod(set_flags)
     _mail_changes_script = staticmethod(mail_changes)
 

@@ -31,9 +31,9 @@ from mailwing.storage.interface import Delivery, FlagMode
 from mailwing.storage.scripts import entry_date
 from mailwing.storage.scripts_mail import _new_flags, _uid_list
 from mailwing.storage.scripts_vanished import absent_uids
-from mailwing.storage.steps import Changed, Script, q
+from mailwing.storage.steps import Changed, Script, Volatile, q
 
-__all__ = ["append", "mail_changes", "set_flags"]
+__all__ = ["append", "claim_recent", "mail_changes", "set_flags"]
 
 #: the new flag set of an entry, from its stored one (``m.flags``) and the STORE's ($3);
 #: sorted by code point (``COLLATE "C"``), as the backend sorts the sets it writes
@@ -239,3 +239,21 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
                   internal_date=date, flags=flags, content=content)
         for d, date in zip(deliveries, dates, strict=True)
     ]
+
+
+# ``old`` locks the mailbox row and reads its newest version (a concurrent claim waits, then
+# sees the floor that one raised); the UPDATE re-reads that version too.
+_CLAIM_RECENT = """\
+UPDATE mailboxes b SET recent_floor = greatest(b.recent_floor, b.uidnext)
+FROM (SELECT recent_floor FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE) AS old
+WHERE b.id = $1 RETURNING old.recent_floor
+"""
+
+
+def claim_recent(mailbox_id: int) -> Script[int]:
+    """:func:`mailwing.storage.scripts_mailboxes.claim_recent` in one statement."""
+    yield Volatile()  # a claim lost in a crash only makes the messages \\Recent again
+    rows = yield q(_CLAIM_RECENT, mailbox_id)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    return int(rows[0][0])
