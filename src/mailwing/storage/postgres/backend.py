@@ -6,7 +6,9 @@ the UID allocation is an ``UPDATE mailboxes ... RETURNING`` whose row lock seria
 concurrent appends to one mailbox until commit (RFC 3501 section 2.3.1.1 needs strictly
 ascending, never reused UIDs), and schema upgrades take an advisory lock. A read-only script
 of one statement runs alone (autocommit); one of several runs in REPEATABLE READ so that they
-see one snapshot (``mail_changes``), see :meth:`PostgresStorage._read`.
+see one snapshot (``vanished_since``), see :meth:`PostgresStorage._read`. The hottest scripts
+(a delivery, STORE, the IMAP catch-up and ``\\Recent`` claim) have versions of their own here
+that take one statement each (:mod:`.scripts`).
 
 A transaction that raises mailboxes' HIGHESTMODSEQ sends ``NOTIFY mailwing_changes`` with
 the mailbox ids together with its ``COMMIT`` (delivered at commit, to every node);
