@@ -88,14 +88,18 @@ _SET_FLAGS_BY_MODE = {
 
 def set_flags(
     mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
-    unchanged_since: int | None,
+    unchanged_since: int | None, volatile: bool = False,
 ) -> Script[tuple[list[MailEntry], list[int]]]:
     """:func:`mailwing.storage.scripts_mail.set_flags` in one statement (two when another
-    writer of the mailbox committed while it waited for the lock; see ``_SET_FLAGS``)."""
+    writer of the mailbox committed while it waited for the lock; see ``_SET_FLAGS``).
+    ``volatile``: the commit need not wait for the disk (:class:`~mailwing.storage.steps.
+    Volatile`, which the backend sends with the COMMIT)."""
     wanted, wanted_flags = _uid_list(uids), clean_flags(flags)
     _new_flags(frozenset(), wanted_flags, mode)  # an unknown mode fails before any work
     if not wanted:
         return [], []
+    if volatile:
+        yield Volatile()
     sql = _SET_FLAGS_BY_MODE[mode]
     for _attempt in range(2):
         rows = yield q(sql, mailbox_id, wanted, wanted_flags, unchanged_since)
@@ -250,9 +254,10 @@ WHERE b.id = $1 RETURNING old.recent_floor
 """
 
 
-def claim_recent(mailbox_id: int) -> Script[int]:
+def claim_recent(mailbox_id: int, volatile: bool = True) -> Script[int]:
     """:func:`mailwing.storage.scripts_mailboxes.claim_recent` in one statement."""
-    yield Volatile()  # a claim lost in a crash only makes the messages \\Recent again
+    if volatile:
+        yield Volatile()  # a claim lost in a crash only makes the messages \\Recent again
     rows = yield q(_CLAIM_RECENT, mailbox_id)
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
