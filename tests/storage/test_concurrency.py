@@ -127,3 +127,68 @@ async def test_sqlite_reads_do_not_wait_for_writes_queued_with_them(tmp_path: Pa
         release_first.set()
         release_second.set()
         await storage.close()
+
+
+async def test_concurrent_flag_changes_lose_nothing(storage: Storage, user: User) -> None:
+    """STOREs at once on the same messages (PostgreSQL: on several connections, each waiting
+    for the mailbox lock the others hold): none overwrites another's flags, each gets its own
+    MODSEQ, and of several with the same UNCHANGEDSINCE exactly one succeeds."""
+    inbox = await inbox_id(storage, user)
+    for i in range(2):
+        info = await storage.store_content(b"Subject: %d\r\n\r\nflags race\r\n" % i)
+        await storage.append(info, [Delivery(inbox)])
+    box = await storage.get_mailbox(user.id, "INBOX")
+    assert box is not None
+    start = box.highestmodseq
+    results = await asyncio.gather(*(
+        storage.set_flags(inbox, [1, 2], [f"$K{n}"], "add") for n in range(12)))
+    modseqs = []
+    for changed, modified in results:
+        assert modified == [] and [e.uid for e in changed] == [1, 2]
+        assert len({e.modseq for e in changed}) == 1
+        modseqs.append(changed[0].modseq)
+    assert sorted(modseqs) == list(range(start + 1, start + 13))
+    everything = {f"$K{n}" for n in range(12)}
+    assert all(e.flags == everything for e in await storage.list_mail(inbox))
+    highest, changed, gone = await storage.mail_changes(inbox, start)
+    assert highest == start + 12 and gone == []
+    assert [(e.uid, e.modseq, e.flags) for e in changed] == [
+        (1, start + 12, everything), (2, start + 12, everything)]
+
+    results = await asyncio.gather(*(
+        storage.set_flags(inbox, [1], [f"$U{n}"], "add", unchanged_since=highest)
+        for n in range(8)))
+    winners = [changed for changed, modified in results if changed]
+    assert len(winners) == 1
+    assert sorted(modified for changed, modified in results if not changed) == [[1]] * 7
+    entry = (await storage.list_mail(inbox))[0]
+    extra = entry.flags - everything
+    assert len(extra) == 1 and winners[0][0].flags == everything | extra
+
+
+async def test_concurrent_appends_to_several_users(storage: Storage, user: User) -> None:
+    """One content to two users' INBOXes, many at once and listed in either order: the
+    mailbox and user rows are locked in one order (no deadlock), UIDs are gap-free in each
+    mailbox and the usage counters count every copy."""
+    bob, _ = await storage.add_user("bob@example.org", "x")
+    boxes = [await inbox_id(storage, user), await inbox_id(storage, bob)]
+    info = await storage.store_content(b"Subject: both\r\n\r\nto two users\r\n")
+    calls = [storage.append(info, [Delivery(b) for b in (boxes if n % 2 else boxes[::-1])])
+             for n in range(20)]
+    results = await asyncio.gather(*calls)
+    for box in boxes:
+        uids = sorted(e.uid for entries in results for e in entries if e.mailbox_id == box)
+        assert uids == list(range(1, 21))
+        assert [e.uid for e in await storage.list_mail(box)] == uids
+    for who in (user, bob):
+        assert await storage.usage(who.id) == (20, 20 * info.size)
+
+
+async def test_concurrent_recent_claims(storage: Storage, user: User) -> None:
+    """Sessions claiming \\Recent at once: exactly one gets the new messages."""
+    inbox = await inbox_id(storage, user)
+    info = await storage.store_content(b"Subject: recent\r\n\r\n")
+    for _ in range(3):
+        await storage.append(info, [Delivery(inbox)])
+    floors = await asyncio.gather(*(storage.claim_recent(inbox) for _ in range(10)))
+    assert sorted(floors) == [1] + [4] * 9

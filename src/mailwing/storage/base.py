@@ -72,6 +72,14 @@ class ScriptedStorage:
 
     _waiters: ChangeWaiters
 
+    #: The scripts of the hottest paths (a delivery, STORE, the catch-up of every IMAP command
+    #: and its \\Recent claim). A backend may put its own in their place, with the same
+    #: results: PostgreSQL does each in one statement (:mod:`mailwing.storage.postgres.scripts`).
+    _append_script = staticmethod(scripts.append)
+    _claim_recent_script = staticmethod(scripts_mailboxes.claim_recent)
+    _set_flags_script = staticmethod(scripts_mail.set_flags)
+    _mail_changes_script = staticmethod(scripts_mail.mail_changes)
+
     async def _start_listening(self) -> None:
         """Make sure the cross-process wake-up transport is open (called before each check)."""
 
@@ -191,7 +199,7 @@ class ScriptedStorage:
         *, outbound: Outbound | None = None, enforce_quota: bool = False,
     ) -> list[MailEntry]:
         if outbound is None:
-            return await self._run(scripts.append(content, list(deliveries), enforce_quota))
+            return await self._run(self._append_script(content, list(deliveries), enforce_quota))
         return await self._run(
             scripts_queue.append_and_enqueue(content, list(deliveries), outbound))
 
@@ -235,7 +243,7 @@ class ScriptedStorage:
         floor = await self._read(scripts_mailboxes.recent_claimed, mailbox_id)
         if floor is not None:
             return floor
-        return await self._run(scripts_mailboxes.claim_recent(
+        return await self._run(self._claim_recent_script(
             mailbox_id, volatile=not self.fsync_flag_changes))
 
     async def set_flags(
@@ -248,7 +256,7 @@ class ScriptedStorage:
             if modified is not None:
                 return [], modified
         return await self._run(
-            scripts_mail.set_flags(mailbox_id, uids, flags, mode, unchanged_since,
+            self._set_flags_script(mailbox_id, uids, flags, mode, unchanged_since,
                                    volatile=not self.fsync_flag_changes)
         )
 
@@ -263,7 +271,7 @@ class ScriptedStorage:
     async def mail_changes(
         self, mailbox_id: int, since_modseq: int
     ) -> tuple[int, list[MailEntry], list[int]]:
-        return await self._read(scripts_mail.mail_changes, mailbox_id, since_modseq)
+        return await self._read(self._mail_changes_script, mailbox_id, since_modseq)
 
     async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         return await self._read(scripts_vanished.vanished_since, mailbox_id, since_modseq)

@@ -378,12 +378,18 @@ def append_many(items: Sequence[tuple[ContentInfo, Delivery]],
     return entries
 
 
+def entry_date(internal_date: datetime | None, now: datetime) -> datetime:
+    """An entry's INTERNALDATE: the one given (a naive one taken as UTC), or ``now``."""
+    internal_date = internal_date or now
+    if internal_date.tzinfo is None:
+        internal_date = internal_date.replace(tzinfo=UTC)
+    return internal_date
+
+
 def _insert_entry(
     d: Delivery, uid: int, modseq: int, now: datetime, content: ContentInfo
 ) -> Script[MailEntry]:
-    internal_date = d.internal_date or now
-    if internal_date.tzinfo is None:
-        internal_date = internal_date.replace(tzinfo=UTC)  # naive values are taken as UTC
+    internal_date = entry_date(d.internal_date, now)
     flags = clean_flags(d.flags)
     rows = yield q(
         "INSERT INTO mail (mailbox_id, uid, modseq, internal_date, flags, content_sha256)"

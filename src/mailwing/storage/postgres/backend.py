@@ -6,7 +6,9 @@ the UID allocation is an ``UPDATE mailboxes ... RETURNING`` whose row lock seria
 concurrent appends to one mailbox until commit (RFC 3501 section 2.3.1.1 needs strictly
 ascending, never reused UIDs), and schema upgrades take an advisory lock. A read-only script
 of one statement runs alone (autocommit); one of several runs in REPEATABLE READ so that they
-see one snapshot (``mail_changes``), see :meth:`PostgresStorage._read`.
+see one snapshot (``vanished_since``), see :meth:`PostgresStorage._read`. The hottest scripts
+(a delivery, STORE, the IMAP catch-up and ``\\Recent`` claim) have versions of their own here
+that take one statement each (:mod:`.scripts`).
 
 A transaction that raises mailboxes' HIGHESTMODSEQ sends ``NOTIFY mailwing_changes`` with
 the mailbox ids together with its ``COMMIT`` (delivered at commit, to every node);
@@ -34,6 +36,7 @@ from mailwing.storage.postgres.content import PgContentWriter, read_many, read_p
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
+from mailwing.storage.postgres.scripts import append, claim_recent, mail_changes, set_flags
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -94,6 +97,11 @@ class PostgresStorage(ScriptedStorage):
     LATEST_SCHEMA = _MIGRATIONS[-1].version
     BACKEND = "postgresql"
     SIZE_SQL = "SELECT pg_database_size(current_database())"
+    # one statement each instead of several round trips (see .scripts)
+    _append_script = staticmethod(append)
+    _claim_recent_script = staticmethod(claim_recent)
+    _set_flags_script = staticmethod(set_flags)
+    _mail_changes_script = staticmethod(mail_changes)
 
     def __init__(self, pool: asyncpg.Pool, url: str | None = None,
                  *, fsync_flag_changes: bool = False) -> None:

@@ -1,0 +1,264 @@
+"""PostgreSQL's own versions of the hottest IMAP scripts: each is one statement.
+
+Why: on PostgreSQL every statement of a script is a round trip to the server (which shares the
+machine's cores with mailwing), and the shared scripts of :mod:`mailwing.storage.scripts_mail`
+take several. A STORE took seven (BEGIN, lock the mailbox, read the entries, raise
+HIGHESTMODSEQ, one UPDATE per resulting flag set, COMMIT), holding the mailbox row's lock, which
+every other writer of that mailbox waits for, across five of them; a catch-up
+(``mail_changes``) took five (a REPEATABLE READ transaction around three reads). Here each is a
+single statement with data-modifying CTEs, so a STORE is BEGIN, the statement, COMMIT (the lock
+is taken by the statement and released by the COMMIT right after), and a catch-up is one
+statement outside any transaction: one statement sees one snapshot, which is all REPEATABLE
+READ gave it. The results and the rules (RFC 7162 UNCHANGEDSINCE, one new MODSEQ per STORE,
+entries bounded by the HIGHESTMODSEQ read) are those of the shared scripts, which the contract
+suite (tests/storage) checks on both backends. SQLite keeps the shared scripts: its statements
+are in-process calls, not round trips.
+
+They are still scripts (generators of :mod:`mailwing.storage.steps`), run by the backend's
+ordinary transaction, so a step such as ``Volatile`` or ``Changed`` may precede or follow
+the statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from mailwing.model import ContentInfo, MailEntry
+from mailwing.storage import scripts
+from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry, utcnow
+from mailwing.storage.errors import NotFound, OverQuota
+from mailwing.storage.interface import Delivery, FlagMode
+from mailwing.storage.scripts import entry_date
+from mailwing.storage.scripts_mail import _new_flags, _uid_list
+from mailwing.storage.scripts_vanished import absent_uids
+from mailwing.storage.steps import Changed, Script, Volatile, q
+
+__all__ = ["append", "claim_recent", "mail_changes", "set_flags"]
+
+#: the new flag set of an entry, from its stored one (``m.flags``) and the STORE's ($3);
+#: sorted by code point (``COLLATE "C"``), as the backend sorts the sets it writes
+_NEW_FLAGS: dict[str, str] = {
+    "add": 'ARRAY(SELECT f FROM unnest(m.flags || $3::text[]) f GROUP BY f ORDER BY f COLLATE "C")',
+    "remove": 'ARRAY(SELECT f FROM unnest(m.flags) f WHERE f <> ALL($3::text[])'
+              ' ORDER BY f COLLATE "C")',
+    "replace": "$3::text[]",
+}
+
+# How the one statement stays correct under concurrency. Its snapshot is taken when it
+# starts, possibly before it gets the mailbox row's lock (``lk``, which reads the newest
+# version of the row); every writer of a mailbox's entries holds that lock and raises
+# HIGHESTMODSEQ, so when the newest HIGHESTMODSEQ equals the snapshot's (``snap``) nothing
+# was committed in between and the snapshot's entries are the current ones. Otherwise the
+# statement changes nothing and says ``stale``; the script runs it again, now holding the
+# lock, with a fresh snapshot (READ COMMITTED takes one per statement), and then it is current.
+_SET_FLAGS = """\
+WITH lk AS (SELECT highestmodseq AS h FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE),
+snap AS (SELECT highestmodseq AS h FROM mailboxes WHERE id = $1),
+cand AS (
+  SELECT m.uid, m.modseq, m.flags AS old, {new} AS new
+  FROM mail m WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
+),
+todo AS (
+  SELECT uid, new FROM cand
+  WHERE EXISTS (SELECT 1 FROM lk, snap WHERE lk.h = snap.h)
+    AND ($4::bigint IS NULL OR modseq <= $4::bigint)
+    AND NOT (new @> old AND new <@ old)
+),
+box AS (
+  UPDATE mailboxes SET highestmodseq = highestmodseq + 1
+  WHERE id = $1 AND EXISTS (SELECT 1 FROM todo) RETURNING highestmodseq
+),
+upd AS (
+  UPDATE mail u SET flags = t.new, modseq = box.highestmodseq FROM todo t, box
+  WHERE u.mailbox_id = $1 AND u.uid = t.uid
+  RETURNING u.id, u.mailbox_id, u.uid, u.modseq, u.internal_date, u.flags, u.content_sha256
+)
+SELECT lk.h <> snap.h, (SELECT highestmodseq FROM box),
+  ARRAY(SELECT uid FROM cand WHERE modseq > $4::bigint ORDER BY uid), e.*
+FROM lk CROSS JOIN snap LEFT JOIN (
+  SELECT {columns} FROM upd m JOIN contents c ON c.sha256 = m.content_sha256
+) e ON true
+ORDER BY e.uid
+"""
+
+_SET_FLAGS_BY_MODE = {
+    mode: _SET_FLAGS.format(new=new, columns=MAIL_COLUMNS) for mode, new in _NEW_FLAGS.items()
+}
+
+
+def set_flags(
+    mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+    unchanged_since: int | None, volatile: bool = False,
+) -> Script[tuple[list[MailEntry], list[int]]]:
+    """:func:`mailwing.storage.scripts_mail.set_flags` in one statement (two when another
+    writer of the mailbox committed while it waited for the lock; see ``_SET_FLAGS``).
+    ``volatile``: the commit need not wait for the disk (:class:`~mailwing.storage.steps.
+    Volatile`, which the backend sends with the COMMIT)."""
+    wanted, wanted_flags = _uid_list(uids), clean_flags(flags)
+    _new_flags(frozenset(), wanted_flags, mode)  # an unknown mode fails before any work
+    if not wanted:
+        return [], []
+    if volatile:
+        yield Volatile()
+    sql = _SET_FLAGS_BY_MODE[mode]
+    for _attempt in range(2):
+        rows = yield q(sql, mailbox_id, wanted, wanted_flags, unchanged_since)
+        if not rows:
+            raise NotFound(f"no mailbox with id {mailbox_id}")
+        if not rows[0][0]:
+            break
+    else:  # cannot happen: the second run holds the lock from the first
+        raise RuntimeError("set_flags: the mailbox changed while its lock was held")
+    modified = [int(u) for u in rows[0][2]]
+    if rows[0][1] is None:
+        return [], modified
+    yield Changed((mailbox_id,))
+    changed = [row_to_entry(r[3:]) for r in rows if r[3] is not None]
+    return changed, modified
+
+
+# ``b`` is the mailbox row with, when something changed after ``$2``, the expunged UIDs (or,
+# when those rows were pruned below ``$2``, every UID still present); they come with the
+# first row only, the entries changed (if any) one per row. One statement: one snapshot.
+_MAIL_CHANGES = f"""\
+WITH b AS MATERIALIZED (
+  SELECT x.highestmodseq AS h, x.vanished_floor AS f, x.uidnext AS n,
+    CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint < x.vanished_floor
+      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid) END AS live,
+    CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint >= x.vanished_floor
+      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2::bigint
+                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
+  FROM mailboxes x WHERE x.id = $1
+)
+SELECT b.h, b.f, b.n,
+  CASE WHEN e.rn IS NULL OR e.rn = 1 THEN b.live END,
+  CASE WHEN e.rn IS NULL OR e.rn = 1 THEN b.gone END,
+  e.*
+FROM b LEFT JOIN LATERAL (
+  SELECT {MAIL_COLUMNS}, row_number() OVER (ORDER BY m.uid) AS rn
+  FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
+  WHERE b.h > $2::bigint AND m.mailbox_id = $1 AND m.modseq > $2::bigint AND m.modseq <= b.h
+) e ON true
+ORDER BY e.uid
+"""
+
+
+def mail_changes(
+    mailbox_id: int, since_modseq: int
+) -> Script[tuple[int, list[MailEntry], list[int]]]:
+    """:func:`mailwing.storage.scripts_mail.mail_changes` in one statement."""
+    rows = yield q(_MAIL_CHANGES, mailbox_id, since_modseq)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    highest, _floor, uidnext, live, gone = rows[0][:5]
+    highest = int(highest)
+    if highest <= since_modseq:
+        return highest, [], []
+    entries = [row_to_entry(r[5:-1]) for r in rows if r[5] is not None]
+    if live is not None:  # expunged rows pruned: every UID given out and not here now
+        return highest, entries, absent_uids([int(u) for u in live], int(uidnext) - 1)
+    return highest, entries, [int(u) for u in gone or ()]
+
+
+# One content linked into several mailboxes (an SMTP delivery, ``deliver``): the steps of
+# :func:`mailwing.storage.scripts.append_many` as one statement. ``blob`` keeps the bytes
+# from being removed (``HasBlob``); the mailbox rows are locked in ascending id order (``box``,
+# rows are locked as the sorted scan returns them), then the users' rows likewise (``owner``),
+# so no two appends wait on each other in a cycle. The UPDATEs read the newest row versions
+# (READ COMMITTED re-reads a row updated meanwhile), so UIDs and counters are exact however
+# long the statement waited for a lock. The mail rows' foreign key to ``contents`` is checked
+# at the end of the statement, after ``linked`` inserted it.
+_APPEND = """\
+WITH blob AS (SELECT 1 FROM content_chunks WHERE sha256 = $1::text AND seq = 0 FOR SHARE),
+linked AS (
+  INSERT INTO contents (sha256, size, crlf_size, crlf_clean, message_id, subject, from_addr,
+    to_addr, cc_addr, date, created_at)
+  SELECT $1::text, $2::bigint, $3::bigint, $4::boolean, $5::text, $6::text, $7::text,
+    $8::text, $9::text, $10::timestamptz, $11::timestamptz FROM blob
+  ON CONFLICT (sha256) DO NOTHING
+),
+box AS (
+  SELECT id FROM mailboxes WHERE id = ANY($12::bigint[]) AND EXISTS (SELECT 1 FROM blob)
+  ORDER BY id FOR NO KEY UPDATE
+),
+alloc AS (
+  UPDATE mailboxes b SET uidnext = b.uidnext + 1, highestmodseq = b.highestmodseq + 1
+  FROM box WHERE b.id = box.id
+  RETURNING b.id, b.uidnext - 1 AS uid, b.highestmodseq AS modseq, b.user_id
+),
+added AS (
+  INSERT INTO mail (mailbox_id, uid, modseq, internal_date, flags, content_sha256)
+  SELECT a.id, a.uid, a.modseq, d.internal_date, $14::text[], $1
+  FROM alloc a JOIN unnest($12::bigint[], $13::timestamptz[]) AS d(mailbox_id, internal_date)
+    ON d.mailbox_id = a.id
+  RETURNING id, mailbox_id, uid, modseq
+),
+owner AS (
+  SELECT id FROM users WHERE id IN (SELECT user_id FROM alloc) ORDER BY id FOR NO KEY UPDATE
+),
+counted AS (
+  UPDATE users u SET used_messages = u.used_messages + x.n,
+    used_bytes = u.used_bytes + x.n * $2::bigint
+  FROM (SELECT user_id, count(*) AS n FROM alloc GROUP BY user_id) x, owner
+  WHERE u.id = x.user_id AND owner.id = x.user_id
+  RETURNING u.used_bytes, u.quota_bytes, u.address
+)
+SELECT EXISTS (SELECT 1 FROM blob),
+  ARRAY(SELECT ARRAY[mailbox_id, id, uid, modseq] FROM added),
+  ARRAY(SELECT ARRAY[address, used_bytes::text, quota_bytes::text] FROM counted
+        WHERE quota_bytes > 0 AND used_bytes > quota_bytes)
+"""
+
+
+def append(content: ContentInfo, deliveries: Sequence[Delivery],
+           enforce_quota: bool = False) -> Script[list[MailEntry]]:
+    """:func:`mailwing.storage.scripts.append` in one statement when every delivery goes to
+    another mailbox with the same flags (SMTP, ``deliver``); the shared script otherwise."""
+    flag_sets = {clean_flags(d.flags) for d in deliveries}
+    mailbox_ids = [d.mailbox_id for d in deliveries]
+    if len(flag_sets) != 1 or len(set(mailbox_ids)) != len(mailbox_ids):
+        return (yield from scripts.append(content, deliveries, enforce_quota))
+    [flags] = flag_sets
+    now = utcnow()
+    dates = [entry_date(d.internal_date, now) for d in deliveries]
+    f = content.fields
+    rows = yield q(
+        _APPEND, content.sha256, content.size, content.crlf_size, content.crlf_clean,
+        f.message_id, f.subject, f.from_, f.to, f.cc, f.date, now, mailbox_ids, dates, flags,
+    )
+    stored, added, over = rows[0]
+    if not stored:
+        raise NotFound(f"content {content.sha256} is not stored (removed meanwhile?)")
+    if len(added) != len(mailbox_ids):
+        missing = sorted(set(mailbox_ids) - {int(a[0]) for a in added})
+        raise NotFound(f"no mailbox with id {missing[0]}")
+    yield Changed(tuple(sorted(mailbox_ids)))
+    if enforce_quota and content.size > 0 and over:
+        address, used, limit = over[0]
+        raise OverQuota(f"{address} would be over quota ({used} > {limit} bytes)", address)
+    by_box = {int(a[0]): a for a in added}
+    return [
+        MailEntry(id=int(by_box[d.mailbox_id][1]), mailbox_id=d.mailbox_id,
+                  uid=int(by_box[d.mailbox_id][2]), modseq=int(by_box[d.mailbox_id][3]),
+                  internal_date=date, flags=flags, content=content)
+        for d, date in zip(deliveries, dates, strict=True)
+    ]
+
+
+# ``old`` locks the mailbox row and reads its newest version (a concurrent claim waits, then
+# sees the floor that one raised); the UPDATE re-reads that version too.
+_CLAIM_RECENT = """\
+UPDATE mailboxes b SET recent_floor = greatest(b.recent_floor, b.uidnext)
+FROM (SELECT recent_floor FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE) AS old
+WHERE b.id = $1 RETURNING old.recent_floor
+"""
+
+
+def claim_recent(mailbox_id: int, volatile: bool = False) -> Script[int]:
+    """:func:`mailwing.storage.scripts_mailboxes.claim_recent` in one statement."""
+    if volatile:
+        yield Volatile()  # a claim lost in a crash only makes the messages \\Recent again
+    rows = yield q(_CLAIM_RECENT, mailbox_id)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    return int(rows[0][0])
