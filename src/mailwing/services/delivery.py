@@ -19,7 +19,7 @@ log in).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailwing.model import MailEntry
 from mailwing.storage.errors import OverQuota, StorageError
@@ -143,8 +143,7 @@ async def deliver_local(
     return entries[0]
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientResult:
+class RecipientResult(NamedTuple):
     address: str
     entry: MailEntry | None = None
     error: DeliveryError | StorageError | None = None

@@ -19,7 +19,7 @@ import importlib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailwing.storage.errors import SchemaOutdated
 
@@ -28,8 +28,7 @@ __all__ = ["Migration", "load_migrations", "outdated_error"]
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     name: str
     sql: str
