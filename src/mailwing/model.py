@@ -7,9 +7,9 @@ They are :class:`typing.NamedTuple` classes rather than frozen dataclasses: immu
 hashable all the same, but a dataclass costs a compile of generated code per method when its
 module is imported, and ``mailwing deliver`` (run once per message by an MTA, issue #9) imports
 this module on every run. ``record._replace(field=value)`` gives a changed copy.
+No ``from __future__ import annotations`` here: a NamedTuple compiles each annotation
+that is a string (as a ForwardRef) when its class is made; real ones cost nothing.
 """
-
-from __future__ import annotations
 
 from datetime import datetime
 from typing import NamedTuple

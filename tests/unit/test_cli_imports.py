@@ -25,12 +25,13 @@ HEAVY = ("mailwing.app", "mailwing.server", "mailwing.services.auth",
 #: tomllib without a configuration file, importlib.resources for migrations in a plain
 #: folder), and no socket when no process waits for changes (none does here). Nor OpenSSL's
 #: hashlib for a small content (the built-in SHA-256 module hashes it), json for a list of
-#: ids, or the date parser for a message without a Date field.
+#: ids, the date parser for a message without a Date field, or threading (the wake-up
+#: sender needs no lock).
 NOT_ON_SQLITE = ("asyncio", "ssl", "logging", "concurrent", "subprocess", "email.utils",
                  "mailwing.storage.sqlite.runner", "mailwing.storage.sqlite.backend",
                  "mailwing.storage.sqlite.notify", "shutil", "email.policy", "email.parser",
                  "tomllib", "importlib.resources", "getpass", "socket", "hashlib", "_hashlib",
-                 "json", "email._parseaddr", "calendar")
+                 "json", "email._parseaddr", "calendar", "threading")
 
 SCRIPT = """
 import sys

@@ -180,7 +180,7 @@ def test_sections_behave_like_dataclasses() -> None:
 def test_section_rules() -> None:
     with pytest.raises(TypeError, match="setting\\(default_factory"):
         class Bad(Section):
-            items: list[str] = []  # noqa: RUF012
+            items: list[str] = []
     with pytest.raises(TypeError, match="needs a default"):
         class NoDefault(Section):
             name: str

@@ -13,9 +13,9 @@ that concurrent deliveries from several processes never reuse or reorder UIDs.
 
 The records are :class:`typing.NamedTuple` classes, as in :mod:`mailwing.model` (no per-class
 code generation at import, which ``mailwing deliver`` would pay on every message).
+No ``from __future__ import annotations`` here: a NamedTuple compiles each annotation
+that is a string (as a ForwardRef) when its class is made; real ones cost nothing.
 """
-
-from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Hashable, Sequence
 from datetime import datetime

@@ -16,9 +16,9 @@ by the backend too.
 Steps are :class:`typing.NamedTuple` classes, not dataclasses: as immutable and typed, cheaper
 to build per statement, and free of the per-class code generation a dataclass pays at import
 (``mailwing deliver`` imports this module on every run, issue #9).
+No ``from __future__ import annotations`` here: a NamedTuple compiles each annotation
+that is a string (as a ForwardRef) when its class is made; real ones cost nothing.
 """
-
-from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator
