@@ -16,8 +16,7 @@ racing cannot both squeeze past the limit. Disabled accounts still receive mail 
 log in).
 """
 
-from __future__ import annotations
-
+# No postponed annotations: the NamedTuple below would compile each one (see mailwing.model).
 from collections.abc import AsyncIterable, Sequence
 from typing import NamedTuple
 

@@ -12,8 +12,7 @@ to start on an outdated schema (``check_schema()``). The runner itself is the sh
 recorded in ``schema_version``, so a failed upgrade leaves the database as it was.
 """
 
-from __future__ import annotations
-
+# No postponed annotations: the NamedTuple below would compile each one (see mailwing.model).
 import functools
 import importlib
 import os
