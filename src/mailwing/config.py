@@ -3,19 +3,24 @@
 Precedence: built-in defaults < the TOML file < the environment. Every key is checked when the
 configuration is loaded; an unknown key or a value of the wrong type raises :class:`ConfigError`
 naming the key and where it came from, so ``mailwing serve`` stops before binding any port.
+
+The sections are :class:`Section` classes: dataclass-like (type-checked keyword construction
+through :func:`typing.dataclass_transform`, ``==`` and ``repr`` by field), but built without
+:mod:`dataclasses`, whose import (it brings :mod:`inspect` and :mod:`ast`) and per-class code
+generation cost more than the rest of ``mailwing deliver``'s configuration (an MTA runs it
+once per message, issue #9). Every command, deliver included, loads and validates the whole
+configuration the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 __all__ = [
     "LISTENERS",
@@ -43,10 +48,85 @@ class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it."""
 
 
-@dataclass
-class ServerSettings:
+T = TypeVar("T")
+
+
+class _Factory:
+    """A field default made anew for every instance (see :func:`setting`)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def setting(*, default_factory: Callable[[], T]) -> T:
+    """A field whose default is ``default_factory()``, called for each instance (a list, a
+    nested section), as ``dataclasses.field(default_factory=...)``."""
+    return typing.cast(T, _Factory(default_factory))
+
+
+@dataclass_transform(field_specifiers=(setting,))
+class Section:
+    """Base of the settings classes: the fields are the annotated class attributes (with their
+    defaults; every field has one), inherited ones first, as in a dataclass."""
+
+    #: (name, default or :class:`_Factory`) of every field, in order.
+    _fields: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as a dataclass
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields = dict(cls._fields)
+        # This class's own annotations (not inherited ones); inspect.get_annotations would
+        # import the inspect module, which this class exists to avoid.
+        own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
+        for name, hint in own.items():
+            if "ClassVar" in str(hint):
+                continue
+            if name not in cls.__dict__:
+                raise TypeError(f"{cls.__name__}.{name}: a setting needs a default")
+            default = cls.__dict__[name]
+            if isinstance(default, list | dict | set):
+                raise TypeError(f"{cls.__name__}.{name}: use setting(default_factory=...)")
+            fields[name] = default
+            if isinstance(default, _Factory):
+                delattr(cls, name)  # as dataclasses do: the instance always has its own
+        cls._fields = tuple(fields.items())
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__}() takes at most {len(self._fields)} "
+                            f"positional arguments ({len(args)} given)")
+        for (name, _), value in zip(self._fields, args, strict=False):
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__}() got multiple values for {name!r}")
+            kwargs[name] = value
+        for name, default in self._fields:
+            if name in kwargs:
+                value = kwargs.pop(name)
+            elif isinstance(default, _Factory):
+                value = default.make()
+            else:
+                value = default
+            setattr(self, name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                            f"{next(iter(kwargs))!r}")
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._fields)
+        return f"{type(self).__name__}({values})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n, _ in self._fields)
+
+
+class ServerSettings(Section):
     hostname: str = "localhost"
-    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    listen: list[str] = setting(default_factory=lambda: ["127.0.0.1"])
     data_dir: Path = Path("data")
     workers: int = 1
     max_connections: int = 2000  # per worker process
@@ -57,7 +137,7 @@ class ServerSettings:
     shutdown_grace: float = 10.0  # seconds to let sessions finish their command on SIGTERM
     #: CIDRs of load balancers allowed to send a PROXY protocol header (listeners that turn
     #: ``proxy_protocol`` on); a header from any other address is refused.
-    proxy_trusted: list[str] = field(default_factory=list)
+    proxy_trusted: list[str] = setting(default_factory=list)
     #: "redis://host:port/db": failed-login counts and per-IP connection counts shared
     #: through Redis; empty: through PostgreSQL, or a file shared by this host's workers.
     redis_url: str = ""
@@ -68,13 +148,11 @@ class ServerSettings:
     gc_min_age: str = "1h"  # only what has been unreferenced for this long is removed
 
 
-@dataclass
-class DatabaseSettings:
+class DatabaseSettings(Section):
     url: str = ""  # empty: sqlite:///<data_dir>/mailwing.db
 
 
-@dataclass
-class StorageSettings:
+class StorageSettings(Section):
     """Durability policy of the storage (either backend)."""
 
     #: False (like Dovecot's default ``fsync_mode = optimized``): transactions that only
@@ -88,14 +166,12 @@ class StorageSettings:
     fsync_flag_changes: bool = False
 
 
-@dataclass
-class TlsSettings:
+class TlsSettings(Section):
     cert_file: str = ""  # empty: a self-signed certificate is generated into data_dir/tls
     key_file: str = ""
 
 
-@dataclass
-class AuthSettings:
+class AuthSettings(Section):
     allow_plaintext: bool | None = None  # None: true only when every listen address is loopback
     cache_ttl: float = 3600.0  # seconds a successful check is remembered (sliding); 0: off
     max_failures_per_ip: int = 20  # within failure_window, then logins from that IP are refused
@@ -111,8 +187,7 @@ class AuthSettings:
     check_timeout: float = 20.0
 
 
-@dataclass
-class LimitsSettings:
+class LimitsSettings(Section):
     """Bounds shared by the protocols (each protocol's own line limits live in its core)."""
 
     max_message_size: int = 52_428_800  # octets; SMTP SIZE, IMAP APPEND literal (50 MiB)
@@ -124,18 +199,16 @@ class LimitsSettings:
     expunged_retention: int = 20_000
 
 
-@dataclass
-class MailSettings:
+class MailSettings(Section):
     """Mail-flow policy."""
 
     #: Submission: the envelope sender and From: must be addresses of the authenticated user.
     enforce_sender: bool = True
     #: Extra domains (besides those in the database) that count as local; usually empty.
-    local_domains: list[str] = field(default_factory=list)
+    local_domains: list[str] = setting(default_factory=list)
 
 
-@dataclass
-class OutboundSettings:
+class OutboundSettings(Section):
     """Delivery of mail for other domains (the queue worker inside ``mailwing serve``)."""
 
     enabled: bool = True  # False: remote recipients are refused at RCPT (550 5.7.1)
@@ -146,7 +219,7 @@ class OutboundSettings:
     relay_ca_file: str = ""  # CA bundle to verify the smarthost with; empty: system's
     dns_resolver: str = ""  # "HOST" or "HOST:PORT" of the DNS server to ask; empty: system's
     mx_port: int = 25  # port used on remote MX hosts (tests point it elsewhere)
-    retry_schedule: list[str] = field(
+    retry_schedule: list[str] = setting(
         default_factory=lambda: ["1m", "5m", "15m", "1h", "4h"]
     )  # delays between attempts; the last one repeats until the lifetime ends
     lifetime: str = "5d"  # how long a message is retried before it bounces
@@ -158,19 +231,17 @@ class OutboundSettings:
     poll_interval: str = "5s"  # how often a worker looks for due messages (plus wake-ups)
 
 
-@dataclass
-class DkimSettings:
+class DkimSettings(Section):
     """DKIM signing of outbound mail (keys made by ``mailwing dkim keygen``)."""
 
     sign: bool = True  # sign mail of local domains that have a key in data_dir/dkim/
-    headers: list[str] = field(default_factory=lambda: [
+    headers: list[str] = setting(default_factory=lambda: [
         "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "In-Reply-To",
         "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
     ])
 
 
-@dataclass
-class CaptureSettings:
+class CaptureSettings(Section):
     """Capture mode (``mailwing serve --capture``): accept every message for any address and
     keep it for browsing; nothing is ever relayed and no outbound worker runs."""
 
@@ -182,19 +253,17 @@ class CaptureSettings:
     max_age: str = ""  # drop captured messages older than this ("7d"; empty: keep)
 
 
-@dataclass
-class ListenerSettings:
+class ListenerSettings(Section):
     port: int = 0  # 0 disables the listener
     idle_timeout: float = 600.0
     proxy_protocol: bool = False  # expect a PROXY v1/v2 header from server.proxy_trusted peers
 
 
-@dataclass
 class AdminSettings(ListenerSettings):
     """The admin HTTP listener (JSON API, console, /metrics, autoconfig): ``[admin]``."""
 
     #: Addresses the admin listener binds (its own, not server.listen): loopback by default.
-    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    listen: list[str] = setting(default_factory=lambda: ["127.0.0.1"])
     #: "auto": TLS when any admin.listen address is not loopback; "on"; "off" (e.g. behind a
     #: TLS-terminating proxy). The certificate is the mail listeners' (the [tls] section).
     tls: str = "auto"
@@ -229,23 +298,22 @@ LISTENERS: dict[str, tuple[str, bool, int, float]] = {
 }
 
 
-def _listener(name: str) -> Any:
+def _listener(name: str) -> ListenerSettings:
     _, _, port, idle = LISTENERS[name]
-    return field(default_factory=lambda: ListenerSettings(port=port, idle_timeout=idle))
+    return setting(default_factory=lambda: ListenerSettings(port=port, idle_timeout=idle))
 
 
-@dataclass
-class Settings:
-    server: ServerSettings = field(default_factory=ServerSettings)
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    storage: StorageSettings = field(default_factory=StorageSettings)
-    tls: TlsSettings = field(default_factory=TlsSettings)
-    auth: AuthSettings = field(default_factory=AuthSettings)
-    limits: LimitsSettings = field(default_factory=LimitsSettings)
-    mail: MailSettings = field(default_factory=MailSettings)
-    outbound: OutboundSettings = field(default_factory=OutboundSettings)
-    dkim: DkimSettings = field(default_factory=DkimSettings)
-    capture: CaptureSettings = field(default_factory=CaptureSettings)
+class Settings(Section):
+    server: ServerSettings = setting(default_factory=ServerSettings)
+    database: DatabaseSettings = setting(default_factory=DatabaseSettings)
+    storage: StorageSettings = setting(default_factory=StorageSettings)
+    tls: TlsSettings = setting(default_factory=TlsSettings)
+    auth: AuthSettings = setting(default_factory=AuthSettings)
+    limits: LimitsSettings = setting(default_factory=LimitsSettings)
+    mail: MailSettings = setting(default_factory=MailSettings)
+    outbound: OutboundSettings = setting(default_factory=OutboundSettings)
+    dkim: DkimSettings = setting(default_factory=DkimSettings)
+    capture: CaptureSettings = setting(default_factory=CaptureSettings)
     smtp: ListenerSettings = _listener("smtp")
     submission: ListenerSettings = _listener("submission")
     smtps: ListenerSettings = _listener("smtps")
@@ -253,7 +321,7 @@ class Settings:
     pop3s: ListenerSettings = _listener("pop3s")
     imap: ListenerSettings = _listener("imap")
     imaps: ListenerSettings = _listener("imaps")
-    admin: AdminSettings = field(
+    admin: AdminSettings = setting(
         default_factory=lambda: AdminSettings(port=LISTENERS["admin"][2],
                                               idle_timeout=LISTENERS["admin"][3]))
 
@@ -271,6 +339,10 @@ class Settings:
 
     def listener(self, name: str) -> ListenerSettings:
         return typing.cast(ListenerSettings, getattr(self, name))
+
+
+#: The section names (``[server]``, ``[imap]``, ...): the fields of :class:`Settings`.
+_SECTIONS = frozenset(name for name, _ in Settings._fields)
 
 
 def _is_loopback(addr: str) -> bool:
@@ -338,12 +410,13 @@ def _convert(value: Any, hint: Any, where: str, from_env: bool) -> Any:
 
 
 def _apply(settings: Settings, section: str, key: str, value: Any, where: str, env: bool) -> None:
-    sections = {f.name: f for f in dataclasses.fields(Settings)}
-    if section not in sections:
+    if section not in _SECTIONS:
         raise ConfigError(f"{where}: unknown section [{section}]")
     target = getattr(settings, section)
+    if key not in dict(target._fields):
+        raise ConfigError(f"{where}: unknown key {section}.{key}")
     hints = typing.get_type_hints(type(target))
-    if key not in hints:
+    if key not in hints:  # pragma: no cover - every field is annotated
         raise ConfigError(f"{where}: unknown key {section}.{key}")
     setattr(target, key, _convert(value, hints[key], where, env))
 
@@ -528,12 +601,11 @@ def load_settings(
             for key, value in table.items():
                 _apply(settings, section, key, value, f"{path}: {section}.{key}", env=False)
     env = os.environ if environ is None else environ
-    names = {f.name for f in dataclasses.fields(Settings)}
     for var, value in env.items():
         if not var.startswith("MAILWING_") or var.startswith("MAILWING_TEST"):
             continue
         rest = var[len("MAILWING_"):].lower()
-        env_section = next((n for n in sorted(names, key=len, reverse=True)
+        env_section = next((n for n in sorted(_SECTIONS, key=len, reverse=True)
                             if rest.startswith(n + "_")), None)
         if env_section is None:
             continue  # not a settings variable (e.g. MAILWING_REQUIRE_CLIENTS)

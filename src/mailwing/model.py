@@ -2,12 +2,17 @@
 
 They carry no behaviour beyond small derived values, so that a storage backend can build them
 from rows and a protocol session can read them without importing either side.
+
+They are :class:`typing.NamedTuple` classes rather than frozen dataclasses: immutable, typed and
+hashable all the same, but a dataclass costs a compile of generated code per method when its
+module is imported, and ``mailwing deliver`` (run once per message by an MTA, issue #9) imports
+this module on every run. ``record._replace(field=value)`` gives a changed copy.
+No ``from __future__ import annotations`` here: a NamedTuple compiles each annotation
+that is a string (as a ForwardRef) when its class is made; real ones cost nothing.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_MAILBOXES",
@@ -31,14 +36,12 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Domain:
+class Domain(NamedTuple):
     id: int
     name: str  # lower-case, IDNA form as typed by the administrator
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+class User(NamedTuple):
     id: int
     address: str  # lower-case local@domain
     domain_id: int
@@ -48,8 +51,7 @@ class User:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class UserUsage:
+class UserUsage(NamedTuple):
     """One line of `mailwing user list`."""
 
     address: str
@@ -59,8 +61,7 @@ class UserUsage:
     quota_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Mailbox:
+class Mailbox(NamedTuple):
     id: int
     user_id: int
     name: str  # hierarchy delimiter "/", stored as Unicode (IMAP's modified UTF-7 is a wire form)
@@ -71,8 +72,7 @@ class Mailbox:
     subscribed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderFields:
+class HeaderFields(NamedTuple):
     """Fields parsed once at delivery so that search does not re-read message bodies."""
 
     message_id: str | None = None
@@ -83,8 +83,7 @@ class HeaderFields:
     date: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ContentInfo:
+class ContentInfo(NamedTuple):
     """A stored message content: the exact bytes received, kept once however many copies exist.
 
     ``size`` is the raw octet count; ``crlf_size`` the octet count once every line ending is
@@ -96,11 +95,10 @@ class ContentInfo:
     size: int
     crlf_size: int
     crlf_clean: bool
-    fields: HeaderFields = field(default_factory=HeaderFields)
+    fields: HeaderFields = HeaderFields()
 
 
-@dataclass(frozen=True, slots=True)
-class MailEntry:
+class MailEntry(NamedTuple):
     """One copy of a message in one mailbox."""
 
     id: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from mailwing.storage import Storage
 from mailwing.storage.contentinfo import (
     HEADER_CAP,
+    SMALL_CONTENT,
     ContentInfoBuilder,
+    Sha256,
     email_header_fields,
     parse_date,
     parse_header_fields,
@@ -25,6 +28,24 @@ def describe(*chunks: bytes):  # type: ignore[no-untyped-def]
     for chunk in chunks:
         builder.update(chunk)
     return builder.result()
+
+
+@pytest.mark.parametrize("loaded", [True, False], ids=["hashlib loaded", "hashlib not loaded"])
+@pytest.mark.parametrize("size", [0, 1, 4096, SMALL_CONTENT, SMALL_CONTENT + 1,
+                                  3 * SMALL_CONTENT + 7])
+def test_sha256_matches_hashlib(size: int, loaded: bool, monkeypatch: pytest.MonkeyPatch
+                                ) -> None:
+    """The built-in module (small contents in a process without hashlib, as ``mailwing
+    deliver``) and OpenSSL (everything else) give the same digest, whatever the chunking."""
+    data = random.Random(size).randbytes(size)
+    if not loaded:
+        monkeypatch.delitem(sys.modules, "hashlib")
+    for step in (size or 1, 1000, 65536):
+        digest = Sha256()
+        for start in range(0, size, step):
+            digest.update(bytearray(data[start:start + step]))  # the caller may reuse it
+        assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert describe(data).sha256 == hashlib.sha256(data).hexdigest()
 
 
 def splits(data: bytes) -> list[list[bytes]]:

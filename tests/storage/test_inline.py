@@ -204,3 +204,19 @@ async def test_writer_on_a_closed_storage_fails(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StorageError):
         await writer.finish()
+
+
+def test_json_array_for_json_each() -> None:
+    """Lists of ids are written without the json module (a delivery passes one); anything
+    else goes through it. SQLite reads both the same way."""
+    import json
+
+    from mailwing.storage.sqlite.inline import json_array
+
+    conn = sqlite3.connect(":memory:")
+    for values in ([], [1], [3, 1, 2], (7, 2**40), ["ab", 'q"\\'], [True, 1], [1.5]):
+        text = json_array(values)
+        assert json.loads(text) == list(values)
+        got = [r[0] for r in conn.execute("SELECT value FROM json_each(?)", (text,))]
+        assert got == [int(v) if isinstance(v, bool) else v for v in values]
+    assert json_array([1, 2]) == "[1,2]"

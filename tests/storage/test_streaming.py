@@ -8,7 +8,6 @@ import shutil
 import sqlite3
 import time
 import tracemalloc
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,8 +58,8 @@ async def test_read_contents_batch_leaves_out_what_is_gone(storage: Storage, use
     inbox = await inbox_id(storage, user)
     for info in infos:
         await storage.append(info, [Delivery(inbox)])
-    wanted = [*infos, replace(infos[0], sha256="0" * 64),
-              replace(infos[0], sha256="../../etc/passwd"), infos[2]]
+    wanted = [*infos, infos[0]._replace(sha256="0" * 64),
+              infos[0]._replace(sha256="../../etc/passwd"), infos[2]]
     found = await storage.read_contents(wanted)
     assert found == {i.sha256: d for i, d in zip(infos, datas, strict=True)}
     assert await storage.read_contents([]) == {}
@@ -270,7 +269,7 @@ async def test_read_contents_returns_each_stored_content_and_leaves_out_the_rest
     inbox = await inbox_id(storage, user)
     for info in infos:
         await storage.append(info, [Delivery(inbox)])
-    missing = replace(infos[0], sha256="0" * 64)
+    missing = infos[0]._replace(sha256="0" * 64)
     found = await storage.read_contents([*infos, infos[1], missing])
     assert found == {info.sha256: body for info, body in zip(infos, bodies, strict=True)}
     assert await storage.read_contents([]) == {}

@@ -13,24 +13,33 @@ from pathlib import Path
 #: hasher, DKIM/DNS and crypto libraries, uvloop, the PostgreSQL driver for a SQLite URL.
 HEAVY = ("mailwing.app", "mailwing.server", "mailwing.services.auth",
          "mailwing.services.passwords", "mailwing.mailauth", "mailwing.queue", "mailwing.proto",
-         "argon2", "cryptography", "dkim", "dns", "uvloop", "asyncpg")
+         "argon2", "cryptography", "dkim", "dns", "uvloop", "asyncpg",
+         # No per-class code generation at import: the settings, records and steps are not
+         # dataclasses (dataclasses brings inspect, ast, dis and tokenize).
+         "dataclasses", "inspect", "ast", "dis", "tokenize")
 
 #: On SQLite, delivery runs without an event loop (mailwing.storage.sqlite.direct): no asyncio
 #: (nor what it drags in: ssl, logging, concurrent.futures, subprocess), no database thread,
 #: and none of the stdlib modules that are imported only when a value needs them (the email
 #: parser for odd header fields, email.utils for dates, shutil for argparse's terminal width,
 #: tomllib without a configuration file, importlib.resources for migrations in a plain
-#: folder), and no socket when no process waits for changes (none does here).
+#: folder), and no socket when no process waits for changes (none does here). Nor OpenSSL's
+#: hashlib for a small content (the built-in SHA-256 module hashes it), json for a list of
+#: ids, the date parser for a message without a Date field, or threading (the wake-up
+#: sender needs no lock).
 NOT_ON_SQLITE = ("asyncio", "ssl", "logging", "concurrent", "subprocess", "email.utils",
                  "mailwing.storage.sqlite.runner", "mailwing.storage.sqlite.backend",
                  "mailwing.storage.sqlite.notify", "shutil", "email.policy", "email.parser",
-                 "tomllib", "importlib.resources", "getpass", "socket")
+                 "tomllib", "importlib.resources", "getpass", "socket", "hashlib", "_hashlib",
+                 "json", "email._parseaddr", "calendar", "threading")
 
 SCRIPT = """
-import json, sys
+import sys
 from mailwing.cli.main import main
 code = main(["deliver", "--to", sys.argv[1]])
-print(json.dumps([code, sorted(sys.modules)]))
+modules = sorted(sys.modules)
+import json  # only now: the delivery itself must not need it
+print(json.dumps([code, modules]))
 """
 
 

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from mailwing.config import LISTENERS, ConfigError, config_path, load_settings
+from mailwing.config import (
+    LISTENERS,
+    AdminSettings,
+    AuthSettings,
+    ConfigError,
+    ListenerSettings,
+    Section,
+    ServerSettings,
+    Settings,
+    config_path,
+    load_settings,
+    setting,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -149,3 +161,59 @@ def test_storage_durability_policy(tmp_path: Path) -> None:
     assert load_settings(path, environ=env).storage.fsync_flag_changes is False
     with pytest.raises(ConfigError, match=r"storage\.fsync_flag_changes"):
         load_settings(write(tmp_path, '[storage]\nfsync_flag_changes = "always"\n'), environ={})
+
+
+def test_sections_behave_like_dataclasses() -> None:
+    """Sections are built without :mod:`dataclasses` (issue #9); construction, defaults,
+    equality and repr are a dataclass's."""
+    a, b = Settings(), Settings()
+    assert a == b and a is not b
+    assert a.server.listen == ["127.0.0.1"] and a.server.listen is not b.server.listen
+    assert a.smtp == ListenerSettings(port=2525, idle_timeout=300.0)
+    assert a.admin.port == 8025 and isinstance(a.admin, AdminSettings)
+    assert a.admin.listen is not b.admin.listen
+    assert [n for n, _ in AdminSettings._fields][:4] == ["port", "idle_timeout",
+                                                        "proxy_protocol", "listen"]
+    a.auth.cache_ttl = 1.0
+    assert a != b and a.auth == AuthSettings(cache_ttl=1.0)
+    assert ServerSettings("mx.example").hostname == "mx.example"
+    assert repr(ListenerSettings(port=1)) == (
+        "ListenerSettings(port=1, idle_timeout=600.0, proxy_protocol=False)")
+    assert ServerSettings().__eq__(ListenerSettings()) is NotImplemented
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        ServerSettings(bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="multiple values"):
+        ServerSettings("a", hostname="b")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        hash(a.server)  # mutable, compared by value: unhashable, as a dataclass with eq
+    assert "listen" not in vars(ServerSettings)  # factories leave no class attribute
+
+
+def test_section_rules() -> None:
+    with pytest.raises(TypeError, match="setting\\(default_factory"):
+        class Bad(Section):
+            items: list[str] = []
+    with pytest.raises(TypeError, match="needs a default"):
+        class NoDefault(Section):
+            name: str
+
+    class Sub(Section):
+        names: list[str] = setting(default_factory=lambda: ["x"])
+        count: int = 1
+
+    one, two = Sub(), Sub(count=2)
+    one.names.append("y")
+    assert two.names == ["x"] and two.count == 2
+
+
+def test_every_field_is_a_loadable_key() -> None:
+    """Each section's fields are exactly its annotated keys, and each can be set."""
+    import typing
+
+    names = [n for n, _ in Settings._fields]
+    assert names[:4] == ["server", "database", "storage", "tls"] and "admin" in names
+    for name in names:
+        section = getattr(Settings(), name)
+        hints = typing.get_type_hints(type(section))
+        fields = [n for n, _ in type(section)._fields]
+        assert set(fields) == {k for k in hints if k != "_fields"}

@@ -16,10 +16,9 @@ racing cannot both squeeze past the limit. Disabled accounts still receive mail 
 log in).
 """
 
-from __future__ import annotations
-
+# No postponed annotations: the NamedTuple below would compile each one (see mailwing.model).
 from collections.abc import AsyncIterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailwing.model import MailEntry
 from mailwing.storage.errors import OverQuota, StorageError
@@ -143,8 +142,7 @@ async def deliver_local(
     return entries[0]
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientResult:
+class RecipientResult(NamedTuple):
     address: str
     entry: MailEntry | None = None
     error: DeliveryError | StorageError | None = None

@@ -17,17 +17,23 @@ and leaves only unusual values to the stdlib ``email`` package; :func:`email_hea
 the stdlib parser on the whole block, is the reference it must agree with (the tests compare).
 The stdlib's parser and field classes are imported only when a value needs them: a plain
 header block does not, and every ``mailwing deliver`` process pays for its imports (issue #9).
+
+The digest: :mod:`hashlib`'s SHA-256 is OpenSSL's, fast per byte but a few milliseconds to load.
+A process that has not loaded it (``mailwing deliver``) keeps the first :data:`SMALL_CONTENT`
+bytes and, if the content ends there, hashes them with the interpreter's built-in SHA-256
+module (slower per byte, free to import); a larger content loads :mod:`hashlib` after all.
+Both give the same digest (the tests compare).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import importlib
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from email._parseaddr import _parsedate_tz  # type: ignore[import-not-found]  # (no stub)
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailwing.model import ContentInfo, HeaderFields
 
@@ -36,8 +42,8 @@ if TYPE_CHECKING:
     from email.policy import EmailPolicy
 
 __all__ = [
-    "HEADER_CAP", "ContentInfoBuilder", "clean_text", "email_header_fields",
-    "parse_header_fields",
+    "HEADER_CAP", "SMALL_CONTENT", "ContentInfoBuilder", "Sha256", "clean_text",
+    "email_header_fields", "parse_header_fields",
 ]
 
 #: At most this many leading bytes are kept to parse header fields from.
@@ -46,11 +52,59 @@ HEADER_CAP = 256 * 1024
 FIELD_CAP = 2048
 
 
+#: Contents up to this size are hashed without loading :mod:`hashlib` if it is not loaded yet.
+SMALL_CONTENT = 256 * 1024
+
+
+def _builtin_sha256() -> Any:
+    """The interpreter's own SHA-256 (``_sha2`` from Python 3.12, ``_sha256`` before), or
+    :mod:`hashlib`'s when the build lacks it."""
+    name = "_sha2" if sys.version_info >= (3, 12) else "_sha256"
+    try:
+        return importlib.import_module(name).sha256
+    except ImportError:  # pragma: no cover - every CPython build we know of has it
+        import hashlib
+
+        return hashlib.sha256
+
+
+class Sha256:
+    """SHA-256 of a stream (``update``, then ``hexdigest`` once), choosing its implementation
+    as the module docstring explains."""
+
+    __slots__ = ("_hash", "_pending", "_pending_size")
+
+    def __init__(self) -> None:
+        hashlib = sys.modules.get("hashlib")
+        self._hash: Any = None if hashlib is None else hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def update(self, data: bytes) -> None:
+        if self._hash is not None:
+            self._hash.update(data)
+            return
+        self._pending.append(bytes(data))
+        self._pending_size += len(data)
+        if self._pending_size > SMALL_CONTENT:
+            import hashlib
+
+            self._hash = hashlib.sha256()
+            for chunk in self._pending:
+                self._hash.update(chunk)
+            self._pending.clear()
+
+    def hexdigest(self) -> str:
+        if self._hash is not None:
+            return str(self._hash.hexdigest())
+        return str(_builtin_sha256()(b"".join(self._pending)).hexdigest())
+
+
 class ContentInfoBuilder:
     """Accumulate chunks; :meth:`result` gives the :class:`ContentInfo`."""
 
     def __init__(self) -> None:
-        self._sha = hashlib.sha256()
+        self._sha = Sha256()
         self._size = 0
         self._bare_lf = 0
         self._bare_cr = 0
@@ -165,6 +219,8 @@ def parse_date(text: str) -> datetime:
     :mod:`socket` and :mod:`random`), paid by every ``mailwing deliver`` (issue #9); the
     reference path (:func:`email_header_fields`) keeps the stdlib function, and the tests
     check that both agree."""
+    from email._parseaddr import _parsedate_tz  # type: ignore[import-not-found]  # (no stub)
+
     parsed: list[int | None] | None = _parsedate_tz(text)
     if parsed is None:
         raise ValueError(f'Invalid date value or format "{text}"')

@@ -10,14 +10,16 @@ message never sits whole in memory), makes them durable (fsync) and returns a
 :class:`~mailwing.model.ContentInfo`; :meth:`Storage.append` then links that content into one or
 more mailboxes in one transaction, taking each mailbox's next UID inside that transaction so
 that concurrent deliveries from several processes never reuse or reorder UIDs.
+
+The records are :class:`typing.NamedTuple` classes, as in :mod:`mailwing.model` (no per-class
+code generation at import, which ``mailwing deliver`` would pay on every message).
+No ``from __future__ import annotations`` here: a NamedTuple compiles each annotation
+that is a string (as a ForwardRef) when its class is made; real ones cost nothing.
 """
 
-from __future__ import annotations
-
 from collections.abc import AsyncIterator, Collection, Hashable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUsage
 
@@ -43,8 +45,7 @@ FlagMode = Literal["add", "remove", "replace"]
 QueueStatus = Literal["pending", "deferred", "delivered", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
-class AdminToken:
+class AdminToken(NamedTuple):
     """A bearer token of the admin HTTP API (only its SHA-256 digest is stored)."""
 
     id: int
@@ -54,8 +55,7 @@ class AdminToken:
     last_used_at: float | None  # updated at most about once a minute
 
 
-@dataclass(frozen=True, slots=True)
-class StorageStats:
+class StorageStats(NamedTuple):
     """What the admin status page shows about storage."""
 
     backend: str  # "sqlite" or "postgresql"
@@ -64,8 +64,7 @@ class StorageStats:
     content_bytes: int  # their octets (each content counted once)
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxCounts:
+class MailboxCounts(NamedTuple):
     """What IMAP STATUS needs, counted in one query."""
 
     messages: int
@@ -74,17 +73,15 @@ class MailboxCounts:
     size: int = 0  # sum of the entries' RFC822.SIZE (CRLF size), for STATUS=SIZE (RFC 8438)
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """Where one copy of a content goes."""
 
     mailbox_id: int
-    flags: frozenset[str] = field(default_factory=frozenset)
+    flags: frozenset[str] = frozenset()
     internal_date: datetime | None = None  # None: the commit time (UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientLookup:
+class RecipientLookup(NamedTuple):
     """What an SMTP RCPT needs to know about a local address, read in one statement
     (:meth:`Storage.lookup_recipient`). ``user_id`` is ``None`` when the domain is in the
     database but the user is not; ``inbox_id`` is ``None`` when the user has no INBOX."""
@@ -96,8 +93,7 @@ class RecipientLookup:
     used_bytes: int = 0  # the running counter that :meth:`Storage.usage` reads
 
 
-@dataclass(frozen=True, slots=True)
-class Outbound:
+class Outbound(NamedTuple):
     """A message to queue for remote delivery (its content is passed beside it)."""
 
     queue_id: str  # unique; the SMTP "queued as" id
@@ -107,16 +103,14 @@ class Outbound:
     next_attempt: float | None = None  # None: due at once (created_at)
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedRecipient:
+class QueuedRecipient(NamedTuple):
     address: str
     status: QueueStatus
     last_reply: str = ""  # the remote server's (or our own) last word about it
     remote_mta: str = ""  # the host that gave that reply
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedMessage:
+class QueuedMessage(NamedTuple):
     """One row of the outbound queue with its recipients (ordered by address)."""
 
     queue_id: str
@@ -130,8 +124,7 @@ class QueuedMessage:
     recipients: tuple[QueuedRecipient, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientOutcome:
+class RecipientOutcome(NamedTuple):
     """What one delivery attempt gave for one recipient."""
 
     address: str
@@ -140,8 +133,7 @@ class RecipientOutcome:
     remote_mta: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Bounce:
+class Bounce(NamedTuple):
     """A delivery status notification made when a queued message is settled: stored in the
     same transaction as the outcome, into local mailboxes and/or the queue (never both lost,
     never made twice)."""

@@ -12,14 +12,13 @@ to start on an outdated schema (``check_schema()``). The runner itself is the sh
 recorded in ``schema_version``, so a failed upgrade leaves the database as it was.
 """
 
-from __future__ import annotations
-
+# No postponed annotations: the NamedTuple below would compile each one (see mailwing.model).
 import functools
 import importlib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailwing.storage.errors import SchemaOutdated
 
@@ -28,8 +27,7 @@ __all__ = ["Migration", "load_migrations", "outdated_error"]
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     name: str
     sql: str

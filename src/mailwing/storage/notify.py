@@ -16,8 +16,8 @@ load the event loop machinery.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
-import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,9 @@ class ChangeWaiters:
     """A thread-safe registry of waiting coroutines, keyed by mailbox id."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # _thread's lock is threading.Lock; the threading module itself is not needed by
+        # the processes that only send wake-ups (mailwing deliver, issue #9)
+        self._lock = _thread.allocate_lock()
         self._by_mailbox: dict[int, set[_Waiter]] = {}
 
     @contextlib.contextmanager

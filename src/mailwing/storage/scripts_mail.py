@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import replace
 
 from mailwing.model import MailEntry
 from mailwing.storage.common import MAIL_COLUMNS, clean_flags, decode_flags, row_to_entry
@@ -121,7 +120,7 @@ def set_flags(
             "UPDATE mail SET flags = $3, modseq = $4 WHERE mailbox_id = $1 AND uid @IN($2)",
             mailbox_id, [e.uid for e in entries], new, modseq,
         )
-        changed.extend(replace(e, flags=new, modseq=modseq) for e in entries)
+        changed.extend(e._replace(flags=new, modseq=modseq) for e in entries)
     return sorted(changed, key=lambda e: e.uid), modified
 
 

@@ -12,15 +12,18 @@ speak (``RETURNING``, ``ON CONFLICT``). Two constructs differ and are rewritten 
 ``$n``", written ``@HASFLAG(col, $n)`` (SQLite keeps flags as space-separated text, PostgreSQL
 as ``text[]``). Parameter values that need adapting (datetimes, flag sets, lists) are adapted
 by the backend too.
-"""
 
-from __future__ import annotations
+Steps are :class:`typing.NamedTuple` classes, not dataclasses: as immutable and typed, cheaper
+to build per statement, and free of the per-class code generation a dataclass pays at import
+(``mailwing deliver`` imports this module on every run, issue #9).
+No ``from __future__ import annotations`` here: a NamedTuple compiles each annotation
+that is a string (as a ForwardRef) when its class is made; real ones cost nothing.
+"""
 
 import re
 from collections.abc import Callable, Generator
 from contextlib import closing
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 __all__ = [
     "HAS_FLAG",
@@ -48,8 +51,7 @@ IN_LIST = re.compile(r"@IN\(\$(\d+)\)")
 HAS_FLAG = re.compile(r"@HASFLAG\(([\w.]+), \$(\d+)\)")
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
     """Run one statement; the result is its rows as a list of sequences (maybe empty)."""
 
     sql: str
@@ -61,22 +63,19 @@ def q(sql: str, *args: Any) -> Query:
     return Query(sql, args)
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(NamedTuple):
     """Run several ``;``-separated statements without parameters (a migration file)."""
 
     sql: str
 
 
-@dataclass(frozen=True, slots=True)
-class TableExists:
+class TableExists(NamedTuple):
     """Result: whether a table of that name exists."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Serialize:
+class Serialize(NamedTuple):
     """Hold a lock named ``key`` until the transaction ends (one migrator at a time).
 
     SQLite needs nothing (its write transactions are already exclusive); PostgreSQL takes a
@@ -85,24 +84,21 @@ class Serialize:
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class HasBlob:
+class HasBlob(NamedTuple):
     """Result: whether the bytes of content ``sha256`` are stored, and keep them from being
     removed by a concurrent transaction until this one ends."""
 
     sha256: str
 
 
-@dataclass(frozen=True, slots=True)
-class DropBlobs:
+class DropBlobs(NamedTuple):
     """The contents rows of these digests were deleted: remove their bytes (in the same
     transaction when they live in the database, after the commit when they are files)."""
 
     sha256s: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Changed:
+class Changed(NamedTuple):
     """The HIGHESTMODSEQ of these mailboxes rose (or they were deleted): once the transaction
     commits, wake whoever waits for them (``Storage.wait_for_change``). PostgreSQL sends a
     NOTIFY inside the transaction (delivered at commit); SQLite signals after its commit."""
@@ -110,7 +106,6 @@ class Changed:
     mailbox_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Volatile:
     """This transaction's commit need not wait for the disk: what it writes may be lost in a
     power cut or OS crash (never in a crash of the process) without losing mail. Scripts
@@ -126,7 +121,20 @@ class Volatile:
     group-commit batch with ``synchronous = NORMAL`` when every write in it is volatile. In
     both, a later durable commit flushes the log, which is sequential, and with it every
     earlier relaxed commit: a relaxed commit can only be lost together with everything
-    committed after it, so no acknowledged message is ever lost behind it."""
+    committed after it, so no acknowledged message is ever lost behind it.
+
+    A plain class: a NamedTuple without fields would be an empty, hence false, tuple."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__
+
+    def __hash__(self) -> int:
+        return hash(Volatile)
+
+    def __repr__(self) -> str:
+        return "Volatile()"
 
 
 Step = Query | Batch | TableExists | Serialize | HasBlob | DropBlobs | Changed | Volatile

@@ -48,12 +48,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +65,7 @@ from mailwing.storage.errors import (
     TemporaryStorageError,
 )
 from mailwing.storage.sqlite import inline
+from mailwing.storage.sqlite.inline import json_array
 from mailwing.storage.steps import (
     HAS_FLAG,
     IN_LIST,
@@ -93,23 +92,35 @@ _LOCK_WAITS = (0.0002, 0.0005, 0.001)
 _LOCK_WAIT_MAX = 0.002
 
 
-@dataclass(eq=False)
 class Work:
-    """One script to run and, once its batch is done, its outcome."""
+    """One script to run and, once its batch is done, its outcome.
 
-    script: Script[Any]
-    write: bool
-    result: Any = None
-    error: BaseException | None = None
-    drops: list[str] = field(default_factory=list)
-    changed: set[int] = field(default_factory=set)
-    #: its first step was ``Volatile``: its commit need not wait for the disk
-    volatile: bool = False
-    #: it removed contents whose bytes are files (see :meth:`SqliteExecutor._sync_wal`)
-    drops_files: bool = False
-    #: the step to execute first (the script has run up to it before the transaction), or
-    #: _FINISHED when it ended (result or error) without needing the database
-    first: Any = None
+    A plain class (compared by identity): a dataclass would generate its methods when this
+    module is imported, by every ``mailwing deliver`` (issue #9).
+
+    ``volatile``: its first step was ``Volatile``, so its commit need not wait for the disk.
+    ``drops_files``: it removed contents whose bytes are files (see
+    :meth:`SqliteExecutor._sync_wal`). ``first``: the step to execute first (the script has
+    run up to it before the transaction), or ``_FINISHED`` when it ended (result or error)
+    without needing the database."""
+
+    __slots__ = ("changed", "drops", "drops_files", "error", "first", "result", "script",
+                 "volatile", "write")
+
+    def __init__(self, script: Script[Any], write: bool) -> None:
+        self.script = script
+        self.write = write
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.drops: list[str] = []
+        self.changed: set[int] = set()
+        self.volatile = False
+        self.drops_files = False
+        self.first: Any = None
+
+    def __repr__(self) -> str:
+        return (f"Work(script={self.script!r}, write={self.write!r}, result={self.result!r},"
+                f" error={self.error!r})")
 
 
 _FINISHED = object()
@@ -165,7 +176,7 @@ def _adapt(value: Any) -> Any:
     if isinstance(value, frozenset):
         return encode_flags(value)
     if isinstance(value, list | tuple):
-        return json.dumps(list(value))
+        return json_array(value)
     return value
 
 
@@ -413,7 +424,7 @@ class SqliteExecutor:
                 still = conn.execute(
                     "SELECT sha256 FROM contents"
                     " WHERE sha256 IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(set(sha256s))),),
+                    (json_array(sorted(set(sha256s))),),
                 ).fetchall()
                 self._blobs.remove(set(sha256s) - {r[0] for r in still})
             finally:

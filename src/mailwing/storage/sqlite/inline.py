@@ -27,10 +27,9 @@ and falls back to the file; ``HasBlob`` (the append's check that the bytes exist
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailwing.model import ContentInfo
@@ -43,6 +42,7 @@ __all__ = [
     "collect_inline",
     "drop_inline",
     "has_content",
+    "json_array",
     "read_inline",
     "store_inline",
     "stored",
@@ -50,6 +50,18 @@ __all__ = [
 
 #: Contents of at most this many octets are kept in the database; larger ones are files.
 INLINE_LIMIT = 64 * 1024
+
+
+def json_array(values: Iterable[Any]) -> str:
+    """A JSON array, as SQLite's ``json_each`` reads a list parameter. Whole numbers (ids,
+    UIDs: what a delivery passes) are written here; anything else goes through :mod:`json`,
+    imported on first use, as ``mailwing deliver`` would otherwise pay for it (issue #9)."""
+    items = list(values)
+    if all(type(v) is int for v in items):
+        return "[" + ",".join(map(str, items)) + "]"
+    import json
+
+    return json.dumps(items)
 
 
 def store_inline(sha256: str, data: bytes) -> Script[None]:
@@ -107,7 +119,7 @@ def drop_inline(conn: sqlite3.Connection, sha256s: tuple[str, ...]) -> int:
     them were inline (fewer than given: the others are files)."""
     cursor = conn.execute(
         "DELETE FROM inline_contents WHERE sha256 IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(sha256s)),),
+        (json_array(sha256s),),
     )
     return cursor.rowcount
 

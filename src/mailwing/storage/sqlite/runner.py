@@ -31,7 +31,6 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,11 +49,16 @@ MAX_BATCH = 128  # requests that may share one transaction
 POST_WAIT = 0.05
 
 
-@dataclass(eq=False)
 class _Job(Work):
-    # both None: posted, nobody waits (see post())
-    loop: asyncio.AbstractEventLoop | None = field(kw_only=True)
-    future: asyncio.Future[Any] | None = field(kw_only=True)
+    __slots__ = ("future", "loop")
+
+    def __init__(self, script: Script[Any], write: bool, *,
+                 loop: asyncio.AbstractEventLoop | None,
+                 future: asyncio.Future[Any] | None) -> None:
+        super().__init__(script, write)
+        # both None: posted, nobody waits (see post())
+        self.loop = loop
+        self.future = future
 
 
 class SqliteRunner:
