@@ -4,8 +4,9 @@ Precedence: built-in defaults < the TOML file < the environment. Every key is ch
 configuration is loaded; an unknown key or a value of the wrong type raises :class:`ConfigError`
 naming the key and where it came from, so ``mailwing serve`` stops before binding any port.
 
-The sections are :class:`Section` classes: dataclass-like (type-checked keyword construction
-through :func:`typing.dataclass_transform`, ``==`` and ``repr`` by field), but built without
+The sections are :class:`~mailwing.sections.Section` classes: dataclass-like (type-checked
+keyword construction through :func:`typing.dataclass_transform`, ``==`` and ``repr`` by
+field), but built without
 :mod:`dataclasses`, whose import (it brings :mod:`inspect` and :mod:`ast`) and per-class code
 generation cost more than the rest of ``mailwing deliver``'s configuration (an MTA runs it
 once per message, issue #9). Every command, deliver included, loads and validates the whole
@@ -18,9 +19,11 @@ import ipaddress
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, dataclass_transform
+from typing import Any
+
+from mailwing.sections import Section, setting
 
 __all__ = [
     "LISTENERS",
@@ -46,82 +49,6 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it."""
-
-
-T = TypeVar("T")
-
-
-class _Factory:
-    """A field default made anew for every instance (see :func:`setting`)."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
-
-
-def setting(*, default_factory: Callable[[], T]) -> T:
-    """A field whose default is ``default_factory()``, called for each instance (a list, a
-    nested section), as ``dataclasses.field(default_factory=...)``."""
-    return typing.cast(T, _Factory(default_factory))
-
-
-@dataclass_transform(field_specifiers=(setting,))
-class Section:
-    """Base of the settings classes: the fields are the annotated class attributes (with their
-    defaults; every field has one), inherited ones first, as in a dataclass."""
-
-    #: (name, default or :class:`_Factory`) of every field, in order.
-    _fields: ClassVar[tuple[tuple[str, Any], ...]] = ()
-    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as a dataclass
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        fields = dict(cls._fields)
-        # This class's own annotations (not inherited ones); inspect.get_annotations would
-        # import the inspect module, which this class exists to avoid.
-        own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
-        for name, hint in own.items():
-            if "ClassVar" in str(hint):
-                continue
-            if name not in cls.__dict__:
-                raise TypeError(f"{cls.__name__}.{name}: a setting needs a default")
-            default = cls.__dict__[name]
-            if isinstance(default, list | dict | set):
-                raise TypeError(f"{cls.__name__}.{name}: use setting(default_factory=...)")
-            fields[name] = default
-            if isinstance(default, _Factory):
-                delattr(cls, name)  # as dataclasses do: the instance always has its own
-        cls._fields = tuple(fields.items())
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(self._fields):
-            raise TypeError(f"{type(self).__name__}() takes at most {len(self._fields)} "
-                            f"positional arguments ({len(args)} given)")
-        for (name, _), value in zip(self._fields, args, strict=False):
-            if name in kwargs:
-                raise TypeError(f"{type(self).__name__}() got multiple values for {name!r}")
-            kwargs[name] = value
-        for name, default in self._fields:
-            if name in kwargs:
-                value = kwargs.pop(name)
-            elif isinstance(default, _Factory):
-                value = default.make()
-            else:
-                value = default
-            setattr(self, name, value)
-        if kwargs:
-            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
-                            f"{next(iter(kwargs))!r}")
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._fields)
-        return f"{type(self).__name__}({values})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n, _ in self._fields)
 
 
 class ServerSettings(Section):

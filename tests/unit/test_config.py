@@ -12,13 +12,12 @@ from mailwing.config import (
     AuthSettings,
     ConfigError,
     ListenerSettings,
-    Section,
     ServerSettings,
     Settings,
     config_path,
     load_settings,
-    setting,
 )
+from mailwing.sections import Section, setting
 
 
 def write(tmp_path: Path, text: str) -> Path:
