@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from mailwing.model import User
 from mailwing.proto.imap import responses, texts
-from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.reader import ImapReader
 from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.seqset import STAR, SequenceSet
@@ -33,6 +32,7 @@ from mailwing.services.imap_selected import (
     SelectedView,
     Update,
     refresh,
+    wire_flags,
 )
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -152,7 +152,7 @@ def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
     which still reports the new mod-sequence (section 3.1.3)."""
     items = [("UID", b"%d" % uid)] if with_uid else []
     if flags:
-        items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+        items.append(("FLAGS", view.wire_flags_of(uid)))
     if condstore:
         items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
     return responses.fetch(seq, items)
@@ -171,8 +171,7 @@ def update_response(update: Update, view: SelectedView | None = None,
         case FlagsChanged(seq=seq, uid=uid, flags=flags):
             if view is not None and uid in view.entries:
                 return flags_response(view, seq, uid, with_uid=True, condstore=condstore)
-            return responses.fetch(seq, [("UID", b"%d" % uid),
-                                         ("FLAGS", pw.flag_list(sorted(flags)))])
+            return responses.fetch(seq, [("UID", b"%d" % uid), ("FLAGS", wire_flags(flags))])
         case FlagsListed(flags=flags, read_only=read_only):
             permanent = () if read_only else (*flags, "\\*")
             return responses.flags(flags) + responses.ok(
