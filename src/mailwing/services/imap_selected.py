@@ -311,7 +311,7 @@ class SelectedView:
             self._announced_exists = len(self.uids)
             out.append(Exists(len(self.uids)))
             if self.track_recent:
-                recent = sum(1 for u in self.uids if u in self.recent)
+                recent = self._recent_count()
                 self._announced_recent = recent
                 out.append(Recent(recent))
         if hold_flags:
@@ -341,8 +341,14 @@ class SelectedView:
             out.append(Expunged(seq, uid))
         self.gone.clear()
         self._announced_exists = len(self.uids)
-        self._announced_recent = sum(1 for u in self.uids if u in self.recent)
+        self._announced_recent = self._recent_count()
         return out
+
+    def _recent_count(self) -> int:
+        """Recent messages in the numbering (``entries`` holds exactly the UIDs of ``uids``;
+        ``recent`` is the smaller set, and may hold UIDs claimed but expunged unseen)."""
+        entries = self.entries
+        return sum(1 for u in self.recent if u in entries)
 
 
 class _ListingCache:

@@ -88,6 +88,11 @@ class SessionState:
     #: set when the session must end with ``* BYE bye`` instead of the tagged completion
     #: (the selected mailbox was deleted by another session)
     bye: str | None = None
+    #: set by a handler that caught up with storage itself during this command and changed
+    #: nothing since but through its own view (EXPUNGE): the catch-up after the command is
+    #: then skipped, saving a database round; changes committed meanwhile by others are
+    #: reported after the next command, as if they had come a moment later
+    caught_up: bool = False
     #: reads one raw line from the client (AUTHENTICATE continuations, IDLE's DONE)
     read_line: Callable[[], Awaitable[bytes]] | None = None
 
@@ -208,10 +213,12 @@ async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
     ``* OK [HIGHESTMODSEQ n]`` once nothing is pending, so the client's saved mod-sequence
     covers them."""
     view = s.view
+    caught_up, s.caught_up = s.caught_up, False
     if view is None:
         return
     try:
-        await refresh(s.ctx.storage, view)
+        if not caught_up:
+            await refresh(s.ctx.storage, view)
     except NotFound:
         # Deleted by another session: its numbering means nothing any more. RFC 3501 leaves
         # the answer open; like Dovecot, end the session (BYE, section 7.1.5).
