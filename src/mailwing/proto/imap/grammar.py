@@ -25,7 +25,7 @@ from typing import TypeVar
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.seqset import SAVED, SequenceSet, SequenceSetError
 
-__all__ = ["Cursor", "ParseError"]
+__all__ = ["Cursor", "ParseError", "run_pattern"]
 
 T = TypeVar("T")
 
@@ -88,18 +88,20 @@ class Cursor:
         return self.peek() == ord("{")
 
     def expect(self, char: bytes, what: str | None = None) -> None:
-        if self.buf[self.pos:self.pos + len(char)] != char:
+        if not self.buf.startswith(char, self.pos):
             raise ParseError(what or texts.EXPECTED.format(char.decode("ascii", "replace")))
         self.pos += len(char)
 
     def accept(self, char: bytes) -> bool:
-        if self.buf[self.pos:self.pos + len(char)] == char:
+        if self.buf.startswith(char, self.pos):
             self.pos += len(char)
             return True
         return False
 
     def sp(self) -> None:
-        self.expect(b" ", texts.EXPECTED_SP)
+        if not self.buf.startswith(b" ", self.pos):
+            raise ParseError(texts.EXPECTED_SP)
+        self.pos += 1
 
     def end(self) -> None:
         if not self.at_end():
@@ -109,7 +111,7 @@ class Cursor:
         """The longest run of ``allowed`` octets at the cursor (possibly empty)."""
         pattern = _RUN_PATTERNS.get(allowed)
         if pattern is None:
-            pattern = _RUN_PATTERNS[allowed] = _run_pattern(allowed)
+            pattern = _RUN_PATTERNS[allowed] = run_pattern(allowed)
         m = pattern.match(self.buf, self.pos)
         assert m is not None  # ``[...]*`` matches the empty string at least
         self.pos = m.end()
@@ -281,7 +283,8 @@ class Cursor:
         return self.paren_list(self.keyword)
 
 
-def _run_pattern(allowed: frozenset[int]) -> re.Pattern[bytes]:
+def run_pattern(allowed: frozenset[int]) -> re.Pattern[bytes]:
+    """``[...]*`` over the octets of ``allowed``: the longest run of them, matched in C."""
     return re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(allowed)) + b"]*")
 
 
