@@ -127,8 +127,6 @@ def _adapt(value: Any) -> Any:
     if isinstance(value, frozenset):
         return encode_flags(value)
     if isinstance(value, list | tuple):
-        if all(type(v) is int for v in value):  # UID lists (``@IN``): no encoder needed
-            return "[" + ",".join(map(str, value)) + "]"
         return json.dumps(list(value))
     return value
 
