@@ -139,6 +139,7 @@ class _ImapSession:
                                  texts.NOT_ALLOWED_STATE.format(command.name, state.value)))
             self._error()
             return
+        s.caught_up = False
         try:
             done = await HANDLERS[type(command)](s, command)
         except Refusal as refusal:

@@ -22,6 +22,7 @@ no more than the mailbox's own size.
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,7 +31,8 @@ from mailwing.proto.imap.seqset import STAR, SequenceSet
 from mailwing.services.imap_selected import SelectedView
 from mailwing.storage.interface import Storage
 
-__all__ = ["Resync", "missing_uids", "prune_history", "resync", "vanished_in"]
+__all__ = ["PRUNE_EVERY_MAX", "Resync", "missing_uids", "prune_every", "prune_history", "resync",
+           "vanished_in"]
 
 MAX_UID = 0xFFFFFFFF
 
@@ -114,6 +116,39 @@ async def vanished_in(storage: Storage, view: SelectedView, since: int,
     return await _vanished(storage, view, since, _ranges(uids, top))
 
 
-async def prune_history(storage: Storage, mailbox_id: int, keep: int) -> None:
-    """Bound the mailbox's expunged-UID memory after an expunge (``limits.expunged_retention``)."""
+#: UIDs this process expunged per (storage, mailbox) since it last pruned that mailbox
+_UNPRUNED: weakref.WeakKeyDictionary[Storage, dict[int, int]] = weakref.WeakKeyDictionary()
+#: most UIDs expunged between two prunes of one mailbox by one process
+PRUNE_EVERY_MAX = 256
+
+
+def prune_every(keep: int) -> int:
+    """After how many UIDs expunged here the memory is pruned again: about 1/64 of the
+    retention (at most :data:`PRUNE_EVERY_MAX`), every time for a small retention."""
+    return max(1, min(keep // 64, PRUNE_EVERY_MAX))
+
+
+async def prune_history(storage: Storage, mailbox_id: int, keep: int, expunged: int = 1
+                        ) -> None:
+    """Bound the mailbox's expunged-UID memory after an expunge of ``expunged`` UIDs
+    (``limits.expunged_retention``).
+
+    The prune is a write transaction of its own; doing it after every EXPUNGE of one message
+    costs a database round and a commit for rows that are nowhere near the bound. So each
+    process prunes a mailbox once it has expunged :func:`prune_every` UIDs from it since its
+    last prune: the memory then holds at most about ``keep`` plus that slack per process
+    (the bound is "about" ``keep`` anyway, :meth:`Storage.prune_expunged`). Keeping more
+    history never changes an answer's correctness: a resync from inside the window gets the
+    exact VANISHED set, from before it the superset of RFC 7162 section 3.2.5.2."""
+    counts = _UNPRUNED.get(storage)
+    if counts is None:
+        counts = _UNPRUNED[storage] = {}
+    pending = counts.get(mailbox_id, 0) + max(1, expunged)
+    if pending < prune_every(keep):
+        counts[mailbox_id] = pending
+        return
+    counts.pop(mailbox_id, None)
+    if len(counts) > 4096:  # mailboxes that never reached a prune: forget the oldest
+        for key in list(counts)[:1024]:
+            del counts[key]
     await storage.prune_expunged(mailbox_id, keep)

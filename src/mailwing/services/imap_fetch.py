@@ -240,7 +240,7 @@ class Fetcher:
         except NotFound:
             return None
         if with_flags and "FLAGS" not in names:
-            out.append(("FLAGS", pw.flag_list(sorted(self.view.flags_of(uid)))))
+            out.append(("FLAGS", self.view.wire_flags_of(uid)))
         return out
 
     def _quick(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes] | None:
@@ -249,7 +249,7 @@ class Fetcher:
         section = item.section
         if section is None:
             if name == "FLAGS":
-                return name, pw.flag_list(sorted(self.view.flags_of(entry.uid)))
+                return name, self.view.wire_flags_of(entry.uid)
             if name == "UID":
                 return name, b"%d" % entry.uid
             if name == "RFC822.SIZE":

@@ -59,10 +59,32 @@ __all__ = [
     "Update",
     "open_view",
     "refresh",
+    "wire_flags",
 ]
 
 RECENT = "\\Recent"
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_NOT_KEYWORDS = frozenset((*SYSTEM_FLAGS, RECENT))
+
+#: ``(...)`` of each distinct (stored flags, recent here) pair seen in this process: a
+#: mailbox holds few distinct flag sets, and FETCH and STORE answers would otherwise sort
+#: and encode the same set again for every message. Cleared when it grows past
+#: :data:`_WIRE_FLAGS_MAX` (keywords are client-chosen, so the sets are unbounded).
+_WIRE_FLAGS: dict[tuple[frozenset[str], bool], bytes] = {}
+_WIRE_FLAGS_MAX = 4096
+
+
+def wire_flags(flags: frozenset[str], recent: bool = False) -> bytes:
+    """``(\\Seen $Work)``: ``flags`` (plus ``\\Recent`` when ``recent``), sorted."""
+    key = (flags, recent)
+    out = _WIRE_FLAGS.get(key)
+    if out is None:
+        names = sorted(flags | {RECENT} if recent else flags)
+        out = b"(" + " ".join(names).encode("ascii") + b")"
+        if len(_WIRE_FLAGS) >= _WIRE_FLAGS_MAX:
+            _WIRE_FLAGS.clear()
+        _WIRE_FLAGS[key] = out
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +217,11 @@ class SelectedView:
     def list_keywords(self, flag_sets: Iterable[Iterable[str]]) -> FlagsListed | None:
         """Add the keywords of ``flag_sets`` that the client was not told of yet; the
         :class:`FlagsListed` to send before anything carrying them, or None."""
-        new = {f for flags in flag_sets for f in flags
-               if f not in self.keywords and f not in SYSTEM_FLAGS and f != RECENT}
+        known = self.keywords | _NOT_KEYWORDS
+        new: set[str] = set()
+        for flags in flag_sets:
+            if not known.issuperset(flags):  # rarely: one C-level test per set otherwise
+                new.update(f for f in flags if f not in known)
         if not new:
             return None
         self.keywords |= new
@@ -206,6 +231,10 @@ class SelectedView:
         """Flags as this session reports them (with \\Recent when it is recent here)."""
         flags = self.entries[uid].flags
         return flags | {RECENT} if uid in self.recent else flags
+
+    def wire_flags_of(self, uid: int) -> bytes:
+        """:meth:`flags_of` in its wire form, ``(...)`` (cached per distinct set)."""
+        return wire_flags(self.entries[uid].flags, uid in self.recent)
 
     # -- changes made elsewhere -------------------------------------------------------------
     def note_changes(self, highest: int, changed: Iterable[MailEntry],
@@ -267,11 +296,12 @@ class SelectedView:
         hold_flags = hold_flags and not allow_expunge and bool(self.gone)
         if allow_expunge:
             out.extend(self._take_expunges())
-        listed = self.list_keywords(
-            [e.flags for e in self._new.values()]
-            + [self.entries[u].flags for u in self._changed if u in self.entries])
-        if listed is not None:
-            out.append(listed)
+        if self._new or self._changed:
+            listed = self.list_keywords(
+                [e.flags for e in self._new.values()]
+                + [self.entries[u].flags for u in self._changed if u in self.entries])
+            if listed is not None:
+                out.append(listed)
         if self._new:
             for uid in sorted(self._new):
                 self.uids.append(uid)
@@ -281,7 +311,7 @@ class SelectedView:
             self._announced_exists = len(self.uids)
             out.append(Exists(len(self.uids)))
             if self.track_recent:
-                recent = sum(1 for u in self.uids if u in self.recent)
+                recent = self._recent_count()
                 self._announced_recent = recent
                 out.append(Recent(recent))
         if hold_flags:
@@ -298,6 +328,8 @@ class SelectedView:
         return bool(self.gone or self._new or self._changed)
 
     def _take_expunges(self) -> list[Expunged]:
+        if not self.gone:  # nothing to remove: the counters are as announced already
+            return []
         out: list[Expunged] = []
         for uid in sorted(self.gone):
             seq = self.seq_of(uid)
@@ -309,8 +341,14 @@ class SelectedView:
             out.append(Expunged(seq, uid))
         self.gone.clear()
         self._announced_exists = len(self.uids)
-        self._announced_recent = sum(1 for u in self.uids if u in self.recent)
+        self._announced_recent = self._recent_count()
         return out
+
+    def _recent_count(self) -> int:
+        """Recent messages in the numbering (``entries`` holds exactly the UIDs of ``uids``;
+        ``recent`` is the smaller set, and may hold UIDs claimed but expunged unseen)."""
+        entries = self.entries
+        return sum(1 for u in self.recent if u in entries)
 
 
 class _ListingCache:

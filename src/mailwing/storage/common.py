@@ -94,9 +94,21 @@ def clean_flags(flags: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+#: decoded flag sets by their SQLite text: a mailbox holds few distinct sets, and sharing one
+#: frozenset per set also makes the callers' comparisons and set caches cheap. Bounded by
+#: clearing (keywords are client-chosen).
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+_CACHE_MAX = 4096
+
+
 def decode_flags(value: Any) -> frozenset[str]:
     if isinstance(value, str):
-        return frozenset(value.split())
+        flags = _FLAG_SETS.get(value)
+        if flags is None:
+            if len(_FLAG_SETS) >= _CACHE_MAX:
+                _FLAG_SETS.clear()
+            flags = _FLAG_SETS[value] = frozenset(value.split())
+        return flags
     return frozenset(value or ())
 
 
@@ -172,8 +184,29 @@ def row_to_mailbox(row: Sequence[Any]) -> Mailbox:
     )
 
 
+#: contents by their whole row: a content row never changes once stored (it is keyed by
+#: its SHA-256), and every catch-up of an IMAP session maps the rows of the messages whose
+#: flags changed, whose contents the process has mapped before. Equal rows give one shared
+#: (immutable) record instead of two new ones and a date parse each time. Bounded by
+#: clearing; the key is the full row, so a differing row is never answered from the cache.
+_CONTENTS: dict[tuple[Any, ...], ContentInfo] = {}
+
+
 def row_to_content(row: Sequence[Any]) -> ContentInfo:
     """From the ten :data:`CONTENT_COLUMNS`."""
+    key = tuple(row[:10])
+    try:
+        cached = _CONTENTS.get(key)
+    except TypeError:  # an unhashable driver value: map it without the cache
+        return _row_to_content(row)
+    if cached is None:
+        if len(_CONTENTS) >= _CACHE_MAX:
+            _CONTENTS.clear()
+        cached = _CONTENTS[key] = _row_to_content(row)
+    return cached
+
+
+def _row_to_content(row: Sequence[Any]) -> ContentInfo:
     fields = HeaderFields(
         message_id=row[4], subject=row[5], from_=row[6], to=row[7], cc=row[8],
         date=None if row[9] is None else to_datetime(row[9]),

@@ -167,6 +167,10 @@ def _binary_section(cur: Cursor) -> Section:
     return Section(tuple(parts))
 
 
+#: one shared (immutable) item per plain name instead of a new one per FETCH
+_PLAIN_ITEMS = {name: FetchItem(name) for name in SIMPLE_ITEMS}
+
+
 def _item(cur: Cursor) -> FetchItem:
     name = _run(cur, _NAME_CHARS)
     if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and cur.accept(b"["):
@@ -196,7 +200,7 @@ def _item(cur: Cursor) -> FetchItem:
         cur.pos += 1  # RFC 8970 preview-mod list: only LAZY is defined
         if cur.paren_atoms() != ("LAZY",):
             raise ParseError(texts.BAD_FETCH_ITEM)
-    return FetchItem(name)
+    return _PLAIN_ITEMS[name]
 
 
 def parse_fetch_items(cur: Cursor) -> tuple[FetchItem, ...]:

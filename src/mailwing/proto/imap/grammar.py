@@ -16,6 +16,7 @@ list-mailbox (wildcards ``%`` and ``*``), flags, date and date-time.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -24,7 +25,7 @@ from typing import TypeVar
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.seqset import SAVED, SequenceSet, SequenceSetError
 
-__all__ = ["Cursor", "ParseError"]
+__all__ = ["Cursor", "ParseError", "run_pattern"]
 
 T = TypeVar("T")
 
@@ -34,6 +35,11 @@ ATOM_CHARS = frozenset(c for c in range(0x01, 0x80) if c not in _ATOM_SPECIALS)
 ASTRING_CHARS = ATOM_CHARS | {ord("]")}
 LIST_CHARS = ASTRING_CHARS | {ord("%"), ord("*")}
 _SET_CHARS = frozenset(b"0123456789:,*")
+_DIGITS = frozenset(b"0123456789")
+#: one compiled ``[...]*`` pattern per character set given to :meth:`Cursor.run` (the sets
+#: are module constants, so this stays tiny): a regex match scans a token in C instead of
+#: one Python loop iteration per octet, the parser's main cost per command
+_RUN_PATTERNS: dict[frozenset[int], re.Pattern[bytes]] = {}
 _LITERAL_RE = re.compile(rb"\{(\d{1,20})(\+?)\}$")
 # System flags (RFC 3501 2.3.2) and special-use attributes (RFC 6154 2) in canonical case.
 _CANONICAL_FLAGS = {f.upper(): f for f in (
@@ -82,18 +88,20 @@ class Cursor:
         return self.peek() == ord("{")
 
     def expect(self, char: bytes, what: str | None = None) -> None:
-        if self.buf[self.pos:self.pos + len(char)] != char:
+        if not self.buf.startswith(char, self.pos):
             raise ParseError(what or texts.EXPECTED.format(char.decode("ascii", "replace")))
         self.pos += len(char)
 
     def accept(self, char: bytes) -> bool:
-        if self.buf[self.pos:self.pos + len(char)] == char:
+        if self.buf.startswith(char, self.pos):
             self.pos += len(char)
             return True
         return False
 
     def sp(self) -> None:
-        self.expect(b" ", texts.EXPECTED_SP)
+        if not self.buf.startswith(b" ", self.pos):
+            raise ParseError(texts.EXPECTED_SP)
+        self.pos += 1
 
     def end(self) -> None:
         if not self.at_end():
@@ -101,11 +109,13 @@ class Cursor:
 
     def run(self, allowed: frozenset[int]) -> bytes:
         """The longest run of ``allowed`` octets at the cursor (possibly empty)."""
-        start = self.pos
-        buf = self.buf
-        while self.pos < len(buf) and buf[self.pos] in allowed:
-            self.pos += 1
-        return bytes(buf[start:self.pos])
+        pattern = _RUN_PATTERNS.get(allowed)
+        if pattern is None:
+            pattern = _RUN_PATTERNS[allowed] = run_pattern(allowed)
+        m = pattern.match(self.buf, self.pos)
+        assert m is not None  # ``[...]*`` matches the empty string at least
+        self.pos = m.end()
+        return m.group()
 
     # -- tokens ---------------------------------------------------------------------------
     def atom(self, what: str = "atom") -> str:
@@ -119,7 +129,7 @@ class Cursor:
         return self.atom("keyword").upper()
 
     def number(self, nonzero: bool = False) -> int:
-        raw = self.run(frozenset(b"0123456789"))
+        raw = self.run(_DIGITS)
         if not raw or len(raw) > 10:
             raise ParseError(texts.EXPECTED_NUMBER)
         value = int(raw)
@@ -128,7 +138,7 @@ class Cursor:
         return value
 
     def number64(self) -> int:
-        raw = self.run(frozenset(b"0123456789"))
+        raw = self.run(_DIGITS)
         if not raw or len(raw) > 20 or int(raw) >= 2**63:
             raise ParseError(texts.EXPECTED_NUMBER)
         return int(raw)
@@ -140,7 +150,7 @@ class Cursor:
                 raise ParseError(texts.BAD_SEQUENCE_SET)
             return SAVED
         try:
-            return SequenceSet.parse(self.run(_SET_CHARS).decode("ascii"))
+            return _sequence_set(self.run(_SET_CHARS))
         except SequenceSetError as exc:
             raise ParseError(texts.BAD_SEQUENCE_SET) from exc
 
@@ -271,3 +281,16 @@ class Cursor:
     def paren_atoms(self) -> tuple[str, ...]:
         """``"(" atom *(SP atom) ")"`` upper-cased (STATUS items, RETURN options...)."""
         return self.paren_list(self.keyword)
+
+
+def run_pattern(allowed: frozenset[int]) -> re.Pattern[bytes]:
+    """``[...]*`` over the octets of ``allowed``: the longest run of them, matched in C."""
+    return re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(allowed)) + b"]*")
+
+
+@functools.lru_cache(maxsize=1024)
+def _sequence_set(raw: bytes) -> SequenceSet:
+    """Parsed sets by their text: clients repeat the same few (``1:*``, one number), and a
+    :class:`SequenceSet` is immutable, so one parse serves every repeat (errors are raised
+    afresh each time: ``lru_cache`` keeps only results)."""
+    return SequenceSet.parse(raw.decode("ascii"))

@@ -19,7 +19,7 @@ from mailwing.proto.common.sasl import SaslError, decode_response
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import listext, texts, utf7
 from mailwing.proto.imap.fetchitems import parse_fetch_items
-from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError
+from mailwing.proto.imap.grammar import ASTRING_CHARS, Cursor, ParseError, run_pattern
 from mailwing.proto.imap.search import parse_search
 from mailwing.proto.imap.sortparse import parse_sort, parse_thread
 from mailwing.proto.imap.wire import UTF8_NAMES
@@ -31,13 +31,14 @@ STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEE
 _TAG_CHARS = ASTRING_CHARS - {ord("+")}
 _MAX_ID_PAIRS = 30  # RFC 2971 section 3.3
 _KEYWORD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_TAG_RUN = run_pattern(_TAG_CHARS)
 
 
 def read_tag(line: bytes) -> str | None:
     """The tag at the start of ``line``, or None if there is no valid one."""
-    end = 0
-    while end < len(line) and line[end] in _TAG_CHARS:
-        end += 1
+    m = _TAG_RUN.match(line)
+    assert m is not None  # ``[...]*`` matches the empty string at least
+    end = m.end()
     if end == 0 or end > 64 or (end < len(line) and line[end] != 0x20):
         return None
     return line[:end].decode("ascii")

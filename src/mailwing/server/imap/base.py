@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from mailwing.model import User
 from mailwing.proto.imap import responses, texts
-from mailwing.proto.imap import wire as pw
 from mailwing.proto.imap.reader import ImapReader
 from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.seqset import STAR, SequenceSet
@@ -33,6 +32,7 @@ from mailwing.services.imap_selected import (
     SelectedView,
     Update,
     refresh,
+    wire_flags,
 )
 from mailwing.storage.errors import NotFound, StorageError
 
@@ -88,6 +88,11 @@ class SessionState:
     #: set when the session must end with ``* BYE bye`` instead of the tagged completion
     #: (the selected mailbox was deleted by another session)
     bye: str | None = None
+    #: set by a handler that caught up with storage itself during this command and changed
+    #: nothing since but through its own view (EXPUNGE): the catch-up after the command is
+    #: then skipped, saving a database round; changes committed meanwhile by others are
+    #: reported after the next command, as if they had come a moment later
+    caught_up: bool = False
     #: reads one raw line from the client (AUTHENTICATE continuations, IDLE's DONE)
     read_line: Callable[[], Awaitable[bytes]] | None = None
 
@@ -152,7 +157,7 @@ def flags_response(view: SelectedView, seq: int, uid: int, *, with_uid: bool,
     which still reports the new mod-sequence (section 3.1.3)."""
     items = [("UID", b"%d" % uid)] if with_uid else []
     if flags:
-        items.append(("FLAGS", pw.flag_list(sorted(view.flags_of(uid)))))
+        items.append(("FLAGS", view.wire_flags_of(uid)))
     if condstore:
         items.append(("MODSEQ", b"(%d)" % view.entries[uid].modseq))
     return responses.fetch(seq, items)
@@ -171,8 +176,7 @@ def update_response(update: Update, view: SelectedView | None = None,
         case FlagsChanged(seq=seq, uid=uid, flags=flags):
             if view is not None and uid in view.entries:
                 return flags_response(view, seq, uid, with_uid=True, condstore=condstore)
-            return responses.fetch(seq, [("UID", b"%d" % uid),
-                                         ("FLAGS", pw.flag_list(sorted(flags)))])
+            return responses.fetch(seq, [("UID", b"%d" % uid), ("FLAGS", wire_flags(flags))])
         case FlagsListed(flags=flags, read_only=read_only):
             permanent = () if read_only else (*flags, "\\*")
             return responses.flags(flags) + responses.ok(
@@ -209,10 +213,12 @@ async def sync_view(s: SessionState, *, allow_expunge: bool) -> None:
     ``* OK [HIGHESTMODSEQ n]`` once nothing is pending, so the client's saved mod-sequence
     covers them."""
     view = s.view
+    caught_up, s.caught_up = s.caught_up, False
     if view is None:
         return
     try:
-        await refresh(s.ctx.storage, view)
+        if not caught_up:
+            await refresh(s.ctx.storage, view)
     except NotFound:
         # Deleted by another session: its numbering means nothing any more. RFC 3501 leaves
         # the answer open; like Dovecot, end the session (BYE, section 7.1.5).

@@ -127,9 +127,9 @@ async def close(s: SessionState, cmd: c.Close) -> Done:
             await refresh(s.ctx.storage, view)
             doomed = [u for u, e in view.entries.items() if "\\Deleted" in e.flags]
             if doomed:
-                await s.ctx.storage.expunge(view.mailbox_id, doomed)
+                removed = await s.ctx.storage.expunge(view.mailbox_id, doomed)
                 await prune_history(s.ctx.storage, view.mailbox_id,
-                                    s.ctx.settings.limits.expunged_retention)
+                                    s.ctx.settings.limits.expunged_retention, len(removed))
         except StorageError as exc:
             raise unavailable() from exc
     return Done("OK", texts.COMPLETED.format("CLOSE"))

@@ -51,10 +51,10 @@ __all__ = ["HANDLERS"]
 _MODES: dict[str, FlagMode] = {"+": "add", "-": "remove", "": "replace"}
 
 
-async def _prune(s: SessionState, view: SelectedView) -> None:
+async def _prune(s: SessionState, view: SelectedView, expunged: int) -> None:
     try:
         await prune_history(s.ctx.storage, view.mailbox_id,
-                            s.ctx.settings.limits.expunged_retention)
+                            s.ctx.settings.limits.expunged_retention, expunged)
     except StorageError as exc:  # only the memory bound is late; the expunge stands
         s.conn.log("prune expunged failed", error=str(exc))
 
@@ -140,7 +140,7 @@ async def _transfer(s: SessionState, cmd: c.Copy | c.Move, move: bool) -> Done:
     if code:
         s.send(responses.ok("*", texts.COMPLETED.format(word), code))
     send_expunges(s, view.own_expunge([a for a, _ in pairs]))
-    await _prune(s, view)
+    await _prune(s, view, len(pairs))
     return Done("OK", texts.COMPLETED.format(word))
 
 
@@ -169,13 +169,14 @@ async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
     send_expunges(s, view.own_expunge(removed))
     code = None
     if removed:
-        await _prune(s, view)
+        await _prune(s, view, len(removed))
     if s.condstore:
         try:
             await refresh(storage, view)  # what sync_view announces next is below this
         except StorageError as exc:
             raise unavailable() from exc
         code = Code.highestmodseq(view.modseq)
+    s.caught_up = True  # the refresh above, then only this session's own expunge
     return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"), code)
 
 
