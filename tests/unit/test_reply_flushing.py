@@ -29,6 +29,7 @@ from mailwing.services.auth import Authenticator
 from mailwing.services.context import AppContext
 from mailwing.services.passwords import hash_password
 from mailwing.storage import Delivery, Storage, open_storage
+from tests.unit.test_connection_write import connected
 
 PASSWORD = "secret"
 USER = "u@x.test"
@@ -268,17 +269,7 @@ async def test_imap_pipelined_commands_share_one_write(env: Env) -> None:
 async def test_queued_replies_go_out_before_compression_starts_and_before_a_read() -> None:
     """A reply queued before COMPRESS began is sent as it was (uncompressed), ahead of the
     first compressed write; read() sends the queue before it waits for the client."""
-    accepted: asyncio.Queue[Connection] = asyncio.Queue()
-
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put(Connection(reader, writer, listener="imap", ssl_context=None,
-                                      idle_timeout=10))
-
-    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client_reader, client_writer = await asyncio.open_connection("127.0.0.1", port)
-    conn = await accepted.get()
-    try:
+    async with connected(10) as (conn, client_reader, client_writer):
         conn.send(b"a OK queued\r\n")
         assert not conn.full
         conn.start_compression()
@@ -296,8 +287,3 @@ async def test_queued_replies_go_out_before_compression_starts_and_before_a_read
         deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
         client_writer.write(deflate.compress(b"b NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
         assert await read == b"b NOOP\r\n"
-    finally:
-        client_writer.close()
-        conn.writer.close()
-        server.close()
-        await server.wait_closed()
