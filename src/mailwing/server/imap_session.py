@@ -40,13 +40,7 @@ from mailwing.proto.imap.events import (
 from mailwing.proto.imap.reader import ImapReader
 from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.states import State, allowed
-from mailwing.server.connection import (
-    FLUSH_AT,
-    Connection,
-    ConnectionClosed,
-    IdleTimeout,
-    ServerShutdown,
-)
+from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
 from mailwing.server.imap import HANDLERS
 from mailwing.server.imap.auth import capability_list
 from mailwing.server.imap.base import Refusal, SessionState, sync_view, unavailable
@@ -165,7 +159,7 @@ class _ImapSession:
             self.errors = 0
         # written when the reader needs more input (NeedData in _loop): replies to pipelined
         # commands go out together; a long pipeline is flushed once FLUSH_AT octets are queued
-        if sum(map(len, s.out)) >= FLUSH_AT:
+        if s.conn.full:
             await s.flush()
 
     # -- raw lines (AUTHENTICATE continuations, IDLE's DONE) -----------------------------
@@ -181,8 +175,5 @@ class _ImapSession:
             self.reader.receive_data(await self.s.conn.read())
 
     async def _last_words(self, data: bytes) -> None:
-        self.s.out.append(data)
-        pending = b"".join(self.s.out)
-        self.s.out.clear()
-        await self.s.conn.write_last(pending)
+        await self.s.conn.write_last(data)  # the queued responses go first
 

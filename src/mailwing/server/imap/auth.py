@@ -70,10 +70,8 @@ async def starttls(s: SessionState, cmd: c.StartTls) -> Done:
     if s.conn.ssl_context is None:
         return Done("NO", texts.STARTTLS_UNAVAILABLE)
     s.send(responses.ok(cmd.tag, texts.STARTTLS_BEGIN))
-    go_ahead = b"".join(s.out)  # written by start_tls once reading is paused
-    s.out.clear()
     s.reader.clear()  # commands pipelined after STARTTLS are discarded (RFC 3501 6.2.1)
-    await s.conn.start_tls(go_ahead)
+    await s.conn.start_tls()  # writes the queued OK once reading is paused
     s.conn.log("tls started", cipher=s.conn.tls_cipher)
     return Done(sent=True)
 

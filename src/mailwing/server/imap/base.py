@@ -82,7 +82,6 @@ class SessionState:
     #: turned on by a command that implies it (RFC 7162 section 3.1), not by ENABLE: a later
     #: ``ENABLE CONDSTORE`` still answers ``* ENABLED CONDSTORE``
     implied: set[str] = field(default_factory=set)
-    out: list[bytes] = field(default_factory=list)
     #: set when the session must end after this command (``* BYE`` text already queued)
     closing: bool = False
     #: set when the session must end with ``* BYE bye`` instead of the tagged completion
@@ -101,14 +100,12 @@ class SessionState:
         return self.user is not None
 
     def send(self, data: bytes) -> None:
-        """Queue one untagged response (written before the tagged completion)."""
-        self.out.append(data)
+        """Queue one response on the connection (:meth:`Connection.send`): written with the
+        rest of its group when the session reads next, flushes, or starts TLS."""
+        self.conn.send(data)
 
     async def flush(self) -> None:
-        if self.out:
-            data = b"".join(self.out)
-            self.out.clear()
-            await self.conn.write(data)
+        await self.conn.flush()
 
     def selected(self) -> SelectedView:
         assert self.view is not None  # the state table only lets selected-state commands in

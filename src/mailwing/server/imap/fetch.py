@@ -38,7 +38,6 @@ from mailwing.storage.errors import NotFound, StorageError
 __all__ = ["HANDLERS", "stream_literal"]
 
 CHUNK_SIZE = 256 * 1024
-_FLUSH_AT = 64 * 1024
 
 
 async def stream_literal(s: SessionState, body: LiteralBody) -> None:
@@ -150,7 +149,7 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                     await stream_literal(s, segment)
                 else:
                     s.send(segment)
-            if sum(len(x) for x in s.out) > _FLUSH_AT:
+            if s.conn.full:
                 await s.flush()
     if undecodable:
         return Done("NO", texts.UNKNOWN_CTE, "UNKNOWN-CTE")
