@@ -88,7 +88,7 @@ class SessionState:
     #: (the selected mailbox was deleted by another session)
     bye: str | None = None
     #: set by a handler that caught up with storage itself during this command and changed
-    #: nothing since but through its own view (EXPUNGE): the catch-up after the command is
+    #: nothing since but through its own view (EXPUNGE, STORE): the catch-up after the command is
     #: then skipped, saving a database round; changes committed meanwhile by others are
     #: reported after the next command, as if they had come a moment later
     caught_up: bool = False
