@@ -4,7 +4,8 @@ sockets and a real SQLite storage wrapped to count calls (no mocks: every call g
 A ``FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE)`` over many messages must not cost a listing or
 a metadata query per message: the selected view holds the entries, and ENVELOPE comes from
 the content cache (computed once per content, then kept in a process-wide LRU). A STORE
-and the catch-up with other sessions after it are one storage call (one transaction).
+or an APPEND to the selected mailbox and the catch-up with other sessions after it are one
+storage call (one transaction).
 """
 
 from __future__ import annotations
@@ -147,3 +148,30 @@ async def test_store_and_its_catch_up_are_one_storage_call(
     assert again == [b"1 (FLAGS (\\Recent \\Seen))"]
     assert calls.get("set_flags_with_changes") == 1, calls
     assert "mail_changes" not in calls and "set_flags" not in calls, calls
+
+
+async def test_append_to_the_selected_mailbox_and_its_catch_up_are_one_write(
+        served: tuple[int, CountingStorage]) -> None:
+    """APPEND into the selected mailbox takes the catch-up and the \\Recent claim of the
+    new message in its own transaction (``append_many_with_changes``): the EXISTS and
+    RECENT of the new mail come with it, and no separate catch-up or claim follows."""
+    port, storage = served
+
+    def client() -> tuple[dict[str, int], Any, Any, Any]:
+        a = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        a.login("q@example.test", "pw")
+        a.select("INBOX")
+        a.response("EXISTS"), a.response("RECENT")  # forget SELECT's
+        storage.calls.clear()
+        a.append("INBOX", "", None, b"Subject: appended\r\n\r\nbody\r\n")
+        calls = dict(storage.calls)
+        exists, recent = a.response("EXISTS")[1], a.response("RECENT")[1]
+        flags = a.fetch(str(N + 1), "(FLAGS)")[1]
+        a.logout()
+        return calls, exists, recent, flags
+
+    calls, exists, recent, flags = await asyncio.to_thread(client)
+    assert exists == [str(N + 1).encode()] and recent == [str(N + 1).encode()]
+    assert flags == [f"{N + 1} (FLAGS (\\Recent))".encode()]
+    assert calls.get("append_many_with_changes") == 1, calls
+    assert not {"append_many", "mail_changes", "catch_up", "claim_recent"} & set(calls), calls

@@ -264,6 +264,35 @@ async def test_catch_up_claims_new_mail_once(storage: Storage, user: User) -> No
         await storage.catch_up(999_999, 0, claim_from=1)
 
 
+async def test_append_many_with_changes_is_append_many_then_catch_up(
+    storage: Storage, user: User
+) -> None:
+    """An IMAP APPEND to the selected mailbox and the session's catch-up after it, in one
+    transaction: the new entries, then exactly what mail_changes answers (this append
+    included), and the \\Recent claim of the new mail (the old floor; raised past it)."""
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 2, MESSAGE)
+    assert await storage.claim_recent(inbox) == 1
+    since = await highest_modseq(storage, inbox)
+    await storage.set_flags(inbox, [1], ["$Other"], "add")  # another session's change
+    content = await storage.store_content(MESSAGE)
+    items = [(content, Delivery(inbox, frozenset({"\\Seen"})))]
+    entries, changes, floor = await storage.append_many_with_changes(
+        items, mailbox_id=inbox, since_modseq=since, claim_from=3, enforce_quota=True)
+    assert [(e.uid, e.flags) for e in entries] == [(3, frozenset({"\\Seen"}))]
+    assert changes == await storage.mail_changes(inbox, since) and floor == 3
+    assert [e.uid for e in changes[1]] == [1, 3] and changes[0] == entries[0].modseq
+    assert await storage.claim_recent(inbox) == 4
+    # a read-only session (no claim_from) claims nothing
+    entries, changes, floor = await storage.append_many_with_changes(
+        items, mailbox_id=inbox, since_modseq=changes[0])
+    assert [e.uid for e in entries] == [4] and changes[1] == entries and floor is None
+    assert await storage.claim_recent(inbox) == 4
+    with pytest.raises(NotFound):
+        await storage.append_many_with_changes(
+            [(content, Delivery(999_999))], mailbox_id=999_999, since_modseq=0, claim_from=1)
+
+
 async def test_content_cache_round_trip(storage: Storage, user: User) -> None:
     inbox = await inbox_id(storage, user)
     content = await storage.store_content(MESSAGE)

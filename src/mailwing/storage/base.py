@@ -280,10 +280,20 @@ class ScriptedStorage:
                     floor = await self._run(self._claim_recent_script(
                         mailbox_id, volatile=not self.fsync_flag_changes))
                 return ([], modified), changes, floor
-        return await self._run(scripts_catchup.set_flags_with_changes(
-            self._set_flags_script, self._mail_changes_script, self._claim_recent_script,
-            mailbox_id, uids, flags, mode, unchanged_since, since_modseq, claim_from,
-            volatile=not self.fsync_flag_changes))
+        return await self._run(scripts_catchup.with_changes(
+            self._set_flags_script(mailbox_id, uids, flags, mode, unchanged_since,
+                                   volatile=not self.fsync_flag_changes),
+            self._mail_changes_script, self._claim_recent_script,
+            mailbox_id, since_modseq, claim_from))
+
+    async def append_many_with_changes(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, mailbox_id: int,
+        since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
+    ) -> tuple[list[MailEntry], Changes, int | None]:
+        return await self._run(scripts_catchup.with_changes(
+            scripts.append_many(list(items), enforce_quota),
+            self._mail_changes_script, self._claim_recent_script,
+            mailbox_id, since_modseq, claim_from))
 
     async def catch_up(self, mailbox_id: int, since_modseq: int, *,
                        claim_from: int | None = None) -> tuple[Changes, int | None]:

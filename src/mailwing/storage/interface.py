@@ -263,6 +263,16 @@ class Storage(Protocol):
         """Like :meth:`append` for several contents at once, in one transaction (all or
         nothing: RFC 3502 MULTIAPPEND); UIDs follow the order of ``items``."""
 
+    async def append_many_with_changes(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, mailbox_id: int,
+        since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
+    ) -> tuple[list[MailEntry], tuple[int, list[MailEntry], list[int]], int | None]:
+        """:meth:`append_many`, then :meth:`catch_up` of ``mailbox_id`` since
+        ``since_modseq``, in the same transaction: (the new entries, the changes, the
+        \\Recent floor or None). Why: an IMAP APPEND to the selected mailbox is followed by
+        the session's catch-up, which finds the new mail and claims it: three transactions
+        (one of them a write) become one."""
+
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
 

@@ -13,6 +13,7 @@ read-only check of the claim are one read. The scripts that do the work are the 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import TypeVar
 
 from mailwing.model import MailEntry
 from mailwing.storage.interface import FlagMode
@@ -20,8 +21,10 @@ from mailwing.storage.scripts_mail import flags_unchanged
 from mailwing.storage.scripts_mailboxes import recent_claimed
 from mailwing.storage.steps import Script
 
-__all__ = ["Changes", "brings_new", "changes_and_claimed", "set_flags_with_changes",
-           "unchanged_with_changes"]
+__all__ = ["Changes", "brings_new", "changes_and_claimed", "unchanged_with_changes",
+           "with_changes"]
+
+T = TypeVar("T")
 
 #: What :meth:`Storage.mail_changes` returns: (HIGHESTMODSEQ, changed entries, expunged UIDs).
 Changes = tuple[int, list[MailEntry], list[int]]
@@ -58,18 +61,15 @@ def unchanged_with_changes(
                                                      claim_from))
 
 
-def set_flags_with_changes(
-    set_flags: Callable[..., Script[tuple[list[MailEntry], list[int]]]],
-    mail_changes: MailChanges, claim_recent: Callable[..., Script[int]],
-    mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
-    unchanged_since: int | None, since_modseq: int, claim_from: int | None, *,
-    volatile: bool,
-) -> Script[tuple[tuple[list[MailEntry], list[int]], Changes, int | None]]:
-    """The STORE, the catch-up after it, and the \\Recent claim if that brings new mail."""
-    # the STORE first: its Volatile step must stay the first step of the whole script
-    stored = yield from set_flags(mailbox_id, uids, flags, mode, unchanged_since,
-                                  volatile=volatile)
+def with_changes(
+    script: Script[T], mail_changes: MailChanges, claim_recent: Callable[[int], Script[int]],
+    mailbox_id: int, since_modseq: int, claim_from: int | None,
+) -> Script[tuple[T, Changes, int | None]]:
+    """``script`` (a STORE, an APPEND), then the catch-up after it, then the \\Recent
+    claim if the catch-up brings new mail. ``script`` goes first: a ``Volatile`` first step
+    of it stays the first step of the whole."""
+    result = yield from script
     changes = yield from mail_changes(mailbox_id, since_modseq)
     if not brings_new(changes, claim_from):
-        return stored, changes, None
-    return stored, changes, (yield from claim_recent(mailbox_id))
+        return result, changes, None
+    return result, changes, (yield from claim_recent(mailbox_id))
