@@ -424,4 +424,3 @@ class ScriptedStorage:
                         await woken.wait()
                 except TimeoutError:
                     pass
-
