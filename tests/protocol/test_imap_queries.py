@@ -1,9 +1,11 @@
-"""How many storage calls an IMAP FETCH costs, with the session in-process over real
+"""How many storage calls an IMAP FETCH or STORE costs, with the session in-process over real
 sockets and a real SQLite storage wrapped to count calls (no mocks: every call goes through).
 
 A ``FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE)`` over many messages must not cost a listing or
 a metadata query per message: the selected view holds the entries, and ENVELOPE comes from
-the content cache (computed once per content, then kept in a process-wide LRU).
+the content cache (computed once per content, then kept in a process-wide LRU). A STORE
+or an APPEND to the selected mailbox and the catch-up with other sessions after it are one
+storage call (one transaction).
 """
 
 from __future__ import annotations
@@ -117,3 +119,59 @@ async def test_fetch_all_bodies_reads_contents_a_window_at_a_time(
         assert body == expected.encode()
     assert storage.calls["read_content"] == 0
     assert 1 <= storage.calls["read_contents"] <= N // 100 + 1, storage.calls
+
+
+async def test_store_and_its_catch_up_are_one_storage_call(
+        served: tuple[int, CountingStorage]) -> None:
+    """STORE takes the catch-up that follows every command in its own transaction
+    (``set_flags_with_changes``): no separate ``mail_changes``, and what another session
+    changed meanwhile is still reported with the STORE's answer."""
+    port, storage = served
+
+    def client() -> tuple[list[Any], list[Any]]:
+        a = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        b = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        for c in (a, b):
+            c.login("q@example.test", "pw")
+            c.select("INBOX")
+        b.store("2", "+FLAGS", "($Other)")
+        storage.calls.clear()
+        stored = a.store("1", "+FLAGS", "(\\Seen)")[1]
+        calls = dict(storage.calls)
+        again = a.store("1", "+FLAGS", "(\\Seen)")[1]  # nothing to change: a read only
+        for c in (a, b):
+            c.logout()
+        return stored, [calls, again]
+
+    stored, (calls, again) = await asyncio.to_thread(client)
+    assert sorted(stored) == [b"1 (FLAGS (\\Recent \\Seen))", b"2 (UID 2 FLAGS ($Other \\Recent))"]
+    assert again == [b"1 (FLAGS (\\Recent \\Seen))"]
+    assert calls.get("set_flags_with_changes") == 1, calls
+    assert "mail_changes" not in calls and "set_flags" not in calls, calls
+
+
+async def test_append_to_the_selected_mailbox_and_its_catch_up_are_one_write(
+        served: tuple[int, CountingStorage]) -> None:
+    """APPEND into the selected mailbox takes the catch-up and the \\Recent claim of the
+    new message in its own transaction (``append_many_with_changes``): the EXISTS and
+    RECENT of the new mail come with it, and no separate catch-up or claim follows."""
+    port, storage = served
+
+    def client() -> tuple[dict[str, int], Any, Any, Any]:
+        a = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        a.login("q@example.test", "pw")
+        a.select("INBOX")
+        a.response("EXISTS"), a.response("RECENT")  # forget SELECT's
+        storage.calls.clear()
+        a.append("INBOX", "", None, b"Subject: appended\r\n\r\nbody\r\n")
+        calls = dict(storage.calls)
+        exists, recent = a.response("EXISTS")[1], a.response("RECENT")[1]
+        flags = a.fetch(str(N + 1), "(FLAGS)")[1]
+        a.logout()
+        return calls, exists, recent, flags
+
+    calls, exists, recent, flags = await asyncio.to_thread(client)
+    assert exists == [str(N + 1).encode()] and recent == [str(N + 1).encode()]
+    assert flags == [f"{N + 1} (FLAGS (\\Recent))".encode()]
+    assert calls.get("append_many_with_changes") == 1, calls
+    assert not {"append_many", "mail_changes", "catch_up", "claim_recent"} & set(calls), calls

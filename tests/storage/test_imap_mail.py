@@ -200,6 +200,99 @@ async def test_mail_changes_after_appends_flags_and_expunges(
         await storage.mail_changes(999_999, 0)
 
 
+@pytest.mark.parametrize("expect_noop", [False, True])
+async def test_set_flags_with_changes_is_set_flags_then_catch_up(
+    storage: Storage, user: User, expect_noop: bool
+) -> None:
+    """An IMAP STORE and its catch-up in one transaction: the result is exactly what
+    set_flags followed by mail_changes would answer, whether the STORE writes or (a right
+    ``expect_noop`` hint) only reads, and with UNCHANGEDSINCE; new mail at or above
+    ``claim_from`` is claimed as \\Recent (once: a second claim gets the raised floor)."""
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 4, MESSAGE)
+    await storage.claim_recent(inbox)
+    since = await highest_modseq(storage, inbox)
+    # another session's work since this one caught up: a flag change, an expunge, new mail
+    await storage.set_flags(inbox, [2], ["$Other"], "add")
+    await storage.expunge(inbox, [4])
+    await fill(storage, inbox, 1, MESSAGE)
+    kw = {"expect_noop": expect_noop}
+    (changed, modified), (highest, news, gone), floor = await storage.set_flags_with_changes(
+        inbox, [1, 2], ["\\Seen"], "add", since_modseq=since, claim_from=5, **kw)
+    assert ([e.uid for e in changed], modified, floor) == ([1, 2], [], 5)
+    assert highest == await highest_modseq(storage, inbox) == changed[0].modseq
+    assert (highest, news, gone) == await storage.mail_changes(inbox, since)
+    assert [e.uid for e in news] == [1, 2, 5] and gone == [4]
+    assert news[1].flags == frozenset({"\\Seen", "$Other"})
+    # nothing to change (a right hint skips the write): still the catch-up; claimed already
+    assert await storage.set_flags_with_changes(
+        inbox, [1], ["\\Seen"], "add", since_modseq=since, claim_from=5, **kw) == (
+        ([], []), (highest, news, gone), 6)
+    assert await storage.claim_recent(inbox) == 6  # nothing new since: not raised again
+    # nothing at or above claim_from (or no claim_from): no claim
+    assert (await storage.set_flags_with_changes(
+        inbox, [1], ["\\Seen"], "add", since_modseq=since, claim_from=6, **kw))[2] is None
+    assert await storage.set_flags_with_changes(
+        inbox, [1], ["$New"], "add", since_modseq=highest, unchanged_since=highest - 1,
+        **kw) == (([], [1]), (highest, [], []), None)
+    (changed, _), (now, news, _), _ = await storage.set_flags_with_changes(
+        inbox, [3], ["$New"], "add", since_modseq=highest, **kw)
+    assert now == highest + 1 and news == changed and [e.uid for e in news] == [3]
+    with pytest.raises(NotFound):
+        await storage.set_flags_with_changes(999_999, [1], ["\\Seen"], "add",
+                                             since_modseq=0, **kw)
+
+
+async def test_catch_up_claims_new_mail_once(storage: Storage, user: User) -> None:
+    """catch_up is mail_changes plus, when it holds a UID at or above ``claim_from``, the
+    \\Recent claim: the first session claiming gets the old floor, the next ones (whose
+    claim reads only) the raised one; without new mail or ``claim_from`` nothing is claimed."""
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 2, MESSAGE)
+    assert await storage.claim_recent(inbox) == 1
+    since = await highest_modseq(storage, inbox)
+    assert await storage.catch_up(inbox, since, claim_from=3) == (
+        await storage.mail_changes(inbox, since), None)
+    await fill(storage, inbox, 2, MESSAGE)  # UIDs 3 and 4
+    changes = await storage.mail_changes(inbox, since)
+    assert await storage.catch_up(inbox, since) == (changes, None)
+    assert await storage.catch_up(inbox, since, claim_from=5) == (changes, None)
+    assert await storage.catch_up(inbox, since, claim_from=4) == (changes, 3)
+    assert await storage.catch_up(inbox, since, claim_from=3) == (changes, 5)
+    assert await storage.claim_recent(inbox) == 5
+    with pytest.raises(NotFound):
+        await storage.catch_up(999_999, 0, claim_from=1)
+
+
+async def test_append_many_with_changes_is_append_many_then_catch_up(
+    storage: Storage, user: User
+) -> None:
+    """An IMAP APPEND to the selected mailbox and the session's catch-up after it, in one
+    transaction: the new entries, then exactly what mail_changes answers (this append
+    included), and the \\Recent claim of the new mail (the old floor; raised past it)."""
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 2, MESSAGE)
+    assert await storage.claim_recent(inbox) == 1
+    since = await highest_modseq(storage, inbox)
+    await storage.set_flags(inbox, [1], ["$Other"], "add")  # another session's change
+    content = await storage.store_content(MESSAGE)
+    items = [(content, Delivery(inbox, frozenset({"\\Seen"})))]
+    entries, changes, floor = await storage.append_many_with_changes(
+        items, mailbox_id=inbox, since_modseq=since, claim_from=3, enforce_quota=True)
+    assert [(e.uid, e.flags) for e in entries] == [(3, frozenset({"\\Seen"}))]
+    assert changes == await storage.mail_changes(inbox, since) and floor == 3
+    assert [e.uid for e in changes[1]] == [1, 3] and changes[0] == entries[0].modseq
+    assert await storage.claim_recent(inbox) == 4
+    # a read-only session (no claim_from) claims nothing
+    entries, changes, floor = await storage.append_many_with_changes(
+        items, mailbox_id=inbox, since_modseq=changes[0])
+    assert [e.uid for e in entries] == [4] and changes[1] == entries and floor is None
+    assert await storage.claim_recent(inbox) == 4
+    with pytest.raises(NotFound):
+        await storage.append_many_with_changes(
+            [(content, Delivery(999_999))], mailbox_id=999_999, since_modseq=0, claim_from=1)
+
+
 async def test_content_cache_round_trip(storage: Storage, user: User) -> None:
     inbox = await inbox_id(storage, user)
     content = await storage.store_content(MESSAGE)

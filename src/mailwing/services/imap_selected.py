@@ -57,6 +57,7 @@ __all__ = [
     "Recent",
     "SelectedView",
     "Update",
+    "caught_up",
     "open_view",
     "refresh",
     "wire_flags",
@@ -169,6 +170,15 @@ class SelectedView:
     def uidnext(self) -> int:
         highest = max(self.uids[-1] if self.uids else 0, max(self._new, default=0))
         return max(self.mailbox.uidnext, highest + 1)
+
+    @property
+    def claim_from(self) -> int | None:
+        """The first UID this view does not know of (listed or pending): a catch-up with an
+        entry at or above it brings new mail, which :meth:`note_changes` returns as fresh,
+        to be claimed as \\Recent. None for a read-only view, which claims nothing."""
+        if self.read_only:
+            return None
+        return max(self.uids[-1] if self.uids else 0, max(self._new, default=0)) + 1
 
     def first_unseen(self) -> int | None:
         """Sequence number of the first message without \\Seen (SELECT's ``[UNSEEN n]``)."""
@@ -434,9 +444,21 @@ async def refresh(storage: Storage, view: SelectedView) -> None:
     if mark is not None and mark == view.change_mark:
         return  # no change committed since the last catch-up began (PostgreSQL: no query)
     view.change_mark = None  # until this catch-up is complete
-    highest, changed, expunged = await storage.mail_changes(view.mailbox_id, view.modseq)
-    fresh = view.note_changes(highest, changed, expunged)
+    changes, floor = await storage.catch_up(view.mailbox_id, view.modseq,
+                                            claim_from=view.claim_from)
+    await caught_up(storage, view, mark, changes, floor)
+
+
+async def caught_up(storage: Storage, view: SelectedView, mark: Hashable | None,
+                    changes: tuple[int, list[MailEntry], list[int]], floor: int | None
+                    ) -> None:
+    """Take in a catch-up since ``view.modseq`` (:meth:`Storage.catch_up` in
+    :func:`refresh`, or together with a STORE: :meth:`Storage.set_flags_with_changes`) and
+    the \\Recent floor it claimed for ``view.claim_from`` (claimed here if it brought new
+    mail without one); ``mark``: the change mark taken before it was read."""
+    fresh = view.note_changes(*changes)
     if fresh and not view.read_only:
-        floor = await storage.claim_recent(view.mailbox_id)
+        if floor is None:
+            floor = await storage.claim_recent(view.mailbox_id)
         view.note_recent(u for u in fresh if u >= floor)
     view.change_mark = mark

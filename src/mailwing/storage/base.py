@@ -25,6 +25,7 @@ from mailwing.model import ContentInfo, Domain, Mailbox, MailEntry, User, UserUs
 from mailwing.storage import (
     scripts,
     scripts_admin,
+    scripts_catchup,
     scripts_leases,
     scripts_mail,
     scripts_mailboxes,
@@ -48,6 +49,7 @@ from mailwing.storage.interface import (
 )
 from mailwing.storage.migrate import Migration, outdated_error
 from mailwing.storage.notify import ChangeWaiters
+from mailwing.storage.scripts_catchup import Changes
 from mailwing.storage.steps import Script
 
 __all__ = ["ScriptedStorage"]
@@ -259,6 +261,48 @@ class ScriptedStorage:
             self._set_flags_script(mailbox_id, uids, flags, mode, unchanged_since,
                                    volatile=not self.fsync_flag_changes)
         )
+
+    async def set_flags_with_changes(
+        self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+        *, since_modseq: int, claim_from: int | None = None,
+        unchanged_since: int | None = None, expect_noop: bool = False,
+    ) -> tuple[tuple[list[MailEntry], list[int]], Changes, int | None]:
+        """One transaction (one trip to the database thread or server) for the STORE, its
+        catch-up and, when that brings new mail, the \\Recent claim: each was a trip of its
+        own."""
+        if expect_noop:
+            found = await self._read(scripts_catchup.unchanged_with_changes,
+                                     self._mail_changes_script, mailbox_id, uids, flags,
+                                     mode, unchanged_since, since_modseq, claim_from)
+            if found is not None:
+                modified, (changes, claim, floor) = found
+                if claim and floor is None:  # the claim raises the floor: a write
+                    floor = await self._run(self._claim_recent_script(
+                        mailbox_id, volatile=not self.fsync_flag_changes))
+                return ([], modified), changes, floor
+        return await self._run(scripts_catchup.with_changes(
+            self._set_flags_script(mailbox_id, uids, flags, mode, unchanged_since,
+                                   volatile=not self.fsync_flag_changes),
+            self._mail_changes_script, self._claim_recent_script,
+            mailbox_id, since_modseq, claim_from))
+
+    async def append_many_with_changes(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, mailbox_id: int,
+        since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
+    ) -> tuple[list[MailEntry], Changes, int | None]:
+        return await self._run(scripts_catchup.with_changes(
+            scripts.append_many(list(items), enforce_quota),
+            self._mail_changes_script, self._claim_recent_script,
+            mailbox_id, since_modseq, claim_from))
+
+    async def catch_up(self, mailbox_id: int, since_modseq: int, *,
+                       claim_from: int | None = None) -> tuple[Changes, int | None]:
+        """:meth:`mail_changes`, then :meth:`claim_recent` if needed: two trips. SQLite
+        reads both in one (:class:`~mailwing.storage.sqlite.common.SqliteBase`)."""
+        changes = await self.mail_changes(mailbox_id, since_modseq)
+        if not scripts_catchup.brings_new(changes, claim_from):
+            return changes, None
+        return changes, await self.claim_recent(mailbox_id)
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,

@@ -263,6 +263,16 @@ class Storage(Protocol):
         """Like :meth:`append` for several contents at once, in one transaction (all or
         nothing: RFC 3502 MULTIAPPEND); UIDs follow the order of ``items``."""
 
+    async def append_many_with_changes(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, mailbox_id: int,
+        since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
+    ) -> tuple[list[MailEntry], tuple[int, list[MailEntry], list[int]], int | None]:
+        """:meth:`append_many`, then :meth:`catch_up` of ``mailbox_id`` since
+        ``since_modseq``, in the same transaction: (the new entries, the changes, the
+        \\Recent floor or None). Why: an IMAP APPEND to the selected mailbox is followed by
+        the session's catch-up, which finds the new mail and claims it: three transactions
+        (one of them a write) become one."""
+
     async def list_mail(self, mailbox_id: int) -> list[MailEntry]:
         """Every entry of the mailbox, ascending by UID."""
 
@@ -317,6 +327,27 @@ class Storage(Protocol):
         modseq is greater are not touched and their UIDs are returned as the second item
         (the MODIFIED set). The first item lists the entries as they are after the call,
         changed ones only, ascending by UID; missing UIDs are ignored."""
+
+    async def set_flags_with_changes(
+        self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+        *, since_modseq: int, claim_from: int | None = None,
+        unchanged_since: int | None = None, expect_noop: bool = False,
+    ) -> tuple[tuple[list[MailEntry], list[int]], tuple[int, list[MailEntry], list[int]],
+               int | None]:
+        """:meth:`set_flags`, then :meth:`catch_up` since ``since_modseq``, in the same
+        transaction: (what ``set_flags`` returns, the changes, the \\Recent floor or None).
+        The changes include this call's own and every change committed before it. Why: an
+        IMAP STORE is followed by a catch-up with other sessions; together they are one
+        transaction (one trip to the database thread, or one pool connection), not two."""
+
+    async def catch_up(self, mailbox_id: int, since_modseq: int, *,
+                       claim_from: int | None = None
+                       ) -> tuple[tuple[int, list[MailEntry], list[int]], int | None]:
+        """:meth:`mail_changes`, and when they hold an entry with a UID of at least
+        ``claim_from`` (new mail for an IMAP session that knows UIDs below it), the
+        :meth:`claim_recent` floor; None when nothing was claimed (no new mail, or
+        ``claim_from`` None). An IMAP session's catch-up after each command: the two may
+        then share one read (SQLite) when another session has claimed the mail already."""
 
     async def copy_mail(
         self, src_mailbox_id: int, uids: Collection[int], dst_mailbox_id: int,

@@ -25,7 +25,7 @@ from mailwing.proto.imap.rev2 import utf8
 from mailwing.server.imap.base import Done, Handler, SessionState, unavailable
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_catenate import CatenateError, catenate
-from mailwing.services.imap_selected import RECENT
+from mailwing.services.imap_selected import RECENT, caught_up
 from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import Delivery
 
@@ -54,7 +54,20 @@ async def append(s: SessionState, cmd: c.Append) -> Done:
         items = [(content, Delivery(box.id, frozenset(f for f in m.flags if f != RECENT),
                                     m.internal_date))
                  for content, m in zip(contents, cmd.messages, strict=True)]
-        entries = await storage.append_many(items, enforce_quota=True)
+        view = s.view
+        if view is None or view.mailbox_id != box.id:
+            entries = await storage.append_many(items, enforce_quota=True)
+        else:  # into the selected mailbox: the catch-up after the command comes along
+            mark = await storage.change_mark(view.mailbox_id, view.change_mark)
+            view.change_mark = None  # until the catch-up below is complete
+            entries, changes, floor = await storage.append_many_with_changes(
+                items, mailbox_id=box.id, since_modseq=view.modseq,
+                claim_from=view.claim_from, enforce_quota=True)
+            try:
+                await caught_up(storage, view, mark, changes, floor)
+                s.caught_up = True
+            except StorageError as exc:  # the APPEND stands; sync_view catches up again
+                s.conn.log("refresh failed", error=str(exc))
     except CatenateError as exc:
         text = texts.CATENATE_TOO_BIG if exc.code == "TOOBIG" else texts.BAD_URL
         return Done("NO", text, exc.code)

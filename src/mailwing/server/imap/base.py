@@ -88,9 +88,10 @@ class SessionState:
     #: (the selected mailbox was deleted by another session)
     bye: str | None = None
     #: set by a handler that caught up with storage itself during this command and changed
-    #: nothing since but through its own view (EXPUNGE): the catch-up after the command is
-    #: then skipped, saving a database round; changes committed meanwhile by others are
-    #: reported after the next command, as if they had come a moment later
+    #: nothing since but through its own view (EXPUNGE; STORE and APPEND to the selected
+    #: mailbox, in their own transaction): the catch-up after the command is then skipped,
+    #: saving a database round; changes committed meanwhile by others are reported after
+    #: the next command, as if they had come a moment later
     caught_up: bool = False
     #: reads one raw line from the client (AUTHENTICATE continuations, IDLE's DONE)
     read_line: Callable[[], Awaitable[bytes]] | None = None

@@ -41,7 +41,7 @@ from mailwing.server.imap.base import (
 )
 from mailwing.server.imap.mailboxes import valid_name
 from mailwing.services.imap_condstore import prune_history
-from mailwing.services.imap_selected import RECENT, SelectedView, refresh
+from mailwing.services.imap_selected import RECENT, SelectedView, caught_up, refresh
 from mailwing.storage.common import clean_flags
 from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import FlagMode
@@ -88,14 +88,24 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
     modified: list[int] = []
     changed_uids: set[int] = set()
     if pairs:
+        storage = s.ctx.storage
         try:
-            changed, modified = await s.ctx.storage.set_flags(
+            # the catch-up that follows every command, in the STORE's own transaction
+            mark = await storage.change_mark(view.mailbox_id, view.change_mark)
+            view.change_mark = None  # until the catch-up below is complete
+            (changed, modified), changes, floor = await storage.set_flags_with_changes(
                 view.mailbox_id, [u for _, u in pairs], flags, _MODES[cmd.mode],
+                since_modseq=view.modseq, claim_from=view.claim_from,
                 unchanged_since=cmd.unchanged_since,
                 expect_noop=_noop_here(view, pairs, flags, cmd.mode))
-        except StorageError as exc:
+        except StorageError as exc:  # a deleted mailbox too: sync_view's catch-up says BYE
             raise unavailable() from exc
         view.own_flags(changed)
+        try:
+            await caught_up(storage, view, mark, changes, floor)
+            s.caught_up = True
+        except StorageError as exc:  # the STORE stands; sync_view catches up again
+            s.conn.log("refresh failed", error=str(exc))
         list_keywords(s, view, [e.flags for e in changed])
         changed_uids = {e.uid for e in changed}
     skipped = set(modified)

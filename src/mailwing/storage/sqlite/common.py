@@ -18,6 +18,7 @@ from mailwing.storage.base import ScriptedStorage
 from mailwing.storage.blobs import BlobStore, Offload
 from mailwing.storage.errors import TemporaryStorageError
 from mailwing.storage.migrate import load_migrations
+from mailwing.storage.scripts_catchup import Changes, changes_and_claimed
 from mailwing.storage.sqlite import inline
 from mailwing.storage.steps import Script, q
 
@@ -53,6 +54,19 @@ class SqliteBase(ScriptedStorage):
     blobs: BlobStore
     #: how blocking file reads run: a worker thread, or the calling thread without a loop
     _offload: Offload
+
+    async def catch_up(self, mailbox_id: int, since_modseq: int, *,
+                       claim_from: int | None = None) -> tuple[Changes, int | None]:
+        """The changes and the read-only half of the \\Recent claim in one read (one trip
+        to the database thread instead of two); a claim that must raise the floor is a
+        write of its own, as :meth:`claim_recent` makes it."""
+        changes, claim, floor = await self._read(
+            changes_and_claimed, self._mail_changes_script, mailbox_id, since_modseq,
+            claim_from)
+        if claim and floor is None:
+            floor = await self._run(self._claim_recent_script(
+                mailbox_id, volatile=not self.fsync_flag_changes))
+        return changes, floor
 
     async def collect_garbage(self, min_age: float = 3600.0) -> int:
         """Remove stored bytes (inline rows and files) that no ``contents`` row points at
