@@ -22,9 +22,15 @@ __all__ = ["PgConnections", "PgFailures", "open_pool"]
 _PRUNE_EVERY = 60.0
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing. asyncpg's default sends ``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` after every use, a round
+    trip of its own (a LOGIN pays two) for session state these queries never create."""
+
+
 async def open_pool(url: str) -> asyncpg.Pool:
     return await asyncpg.create_pool(url, min_size=0, max_size=2, timeout=5.0,
-                                     command_timeout=5.0)
+                                     command_timeout=5.0, reset=_keep_session)
 
 
 class PgFailures:
