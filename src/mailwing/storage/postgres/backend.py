@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
 from contextlib import closing
 from typing import Any, TypeVar, cast
 
@@ -45,6 +45,7 @@ from mailwing.storage.postgres.scripts import (
     Solo,
     append,
     claim_recent,
+    expunge,
     mail_changes,
     set_flags,
 )
@@ -322,6 +323,21 @@ class PostgresStorage(ScriptedStorage):
             return await self._run(append(content, list(deliveries), enforce_quota, data))
         finally:
             self._unsaved.done(content.sha256)
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        """One message (an IMAP APPEND) is :meth:`append`'s statement: its content is
+        stored with it, and it takes one round trip in a transaction instead of eight."""
+        if len(items) == 1:
+            [(content, delivery)] = items
+            return await self.append(content, [delivery], enforce_quota=enforce_quota)
+        return await super().append_many(items, enforce_quota=enforce_quota)
+
+    async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
+        """In two statements (:func:`.scripts.expunge`), with one lock order for appends."""
+        return await self._run(
+            expunge(mailbox_id, list(uids), volatile=not self.fsync_flag_changes))
 
     async def claim_recent(self, mailbox_id: int) -> int:
         """The read and the claim in one statement (:func:`.scripts.claim_recent`)."""

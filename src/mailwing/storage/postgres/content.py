@@ -24,10 +24,16 @@ from mailwing.storage.contentinfo import ContentInfoBuilder
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.postgres.errors import pg_errors
 
-__all__ = ["PIECE_SIZE", "PgContentWriter", "UnsavedContents", "publish_whole", "read_many",
-           "read_pieces"]
+__all__ = ["PIECE_SIZE", "PUBLISH_WHOLE", "PgContentWriter", "UnsavedContents",
+           "publish_whole", "read_many", "read_pieces"]
 
 PIECE_SIZE = 1024 * 1024
+#: a content of one piece under its digest ($1: digest, $2: bytes; see :func:`publish_whole`)
+PUBLISH_WHOLE = (
+    "INSERT INTO content_chunks (sha256, seq, data)"
+    " SELECT $1, 0, $2 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held"
+    " ON CONFLICT (sha256, seq) DO UPDATE SET created_at = extract(epoch FROM now())"
+)
 
 
 async def publish_whole(pool: asyncpg.Pool, sha256: str, piece: bytes) -> None:
@@ -35,13 +41,7 @@ async def publish_whole(pool: asyncpg.Pool, sha256: str, piece: bytes) -> None:
     round trip, one commit) instead of a staging insert plus a renaming transaction.
     The statement takes the digest's advisory lock first, as :meth:`PgContentWriter._publish`
     does, and renews ``created_at`` when the bytes are stored already (dedupe), for :mod:`.gc`."""
-    await pool.execute(
-        "INSERT INTO content_chunks (sha256, seq, data)"
-        " SELECT $1, 0, $2 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held"
-        " ON CONFLICT (sha256, seq) DO UPDATE"
-        " SET created_at = extract(epoch FROM now())",
-        sha256, piece,
-    )
+    await pool.execute(PUBLISH_WHOLE, sha256, piece)
 
 
 class UnsavedContents:
@@ -51,7 +51,7 @@ class UnsavedContents:
     ones no delivery took yet (:meth:`save`), so ``finish()`` still means "stored" to every
     other caller.
 
-    A delivery :meth:`take`\ s the bytes and gives them back with :meth:`done` once its
+    A delivery :meth:`take` gets the bytes and gives them back with :meth:`done` once its
     statement ended. Until then every other delivery of the same digest gets them too (it
     inserts them as well: the second insert waits for the first one's row lock, then renews
     the row or, when the first rolled back, inserts it), never a digest whose bytes are

@@ -30,13 +30,14 @@ from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry, utc
 from mailwing.storage.errors import NotFound, OverQuota
 from mailwing.storage.interface import Delivery, FlagMode
 from mailwing.storage.notify import format_ids
+from mailwing.storage.postgres.content import PUBLISH_WHOLE
 from mailwing.storage.postgres.listen import CHANNEL
 from mailwing.storage.scripts import entry_date
 from mailwing.storage.scripts_mail import _new_flags, _uid_list
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Changed, Query, Script, Volatile, q
 
-__all__ = ["Solo", "append", "claim_recent", "mail_changes", "set_flags"]
+__all__ = ["Solo", "append", "claim_recent", "expunge", "mail_changes", "set_flags"]
 
 
 class Solo(Query):
@@ -196,31 +197,35 @@ def mail_changes(
 
 
 # One content linked into several mailboxes (an SMTP delivery, ``deliver``): the steps of
-# :func:`mailwing.storage.scripts.append_many` as one statement. ``blob`` keeps the bytes
-# from being removed (``HasBlob``), or, for a content whose writer left its bytes to this
-# statement (:class:`~.content.PgContentWriter`), inserts them (``_BLOB_INSERT``: the row lock
-# of the insert, or of the existing row it renews, holds them the same way). The mailbox
-# rows are locked in ascending id order (``box``, rows are locked as the sorted scan returns
-# them), then the users' rows likewise (``owner``), so no two appends wait on each other in
-# a cycle. The UPDATEs read the newest row versions (READ COMMITTED re-reads a row updated
-# meanwhile), so UIDs and counters are exact however long the statement waited for a lock.
+# :func:`mailwing.storage.scripts.append_many` as one statement. The mailbox rows are locked
+# first, in ascending id order (``box``, rows are locked as the sorted scan returns them),
+# then the content's first piece (``blob``, which reads ``box`` first: it keeps the bytes
+# from being removed, as ``HasBlob``; for a content whose writer left its bytes to this
+# statement (:class:`~.content.PgContentWriter`) it inserts them, ``_BLOB_INSERT``, whose
+# row lock holds them the same way), then the users' rows in ascending id order
+# (``owner``): the lock order of every writer here (see ``_EXPUNGE``), so no two wait on
+# each other in a cycle. The UPDATEs read the newest row versions (READ COMMITTED re-reads
+# a row updated meanwhile), so UIDs and counters are exact however long the statement
+# waited for a lock.
 # Nothing is linked unless every mailbox was found (``whole``): the statement is all or
 # nothing by itself, as a :class:`Solo` must be. The mail rows' foreign key to ``contents``
 # is checked at the end of the statement, after ``linked`` inserted it.
-_BLOB_SHARE = "SELECT 1 FROM content_chunks WHERE sha256 = $1::text AND seq = 0 FOR SHARE"
+_BLOB_SHARE = ("SELECT 1 FROM content_chunks WHERE sha256 = $1::text AND seq = 0"
+               " AND (SELECT count(*) FROM box) > 0 FOR SHARE")
 # as :meth:`.content.PgContentWriter._publish_whole`: under the digest's advisory lock
 _BLOB_INSERT = """\
 INSERT INTO content_chunks (sha256, seq, data)
   SELECT $1::text, 0, $16::bytea FROM (SELECT pg_advisory_xact_lock(hashtext($1::text))) AS held
+  WHERE (SELECT count(*) FROM box) > 0
   ON CONFLICT (sha256, seq) DO UPDATE SET created_at = extract(epoch FROM now())
   RETURNING 1"""
 _APPEND = """\
-WITH blob AS ({blob}),
-box AS (
-  SELECT id FROM mailboxes WHERE id = ANY($12::bigint[]) AND EXISTS (SELECT 1 FROM blob)
-  ORDER BY id FOR NO KEY UPDATE
+WITH box AS (
+  SELECT id FROM mailboxes WHERE id = ANY($12::bigint[]) ORDER BY id FOR NO KEY UPDATE
 ),
-whole AS (SELECT 1 WHERE (SELECT count(*) FROM box) = cardinality($12::bigint[])),
+blob AS ({blob}),
+whole AS (SELECT 1 WHERE (SELECT count(*) FROM box) = cardinality($12::bigint[])
+  AND EXISTS (SELECT 1 FROM blob)),
 linked AS (
   INSERT INTO contents (sha256, size, crlf_size, crlf_clean, message_id, subject, from_addr,
     to_addr, cc_addr, date, created_at)
@@ -276,7 +281,7 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
     mailbox_ids = [d.mailbox_id for d in deliveries]
     if len(flag_sets) != 1 or len(set(mailbox_ids)) != len(mailbox_ids):
         if data is not None:
-            yield q(_BLOB_INSERT.replace("$16", "$2"), content.sha256, data)
+            yield q(PUBLISH_WHOLE, content.sha256, data)
         return (yield from scripts.append(content, deliveries, enforce_quota))
     [flags] = flag_sets
     now = utcnow()
@@ -292,11 +297,11 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
         args += (data,)
     rows = yield (q(sql, *args) if enforce_quota else Solo(sql, args))
     stored, added, over, found, _notified = rows[0]
-    if not stored:
-        raise NotFound(f"content {content.sha256} is not stored (removed meanwhile?)")
-    if len(added) != len(mailbox_ids):
+    if len(found) != len(mailbox_ids):
         missing = sorted(set(mailbox_ids) - {int(i) for i in found})
         raise NotFound(f"no mailbox with id {missing[0]}")
+    if not stored:
+        raise NotFound(f"content {content.sha256} is not stored (removed meanwhile?)")
     yield Changed(tuple(sorted(mailbox_ids)))
     if enforce_quota and content.size > 0 and over:
         address, used, limit = over[0]
@@ -359,3 +364,93 @@ def claim_recent(mailbox_id: int, volatile: bool = False) -> Script[int]:
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
     return int(rows[0][0])
+
+
+# EXPUNGE's first statement: the mailbox part of :func:`mailwing.storage.scripts.expunge`.
+# Locks in the order of every writer (see ``_APPEND``): the mailbox row (``lk``), then the
+# first piece of each content the doomed entries use (``held``, ascending digests; an append
+# of one of them holds it shared until it commits, and one that starts now waits for this
+# transaction), then the owner's row (``counted``, whose filter reads ``held`` first). The
+# staleness test is ``_SET_FLAGS``'s: when another writer of the mailbox committed after the
+# statement's snapshot was taken, it changes nothing and says so, and runs again.
+_EXPUNGE = f"""\
+WITH lk AS (SELECT highestmodseq AS h, user_id FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE),
+snap AS (SELECT highestmodseq AS h FROM mailboxes WHERE id = $1),
+doomed AS (
+  SELECT m.uid, m.content_sha256 AS sha256, c.size
+  FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
+  WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
+    AND EXISTS (SELECT 1 FROM lk, snap WHERE lk.h = snap.h)
+),
+held AS (
+  SELECT sha256 FROM content_chunks WHERE sha256 IN (SELECT sha256 FROM doomed) AND seq = 0
+  ORDER BY sha256 FOR UPDATE
+),
+box AS (
+  UPDATE mailboxes SET highestmodseq = highestmodseq + 1
+  WHERE id = $1 AND EXISTS (SELECT 1 FROM doomed) AND (SELECT count(*) FROM held) >= 0
+  RETURNING highestmodseq
+),
+kept AS (
+  INSERT INTO expunged (mailbox_id, uid, modseq)
+  SELECT $1, d.uid, box.highestmodseq FROM doomed d, box
+),
+gone AS (
+  DELETE FROM mail m USING box
+  WHERE m.mailbox_id = $1 AND m.uid IN (SELECT uid FROM doomed)
+  RETURNING m.uid, m.content_sha256
+),
+counted AS (
+  UPDATE users u SET used_messages = u.used_messages - x.n, used_bytes = u.used_bytes - x.b
+  FROM (SELECT count(*) AS n, coalesce(sum(size), 0)::bigint AS b FROM doomed) x, lk, box
+  WHERE u.id = lk.user_id AND x.n > 0 AND (SELECT count(*) FROM held) >= 0
+),
+{_NOTIFY.format(n=3, source="box")},
+{_RELAX.format(m=4)}
+SELECT lk.h <> snap.h, (SELECT highestmodseq FROM box),
+  ARRAY(SELECT uid FROM gone ORDER BY uid),
+  ARRAY(SELECT DISTINCT content_sha256 FROM gone ORDER BY content_sha256),
+  (SELECT count(*) FROM note), (SELECT count(*) FROM relax)
+FROM lk CROSS JOIN snap
+"""
+
+# EXPUNGE's second statement, with a snapshot taken after the first one's locks: the
+# contents no entry uses any more, and their bytes. An append of one of them committed
+# before the locks were granted is seen here; one that waits for them links the content
+# again (or, its bytes gone, fails as a delivery of a removed content does).
+_DROP_ORPHANS = """\
+WITH gone AS (
+  DELETE FROM contents c WHERE c.sha256 = ANY($1::text[])
+    AND NOT EXISTS (SELECT 1 FROM mail m WHERE m.content_sha256 = c.sha256)
+  RETURNING c.sha256
+)
+DELETE FROM content_chunks WHERE sha256 IN (SELECT sha256 FROM gone)
+"""
+
+
+def expunge(mailbox_id: int, uids: Collection[int], volatile: bool = False
+            ) -> Script[list[int]]:
+    """:func:`mailwing.storage.scripts.expunge` in two statements in one transaction
+    (a third when another writer committed first): ``BEGIN``, ``_EXPUNGE``,
+    ``_DROP_ORPHANS``, ``COMMIT`` instead of eleven round trips."""
+    if volatile:
+        yield Volatile()
+    wanted = sorted({int(u) for u in uids})
+    if not wanted:
+        return []
+    args = (mailbox_id, wanted, str(mailbox_id), volatile)
+    for attempt in range(3):
+        rows = yield q(_EXPUNGE, *args)
+        if not rows:
+            raise NotFound(f"no mailbox with id {mailbox_id}")
+        if not rows[0][0]:
+            break
+        if attempt == 2:  # cannot happen: the second run holds the lock from the first
+            raise RuntimeError("expunge: the mailbox changed while its lock was held")
+    _stale, modseq, removed, digests = rows[0][:4]
+    if modseq is None:
+        return []  # nothing to do: HIGHESTMODSEQ stays
+    yield Changed((mailbox_id,))
+    if digests:
+        yield q(_DROP_ORPHANS, list(digests))
+    return [int(u) for u in removed]
