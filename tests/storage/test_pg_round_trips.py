@@ -170,6 +170,30 @@ async def test_shared_limits_pool_sends_no_reset(
         sent.clear()
         assert await failures.counts(["ip:192.0.2.1"], 1000.0) == [0]
         await failures.clear("user:alice@example.org")
-        assert len(sent) == 2, sent
+        assert len(sent) == 2, sent  # a query each, no reset after either
     finally:
         await pool.close()
+
+
+async def test_a_login_after_a_clean_check_sends_no_delete(
+        pg_database_url: str, pg: Any, sent: list[tuple[str, bool]]) -> None:
+    """A success right after a check that counted no failure for the user has nothing to
+    clear; one after failures (here, or counted by another node) clears them."""
+    pools = [await pg_store.open_pool(pg_database_url) for _ in range(2)]
+    try:
+        here, there = (pg_store.PgFailures(p, 60.0, owns_pool=False) for p in pools)
+        keys = ["ip:192.0.2.1", "user:alice@example.org"]
+        sent.clear()
+        assert await here.counts(keys, 1000.0) == [0, 0]
+        await here.clear(keys[1])
+        assert len(sent) == 1  # the check only
+        assert await here.add(keys, 1000.0) == [1, 1]
+        await here.clear(keys[1])
+        assert await here.counts(keys, 1001.0) == [1, 0]
+        await there.add(keys[1:], 1001.0)  # another node's failure...
+        assert await here.counts(keys, 1002.0) == [1, 1]
+        await here.clear(keys[1])  # ...counted here, so cleared on success
+        assert await there.counts(keys, 1002.0) == [1, 0]
+    finally:
+        for pool in pools:
+            await pool.close()
