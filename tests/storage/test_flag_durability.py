@@ -253,7 +253,7 @@ _RELAX_ARG = re.compile(r"set_config\('synchronous_commit', 'off', true\) WHERE 
 @pytest.fixture
 def pg_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every simple-protocol statement asyncpg connections send (COMMITs among them), and
-    each statement with parameters sent outside a transaction block (a statement that
+    each write with parameters sent outside a transaction block (a statement that
     commits by itself, as ``COMMIT <its SQL>``, with ``synchronous_commit TO off`` when it
     turns that setting off for its own transaction)."""
     sent: list[str] = []
@@ -265,7 +265,7 @@ def pg_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return await real_execute(self, query, *args, **kwargs)
 
     async def fetch(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if not self.is_in_transaction():
+        if not self.is_in_transaction() and not query.startswith("SELECT "):  # not a read
             relax = _RELAX_ARG.search(query)
             off = relax is not None and args[int(relax.group(1)) - 1] is True
             sent.append(("synchronous_commit TO off " if off else "") + "COMMIT " + query)

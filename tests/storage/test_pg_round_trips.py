@@ -3,9 +3,10 @@
 Why counted: PostgreSQL shares the machine's cores with the workers, so every statement sent
 costs a wake-up of a backend and of the worker, besides its latency. These tests pin the
 counts of the hot paths so that a change that adds one is seen: a STORE, a ``\\Recent``
-claim and a delivery of a fresh small content (an SMTP message) are each one statement that
-commits by itself (no ``BEGIN``/``COMMIT``), an IMAP APPEND one statement in a transaction,
-and the shared-limits pool sends no reset query after each use.
+claim (after its read) and a delivery of a fresh small content (an SMTP message) are each
+one statement that commits by itself (no ``BEGIN``/``COMMIT``), an IMAP APPEND one statement
+in a transaction, an EXPUNGE two, and the shared-limits pool sends no reset query after
+each use.
 """
 
 from __future__ import annotations
@@ -71,14 +72,32 @@ async def test_store_and_recent_claim_are_one_statement_each(
     box = await inbox_id(pg, alice)
     content = await pg.store_content(MESSAGE)
     await pg.append(content, [Delivery(box)])
-    # something to claim, then nothing: one statement either way, outside any transaction
-    for expected_floor in (1, 2):
-        sent.clear()
-        assert await pg.claim_recent(box) == expected_floor
-        assert len(sent) == 1 and not sent[0][1]
+    sent.clear()  # something to claim: the read, then the claim, each outside a transaction
+    assert await pg.claim_recent(box) == 1
+    assert [in_transaction for _, in_transaction in sent] == [False, False]
+    sent.clear()  # nothing to claim: the read alone
+    assert await pg.claim_recent(box) == 2
+    assert len(sent) == 1 and not sent[0][1]
     stored = await statements(sent, pg.set_flags(box, [1], ["\\Seen"], "add"))
     assert len(stored) == 1 and not stored[0][1]
     assert {e.uid: e.flags for e in await pg.list_mail(box)} == {1: {"\\Seen"}}
+
+
+async def test_expunge_is_two_statements_in_a_transaction(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    await pg.append(content, [Delivery(box)])
+    sent.clear()
+    assert await pg.expunge(box, [3]) == []  # no such UID: the first statement finds none
+    assert len(sent) == 3
+    sent.clear()
+    assert await pg.expunge(box, [1, 3]) == [1]
+    assert len(sent) == 4 and sent[0][0].startswith("BEGIN") and sent[3][0].endswith("COMMIT")
+    assert await pg.expunge(box, [2]) == [2]  # the content's last entry: bytes dropped
+    assert await pg._pool.fetchval("SELECT count(*) FROM content_chunks") == 0
+    assert await pg.usage(alice.id) == (0, 0)
 
 
 async def test_recent_claim_answers_as_before(pg: Any, alice: User) -> None:
@@ -197,3 +216,19 @@ async def test_a_login_after_a_clean_check_sends_no_delete(
     finally:
         for pool in pools:
             await pool.close()
+
+
+async def test_unsaved_content_is_stored_by_close(pg_database_url: str, tmp_path: Path) -> None:
+    """A finished writer's bytes survive the storage object even when nothing used them."""
+    store = await open_storage(pg_database_url, data_dir=tmp_path / "data")
+    await store.upgrade()
+    writer = store.new_content()
+    await writer.write(MESSAGE)
+    info = await writer.finish()
+    await store.close()
+    conn = await asyncpg.connect(pg_database_url)
+    try:
+        assert await conn.fetchval(
+            "SELECT data FROM content_chunks WHERE sha256 = $1", info.sha256) == MESSAGE
+    finally:
+        await conn.close()

@@ -141,6 +141,8 @@ class PostgresStorage(ScriptedStorage):
         return cls(pool, url, fsync_flag_changes=fsync_flag_changes)
 
     async def close(self) -> None:
+        if self._unsaved:  # what finish() returned is stored, whatever came after it
+            await self._save_unsaved()
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close()
@@ -338,7 +340,3 @@ class PostgresStorage(ScriptedStorage):
         """In two statements (:func:`.scripts.expunge`), with one lock order for appends."""
         return await self._run(
             expunge(mailbox_id, list(uids), volatile=not self.fsync_flag_changes))
-
-    async def claim_recent(self, mailbox_id: int) -> int:
-        """The read and the claim in one statement (:func:`.scripts.claim_recent`)."""
-        return await self._run(claim_recent(mailbox_id, volatile=not self.fsync_flag_changes))
