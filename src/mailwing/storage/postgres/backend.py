@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
-from contextlib import closing
+from contextlib import aclosing, closing
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -303,12 +303,16 @@ class PostgresStorage(ScriptedStorage):
         with pg_errors():
             return await read_many(self._pool, contents)
 
-    async def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024
-                           ) -> AsyncIterator[bytes]:
+    def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         if self._unsaved:
-            await self._save_unsaved()
-        async for chunk in read_pieces(self._pool, sha256, chunk_size):
-            yield chunk
+            return self._read_after_saving(sha256, chunk_size)
+        return read_pieces(self._pool, sha256, chunk_size)
+
+    async def _read_after_saving(self, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
+        await self._save_unsaved()
+        async with aclosing(read_pieces(self._pool, sha256, chunk_size)) as pieces:
+            async for chunk in pieces:
+                yield chunk
 
     async def append(
         self, content: ContentInfo, deliveries: Sequence[Delivery],

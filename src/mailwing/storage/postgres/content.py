@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import asyncpg
@@ -186,7 +186,8 @@ class PgContentWriter:
 READ_BATCH = 2
 
 
-async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
+async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int
+                      ) -> AsyncGenerator[bytes, None]:
     """Yield a content's bytes in ``chunk_size`` slices, fetching up to :data:`READ_BATCH`
     stored pieces per query. The first query also counts the pieces (a window count, taken
     before its LIMIT), so a small content (one piece: nearly all mail) costs one round trip,
