@@ -192,3 +192,59 @@ async def test_concurrent_recent_claims(storage: Storage, user: User) -> None:
         await storage.append(info, [Delivery(inbox)])
     floors = await asyncio.gather(*(storage.claim_recent(inbox) for _ in range(10)))
     assert sorted(floors) == [1] + [4] * 9
+
+
+async def test_expunge_of_a_contents_last_entry_races_appends_of_it(
+        storage: Storage, user: User) -> None:
+    """EXPUNGE of the last entry of a content while appends link that content again (SMTP's
+    one-statement delivery, an IMAP APPEND, a MULTIAPPEND): the writers take their locks in
+    one order, so none fails with a deadlock. Each append either links the content (its
+    bytes then stay readable) or fails with NotFound (they were removed first); the usage
+    counters match what is listed."""
+    inbox = await inbox_id(storage, user)
+    archive = await inbox_id(storage, user, "Archive")
+    other = await storage.store_content(b"Subject: other\r\n\r\nx\r\n")
+    for n in range(12):
+        info = await storage.store_content(f"Subject: race {n}\r\n\r\nbody\r\n".encode())
+        [entry] = await storage.append(info, [Delivery(inbox)])
+        calls = [
+            storage.append(info, [Delivery(archive)]),
+            storage.expunge(inbox, [entry.uid]),
+            storage.append_many([(info, Delivery(inbox, frozenset({"\\Seen"})))],
+                                enforce_quota=True),
+            storage.append_many([(other, Delivery(archive)), (info, Delivery(archive))]),
+            storage.append(info, [Delivery(inbox), Delivery(archive)]),
+        ]
+        if n % 2:
+            calls.reverse()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            assert isinstance(result, list | NotFound), result
+    listed = await storage.list_mail(inbox) + await storage.list_mail(archive)
+    for entry in listed:
+        assert (await storage.read_content(entry.content.sha256)).startswith(b"Subject: ")
+    assert await storage.usage(user.id) == (len(listed), sum(e.content.size for e in listed))
+
+
+async def test_concurrent_expunges_of_one_mailbox(storage: Storage, user: User) -> None:
+    """Overlapping EXPUNGEs and STOREs at once (PostgreSQL: each EXPUNGE waits for the
+    mailbox lock and starts over when another writer committed meanwhile): every entry is
+    reported removed by exactly one of them, each with its own MODSEQ, and the counters
+    follow."""
+    inbox = await inbox_id(storage, user)
+    info = await storage.store_content(b"Subject: many\r\n\r\n")
+    for _ in range(24):
+        await storage.append(info, [Delivery(inbox)])
+    sets = [list(range(n, n + 6)) for n in range(1, 20, 2)]
+    calls = [storage.expunge(inbox, uids) for uids in sets]
+    calls += [storage.set_flags(inbox, range(1, 25), ["\\Deleted"], "add") for _ in range(3)]
+    results = await asyncio.gather(*calls)
+    removed = [uid for uids in results[: len(sets)] for uid in uids]  # type: ignore[union-attr]
+    assert sorted(removed) == list(range(1, 25))
+    left = await storage.list_mail(inbox)
+    assert [e.uid for e in left] == []
+    highest, _changed, gone = await storage.mail_changes(inbox, 24)
+    assert sorted(gone) == list(range(1, 25))
+    assert await storage.usage(user.id) == (0, 0)
+    box = await storage.get_mailbox_by_id(inbox)
+    assert box is not None and box.highestmodseq == highest

@@ -19,6 +19,7 @@ promise (a relaxed commit survives ``kill -9``) is tested against a real server 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,17 +247,32 @@ async def test_the_threaded_storage_relaxes_flag_changes_by_default(tmp_path: Pa
 # -- PostgreSQL: synchronous_commit off with the COMMIT ---------------------------------------
 
 
+_RELAX_ARG = re.compile(r"set_config\('synchronous_commit', 'off', true\) WHERE \$(\d+)::boolean")
+
+
 @pytest.fixture
 def pg_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every simple-protocol statement asyncpg connections send (COMMITs among them)."""
+    """Every simple-protocol statement asyncpg connections send (COMMITs among them), and
+    each write with parameters sent outside a transaction block (a statement that
+    commits by itself, as ``COMMIT <its SQL>``, with ``synchronous_commit TO off`` when it
+    turns that setting off for its own transaction)."""
     sent: list[str] = []
-    real = asyncpg.connection.Connection.execute
+    real_execute = asyncpg.connection.Connection.execute
+    real_fetch = asyncpg.connection.Connection.fetch
 
     async def execute(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
         sent.append(query)
-        return await real(self, query, *args, **kwargs)
+        return await real_execute(self, query, *args, **kwargs)
+
+    async def fetch(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.is_in_transaction() and not query.startswith("SELECT "):  # not a read
+            relax = _RELAX_ARG.search(query)
+            off = relax is not None and args[int(relax.group(1)) - 1] is True
+            sent.append(("synchronous_commit TO off " if off else "") + "COMMIT " + query)
+        return await real_fetch(self, query, *args, **kwargs)
 
     monkeypatch.setattr(asyncpg.connection.Connection, "execute", execute)
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetch", fetch)
     return sent
 
 
@@ -271,7 +287,8 @@ async def pg_store(request: pytest.FixtureRequest, pg_database_url: str, tmp_pat
 
 
 def _commits(sent: list[str]) -> list[str]:
-    return [s for s in sent if s.endswith("COMMIT")]
+    return [s for s in sent if s.endswith("COMMIT") or s.startswith(
+        ("COMMIT ", "synchronous_commit TO off COMMIT "))]
 
 
 async def test_postgresql_flag_changes_commit_without_waiting_unless_configured(

@@ -26,7 +26,9 @@ async def pg(pg_database_url: str, tmp_path: Path) -> Any:
 
 
 async def age(pg: Any, seconds: float = 7200) -> None:
-    """Make everything stored so far look ``seconds`` old."""
+    """Make everything stored so far look ``seconds`` old (first storing what finished
+    writers left to the storage's next call, which this bypasses)."""
+    await pg._save_unsaved()
     await pg._pool.execute("UPDATE content_chunks SET created_at = created_at - $1", seconds)
     await pg._pool.execute(
         "UPDATE contents SET created_at = created_at - make_interval(secs => $1)", seconds)

@@ -20,11 +20,21 @@ from mailwing.shared.limits import STALE_AFTER
 __all__ = ["PgConnections", "PgFailures", "open_pool"]
 
 _PRUNE_EVERY = 60.0
+#: seconds for which a key this worker just counted at zero needs no DELETE on success
+_CLEAN_FOR = 5.0
+#: keys remembered so at most (more: the memory is dropped, and DELETEs are sent again)
+_CLEAN_KEYS = 4096
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing. asyncpg's default sends ``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` after every use, a round
+    trip of its own (a LOGIN pays two) for session state these queries never create."""
 
 
 async def open_pool(url: str) -> asyncpg.Pool:
     return await asyncpg.create_pool(url, min_size=0, max_size=2, timeout=5.0,
-                                     command_timeout=5.0)
+                                     command_timeout=5.0, reset=_keep_session)
 
 
 class PgFailures:
@@ -33,15 +43,27 @@ class PgFailures:
         self.window = window
         self._owns_pool = owns_pool
         self._pruned = 0.0
+        #: key -> monotonic time this worker counted it at zero (see :meth:`clear`)
+        self._clean: dict[str, float] = {}
 
     async def counts(self, keys: list[str], now: float) -> list[int]:
         rows = await self.pool.fetch(
             "SELECT key, count(*) AS n FROM mw_auth_failures WHERE key = ANY($1) AND at > $2"
             " GROUP BY key", keys, now - self.window)
         found = {r["key"]: int(r["n"]) for r in rows}
+        if len(self._clean) > _CLEAN_KEYS:
+            self._clean.clear()
+        seen = time.monotonic()
+        for key in keys:
+            if found.get(key, 0):
+                self._clean.pop(key, None)
+            else:
+                self._clean[key] = seen
         return [found.get(k, 0) for k in keys]
 
     async def add(self, keys: list[str], now: float) -> list[int]:
+        for key in keys:
+            self._clean.pop(key, None)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO mw_auth_failures (key, at) SELECT k, $2 FROM unnest($1::text[]) k",
@@ -57,6 +79,13 @@ class PgFailures:
         return [found.get(k, 0) for k in keys]
 
     async def clear(self, key: str) -> None:
+        """Forget ``key``'s failures after a success. Skipped when this worker counted it at
+        zero moments ago (the check before the password, nearly every LOGIN): a DELETE
+        would find nothing but a failure another worker recorded in between, which is then
+        kept, the careful side for a throttle."""
+        seen = self._clean.pop(key, None)
+        if seen is not None and time.monotonic() - seen < _CLEAN_FOR:
+            return
         await self.pool.execute("DELETE FROM mw_auth_failures WHERE key = $1", key)
 
     async def close(self) -> None:

@@ -357,15 +357,19 @@ def append_many(items: Sequence[tuple[ContentInfo, Delivery]],
     fails the whole script (:class:`~mailwing.storage.errors.OverQuota`)."""
     if not items:
         return []
-    for content in {c.sha256: c for c, _ in items}.values():
-        yield from _link_content(content)
     counts = Counter(d.mailbox_id for _, d in items)
     next_uid: dict[int, int] = {}
     modseqs: dict[int, int] = {}
-    for mailbox_id in sorted(counts):  # a fixed lock order: no deadlocks between appends
+    # One lock order for every writer: the mailboxes (ascending ids), then the contents'
+    # bytes (ascending digests), then the users (``account``); an expunge takes them in
+    # the same order (PostgreSQL's ``expunge``), so no two scripts wait on each other in a
+    # cycle (an append reusing a content and the expunge of its last entry did).
+    for mailbox_id in sorted(counts):
         next_uid[mailbox_id], modseqs[mailbox_id] = yield from _allocate(
             mailbox_id, counts[mailbox_id]
         )
+    for content in sorted({c.sha256: c for c, _ in items}.values(), key=lambda c: c.sha256):
+        yield from _link_content(content)
     now = utcnow()
     entries = []
     deltas: Deltas = {}

@@ -19,24 +19,36 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
-from contextlib import closing
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
+from contextlib import aclosing, closing
 from typing import Any, TypeVar, cast
 
 import asyncpg
 import asyncpg.pool
 
-from mailwing.model import ContentInfo
+from mailwing.model import ContentInfo, MailEntry
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
-from mailwing.storage.interface import ContentWriter
+from mailwing.storage.interface import ContentWriter, Delivery, Outbound
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters, format_ids
-from mailwing.storage.postgres.content import PgContentWriter, read_many, read_pieces
+from mailwing.storage.postgres.content import (
+    PgContentWriter,
+    UnsavedContents,
+    read_many,
+    read_pieces,
+)
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
-from mailwing.storage.postgres.scripts import append, claim_recent, mail_changes, set_flags
+from mailwing.storage.postgres.scripts import (
+    Solo,
+    append,
+    claim_recent,
+    expunge,
+    mail_changes,
+    set_flags,
+)
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -111,6 +123,10 @@ class PostgresStorage(ScriptedStorage):
         self._multi_step: set[object] = set()
         self._waiters = ChangeWaiters()
         self._listener = PgListener(url, self._waiters) if url else None
+        #: small contents whose writers finished without storing them (digest -> bytes):
+        #: the delivery that links one inserts its bytes in its own statement (see
+        #: :meth:`append`); any other storage call stores them first (:meth:`_save_unsaved`)
+        self._unsaved = UnsavedContents()
 
     @classmethod
     async def open(
@@ -125,6 +141,8 @@ class PostgresStorage(ScriptedStorage):
         return cls(pool, url, fsync_flag_changes=fsync_flag_changes)
 
     async def close(self) -> None:
+        if self._unsaved:  # what finish() returned is stored, whatever came after it
+            await self._save_unsaved()
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close()
@@ -141,7 +159,15 @@ class PostgresStorage(ScriptedStorage):
         with pg_errors():
             return await self._listener.mark(mailbox_id, since)
 
+    async def _save_unsaved(self) -> None:
+        """Store the contents left by finished writers and not linked by :meth:`append`
+        (an IMAP APPEND links them with ``append_many``, a reader may ask for them), so that
+        every other call sees what ``finish()`` returned as stored, as it always did."""
+        await self._unsaved.save(self._pool)
+
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
+        if self._unsaved:
+            await self._save_unsaved()
         with pg_errors():
             async with self._pool.acquire() as conn:
                 try:
@@ -156,6 +182,8 @@ class PostgresStorage(ScriptedStorage):
         second statement is started over in a REPEATABLE READ transaction, and remembered
         as such: the next call of the same script goes straight to the transaction, until
         one of them turns out to need a single statement again."""
+        if self._unsaved:
+            await self._save_unsaved()
         with pg_errors():
             async with self._pool.acquire() as conn:
                 try:
@@ -179,28 +207,49 @@ class PostgresStorage(ScriptedStorage):
         ``Changed`` steps) goes with the ``COMMIT``, in one round trip: both are plain SQL
         in one simple-protocol query, and PostgreSQL delivers notifications at commit anyway.
         So does ``SET LOCAL synchronous_commit TO off`` for a ``Volatile`` one.
+
+        A write script whose first statement is a :class:`~.scripts.Solo` runs it alone, as a
+        transaction of its own (no ``BEGIN``, no ``COMMIT``: one round trip instead of
+        three); the statement raises its own notifications and relaxes its own commit. A
+        step after it opens a transaction for the rest of the script (``BEGIN`` is sent
+        lazily, before the first statement that is not a leading ``Solo``).
         """
         changed: set[int] = set()
         volatile = False
         steps_taken = 0
-        await conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
+        solo = False  # a leading Solo statement ran (and committed) alone
+        begun = not write
+        if begun:
+            await conn.execute(_BEGIN_READ)
         try:
             with closing(script):
                 done, item = advance(script, None)
                 while not done:
                     if isinstance(item, steps.Changed):
-                        changed.update(item.mailbox_ids)
+                        if begun or not solo:  # else the Solo statement notified them
+                            changed.update(item.mailbox_ids)
                         result = None
                     elif isinstance(item, steps.Volatile):
                         volatile = True
                         result = None
+                    elif isinstance(item, Solo) and not begun and not steps_taken:
+                        result = await conn.fetch(item.sql, *item.args)
+                        steps_taken += 1
+                        solo = True
                     else:
+                        if not begun:
+                            await conn.execute(_BEGIN_WRITE)
+                            begun = True
                         result = await self._step(conn, item)
                         steps_taken += 1
                     done, item = advance(script, result)
         except BaseException:
             await _roll_back(conn)
             raise
+        if not begun:  # nothing, or a Solo statement alone: already committed
+            if changed:  # a script without statements that still says so
+                await conn.execute(_notify_sql(changed))
+            return cast(T, item)
         try:
             tail = _ASYNC_COMMIT if volatile else ""
             await conn.execute(tail + (_notify_sql(changed) if changed else "") + "COMMIT")
@@ -239,16 +288,59 @@ class PostgresStorage(ScriptedStorage):
     async def collect_garbage(self, min_age: float = 3600.0) -> int:
         """Remove abandoned staging pieces, unlinked pieces and unreferenced contents older
         than ``min_age`` seconds (see :mod:`.gc`); return how many."""
+        if self._unsaved:
+            await self._save_unsaved()
         with pg_errors():
             return await collect_garbage(self._pool, min_age)
 
     def new_content(self) -> ContentWriter:
-        return PgContentWriter(self._pool)
+        return PgContentWriter(self._pool, self._unsaved)
 
     async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
         """One query for all of them (see :func:`.read_many`)."""
+        if self._unsaved:
+            await self._save_unsaved()
         with pg_errors():
             return await read_many(self._pool, contents)
 
     def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        if self._unsaved:
+            return self._read_after_saving(sha256, chunk_size)
         return read_pieces(self._pool, sha256, chunk_size)
+
+    async def _read_after_saving(self, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
+        await self._save_unsaved()
+        async with aclosing(read_pieces(self._pool, sha256, chunk_size)) as pieces:
+            async for chunk in pieces:
+                yield chunk
+
+    async def append(
+        self, content: ContentInfo, deliveries: Sequence[Delivery],
+        *, outbound: Outbound | None = None, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        """A content its writer left unstored (an SMTP message, ``deliver``: nearly all mail
+        is one piece) goes in with the delivery, in its statement: one round trip and one
+        commit per message instead of two of each."""
+        data = self._unsaved.take(content.sha256) if outbound is None else None
+        if data is None:
+            return await super().append(content, deliveries, outbound=outbound,
+                                        enforce_quota=enforce_quota)
+        try:
+            return await self._run(append(content, list(deliveries), enforce_quota, data))
+        finally:
+            self._unsaved.done(content.sha256)
+
+    async def append_many(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, enforce_quota: bool = False,
+    ) -> list[MailEntry]:
+        """One message (an IMAP APPEND) is :meth:`append`'s statement: its content is
+        stored with it, and it takes one round trip in a transaction instead of eight."""
+        if len(items) == 1:
+            [(content, delivery)] = items
+            return await self.append(content, [delivery], enforce_quota=enforce_quota)
+        return await super().append_many(items, enforce_quota=enforce_quota)
+
+    async def expunge(self, mailbox_id: int, uids: Collection[int]) -> list[int]:
+        """In two statements (:func:`.scripts.expunge`), with one lock order for appends."""
+        return await self._run(
+            expunge(mailbox_id, list(uids), volatile=not self.fsync_flag_changes))

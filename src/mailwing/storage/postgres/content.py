@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -23,16 +24,87 @@ from mailwing.storage.contentinfo import ContentInfoBuilder
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.postgres.errors import pg_errors
 
-__all__ = ["PIECE_SIZE", "PgContentWriter", "read_many", "read_pieces"]
+__all__ = ["PIECE_SIZE", "PUBLISH_WHOLE", "PgContentWriter", "UnsavedContents",
+           "publish_whole", "read_many", "read_pieces"]
 
 PIECE_SIZE = 1024 * 1024
+#: a content of one piece under its digest ($1: digest, $2: bytes; see :func:`publish_whole`)
+PUBLISH_WHOLE = (
+    "INSERT INTO content_chunks (sha256, seq, data)"
+    " SELECT $1, 0, $2 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held"
+    " ON CONFLICT (sha256, seq) DO UPDATE SET created_at = extract(epoch FROM now())"
+)
+
+
+async def publish_whole(pool: asyncpg.Pool, sha256: str, piece: bytes) -> None:
+    """A content of one piece goes in under its digest directly, in one statement (one
+    round trip, one commit) instead of a staging insert plus a renaming transaction.
+    The statement takes the digest's advisory lock first, as :meth:`PgContentWriter._publish`
+    does, and renews ``created_at`` when the bytes are stored already (dedupe), for :mod:`.gc`."""
+    await pool.execute(PUBLISH_WHOLE, sha256, piece)
+
+
+class UnsavedContents:
+    """Contents of one piece whose writers finished without storing them, for the delivery
+    that links each to store its bytes in the same statement (one round trip and one commit
+    per SMTP message instead of two). Whatever else the storage is asked first stores the
+    ones no delivery took yet (:meth:`save`), so ``finish()`` still means "stored" to every
+    other caller.
+
+    A delivery :meth:`take` gets the bytes and gives them back with :meth:`done` once its
+    statement ended. Until then every other delivery of the same digest gets them too (it
+    inserts them as well: the second insert waits for the first one's row lock, then renews
+    the row or, when the first rolled back, inserts it), never a digest whose bytes are
+    still in flight and not visible yet. :meth:`save` holds a lock, so a call that finds
+    entries to store waits for a save under way."""
+
+    def __init__(self) -> None:
+        #: digest -> [bytes, finished writers no delivery took yet, deliveries under way]
+        self._items: dict[str, list[Any]] = {}
+        self._lock = asyncio.Lock()
+
+    def __bool__(self) -> bool:
+        """Whether some bytes are neither stored nor taken (cheap: nearly always empty)."""
+        return any(entry[1] for entry in self._items.values())
+
+    def put(self, sha256: str, data: bytes) -> None:
+        entry = self._items.setdefault(sha256, [data, 0, 0])
+        entry[1] += 1
+
+    def take(self, sha256: str) -> bytes | None:
+        """The bytes of ``sha256`` if they are not known to be stored; :meth:`done` after."""
+        entry = self._items.get(sha256)
+        if entry is None:
+            return None
+        entry[1] = max(0, entry[1] - 1)
+        entry[2] += 1
+        data: bytes = entry[0]
+        return data
+
+    def done(self, sha256: str) -> None:
+        entry = self._items.get(sha256)
+        if entry is not None:
+            entry[2] -= 1
+            if entry[1] <= 0 and entry[2] <= 0:
+                del self._items[sha256]
+
+    async def save(self, pool: asyncpg.Pool) -> None:
+        async with self._lock:
+            for sha256, entry in list(self._items.items()):
+                if entry[1] > 0:
+                    with pg_errors():
+                        await publish_whole(pool, sha256, entry[0])
+                    entry[1] = 0
+                    if entry[2] <= 0:
+                        self._items.pop(sha256, None)
 
 
 class PgContentWriter:
     """A :class:`~mailwing.storage.interface.ContentWriter` into ``content_chunks``."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, unsaved: UnsavedContents | None = None) -> None:
         self._pool = pool
+        self._unsaved = unsaved
         self._key = f"staging:{uuid.uuid4().hex}"
         self._info = ContentInfoBuilder()
         self._buf = bytearray()
@@ -61,9 +133,14 @@ class PgContentWriter:
             return self._result
         try:
             info = self._info.result()
-            if self._seq == 0:  # one piece (nearly all mail): no staging, one statement
+            if self._seq == 0 and self._unsaved is not None:
+                # one piece (nearly all mail): stored by the delivery that links it, in
+                # its own statement, or before any other storage call (UnsavedContents)
+                self._unsaved.put(info.sha256, bytes(self._buf))
+                self._buf.clear()
+            elif self._seq == 0:  # one piece, no storage to leave it to: one statement
                 with pg_errors():
-                    await self._publish_whole(info.sha256, bytes(self._buf))
+                    await publish_whole(self._pool, info.sha256, bytes(self._buf))
                 self._buf.clear()
             else:
                 if self._buf:
@@ -76,19 +153,6 @@ class PgContentWriter:
             raise
         self._result = info
         return info
-
-    async def _publish_whole(self, sha256: str, piece: bytes) -> None:
-        """A content of one piece goes in under its digest directly, in one statement (one
-        round trip, one commit) instead of a staging insert plus a renaming transaction.
-        The statement takes the digest's advisory lock first, as :meth:`_publish` does, and
-        renews ``created_at`` when the bytes are stored already (dedupe), for :mod:`.gc`."""
-        await self._pool.execute(
-            "INSERT INTO content_chunks (sha256, seq, data)"
-            " SELECT $1, 0, $2 FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS held"
-            " ON CONFLICT (sha256, seq) DO UPDATE"
-            " SET created_at = extract(epoch FROM now())",
-            sha256, piece,
-        )
 
     async def _publish(self, sha256: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -122,7 +186,8 @@ class PgContentWriter:
 READ_BATCH = 2
 
 
-async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
+async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int
+                      ) -> AsyncGenerator[bytes, None]:
     """Yield a content's bytes in ``chunk_size`` slices, fetching up to :data:`READ_BATCH`
     stored pieces per query. The first query also counts the pieces (a window count, taken
     before its LIMIT), so a small content (one piece: nearly all mail) costs one round trip,

@@ -1,0 +1,234 @@
+"""Round trips per operation on PostgreSQL (issue #9: PostgreSQL >= 0.8x SQLite).
+
+Why counted: PostgreSQL shares the machine's cores with the workers, so every statement sent
+costs a wake-up of a backend and of the worker, besides its latency. These tests pin the
+counts of the hot paths so that a change that adds one is seen: a STORE, a ``\\Recent``
+claim (after its read) and a delivery of a fresh small content (an SMTP message) are each
+one statement that commits by itself (no ``BEGIN``/``COMMIT``), an IMAP APPEND one statement
+in a transaction, an EXPUNGE two, and the shared-limits pool sends no reset query after
+each use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mailwing.model import User
+from mailwing.shared import pg_store
+from mailwing.storage import Delivery, open_storage
+from mailwing.storage.errors import NotFound
+
+from .conftest import HASH, inbox_id
+
+MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
+_METHODS = ("execute", "fetch", "fetchval", "fetchrow", "executemany")
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """(statement, sent inside a transaction block) for every statement asyncpg sends."""
+    log: list[tuple[str, bool]] = []
+    for name in _METHODS:
+        real = getattr(asyncpg.connection.Connection, name)
+
+        def wrap(real: Any) -> Any:
+            async def call(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+                log.append((" ".join(query.split()), self.is_in_transaction()))
+                return await real(self, query, *args, **kwargs)
+            return call
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, wrap(real))
+    return log
+
+
+@pytest.fixture
+async def pg(pg_database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    store = await open_storage(pg_database_url, data_dir=tmp_path / "data")
+    await store.upgrade()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def alice(pg: Any) -> User:
+    made, _ = await pg.add_user("alice@example.org", HASH, create_domain=True)
+    return made
+
+
+async def statements(log: list[tuple[str, bool]], call: Any) -> list[tuple[str, bool]]:
+    log.clear()
+    await call
+    return list(log)
+
+
+async def test_store_and_recent_claim_are_one_statement_each(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    sent.clear()  # something to claim: the read, then the claim, each outside a transaction
+    assert await pg.claim_recent(box) == 1
+    assert [in_transaction for _, in_transaction in sent] == [False, False]
+    sent.clear()  # nothing to claim: the read alone
+    assert await pg.claim_recent(box) == 2
+    assert len(sent) == 1 and not sent[0][1]
+    stored = await statements(sent, pg.set_flags(box, [1], ["\\Seen"], "add"))
+    assert len(stored) == 1 and not stored[0][1]
+    assert {e.uid: e.flags for e in await pg.list_mail(box)} == {1: {"\\Seen"}}
+
+
+async def test_expunge_is_two_statements_in_a_transaction(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    await pg.append(content, [Delivery(box)])
+    sent.clear()
+    assert await pg.expunge(box, [3]) == []  # no such UID: the first statement finds none
+    assert len(sent) == 3
+    sent.clear()
+    assert await pg.expunge(box, [1, 3]) == [1]
+    assert len(sent) == 4 and sent[0][0].startswith("BEGIN") and sent[3][0].endswith("COMMIT")
+    assert await pg.expunge(box, [2]) == [2]  # the content's last entry: bytes dropped
+    assert await pg._pool.fetchval("SELECT count(*) FROM content_chunks") == 0
+    assert await pg.usage(alice.id) == (0, 0)
+
+
+async def test_recent_claim_answers_as_before(pg: Any, alice: User) -> None:
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    assert await pg.claim_recent(box) == 1  # UID 1 is this session's
+    assert await pg.claim_recent(box) == 2  # nothing new since
+    await pg.append(content, [Delivery(box)])
+    results = await asyncio.gather(*(pg.claim_recent(box) for _ in range(8)))
+    assert sorted(results) == [2] + [3] * 7  # exactly one session gets UID 2
+    with pytest.raises(NotFound):
+        await pg.claim_recent(987_654)
+
+
+async def test_delivery_stores_its_small_content_in_its_own_statement(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    box = await inbox_id(pg, alice)
+    sent.clear()
+    writer = pg.new_content()
+    await writer.write(MESSAGE)
+    info = await writer.finish()
+    [entry] = await pg.append(info, [Delivery(box)])
+    assert len(sent) == 1 and not sent[0][1]  # content, contents row, mail row: one commit
+    assert "INSERT INTO content_chunks" in sent[0][0]
+    assert await pg.read_content(entry.content.sha256) == MESSAGE
+    assert await pg.usage(alice.id) == (1, len(MESSAGE))
+
+
+async def test_imap_append_is_one_statement_in_a_transaction(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    box = await inbox_id(pg, alice)
+    sent.clear()
+    info = await pg.store_content(MESSAGE)
+    await pg.append_many([(info, Delivery(box, frozenset({"\\Seen"})))], enforce_quota=True)
+    assert [s for s, _ in sent] == ["BEGIN ISOLATION LEVEL READ COMMITTED", sent[1][0],
+                                    "SELECT pg_notify('mailwing_changes', '1'); COMMIT"]
+    assert "INSERT INTO content_chunks" in sent[1][0]
+    assert [e.flags for e in await pg.list_mail(box)] == [{"\\Seen"}]
+
+
+async def test_unsaved_content_is_stored_before_anything_else_reads_it(
+        pg: Any, alice: User) -> None:
+    writer = pg.new_content()
+    await writer.write(MESSAGE)
+    info = await writer.finish()
+    assert await pg.read_content(info.sha256) == MESSAGE  # stored first, then read
+    box = await inbox_id(pg, alice)
+    [entry] = await pg.append(info, [Delivery(box)])  # the bytes are not stored twice
+    assert entry.uid == 1
+    count = await pg._pool.fetchval(
+        "SELECT count(*) FROM content_chunks WHERE sha256 = $1", info.sha256)
+    assert count == 1
+
+
+async def test_a_delivery_to_a_missing_mailbox_stores_no_entry(pg: Any, alice: User) -> None:
+    box = await inbox_id(pg, alice)
+    writer = pg.new_content()
+    await writer.write(MESSAGE)
+    info = await writer.finish()
+    with pytest.raises(NotFound, match="987654"):
+        await pg.append(info, [Delivery(box), Delivery(987_654)])
+    assert await pg.list_mail(box) == []
+    assert await pg.usage(alice.id) == (0, 0)
+    high = await pg.get_mailbox_by_id(box)
+    assert high is not None and high.uidnext == 1
+
+
+async def test_a_relaxed_statement_does_not_relax_the_connection(pg: Any, alice: User) -> None:
+    """``set_config(..., true)`` in a statement sent alone lasts for its own transaction."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    await pg.set_flags(box, [1], ["\\Seen"], "add")  # volatile by default
+    conns = [await pg._pool.acquire() for _ in range(pg._pool.get_size())]
+    try:
+        for conn in conns:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        for conn in conns:
+            await pg._pool.release(conn)
+
+
+async def test_shared_limits_pool_sends_no_reset(
+        pg_database_url: str, pg: Any, sent: list[tuple[str, bool]]) -> None:
+    pool = await pg_store.open_pool(pg_database_url)
+    try:
+        failures = pg_store.PgFailures(pool, 60.0, owns_pool=False)
+        sent.clear()
+        assert await failures.counts(["ip:192.0.2.1"], 1000.0) == [0]
+        await failures.clear("user:alice@example.org")
+        assert len(sent) == 2, sent  # a query each, no reset after either
+    finally:
+        await pool.close()
+
+
+async def test_a_login_after_a_clean_check_sends_no_delete(
+        pg_database_url: str, pg: Any, sent: list[tuple[str, bool]]) -> None:
+    """A success right after a check that counted no failure for the user has nothing to
+    clear; one after failures (here, or counted by another node) clears them."""
+    pools = [await pg_store.open_pool(pg_database_url) for _ in range(2)]
+    try:
+        here, there = (pg_store.PgFailures(p, 60.0, owns_pool=False) for p in pools)
+        keys = ["ip:192.0.2.1", "user:alice@example.org"]
+        sent.clear()
+        assert await here.counts(keys, 1000.0) == [0, 0]
+        await here.clear(keys[1])
+        assert len(sent) == 1  # the check only
+        assert await here.add(keys, 1000.0) == [1, 1]
+        await here.clear(keys[1])
+        assert await here.counts(keys, 1001.0) == [1, 0]
+        await there.add(keys[1:], 1001.0)  # another node's failure...
+        assert await here.counts(keys, 1002.0) == [1, 1]
+        await here.clear(keys[1])  # ...counted here, so cleared on success
+        assert await there.counts(keys, 1002.0) == [1, 0]
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+async def test_unsaved_content_is_stored_by_close(pg_database_url: str, tmp_path: Path) -> None:
+    """A finished writer's bytes survive the storage object even when nothing used them."""
+    store = await open_storage(pg_database_url, data_dir=tmp_path / "data")
+    await store.upgrade()
+    writer = store.new_content()
+    await writer.write(MESSAGE)
+    info = await writer.finish()
+    await store.close()
+    conn = await asyncpg.connect(pg_database_url)
+    try:
+        assert await conn.fetchval(
+            "SELECT data FROM content_chunks WHERE sha256 = $1", info.sha256) == MESSAGE
+    finally:
+        await conn.close()
