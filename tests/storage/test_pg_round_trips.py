@@ -232,3 +232,20 @@ async def test_unsaved_content_is_stored_by_close(pg_database_url: str, tmp_path
             "SELECT data FROM content_chunks WHERE sha256 = $1", info.sha256) == MESSAGE
     finally:
         await conn.close()
+
+
+async def test_store_and_its_catch_up_are_two_statements_outside_transactions(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """The IMAP STORE's catch-up (``set_flags_with_changes``) is the one-statement STORE and
+    the one-statement catch-up read, each alone: in one transaction they would add BEGIN
+    and COMMIT (four round trips instead of two)."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    highest = (await pg.mail_changes(box, 0))[0]
+    sent.clear()
+    (changed, _), (modseq, entries, gone), floor = await pg.set_flags_with_changes(
+        box, [1], ["\\Seen"], "add", since_modseq=highest)
+    assert [in_transaction for _, in_transaction in sent] == [False, False]
+    assert [e.uid for e in changed] == [1] and modseq > highest and gone == []
+    assert [(e.uid, e.flags) for e in entries] == [(1, {"\\Seen"})] and floor is None

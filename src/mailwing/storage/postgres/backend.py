@@ -29,7 +29,7 @@ import asyncpg.pool
 from mailwing.model import ContentInfo, MailEntry
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
-from mailwing.storage.interface import ContentWriter, Delivery, Outbound
+from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, Outbound
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters, format_ids
 from mailwing.storage.postgres.content import (
@@ -49,6 +49,7 @@ from mailwing.storage.postgres.scripts import (
     mail_changes,
     set_flags,
 )
+from mailwing.storage.scripts_catchup import Changes
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -150,6 +151,29 @@ class PostgresStorage(ScriptedStorage):
     async def _start_listening(self) -> None:
         if self._listener is not None:
             await self._listener.ensure()
+
+    # A STORE and a one-message APPEND are one statement committed alone here (a leading
+    # ``Solo``), and a catch-up is one statement read alone (:meth:`_read`). Taken together
+    # in one transaction, as the shared implementation does for SQLite's database thread,
+    # the catch-up would add ``BEGIN`` and ``COMMIT`` around it: four round trips instead
+    # of two. Nothing needs them atomic: the catch-up only reads what committed by then.
+    async def set_flags_with_changes(
+        self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+        *, since_modseq: int, claim_from: int | None = None,
+        unchanged_since: int | None = None, expect_noop: bool = False,
+    ) -> tuple[tuple[list[MailEntry], list[int]], Changes, int | None]:
+        result = await self.set_flags(mailbox_id, uids, flags, mode,
+                                      unchanged_since=unchanged_since, expect_noop=expect_noop)
+        changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
+        return result, changes, floor
+
+    async def append_many_with_changes(
+        self, items: Sequence[tuple[ContentInfo, Delivery]], *, mailbox_id: int,
+        since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
+    ) -> tuple[list[MailEntry], Changes, int | None]:
+        entries = await self.append_many(items, enforce_quota=enforce_quota)
+        changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
+        return entries, changes, floor
 
     async def change_mark(self, mailbox_id: int, since: Hashable | None = None
                           ) -> Hashable | None:
