@@ -176,6 +176,8 @@ def _converse(talk: _Conversation, address: str, stdin: BinaryIO, *, sender: str
         answer = talk.reply()
         if mail.code != 250:
             raise LmtpUnavailable(f"sender refused: {mail.text}")
+        if answer.code == 421:  # the server is closing (shutdown): not about the recipient
+            raise LmtpUnavailable(f"server closing: {answer.text}")
     except OSError as exc:
         raise LmtpUnavailable(f"LMTP conversation failed: {exc}") from exc
     if answer.code != 250:
