@@ -97,10 +97,13 @@ def test_commands_still_report_startup_errors_in_one_line(tmp_path: Path) -> Non
 
 
 #: Through the LMTP socket of a running server (mailwing.cli.lmtp_client), on either
-#: backend: no storage at all (no database driver, no delivery service, no event loop), and
-#: the C socket module rather than :mod:`socket` (whose enums cost milliseconds).
+#: backend: no storage at all (no database driver, no delivery service, no event loop, not
+#: even the storage interface and the model: only ``storage.errors``), and the C socket
+#: module rather than :mod:`socket` (whose enums cost milliseconds).
 NOT_OVER_LMTP = ("mailwing.services", "mailwing.storage.sqlite", "mailwing.storage.postgres",
-                 "mailwing.storage.blobs", "sqlite3", "_sqlite3", "selectors")
+                 "mailwing.storage.blobs", "mailwing.storage.interface",
+                 "mailwing.storage.common", "mailwing.model", "sqlite3", "_sqlite3",
+                 "selectors", "datetime")
 
 
 def test_deliver_over_lmtp_imports_no_storage(server_factory: type[MailwingServer],
