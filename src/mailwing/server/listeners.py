@@ -2,9 +2,11 @@
 
 Each enabled listener (``[pop3]``, ``[smtps]`` ...) is bound on each ``server.listen`` address
 with ``SO_REUSEPORT``, so several worker processes can share the ports and the kernel spreads
-new connections over them. An accepted connection is wrapped in a :class:`Connection` and
-handed, with the :class:`AppContext`, to the handler registered for the listener's protocol;
-the protocol sessions never see sockets, caps, logging or shutdown bookkeeping.
+new connections over them (the LMTP UNIX socket, which no two processes can bind, is bound
+once by ``mailwing serve``'s parent and inherited: :mod:`mailwing.server.unix_listener`). An
+accepted connection is wrapped in a :class:`Connection` and handed, with the
+:class:`AppContext`, to the handler registered for the listener's protocol; the protocol
+sessions never see sockets, caps, logging or shutdown bookkeeping.
 
 Guarantees kept here, for all protocols at once:
 

@@ -28,17 +28,22 @@ __all__ = ["UnixSocket", "bind_unix_socket"]
 class UnixSocket:
     """A bound, listening UNIX socket and the file it made (removed by :meth:`close`)."""
 
-    def __init__(self, sock: socket.socket, path: Path, inode: int) -> None:
+    def __init__(self, sock: socket.socket, path: Path, identity: tuple[int, int]) -> None:
         self.sock = sock
         self.path = path
-        self.inode = inode
+        self.identity = identity  # (inode, ctime): inode numbers alone are reused at once
 
     def close(self) -> None:
         """Close the socket and remove its file, unless another server has replaced it."""
         self.sock.close()
         with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == self.inode:
+            if _identity(self.path) == self.identity:
                 os.unlink(self.path)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_ino, found.st_ctime_ns
 
 
 def _answers(path: Path) -> bool:
@@ -73,7 +78,7 @@ def bind_unix_socket(path: Path, mode: int, backlog: int = 128) -> UnixSocket:
         os.chmod(path, mode)
         sock.listen(backlog)
         sock.setblocking(False)
-        return UnixSocket(sock, path, os.stat(path).st_ino)
+        return UnixSocket(sock, path, _identity(path))
     except OSError as exc:
         sock.close()
         raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror}") from exc
