@@ -187,9 +187,15 @@ def test_deliver_falls_back_to_the_direct_path(server: MailwingServer, database_
     assert "over LMTP" in _deliver(server, "--to", ANN)[1]
 
 
-def test_acknowledged_deliveries_survive_kill_9(server: MailwingServer,
-                                                database_url: str) -> None:
-    """A 250 after the dot means committed: SIGKILL right after the last one loses none."""
+def test_acknowledged_deliveries_survive_kill_9(server_factory: type[MailwingServer],
+                                                tmp_path: Path, database_url: str) -> None:
+    """A 250 after the dot means committed: SIGKILL right after the last one loses none.
+    One worker: a SIGKILL to the parent of several would leave its workers running."""
+    server = server_factory(root=tmp_path / "kill", database_url=database_url,
+                            enable=("lmtp",))
+    server.cli("db", "upgrade")
+    server.add_user(ANN, "pw ann")
+    server.start()
     lmtp = Lmtp.unix(server.lmtp_socket)
     lmtp.reply()
     lmtp.send(b"LHLO mta.test\r\n")
