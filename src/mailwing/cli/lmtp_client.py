@@ -58,7 +58,8 @@ class _Reply:
 
     @property
     def text(self) -> str:
-        return f"{self.code} {self.lines[-1]}" if self.lines else str(self.code)
+        """The reason, as the direct path would print it (the server words it alike)."""
+        return self.lines[-1] if self.lines else str(self.code)
 
 
 def exit_code(code: int, enhanced: str) -> int:

@@ -9,7 +9,8 @@ recipient:
 
 - RCPT resolves the user and mailbox (``XMAILBOX``, else INBOX) at once: ``550 5.1.1`` no
   such user (whatever the domain: nothing is ever relayed), ``550 5.2.0`` no such mailbox,
-  ``552 5.2.2`` no room left (or less than the declared SIZE), ``451 4.3.0`` storage trouble.
+  ``552 5.2.2`` no room left (or less than the declared SIZE), ``451 4.3.0`` storage trouble;
+  refusals carry the delivery service's own reason, as ``mailwing deliver`` prints it.
 - Each recipient gets its own copy with its own ``Return-Path`` and ``Delivered-To`` (as
   ``mailwing deliver`` writes them; the MTA in front has written ``Received``), fed as the
   body arrives, in blocks of ``FLUSH_AT`` octets, so memory stays bounded; a recipient
@@ -51,6 +52,7 @@ from mailwing.services.delivery import (
     Target,
     UnknownMailbox,
     UnknownRecipient,
+    over_quota,
     resolve,
 )
 from mailwing.services.inbound import FLUSH_AT, new_queue_id
@@ -146,16 +148,16 @@ class _LmtpSession:
         reply: Reply | None = None
         try:
             target = await resolve(self.ctx.storage, address.lower(), req.mailbox)
-        except UnknownRecipient:
-            reply = R.UNKNOWN_USER
-        except UnknownMailbox:
-            reply = LR.unknown_mailbox(address, req.mailbox or "INBOX")
+        except UnknownRecipient as exc:
+            reply = LR.unknown_user(str(exc))
+        except UnknownMailbox as exc:
+            reply = LR.unknown_mailbox(str(exc))
         except StorageError:
             reply = R.LOOKUP_TEMPFAIL
         else:
             declared = self.core.mail.size if self.core.mail is not None else None
             if target.room is not None and (target.room <= 0 or (declared or 0) > target.room):
-                reply = R.MAILBOX_FULL
+                reply = LR.over_quota(str(over_quota(target)))
         if reply is not None:
             self.conn.log("recipient refused", level=logging.DEBUG, code=reply.code)
             self.core.rcpt_rejected(reply)
@@ -191,8 +193,8 @@ class _LmtpSession:
                 continue
             try:
                 await copy.delivery.write(data)
-            except QuotaExceeded:
-                await self._drop(copy, R.QUOTA_AT_END)
+            except QuotaExceeded as exc:
+                await self._drop(copy, LR.over_quota(str(exc)))
             except StorageError as exc:
                 await self._drop(copy, R.STORAGE_TEMPFAIL, exc)
 
@@ -212,10 +214,10 @@ class _LmtpSession:
                 continue
             try:
                 entry = await copy.delivery.finish()
-            except EmptyMessage:
-                copy.reply = LR.EMPTY_MESSAGE
-            except QuotaExceeded:
-                copy.reply = R.QUOTA_AT_END
+            except EmptyMessage as exc:
+                copy.reply = LR.empty_message(str(exc))
+            except QuotaExceeded as exc:
+                copy.reply = LR.over_quota(str(exc))
             except StorageError as exc:
                 await self._drop(copy, R.STORAGE_TEMPFAIL, exc)
             else:

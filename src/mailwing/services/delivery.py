@@ -37,6 +37,7 @@ __all__ = [
     "UnknownRecipient",
     "deliver_local",
     "deliver_to_many",
+    "over_quota",
     "resolve",
     "trace_headers",
 ]
@@ -119,6 +120,11 @@ async def resolve(storage: Storage, address: str, mailbox: str | None = None) ->
     return Target(user.address, user.id, target.id, user.quota_bytes, room)
 
 
+def over_quota(target: Target) -> QuotaExceeded:
+    """The refusal of a copy that does not fit ``target``'s quota."""
+    return QuotaExceeded(f"{target.address} is over quota ({target.quota_bytes} bytes allowed)")
+
+
 class LocalDelivery:
     """One recipient's copy on its way into storage: trace fields, then the chunks, then
     :meth:`finish`. Why a class: ``deliver_local`` pulls the chunks itself, while an LMTP
@@ -136,10 +142,6 @@ class LocalDelivery:
         self.total = 0  # octets including the trace fields
         self.body = 0
 
-    def _over_quota(self) -> QuotaExceeded:
-        return QuotaExceeded(f"{self.target.address} is over quota "
-                             f"({self.target.quota_bytes} bytes allowed)")
-
     async def begin(self) -> None:
         self._writer = self.storage.new_content()
         await self._writer.write(self._header)
@@ -154,7 +156,7 @@ class LocalDelivery:
         self.total += len(chunk)
         room = self.target.room
         if room is not None and self.total > room:
-            raise self._over_quota()
+            raise over_quota(self.target)
         await self._writer.write(chunk)
 
     async def finish(self) -> MailEntry:
@@ -175,7 +177,7 @@ class LocalDelivery:
             entries = await self.storage.append(
                 content, [Delivery(mailbox_id=self.target.mailbox_id)], enforce_quota=True)
         except OverQuota as exc:
-            raise self._over_quota() from exc
+            raise over_quota(self.target) from exc
         return entries[0]
 
     async def abort(self) -> None:

@@ -36,12 +36,25 @@ class LR:
     def delivered(address: str, uid: int) -> Reply:
         return Reply(250, "2.0.0", f"<{address}> delivered (uid {uid})")
 
+    # The refusals of a delivery carry the delivery service's own one-line reason, so that
+    # ``mailwing deliver`` says the same over LMTP as on its direct path.
     @staticmethod
-    def unknown_mailbox(address: str, mailbox: str) -> Reply:
-        return Reply(550, "5.2.0", f"<{address}> has no mailbox {mailbox!r}")
+    def unknown_user(reason: str) -> Reply:
+        return Reply(550, "5.1.1", reason)
+
+    @staticmethod
+    def unknown_mailbox(reason: str) -> Reply:
+        return Reply(550, "5.2.0", reason)
+
+    @staticmethod
+    def over_quota(reason: str) -> Reply:
+        return Reply(552, "5.2.2", reason)
+
+    @staticmethod
+    def empty_message(reason: str) -> Reply:
+        return Reply(554, "5.6.0", reason)
 
     USE_LHLO = Reply(500, "5.5.1", "this is LMTP: use LHLO (RFC 2033)")
     NOT_OFFERED = Reply(502, "5.5.1", "not offered over LMTP")
     NEED_LHLO = Reply(503, "5.5.1", "send LHLO first")
-    EMPTY_MESSAGE = Reply(554, "5.6.0", "the message is empty")
     LHLO_ARGS = Reply(501, "5.5.4", "usage: LHLO domain")
