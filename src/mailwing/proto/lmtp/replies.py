@@ -4,9 +4,9 @@ Why a few more: ``mailwing deliver`` maps the reply of its LMTP delivery to a sy
 as its direct path does (67 no such user, 73 no such mailbox, 77 over quota, 65 bad or empty
 message, 75 try again), so each outcome of the delivery service needs a reply of its own:
 
-- ``550 5.1.1`` no such user (SMTP's ``UNKNOWN_USER``); ``550 5.2.0`` the user exists but
-  the ``XMAILBOX`` mailbox does not (RFC 3463 X.2.0, "other mailbox status");
-- ``552 5.2.2`` over quota (SMTP's ``MAILBOX_FULL`` at RCPT, ``QUOTA_AT_END`` after the body);
+- ``550 5.1.1`` no such user (SMTP's code); ``550 5.2.0`` the user exists but the
+  ``XMAILBOX`` mailbox does not (RFC 3463 X.2.0, "other mailbox status");
+- ``552 5.2.2`` over quota, at RCPT or after the body (SMTP's code);
 - ``554 5.6.0`` an empty message (nothing to deliver; RFC 3463 X.6.0, media error), beside
   SMTP's ``550 5.6.0`` for bare line endings and NUL;
 - ``500 5.5.1`` for HELO/EHLO (RFC 2033 section 4.1: LMTP greets with LHLO only) and ``502
