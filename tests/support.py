@@ -124,10 +124,12 @@ class MailwingServer:
         )
         deadline = time.monotonic() + timeout
         wanted = [p for p in self.ports.values() if p]
+        socket_wanted = "lmtp" in self.enable  # the LMTP UNIX socket (on by default)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited early:\n{self.log_path.read_text()}")
-            if all(_accepts(p) for p in wanted):
+            if all(_accepts(p) for p in wanted) and (
+                    not socket_wanted or _accepts_unix(self.lmtp_socket)):
                 return self
             time.sleep(0.05)
         raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
@@ -146,6 +148,11 @@ class MailwingServer:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    @property
+    def lmtp_socket(self) -> Path:
+        """The LMTP UNIX socket (``lmtp.socket``'s default place in the data folder)."""
+        return self.data_dir / "lmtp.sock"
 
     @property
     def cert_path(self) -> Path:
@@ -174,6 +181,18 @@ def _dump_toml(config: dict[str, dict[str, object]]) -> str:
         out += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         out.append("")
     return "\n".join(out)
+
+
+def _accepts_unix(path: Path) -> bool:
+    """Whether a server answers on the UNIX socket ``path`` (its greeting arrived)."""
+    from mailwing.unixpath import socket_address
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(0.5)
+        with socket_address(path) as where:
+            s.connect(where)
+        return s.recv(1).startswith(b"2")
+    return False
 
 
 def _accepts(port: int) -> bool:

@@ -45,6 +45,7 @@ from mailwing.config import LISTENERS, Settings, parse_duration
 from mailwing.runtime import open_store, run_async
 from mailwing.server.listeners import Handler, ListenerGroup, enabled_listeners
 from mailwing.server.tls import TlsSetupError, build_server_context, ensure_self_signed
+from mailwing.server.unix_listener import UnixSocket, bind_unix_socket
 from mailwing.server.workers import supervise
 from mailwing.services import metrics
 from mailwing.services.auth import Authenticator, VerificationCache
@@ -63,6 +64,7 @@ T = TypeVar("T")
 
 #: protocol -> (module, function) of its session handler.
 HANDLERS: dict[str, tuple[str, str]] = {
+    "lmtp": ("mailwing.server.lmtp_session", "handle_lmtp"),
     "pop3": ("mailwing.server.pop3_session", "handle_pop3"),
     "smtp": ("mailwing.server.smtp_session", "handle_smtp"),
     "imap": ("mailwing.server.imap_session", "handle_imap"),
@@ -142,7 +144,7 @@ def _listener_status(group: ListenerGroup, admin: Any) -> list[Any]:
     out = []
     for name, host, port in group.bound:
         protocol, implicit, _, _ = LISTENERS[name]
-        tls = "implicit" if implicit else ("none" if name == "smtp" else "starttls")
+        tls = "implicit" if implicit else ("none" if name in ("smtp", "lmtp") else "starttls")
         out.append(ListenerStatus(name, protocol, host, port, tls, live.get(name, 0)))
     if admin is not None:
         out += [ListenerStatus(name, "http", host, port, tls, 0)
@@ -220,10 +222,12 @@ async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
                        node: NodeShared | None = None, index: int = 0,
                        storage: Storage | None = None,
                        sockets: Mapping[str, socket.socket] | None = None,
-                       admin_setup: _WorkerSetup | None = None) -> RunningWorker:
+                       admin_setup: _WorkerSetup | None = None,
+                       lmtp_socket: socket.socket | None = None) -> RunningWorker:
     """Open storage (unless given), build the services with the node's shared limits, bind
     the listeners (on ``sockets`` where given, by listener name), the admin HTTP listener
-    (with ``admin_setup``) and start the background work (outbound queue, garbage
+    (with ``admin_setup``), the LMTP UNIX socket (``lmtp_socket`` when the caller bound it)
+    and start the background work (outbound queue, garbage
     collection, capture retention). Raises OSError when a listener cannot be bound
     (everything opened is closed again)."""
     node = node if node is not None else prepare_node(settings)
@@ -237,7 +241,7 @@ async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
     capture = Capture(storage, settings) if settings.capture.enabled else None
     ctx = AppContext(settings, storage, auth, capture=capture)
     group = ListenerGroup(ctx, handlers, ssl_context, sockets=sockets,
-                          connections=shared.connections)
+                          connections=shared.connections, lmtp_socket=lmtp_socket)
     worker = RunningWorker(settings, storage, ctx, group, shared)
     try:
         await group.start()
@@ -262,7 +266,7 @@ async def start_worker(settings: Settings, handlers: Mapping[str, Handler],
 
 async def _worker_main(settings: Settings, handlers: dict[str, Handler],
                        ssl_context: ssl.SSLContext, node: NodeShared, index: int,
-                       setup: _WorkerSetup) -> int:
+                       setup: _WorkerSetup, lmtp: UnixSocket | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -270,18 +274,21 @@ async def _worker_main(settings: Settings, handlers: dict[str, Handler],
     metrics.setup({name: spec[0] for name, spec in LISTENERS.items()}, setup.metrics_dir)
     flusher = metrics.start_flushing()  # the hooks only add in-process: publish them
     try:
-        return await _worker_run(settings, handlers, ssl_context, node, index, setup, stop)
+        return await _worker_run(settings, handlers, ssl_context, node, index, setup, stop,
+                                 lmtp)
     finally:
         metrics.stop_flushing(flusher)  # after the drain: nothing recorded is lost
 
 
 async def _worker_run(settings: Settings, handlers: dict[str, Handler],
                       ssl_context: ssl.SSLContext, node: NodeShared, index: int,
-                      setup: _WorkerSetup, stop: asyncio.Event) -> int:
+                      setup: _WorkerSetup, stop: asyncio.Event, lmtp: UnixSocket | None,
+                      ) -> int:
     storage = cast(Storage, metrics.TimedStorage(await open_store(settings)))
     try:
         worker = await start_worker(settings, handlers, ssl_context, node=node, index=index,
-                                    storage=storage, admin_setup=setup)
+                                    storage=storage, admin_setup=setup,
+                                    lmtp_socket=lmtp.sock if lmtp is not None else None)
     except OSError as exc:
         log.error("%s", exc.strerror or exc)
         return 1
@@ -362,8 +369,10 @@ def _serve_locked(settings: Settings) -> int:
         raise StartupError(str(exc)) from exc
     enabled = enabled_listeners(settings)
     # the admin listener (protocol http) has no session handler: mailwing.admin serves it
-    handlers = load_handlers({spec.protocol for spec in enabled})
-    if not enabled:
+    lmtp_path = settings.lmtp_socket_path
+    handlers = load_handlers({spec.protocol for spec in enabled}
+                             | ({"lmtp"} if lmtp_path is not None else set()))
+    if not enabled and lmtp_path is None:
         log.warning("no listener is enabled (known: %s)", ", ".join(LISTENERS))
 
     node = prepare_node(settings)  # shared memory and cache key, inherited by the workers
@@ -374,14 +383,31 @@ def _serve_locked(settings: Settings) -> int:
         metrics.prepare_multiprocess_dir(settings.server.data_dir)
         if settings.server.workers > 1 else None)
 
+    lmtp: UnixSocket | None = None
+    if lmtp_path is not None:  # bound here, once, and inherited by every worker
+        try:
+            lmtp = bind_unix_socket(lmtp_path, int(settings.lmtp.socket_mode, 8))
+        except OSError as exc:
+            raise StartupError(str(exc.strerror or exc)) from exc
+
     def run_worker(index: int = 0) -> int:
         ctx = build_server_context(cert, key)
-        return run_async(lambda: _worker_main(settings, handlers, ctx, node, index, setup))
+        return run_async(lambda: _worker_main(settings, handlers, ctx, node, index, setup,
+                                              lmtp))
 
-    workers = settings.server.workers
-    if workers == 1:
-        return run_worker()
-    log.info("starting %d worker processes", workers)
-    on_exit = (functools.partial(metrics.process_exited, setup.metrics_dir)
-               if setup.metrics_dir is not None else None)
-    return supervise(workers, run_worker, on_exit)
+    def unlink_lmtp() -> None:
+        if lmtp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lmtp.path)
+
+    try:
+        workers = settings.server.workers
+        if workers == 1:
+            return run_worker()
+        log.info("starting %d worker processes", workers)
+        on_exit = (functools.partial(metrics.process_exited, setup.metrics_dir)
+                   if setup.metrics_dir is not None else None)
+        return supervise(workers, run_worker, on_exit, on_stop=unlink_lmtp)
+    finally:
+        if lmtp is not None:
+            lmtp.close()

@@ -35,6 +35,7 @@ __all__ = [
     "DkimSettings",
     "LimitsSettings",
     "ListenerSettings",
+    "LmtpSettings",
     "MailSettings",
     "OutboundSettings",
     "ServerSettings",
@@ -212,7 +213,26 @@ class AdminSettings(ListenerSettings):
         return self.tls == "on"
 
 
+class LmtpSettings(ListenerSettings):
+    """Local delivery from an MTA over LMTP (RFC 2033): ``[lmtp]``.
+
+    The UNIX socket is on by default: ``mailwing deliver`` hands its message to the running
+    server through it (no start-up of storage per message), and Postfix can deliver to it
+    directly (``mailbox_transport = lmtp:unix:<path>``). Nobody authenticates on it, so its
+    file mode is what protects it; the TCP listener (``port``, off by default; 2024 in
+    development) binds only ``lmtp.listen``, which must be loopback addresses. Neither ever
+    relays: only local users' mailboxes are recipients."""
+
+    #: The socket's path, relative to ``server.data_dir`` unless absolute; empty: no socket.
+    socket: str = "lmtp.sock"
+    #: Its file mode (octal): 0660 lets the group of the server's user (the MTA's) deliver.
+    socket_mode: str = "0660"
+    #: Addresses the TCP listener binds when ``port`` is not 0: loopback only.
+    listen: list[str] = setting(default_factory=lambda: ["127.0.0.1"])
+
+
 #: Listener sections: name -> (protocol, implicit TLS, default development port, idle timeout).
+#: LMTP's TCP port is off by default (its UNIX socket is on: see :class:`LmtpSettings`).
 LISTENERS: dict[str, tuple[str, bool, int, float]] = {
     "smtp": ("smtp", False, 2525, 300.0),
     "submission": ("smtp", False, 2587, 300.0),
@@ -222,6 +242,7 @@ LISTENERS: dict[str, tuple[str, bool, int, float]] = {
     "imap": ("imap", False, 2143, 1800.0),
     "imaps": ("imap", True, 2993, 1800.0),
     "admin": ("http", False, 8025, 60.0),
+    "lmtp": ("lmtp", False, 0, 300.0),
 }
 
 
@@ -251,6 +272,9 @@ class Settings(Section):
     admin: AdminSettings = setting(
         default_factory=lambda: AdminSettings(port=LISTENERS["admin"][2],
                                               idle_timeout=LISTENERS["admin"][3]))
+    lmtp: LmtpSettings = setting(
+        default_factory=lambda: LmtpSettings(port=LISTENERS["lmtp"][2],
+                                             idle_timeout=LISTENERS["lmtp"][3]))
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -263,6 +287,13 @@ class Settings(Section):
         if self.auth.allow_plaintext is not None:
             return self.auth.allow_plaintext
         return all(_is_loopback(addr) for addr in self.server.listen)
+
+    @property
+    def lmtp_socket_path(self) -> Path | None:
+        """Where the LMTP UNIX socket is (``lmtp.socket`` under the data folder), or None."""
+        if not self.lmtp.socket:
+            return None
+        return self.server.data_dir / self.lmtp.socket  # an absolute socket path wins
 
     def listener(self, name: str) -> ListenerSettings:
         return typing.cast(ListenerSettings, getattr(self, name))
@@ -425,8 +456,27 @@ def _validate_admin(a: AdminSettings) -> None:
         raise ConfigError("admin.mta_sts_max_age: between 0 and 31557600 seconds")
 
 
+def _validate_lmtp(lm: LmtpSettings) -> None:
+    try:
+        mode = int(lm.socket_mode, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f"lmtp.socket_mode: {lm.socket_mode!r} is not an octal file mode "
+                          "like 0660")
+    if lm.proxy_protocol:
+        raise ConfigError("lmtp.proxy_protocol: LMTP takes mail from the local MTA only")
+    if not lm.listen:
+        raise ConfigError("lmtp.listen: at least one address is needed")
+    for addr in lm.listen:
+        if not _is_loopback(addr):
+            raise ConfigError(f"lmtp.listen: {addr!r} is not a loopback address (LMTP has "
+                              "no authentication, so it never listens beyond this host)")
+
+
 def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
+    _validate_lmtp(s.lmtp)
     _validate_capture(s.capture)
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import MailwingServer
+
 #: Modules a delivery never needs: the server and its listeners, TLS set-up, the password
 #: hasher, DKIM/DNS and crypto libraries, uvloop, the PostgreSQL driver for a SQLite URL.
 HEAVY = ("mailwing.app", "mailwing.server", "mailwing.services.auth",
@@ -92,3 +94,35 @@ def test_commands_still_report_startup_errors_in_one_line(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert done.stderr.decode().startswith("mailwing: error: ")
     assert b"Traceback" not in done.stderr
+
+
+#: Through the LMTP socket of a running server (mailwing.cli.lmtp_client), on either
+#: backend: no storage at all (no database driver, no delivery service, no event loop, not
+#: even the storage interface and the model: only ``storage.errors``), and the C socket
+#: module rather than :mod:`socket` (whose enums cost milliseconds).
+NOT_OVER_LMTP = ("mailwing.services", "mailwing.storage.sqlite", "mailwing.storage.postgres",
+                 "mailwing.storage.blobs", "mailwing.storage.interface",
+                 "mailwing.storage.common", "mailwing.model", "sqlite3", "_sqlite3",
+                 "selectors", "datetime")
+
+
+def test_deliver_over_lmtp_imports_no_storage(server_factory: type[MailwingServer],
+                                              tmp_path: Path, database_url: str) -> None:
+    server = server_factory(root=tmp_path / "srv", database_url=database_url,
+                            enable=("lmtp",))
+    server.cli("db", "upgrade")
+    server.add_user("bob@example.org", "pw")
+    server.start()
+    # the server's settings from the environment, as an MTA would pass them (a file would
+    # bring tomllib, which NOT_ON_SQLITE keeps out)
+    env = dict(os.environ, MAILWING_SERVER_DATA_DIR=str(server.data_dir),
+               MAILWING_DATABASE_URL=database_url)
+    env.pop("MAILWING_CONFIG", None)
+    for address, wanted in (("bob@example.org", 0), ("nobody@example.org", 67)):
+        done = subprocess.run([sys.executable, "-c", SCRIPT, address], env=env,
+                              input=b"Subject: x\r\n\r\nhello\r\n", capture_output=True,
+                              timeout=60, check=False)
+        code, modules = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        assert code == wanted, done.stderr
+        assert "mailwing.cli.lmtp_client" in modules
+        assert _matching(modules, HEAVY + NOT_ON_SQLITE + NOT_OVER_LMTP) == []

@@ -216,3 +216,23 @@ def test_every_field_is_a_loadable_key() -> None:
         hints = typing.get_type_hints(type(section))
         fields = [n for n, _ in type(section)._fields]
         assert set(fields) == {k for k in hints if k != "_fields"}
+
+
+def test_lmtp_settings(tmp_path: Path) -> None:
+    """The LMTP socket is on by default in the data folder, TCP off; both can be changed by
+    file and environment; TCP never leaves loopback, and the mode must be octal."""
+    s = load_settings(environ={"MAILWING_SERVER_DATA_DIR": "/srv/mw"})
+    assert s.lmtp_socket_path == Path("/srv/mw/lmtp.sock")
+    assert s.lmtp.port == 0 and s.lmtp.socket_mode == "0660"
+    path = write(tmp_path, '[lmtp]\nsocket = "/run/mailwing/lmtp"\nport = 2024\n'
+                           'socket_mode = "0600"\nlisten = ["127.0.0.1", "::1"]\n')
+    s = load_settings(path, environ={})
+    assert s.lmtp_socket_path == Path("/run/mailwing/lmtp") and s.lmtp.port == 2024
+    s = load_settings(path, environ={"MAILWING_LMTP_SOCKET": "", "MAILWING_LMTP_PORT": "0"})
+    assert s.lmtp_socket_path is None and s.lmtp.port == 0
+    for env, named in (({"MAILWING_LMTP_LISTEN": "0.0.0.0"}, r"lmtp\.listen.*loopback"),
+                       ({"MAILWING_LMTP_SOCKET_MODE": "660x"}, r"lmtp\.socket_mode"),
+                       ({"MAILWING_LMTP_SOCKET_MODE": "1777"}, r"lmtp\.socket_mode"),
+                       ({"MAILWING_LMTP_PROXY_PROTOCOL": "true"}, r"lmtp\.proxy_protocol")):
+        with pytest.raises(ConfigError, match=named):
+            load_settings(environ=env)

@@ -6,8 +6,13 @@ an LDA does: 0 delivered, 65 empty or unreadable message, 67 no such user, 73 no
 75 temporary failure (database down or schema not yet upgraded: retry later), 77 over quota,
 78 configuration error.
 
-It runs once per message, so start-up is most of its cost (issue #9: <= 60 ms). On SQLite the
-delivery runs without an event loop, through the direct storage
+It runs once per message, so start-up is most of its cost (issue #9: <= 60 ms). When the
+server runs, its LMTP socket (``lmtp.socket``, on by default) takes the message: the client
+(:mod:`mailwing.cli.lmtp_client`) needs neither the storage nor an event loop, and the
+server delivers through the same ``deliver_local`` steps (``--from`` as MAIL FROM,
+``--mailbox`` as the ``XMAILBOX`` recipient parameter), its replies mapped to the same exit
+codes. Without a server (no socket file, or nobody accepts on it) the message is delivered
+directly, as follows. On SQLite the delivery runs without an event loop, through the direct storage
 (:mod:`mailwing.storage.sqlite.direct`): the same ``deliver_local`` service and transaction
 scripts, minus ``asyncio``'s import and the database thread. PostgreSQL (asyncpg) keeps the
 event loop.
@@ -16,6 +21,8 @@ event loop.
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -65,16 +72,30 @@ async def _then_close(store: Storage, work: Callable[[Storage], Awaitable[str]])
         await store.close()
 
 
-def _deliver(args: argparse.Namespace, settings: Settings) -> int:
-    from mailwing.services.delivery import (
-        EmptyMessage,
-        QuotaExceeded,
-        UnknownMailbox,
-        UnknownRecipient,
-        deliver_local,
-    )
+def _is_socket(path: os.PathLike[str]) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
+
+def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     address = args.to.strip().lower()
+    path = settings.lmtp_socket_path
+    if path is not None and _is_socket(path):
+        from mailwing.cli.lmtp_client import LmtpUnavailable, deliver_over_lmtp
+
+        try:
+            code, message = deliver_over_lmtp(path, address, sys.stdin.buffer,
+                                              sender=args.sender, mailbox=args.mailbox,
+                                              hostname=settings.server.hostname)
+        except LmtpUnavailable:
+            pass  # nothing was read from standard input: deliver directly
+        else:
+            if code:
+                raise CliError(message, code)
+            print(message, file=sys.stderr)
+            return 0
 
     async def work(store: Storage) -> str:
         try:
@@ -84,6 +105,14 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
         entry = await deliver_local(store, address, _stdin_chunks(), mailbox=args.mailbox,
                                     return_path=args.sender, hostname=settings.server.hostname)
         return f"delivered to {address} (uid {entry.uid}, {entry.content.size} bytes)"
+
+    from mailwing.services.delivery import (
+        EmptyMessage,
+        QuotaExceeded,
+        UnknownMailbox,
+        UnknownRecipient,
+        deliver_local,
+    )
 
     try:
         store = open_direct_store(settings)

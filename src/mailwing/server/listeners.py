@@ -2,9 +2,11 @@
 
 Each enabled listener (``[pop3]``, ``[smtps]`` ...) is bound on each ``server.listen`` address
 with ``SO_REUSEPORT``, so several worker processes can share the ports and the kernel spreads
-new connections over them. An accepted connection is wrapped in a :class:`Connection` and
-handed, with the :class:`AppContext`, to the handler registered for the listener's protocol;
-the protocol sessions never see sockets, caps, logging or shutdown bookkeeping.
+new connections over them (the LMTP UNIX socket, which no two processes can bind, is bound
+once by ``mailwing serve``'s parent and inherited: :mod:`mailwing.server.unix_listener`). An
+accepted connection is wrapped in a :class:`Connection` and handed, with the
+:class:`AppContext`, to the handler registered for the listener's protocol; the protocol
+sessions never see sockets, caps, logging or shutdown bookkeeping.
 
 Guarantees kept here, for all protocols at once:
 
@@ -28,7 +30,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,7 @@ from mailwing.server.proxy import (
     open_streams,
     reuse_port_socket,
 )
+from mailwing.server.unix_listener import UnixSocket, bind_unix_socket
 from mailwing.services import metrics
 from mailwing.services.context import AppContext
 from mailwing.shared.limits import (
@@ -99,11 +102,16 @@ class ListenerGroup:
         *,
         sockets: Mapping[str, socket.socket] | None = None,
         connections: ConnectionCounts | None = None,
+        lmtp_socket: socket.socket | None = None,
     ) -> None:
         self.ctx = ctx
         #: listening sockets bound by the caller, by listener name (the embeddable server
         #: binds port 0 itself, so no port is ever picked and then lost to a race)
         self._given = dict(sockets or {})
+        #: the LMTP UNIX socket bound by ``mailwing serve``'s parent, shared by its workers
+        #: (see :mod:`mailwing.server.unix_listener`); without it this group binds its own
+        self._given_lmtp = lmtp_socket
+        self._own_lmtp: UnixSocket | None = None
         self.handlers = dict(handlers)
         self.ssl_context = ssl_context
         server = ctx.settings.server
@@ -137,7 +145,8 @@ class ListenerGroup:
             if spec.implicit_tls and self.ssl_context is None:
                 raise RuntimeError(f"listener {spec.name} needs TLS but no context was given")
             given = self._given.get(spec.name)
-            hosts = [given.getsockname()[0]] if given is not None else settings.server.listen
+            hosts = ([given.getsockname()[0]] if given is not None else
+                     settings.lmtp.listen if spec.name == "lmtp" else settings.server.listen)
             for host in hosts:
                 if spec.proxy_protocol:
                     self._start_proxied(spec, handler, host, sock=given)
@@ -159,6 +168,30 @@ class ListenerGroup:
                 self.bound.append((spec.name, host, spec.port))
                 log.info("listening on %s port %d (%s%s), worker pid %d", host, spec.port,
                          spec.name, ", implicit TLS" if spec.implicit_tls else "", os.getpid())
+        self._start_lmtp_socket()
+
+    def _start_lmtp_socket(self) -> None:
+        """Accept on the LMTP UNIX socket (``lmtp.socket``), when it is configured."""
+        settings = self.ctx.settings
+        path = settings.lmtp_socket_path
+        handler = self.handlers.get("lmtp")
+        if path is None or handler is None:
+            return
+        sock = self._given_lmtp
+        if sock is None:
+            try:
+                self._own_lmtp = bind_unix_socket(path, int(settings.lmtp.socket_mode, 8))
+            except OSError:
+                self.stop_accepting()
+                raise
+            sock = self._own_lmtp.sock
+        spec = ListenerSpec("lmtp", "lmtp", False, 0, settings.lmtp.idle_timeout)
+        peer = PeerInfo("unix", 0, str(path), 0)
+        task = asyncio.create_task(self._accept_loop(
+            sock, spec, handler, functools.partial(self._accept_unix, peer=peer)))
+        self._accept_loops.append((sock, task))
+        self.bound.append((spec.name, str(path), 0))
+        log.info("listening on %s (lmtp), worker pid %d", path, os.getpid())
 
     def _start_proxied(self, spec: ListenerSpec, handler: Handler, host: str, *,
                        sock: socket.socket | None = None) -> None:
@@ -173,7 +206,8 @@ class ListenerGroup:
             self.stop_accepting()
             raise OSError(exc.errno, f"cannot listen on {host} port {spec.port} "
                                      f"({spec.name}): {exc.strerror}") from exc
-        task = asyncio.create_task(self._accept_loop(sock, spec, handler))
+        task = asyncio.create_task(self._accept_loop(sock, spec, handler,
+                                                     self._accept_proxied))
         self._accept_loops.append((sock, task))
         self.bound.append((spec.name, host, spec.port))
         log.info("listening on %s port %d (%s%s, PROXY protocol from %s), worker pid %d",
@@ -189,11 +223,16 @@ class ListenerGroup:
         self._servers.clear()
         for sock, task in self._accept_loops:
             task.cancel()
-            sock.close()
+            sock.close()  # the LMTP socket too: this process's descriptor of it
         self._accept_loops.clear()
+        if self._own_lmtp is not None:
+            self._own_lmtp.close()
+            self._own_lmtp = None
 
-    async def _accept_loop(self, lsock: socket.socket, spec: ListenerSpec,
-                           handler: Handler) -> None:
+    async def _accept_loop(
+        self, lsock: socket.socket, spec: ListenerSpec, handler: Handler,
+        serve: Callable[[socket.socket, ListenerSpec, Handler], Coroutine[Any, Any, None]],
+    ) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -205,9 +244,19 @@ class ListenerGroup:
                 await asyncio.sleep(0.1)
                 continue
             sock.setblocking(False)
-            task = asyncio.create_task(self._accept_proxied(sock, spec, handler))
+            task = asyncio.create_task(serve(sock, spec, handler))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
+
+    async def _accept_unix(self, sock: socket.socket, spec: ListenerSpec, handler: Handler,
+                           *, peer: PeerInfo) -> None:
+        try:
+            reader, writer = await open_streams(sock, ssl_context=None,
+                                                handshake_timeout=_HANDSHAKE_TIMEOUT)
+        except OSError:
+            sock.close()
+            return
+        await self._accept(reader, writer, spec, handler, peer=peer)
 
     async def _accept_proxied(self, sock: socket.socket, spec: ListenerSpec,
                               handler: Handler) -> None:

@@ -60,15 +60,20 @@ def _describe(status: int) -> tuple[int, str]:
 
 
 def supervise(count: int, run_worker: Callable[[int], int],
-              on_exit: Callable[[int], None] | None = None) -> int:
+              on_exit: Callable[[int], None] | None = None,
+              on_stop: Callable[[], None] | None = None) -> int:
     """Fork ``count`` workers running ``run_worker(index)``; return the parent's exit code.
-    ``on_exit(pid)`` is called for every worker that ended (e.g. to drop its live gauges)."""
+    ``on_exit(pid)`` is called for every worker that ended (e.g. to drop its live gauges),
+    ``on_stop()`` once when stopping begins (e.g. to remove the LMTP socket file, so that
+    ``mailwing deliver`` goes its direct way instead of waiting on workers that drain)."""
     children: dict[int, tuple[int, float]] = {}  # pid -> (index, start time)
     state = {"stopping": False, "failed": False}
 
     def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
         if not state["stopping"]:
             log.info("stopping %d worker(s)", len(children))
+            if on_stop is not None:
+                on_stop()
         state["stopping"] = True
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):

@@ -1,8 +1,10 @@
 """Local delivery: put one message into one user's mailbox, as an LDA would.
 
-Used by ``mailwing deliver`` today and by the SMTP session for local recipients later, so it
-takes the message as an async iterable of chunks (or plain bytes) and streams it through
-:meth:`Storage.new_content`: memory stays bounded by the chunk size, whatever the message size.
+Used by ``mailwing deliver`` (its direct path) and, one :class:`LocalDelivery` per recipient,
+by the LMTP session (``server.lmtp_session``), so both give the same trace fields, quota,
+unknown-user and mailbox answers. :func:`deliver_local` takes the message as an async
+iterable of chunks (or plain bytes) and streams it through :meth:`Storage.new_content`: memory stays
+bounded by the chunk size, whatever the message size.
 
 Two trace fields are prepended, as Postfix's local(8) and Dovecot's LDA do: ``Return-Path``
 (the envelope sender, RFC 5321 section 4.4; ``<>`` for a bounce) and ``Delivered-To`` (the
@@ -22,17 +24,21 @@ from typing import NamedTuple
 
 from mailwing.model import MailEntry
 from mailwing.storage.errors import OverQuota, StorageError
-from mailwing.storage.interface import Delivery, Storage
+from mailwing.storage.interface import ContentWriter, Delivery, Storage
 
 __all__ = [
     "DeliveryError",
     "EmptyMessage",
+    "LocalDelivery",
     "QuotaExceeded",
     "RecipientResult",
+    "Target",
     "UnknownMailbox",
     "UnknownRecipient",
     "deliver_local",
     "deliver_to_many",
+    "over_quota",
+    "resolve",
     "trace_headers",
 ]
 
@@ -87,6 +93,99 @@ async def _as_chunks(chunks: AsyncIterable[bytes] | bytes) -> AsyncIterable[byte
         yield chunk
 
 
+class Target(NamedTuple):
+    """Where one recipient's copy goes, as :func:`resolve` found it."""
+
+    address: str  # the user's own spelling, for Delivered-To
+    user_id: int
+    mailbox_id: int
+    quota_bytes: int  # 0: unlimited
+    room: int | None  # octets left under the quota when looked up; None: unlimited
+
+
+async def resolve(storage: Storage, address: str, mailbox: str | None = None) -> Target:
+    """The user and mailbox (INBOX by default) of ``address``, with its room under quota.
+
+    Raises :class:`UnknownRecipient` or :class:`UnknownMailbox` (or a storage error)."""
+    user = await storage.get_user(address)
+    if user is None:
+        raise UnknownRecipient(f"user {address.lower()} does not exist")
+    target = await storage.get_mailbox(user.id, mailbox or "INBOX")
+    if target is None:
+        raise UnknownMailbox(f"mailbox {mailbox!r} of {user.address} does not exist")
+    room: int | None = None
+    if user.quota_bytes > 0:
+        _, used = await storage.usage(user.id)
+        room = user.quota_bytes - used
+    return Target(user.address, user.id, target.id, user.quota_bytes, room)
+
+
+def over_quota(target: Target) -> QuotaExceeded:
+    """The refusal of a copy that does not fit ``target``'s quota."""
+    return QuotaExceeded(f"{target.address} is over quota ({target.quota_bytes} bytes allowed)")
+
+
+class LocalDelivery:
+    """One recipient's copy on its way into storage: trace fields, then the chunks, then
+    :meth:`finish`. Why a class: ``deliver_local`` pulls the chunks itself, while an LMTP
+    session (``server.lmtp_session``) is handed them and feeds a copy for each recipient of
+    the same message at once; both go through these same steps. Anything that ends it
+    without :meth:`finish` returning must call :meth:`abort` (``finish`` aborts itself
+    when it raises before the content is durable)."""
+
+    def __init__(self, storage: Storage, target: Target, *, return_path: str | None,
+                 hostname: str) -> None:
+        self.storage = storage
+        self.target = target
+        self._header = trace_headers(target.address, return_path, hostname)
+        self._writer: ContentWriter | None = None
+        self.total = 0  # octets including the trace fields
+        self.body = 0
+
+    async def begin(self) -> None:
+        self._writer = self.storage.new_content()
+        await self._writer.write(self._header)
+        self.total = len(self._header)
+
+    async def write(self, chunk: bytes) -> None:
+        """Add body bytes; :class:`QuotaExceeded` as soon as they no longer fit."""
+        assert self._writer is not None, "begin() was not called"
+        if not chunk:
+            return
+        self.body += len(chunk)
+        self.total += len(chunk)
+        room = self.target.room
+        if room is not None and self.total > room:
+            raise over_quota(self.target)
+        await self._writer.write(chunk)
+
+    async def finish(self) -> MailEntry:
+        """Make the copy durable and link it into the mailbox (committed when this returns).
+        Raises :class:`EmptyMessage`, :class:`QuotaExceeded` (another delivery filled the
+        quota meanwhile) or a storage error; nothing is stored then."""
+        writer = self._writer
+        assert writer is not None, "begin() was not called"
+        try:
+            if self.body == 0:
+                raise EmptyMessage("the message is empty")
+            content = await writer.finish()
+        except BaseException:
+            await self.abort()
+            raise
+        self._writer = None
+        try:
+            entries = await self.storage.append(
+                content, [Delivery(mailbox_id=self.target.mailbox_id)], enforce_quota=True)
+        except OverQuota as exc:
+            raise over_quota(self.target) from exc
+        return entries[0]
+
+    async def abort(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.abort()
+
+
 async def deliver_local(
     storage: Storage,
     address: str,
@@ -101,45 +200,16 @@ async def deliver_local(
     Raises :class:`UnknownRecipient`, :class:`UnknownMailbox`, :class:`QuotaExceeded`,
     :class:`EmptyMessage`, or a storage error (``TemporaryStorageError`` when retrying may
     help). Nothing is stored when it raises."""
-    user = await storage.get_user(address)
-    if user is None:
-        raise UnknownRecipient(f"user {address.lower()} does not exist")
-    target = await storage.get_mailbox(user.id, mailbox or "INBOX")
-    if target is None:
-        raise UnknownMailbox(f"mailbox {mailbox!r} of {user.address} does not exist")
-    room: int | None = None
-    if user.quota_bytes > 0:
-        _, used = await storage.usage(user.id)
-        room = user.quota_bytes - used
-    header = trace_headers(user.address, return_path, hostname)
-    writer = storage.new_content()
+    delivery = LocalDelivery(storage, await resolve(storage, address, mailbox),
+                             return_path=return_path, hostname=hostname)
     try:
-        await writer.write(header)
-        total = len(header)
-        body = 0
+        await delivery.begin()
         async for chunk in _as_chunks(chunks):
-            if not chunk:
-                continue
-            body += len(chunk)
-            total += len(chunk)
-            if room is not None and total > room:
-                raise QuotaExceeded(
-                    f"{user.address} is over quota ({user.quota_bytes} bytes allowed)"
-                )
-            await writer.write(chunk)
-        if body == 0:
-            raise EmptyMessage("the message is empty")
-        content = await writer.finish()
+            await delivery.write(chunk)
     except BaseException:
-        await writer.abort()
+        await delivery.abort()
         raise
-    try:
-        entries = await storage.append(content, [Delivery(mailbox_id=target.id)],
-                                       enforce_quota=True)
-    except OverQuota as exc:  # another delivery filled the quota meanwhile
-        raise QuotaExceeded(
-            f"{user.address} is over quota ({user.quota_bytes} bytes allowed)") from exc
-    return entries[0]
+    return await delivery.finish()
 
 
 class RecipientResult(NamedTuple):

@@ -11,9 +11,8 @@ changes the schema: ``mailwing db upgrade`` calls :meth:`Storage.upgrade`, and s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mailwing.storage.common import redact_url
 from mailwing.storage.errors import (
     AlreadyExists,
     InUse,
@@ -23,10 +22,28 @@ from mailwing.storage.errors import (
     StorageError,
     TemporaryStorageError,
 )
-from mailwing.storage.interface import ContentWriter, Delivery, Storage
 
 if TYPE_CHECKING:
+    from mailwing.storage.common import redact_url
+    from mailwing.storage.interface import ContentWriter, Delivery, Storage
     from mailwing.storage.sqlite.direct import DirectSqliteStorage
+
+#: Loaded when first asked for (PEP 562): ``mailwing deliver`` through the LMTP socket
+#: imports ``storage.errors`` (so this package) but needs neither the interface (a large
+#: Protocol, datetime, the model) nor the URL helpers, once per message (issue #9).
+_LAZY = {"ContentWriter": "interface", "Delivery": "interface", "Storage": "interface",
+         "redact_url": "common"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "AlreadyExists",
@@ -76,6 +93,8 @@ async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = F
         from mailwing.storage.postgres import PostgresStorage
 
         return await PostgresStorage.open(url, fsync_flag_changes=fsync_flag_changes)
+    from mailwing.storage.common import redact_url
+
     raise ValueError(
         f"unsupported database URL {redact_url(url)!r}: use sqlite:///... or postgresql://..."
     )

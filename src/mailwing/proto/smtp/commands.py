@@ -20,6 +20,7 @@ syntax: section 4.1.2) and lenient where real clients are not careful (a space a
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 
 from mailwing.proto.smtp.replies import R, Reply, SmtpError
@@ -27,6 +28,7 @@ from mailwing.proto.smtp.replies import R, Reply, SmtpError
 __all__ = [
     "Address", "Auth", "Bdat", "Command", "Data", "Ehlo", "Expn", "Helo", "Help", "Mail",
     "Noop", "Quit", "Rcpt", "Rset", "StartTls", "Vrfy", "parse_command", "parse_path",
+    "split_command", "split_path",
 ]
 
 MAX_LOCAL = 64
@@ -92,6 +94,9 @@ class Mail(Command):
 @dataclass(frozen=True, slots=True)
 class Rcpt(Command):
     recipient: Address
+    #: The target mailbox of an LMTP recipient (``proto.lmtp``'s ``XMAILBOX`` parameter);
+    #: SMTP takes no RCPT parameter, so it is always None there.
+    mailbox: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +187,7 @@ def parse_path(text: str, *, bad: Reply, allow_null: bool, allow_postmaster: boo
     return Address(f"{local}@{domain}")
 
 
-def _split_path(rest: str, prefix: str, usage: Reply) -> tuple[str, list[str]]:
+def split_path(rest: str, prefix: str, usage: Reply) -> tuple[str, list[str]]:
     """Split ``FROM:<path> params`` into the path and the parameter words."""
     if not rest.upper().startswith(prefix):
         raise _fail(usage)
@@ -199,7 +204,7 @@ def _split_path(rest: str, prefix: str, usage: Reply) -> tuple[str, list[str]]:
 
 
 def _parse_mail(rest: str) -> Mail:
-    path, words = _split_path(rest, "FROM:", R.MAIL_ARGS)
+    path, words = split_path(rest, "FROM:", R.MAIL_ARGS)
     sender = parse_path(path, bad=R.BAD_SENDER_SYNTAX, allow_null=True, allow_postmaster=False)
     size: int | None = None
     body = "7BIT"
@@ -234,7 +239,7 @@ def _parse_mail(rest: str) -> Mail:
 
 
 def _parse_rcpt(rest: str) -> Rcpt:
-    path, words = _split_path(rest, "TO:", R.RCPT_ARGS)
+    path, words = split_path(rest, "TO:", R.RCPT_ARGS)
     recipient = parse_path(path, bad=R.BAD_RCPT_SYNTAX, allow_null=False,
                            allow_postmaster=True)
     if words:
@@ -291,16 +296,17 @@ _PARSERS: dict[str, object] = {
 _UTF8_VERBS = frozenset({"MAIL", "RCPT", "VRFY", "EXPN", "NOOP", "HELP"})
 
 
-def parse_command(line: bytes) -> Command:
-    """Parse one command line (without CRLF); raise :class:`SmtpError` with the reply."""
+def split_command(line: bytes, verbs: Container[str]) -> tuple[str, str]:
+    """The upper-cased verb of one command line (without CRLF) and its arguments, decoded
+    and trimmed; :class:`SmtpError` for bytes no command may carry or a verb not in
+    ``verbs``. Shared with LMTP (``proto.lmtp``), which knows other verbs."""
     if not line.strip():
         raise _fail(R.EMPTY)
     if any(b < 0x20 and b != 0x09 for b in line) or 0x7F in line:
         raise _fail(R.BAD_BYTES)
     verb_bytes, _, rest_bytes = line.partition(b" ")
     verb = verb_bytes.decode("ascii", "replace").upper()
-    parser = _PARSERS.get(verb)
-    if parser is None:
+    if verb not in verbs:
         raise _fail(R.UNKNOWN)
     if not rest_bytes.isascii() and verb not in _UTF8_VERBS:
         raise _fail(R.BAD_BYTES)
@@ -308,4 +314,10 @@ def parse_command(line: bytes) -> Command:
         rest = rest_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise _fail(R.BAD_BYTES) from None
-    return parser(rest.replace("\t", " ").strip(" "))  # type: ignore[operator, no-any-return]
+    return verb, rest.replace("\t", " ").strip(" ")
+
+
+def parse_command(line: bytes) -> Command:
+    """Parse one command line (without CRLF); raise :class:`SmtpError` with the reply."""
+    verb, rest = split_command(line, _PARSERS)
+    return _PARSERS[verb](rest)  # type: ignore[operator, no-any-return]

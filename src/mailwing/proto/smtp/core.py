@@ -29,8 +29,8 @@ Decisions worth knowing:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from mailwing.proto.common.lines import LINE_TOO_LONG
 from mailwing.proto.smtp import commands as c
@@ -64,7 +64,15 @@ class SmtpUsageError(RuntimeError):
 
 
 class SmtpCore:
-    """One SMTP server session's protocol state."""
+    """One SMTP server session's protocol state.
+
+    LMTP (:class:`mailwing.proto.lmtp.LmtpCore`) is this dialogue with another greeting
+    verb and one reply per recipient after the body: it replaces the command table and
+    parser (``allowed``, :meth:`parse`, :meth:`refusal`), the greeting and the handlers,
+    and :meth:`_body_refused` / the message results, nothing else."""
+
+    #: The command sequence, by state (``states.ALLOWED`` for SMTP).
+    allowed: ClassVar[Mapping[State, frozenset[type[c.Command]]]] = ALLOWED
 
     def __init__(
         self, hostname: str, *, auth_required: bool = False, tls_active: bool = False,
@@ -89,7 +97,7 @@ class SmtpCore:
         self.auth_failures = 0
         self.closed = False
         self._input = InputBuffer()
-        self._events: deque[Event] = deque([SendReply(R.greeting(hostname).encode())])
+        self._events: deque[Event] = deque([SendReply(self.greeting().encode())])
         self._awaiting: type | None = None
         self._sasl: SaslExchange | None = None
         self._reader: DataReader | None = None  # DATA body in progress
@@ -107,6 +115,18 @@ class SmtpCore:
             c.Vrfy: lambda cmd: self._ok(R.VRFY), c.Expn: lambda cmd: self._send(R.EXPN),
             c.Quit: self._quit, c.StartTls: self._starttls, c.Auth: self._auth,
         }
+
+    # -- the dialect (overridden by LMTP) ---------------------------------------------------
+    def greeting(self) -> Reply:
+        return R.greeting(self.hostname)
+
+    @staticmethod
+    def parse(line: bytes) -> c.Command:
+        return c.parse_command(line)
+
+    @staticmethod
+    def refusal(state: State, command: type[c.Command], name: str) -> Reply:
+        return refusal(state, command, name)
 
     # -- driver interface -----------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -231,7 +251,7 @@ class SmtpCore:
         self._awaiting = type(event)
 
     def _result_for(self, kind: type) -> None:
-        if self._awaiting is not kind:
+        if self._awaiting is None or not issubclass(self._awaiting, kind):
             raise SmtpUsageError(f"no {kind.__name__} is waiting for a result")
         self._awaiting = None
 
@@ -249,6 +269,12 @@ class SmtpCore:
     def _end_transaction(self) -> None:
         self._body_open = False
         self._reset_transaction()
+
+    def _body_refused(self, reply: Reply, *, final: bool) -> None:
+        """The body cannot be taken (size, line endings): forget the transaction and answer
+        (``final``: the body's end, where LMTP answers once per recipient)."""
+        self._reset_transaction()
+        self._send(reply)
 
     def _start_body(self, *, bdat: bool) -> None:
         if not self._body_open:
@@ -279,17 +305,17 @@ class SmtpCore:
             return True
         assert isinstance(line, bytes)
         try:
-            command = c.parse_command(line)
+            command = self.parse(line)
         except SmtpError as exc:
             self._error(exc.reply)
             return True
         self._events.append(CommandReceived(command.name))
-        if type(command) not in ALLOWED[self.state]:
+        if type(command) not in self.allowed[self.state]:
             if isinstance(command, c.Bdat):  # read and drop its octets first (RFC 3030)
                 self._bdat, self._bdat_left = command, command.size
-                self._bdat_refusal = refusal(self.state, c.Bdat, "BDAT")
+                self._bdat_refusal = self.refusal(self.state, c.Bdat, "BDAT")
                 return True
-            self._error(refusal(self.state, type(command), command.name))
+            self._error(self.refusal(self.state, type(command), command.name))
             return True
         try:
             self._handlers[type(command)](command)
@@ -341,7 +367,7 @@ class SmtpCore:
         if len(self._recipients) >= self.max_recipients:
             self._send(R.TOO_MANY_RECIPIENTS)
             return
-        self._request(RcptRequest(cmd.recipient, self.user))
+        self._request(RcptRequest(cmd.recipient, self.user, cmd.mailbox))
 
     # -- DATA ---------------------------------------------------------------------------------
     def _data(self, cmd: c.Data) -> None:
@@ -366,8 +392,7 @@ class SmtpCore:
             self._reader = None
             self._body_size = reader.size
             if reader.problem is not None:
-                self._reset_transaction()
-                self._send(reader.problem)
+                self._body_refused(reader.problem, final=True)
             else:
                 self._complete()
         return True
@@ -396,8 +421,7 @@ class SmtpCore:
         if self._bdat_refusal is not None:
             self._error(self._bdat_refusal)
         elif self._body_size > self.max_message_size:
-            self._reset_transaction()
-            self._send(R.MESSAGE_TOO_BIG)
+            self._body_refused(R.MESSAGE_TOO_BIG, final=cmd.last)
         elif cmd.last:
             self._complete()
         else:

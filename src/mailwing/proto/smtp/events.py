@@ -81,6 +81,7 @@ class RcptRequest:
 
     recipient: Address
     user: str | None
+    mailbox: str | None = None  # LMTP's XMAILBOX parameter (proto.lmtp); None: INBOX
 
 
 @dataclass(frozen=True, slots=True)
