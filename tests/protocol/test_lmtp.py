@@ -187,6 +187,25 @@ def test_deliver_falls_back_to_the_direct_path(server: MailwingServer, database_
     assert "over LMTP" in _deliver(server, "--to", ANN)[1]
 
 
+def test_a_message_over_the_listeners_size_is_delivered_directly(
+        server_factory: type[MailwingServer], tmp_path: Path, database_url: str) -> None:
+    """The listener bounds a message at ``limits.max_message_size``; the direct path does
+    not. The client reads up to the advertised SIZE before sending any of the message, so
+    a bigger one is delivered directly, intact, instead of bouncing because a server runs."""
+    srv = server_factory(root=tmp_path / "srv", database_url=database_url, enable=("lmtp",),
+                         extra_config="[limits]\nmax_message_size = 2000\n")
+    srv.cli("db", "upgrade")
+    srv.add_user(ANN, "pw ann")
+    srv.start()
+    big = MSG + b"z" * 700_000 + b"\r\n"  # several client chunks past the limit
+    code, err = _deliver(srv, "--to", ANN, message=big)
+    assert code == 0 and "over LMTP" not in err
+    code, err = _deliver(srv, "--to", ANN)
+    assert code == 0 and "over LMTP" in err
+    trace = b"Return-Path: <>\r\nDelivered-To: ann@example.org\r\n"
+    assert stored(srv, database_url, ANN) == [trace + big, trace + MSG]
+
+
 def test_acknowledged_deliveries_survive_kill_9(server_factory: type[MailwingServer],
                                                 tmp_path: Path, database_url: str) -> None:
     """A 250 after the dot means committed: SIGKILL right after the last one loses none.

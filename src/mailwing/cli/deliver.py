@@ -57,7 +57,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_deliver)
 
 
-async def _stdin_chunks() -> AsyncIterator[bytes]:
+async def _stdin_chunks(consumed: bytes = b"") -> AsyncIterator[bytes]:
+    """Standard input in chunks, after ``consumed`` (what the LMTP client read already)."""
+    if consumed:
+        yield consumed
     try:
         while chunk := sys.stdin.buffer.read(_CHUNK):
             yield chunk
@@ -81,6 +84,7 @@ def _is_socket(path: os.PathLike[str]) -> bool:
 
 def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     address = args.to.strip().lower()
+    consumed = b""
     path = settings.lmtp_socket_path
     if path is not None and _is_socket(path):
         from mailwing.cli.lmtp_client import LmtpUnavailable, deliver_over_lmtp
@@ -89,8 +93,8 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
             code, message = deliver_over_lmtp(path, address, sys.stdin.buffer,
                                               sender=args.sender, mailbox=args.mailbox,
                                               hostname=settings.server.hostname)
-        except LmtpUnavailable:
-            pass  # nothing was read from standard input: deliver directly
+        except LmtpUnavailable as exc:
+            consumed = exc.consumed  # deliver directly, starting with what was read
         else:
             if code:
                 raise CliError(message, code)
@@ -102,8 +106,9 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
             await store.check_schema()
         except SchemaOutdated as exc:
             raise CliError(str(exc), EX_TEMPFAIL) from exc
-        entry = await deliver_local(store, address, _stdin_chunks(), mailbox=args.mailbox,
-                                    return_path=args.sender, hostname=settings.server.hostname)
+        entry = await deliver_local(store, address, _stdin_chunks(consumed),
+                                    mailbox=args.mailbox, return_path=args.sender,
+                                    hostname=settings.server.hostname)
         return f"delivered to {address} (uid {entry.uid}, {entry.content.size} bytes)"
 
     from mailwing.services.delivery import (

@@ -15,7 +15,12 @@ rules: the direct path stores standard input unchanged, so this does too); QUIT.
 Until the first byte of the message is sent nothing is lost by giving up, so everything
 that goes wrong before (no socket, refused, no greeting in time, a sender the LMTP parser
 refuses, a server without XMAILBOX) raises :class:`LmtpUnavailable` and the caller delivers
-directly. From then on standard input is consumed, and a failure is a temporary one (75):
+directly. So does a message larger than the server's ``SIZE``: the listener bounds what it
+takes (``limits.max_message_size``), the direct path does not, and a message must not
+bounce just because a server happens to be running. The client therefore reads up to that
+size before sending anything; a message that turns out bigger is handed to the direct path
+with the octets already read (:attr:`LmtpUnavailable.consumed`). Once the message is on
+its way, a failure is a temporary one (75):
 the MTA keeps the message and retries. Replies map to the direct path's sysexits codes
 (:func:`exit_code`).
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import _socket
 import os
+from collections.abc import Callable
 from typing import BinaryIO
 
 from mailwing.unixpath import socket_address
@@ -45,7 +51,29 @@ MAX_REPLY = 64 * 1024
 
 
 class LmtpUnavailable(Exception):
-    """No server took the message and nothing of it was sent: deliver directly."""
+    """No server took the message and nothing of it was sent: deliver directly, starting
+    with ``consumed`` (what was read from standard input already, if anything)."""
+
+    def __init__(self, reason: str, consumed: bytes = b"") -> None:
+        super().__init__(reason)
+        self.consumed = consumed
+
+
+def _size_limit(keywords: list[str]) -> int:
+    """The LHLO reply's ``SIZE n`` (RFC 1870); 0 when absent or unlimited."""
+    for keyword in keywords:
+        name, _, value = keyword.partition(" ")
+        if name.upper() == "SIZE" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _read_at_most(stdin: BinaryIO, count: int) -> bytes:
+    parts: list[bytes] = []
+    while count > 0 and (part := stdin.read(min(count, CHUNK))):
+        parts.append(part)
+        count -= len(part)
+    return b"".join(parts)
 
 
 class _Reply:
@@ -166,6 +194,7 @@ def _converse(talk: _Conversation, address: str, stdin: BinaryIO, *, sender: str
         talk.send(b"LHLO localhost\r\n")
         lhlo = talk.reply()
         keywords = {line.split(" ", 1)[0].upper() for line in lhlo.lines[1:]}
+        limit = _size_limit(lhlo.lines[1:])
         if lhlo.code != 250 or "CHUNKING" not in keywords or (
                 mailbox is not None and "XMAILBOX" not in keywords):
             raise LmtpUnavailable(f"server does not offer what is needed: {lhlo.text}")
@@ -184,9 +213,13 @@ def _converse(talk: _Conversation, address: str, stdin: BinaryIO, *, sender: str
     if answer.code != 250:
         _quit(talk)
         return exit_code(answer.code, answer.enhanced), answer.text
+    head = _read_at_most(stdin, limit + 1) if limit else None
+    if head is not None and len(head) > limit:
+        _quit(talk)  # nothing of the message was sent: the transaction simply ends
+        raise LmtpUnavailable(f"message over the server's SIZE {limit}", consumed=head)
     try:
         talk.sock.settimeout(BODY_TIMEOUT)
-        final = _send_body(talk, stdin)
+        final = _send_body(talk, stdin, head)
     except OSError as exc:
         return EX_TEMPFAIL, f"LMTP delivery interrupted: {exc}"
     _quit(talk)
@@ -195,12 +228,19 @@ def _converse(talk: _Conversation, address: str, stdin: BinaryIO, *, sender: str
     return exit_code(final.code, final.enhanced), final.text
 
 
-def _send_body(talk: _Conversation, stdin: BinaryIO) -> _Reply:
-    """The message as BDAT chunks, one ahead so the last is sent with LAST: the reply to
-    the last one (the recipient's outcome), or the first refusal of a chunk."""
-    chunk = stdin.read(CHUNK)
+def _send_body(talk: _Conversation, stdin: BinaryIO, whole: bytes | None) -> _Reply:
+    """The message (``whole`` when it was read already, else standard input) as BDAT
+    chunks, one ahead so the last is sent with LAST: the reply to the last one (the
+    recipient's outcome), or the first refusal of a chunk."""
+    read: Callable[[int], bytes] = stdin.read
+    if whole is not None:
+        pieces = iter([whole[i:i + CHUNK] for i in range(0, len(whole), CHUNK)])
+
+        def read(_: int) -> bytes:
+            return next(pieces, b"")
+    chunk = read(CHUNK)
     while True:
-        following = stdin.read(CHUNK) if chunk else b""
+        following = read(CHUNK) if chunk else b""
         if not following:
             talk.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
             return talk.reply()
