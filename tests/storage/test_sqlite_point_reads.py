@@ -4,6 +4,7 @@ latency), and fall back to that thread whenever they cannot be answered at once.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from mailwing.storage import Delivery
-from mailwing.storage.errors import StorageError, TemporaryStorageError
+from mailwing.storage.errors import StorageError
 from mailwing.storage.sqlite import SqliteStorage
 from tests.storage.conftest import HASH
 
@@ -58,13 +59,23 @@ async def test_a_read_that_cannot_start_at_once_goes_to_the_database_thread(
     user, _ = await store.add_user("bob@example.org", HASH, create_domain=True)
 
     def busy(*args: Any, **kwargs: Any) -> Any:
-        raise TemporaryStorageError("SQLite: database is locked")
+        raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(store._here._executor, "run", busy)
+    store._here.close()
+    monkeypatch.setattr(store._here, "_connect", busy)
     before = store.commit_stats
     found = await store.lookup_recipient("bob@example.org")
     assert found is not None and found.user_id == user.id
     assert store.commit_stats[1] == before[1] + 1  # answered by the database thread
+
+
+async def test_only_one_statement_scripts_are_point_reads(store: SqliteStorage) -> None:
+    def two() -> Any:
+        yield _scripts().q("SELECT 1")
+        yield _scripts().q("SELECT 2")
+
+    with pytest.raises(TypeError):
+        store._here.read(two())
 
 
 async def test_another_thread_uses_the_database_thread(store: SqliteStorage) -> None:

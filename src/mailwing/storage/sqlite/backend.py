@@ -26,6 +26,7 @@ results and everything else stay on the thread, so the loop never blocks on real
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -38,10 +39,10 @@ from mailwing.storage.interface import ContentWriter, RecipientLookup
 from mailwing.storage.notify import ChangeWaiters
 from mailwing.storage.sqlite import inline
 from mailwing.storage.sqlite.common import SqliteBase, prepare_folder
-from mailwing.storage.sqlite.executor import SqliteExecutor
+from mailwing.storage.sqlite.executor import adapt, map_sqlite_error, to_sqlite_sql
 from mailwing.storage.sqlite.notify import LocalNotifier, notify_dir
 from mailwing.storage.sqlite.runner import SqliteRunner
-from mailwing.storage.steps import Script
+from mailwing.storage.steps import Query, Script, advance
 
 __all__ = ["SqliteStorage"]
 
@@ -49,13 +50,16 @@ T = TypeVar("T")
 
 
 class _HereReads:
-    """Read-only scripts run in the calling thread on a connection of their own (module
-    docstring). Bound to the first thread that uses it (the event loop's); a call from any
-    other thread, or a read that could not start at once, answers None: the caller then
+    """One-statement read scripts run in the calling thread on a connection of their own
+    (module docstring): the statement alone, in autocommit mode (its own read transaction),
+    without the batch machinery of the database thread. Bound to the first thread that uses
+    it (the event loop's); from any other thread, or when the read cannot start at once
+    (busy, locked, any temporary error), :meth:`read` answers (False, None) and the caller
     goes to the database thread."""
 
-    def __init__(self, path: Path, blobs: BlobStore) -> None:
-        self._executor = SqliteExecutor(path, blobs, busy_timeout=0.0)
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
         self._thread: int | None = None
         #: reads answered here (for tests: no thread hop was made)
         self.served = 0
@@ -65,19 +69,40 @@ class _HereReads:
         me = threading.get_ident()
         if self._thread is None:
             self._thread = me
-        if me != self._thread:
-            script.close()
-            return False, None
         try:
-            result = self._executor.run(script, write=False)
-        except TemporaryStorageError:
-            return False, None
+            if me != self._thread:
+                return False, None
+            done, step = advance(script, None)
+            if not done:
+                if not isinstance(step, Query):
+                    raise TypeError(f"a point read runs one statement, not {step!r}")
+                conn = self._conn or self._connect()
+                rows = conn.execute(to_sqlite_sql(step.sql),
+                                    [adapt(a) for a in step.args]).fetchall()
+                done, step = advance(script, rows)
+                if not done:
+                    raise TypeError("a point read runs one statement")
+        except sqlite3.Error as exc:
+            mapped = map_sqlite_error(exc)
+            if isinstance(mapped, TemporaryStorageError):
+                return False, None
+            raise mapped from exc
+        finally:
+            script.close()
         self.served += 1
-        return True, result
+        return True, step
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=0.0, isolation_level=None)
+        conn.execute("PRAGMA query_only = ON")
+        self._conn = conn
+        return conn
 
     def close(self) -> None:
-        if self._thread in (None, threading.get_ident()):
-            self._executor.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
 
 class SqliteStorage(SqliteBase):
@@ -92,7 +117,7 @@ class SqliteStorage(SqliteBase):
         self._runner = SqliteRunner(
             path, self.blobs, busy_timeout=busy_timeout, on_change=self._notifier.broadcast
         )
-        self._here = _HereReads(path, self.blobs)
+        self._here = _HereReads(path)
         self._closed = False
 
     @classmethod
