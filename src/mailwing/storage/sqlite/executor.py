@@ -81,8 +81,7 @@ from mailwing.storage.steps import (
     advance,
 )
 
-__all__ = ["SqliteExecutor", "Work", "adapt", "map_sqlite_error", "split_statements",
-           "to_sqlite_sql"]
+__all__ = ["SqliteExecutor", "Work", "map_sqlite_error", "split_statements", "to_sqlite_sql"]
 
 T = TypeVar("T")
 
@@ -169,8 +168,7 @@ def to_sqlite_sql(sql: str) -> str:
 _PLAIN_TYPES = frozenset({int, str, bytes, float, bool, type(None)})
 
 
-def adapt(value: Any) -> Any:
-    """A parameter value as SQLite takes it (datetimes, flag sets and lists adapted)."""
+def _adapt(value: Any) -> Any:
     if type(value) in _PLAIN_TYPES:
         return value
     if isinstance(value, datetime):
@@ -385,7 +383,7 @@ class SqliteExecutor:
 
     def _step(self, conn: sqlite3.Connection, work: Work, step: Any) -> Any:
         if isinstance(step, Query):
-            return conn.execute(to_sqlite_sql(step.sql), [adapt(a) for a in step.args]).fetchall()
+            return conn.execute(to_sqlite_sql(step.sql), [_adapt(a) for a in step.args]).fetchall()
         if isinstance(step, Batch):
             for statement in split_statements(step.sql):
                 conn.execute(statement)
