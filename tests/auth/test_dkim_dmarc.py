@@ -133,3 +133,56 @@ def test_forged_results_are_removed() -> None:
         b"Authentication-Results: other.example; spf=pass\r\nFrom: a@b.example\r\n\r\n"
         b"Authentication-Results: mx.test; body text\r\n")
     assert strip_forged(b"From: x\r\n\r\nbody", "mx.test") == b"From: x\r\n\r\nbody"
+
+
+def _parser_from_domain(header_block: bytes) -> str | None:
+    """from_domain as it was: the email package's parser for every message."""
+    from email.parser import BytesHeaderParser
+    from email.utils import getaddresses
+
+    values = BytesHeaderParser().parsebytes(header_block + b"\r\n").get_all("From", [])
+    addresses = getaddresses([str(v) for v in values])
+    if len(values) != 1 or len(addresses) != 1:
+        return None
+    return addresses[0][1].rpartition("@")[2].strip().rstrip(".").lower() or None
+
+
+def test_from_domain_without_the_parser_agrees_with_it() -> None:
+    """The plain-header path of from_domain (no email parser: issue #9, ~4 % of a worker)
+    gives the parser's answer, and odd header blocks still go to the parser."""
+    import random
+
+    from mailwing.mailauth.dkim import _plain_from_values
+
+    blocks = [
+        b"From: a@Example.COM\r\nSubject: x\r\n",
+        b"Subject: x\r\nFROM:   \"A, B\" <a@ex.org.>\r\n",
+        b"From: a@ex.org\r\nfrom: b@ex.org\r\n",  # two From fields
+        b"From: a@ex.org, b@ex.net\r\n",  # two addresses
+        b"From:\r\n\t<a@folded.example>\r\nTo: x\r\n",  # folded
+        b"From: A (comment) <a@ex.org>\r\n \r\n",
+        b"From: Group: a@ex.org, b@ex.org;\r\n",
+        b"From: no-domain\r\n",
+        b"From : a@spaced-name.example\r\n",  # not a From field for the parser
+        b"To: x\r\n",
+        b"From: a@ex.org\r\n\tcontinued\r\nX: y\r\n",
+        b" leading-continuation\r\nFrom: a@ex.org\r\n",
+        b"From a@mbox.example Mon Jan 1\r\nFrom: a@ex.org\r\n",
+        b":empty-name\r\nFrom: a@ex.org\r\n",
+        b"no colon here\r\nFrom: a@ex.org\r\n",
+        b"From: a@ex.org\rX: bare-cr\r\n",
+        "From: J\u00fcrgen <j@\u00fcml.example>\r\n".encode(),
+        b"From: =?utf-8?q?J=C3=BCrgen?= <j@ex.org>\r\n",
+    ]
+    rng = random.Random(9)
+    pieces = [b"From:", b"from:", b" ", b"\t", b"a@x.org", b"<b@y.net>", b",", b"\r\n",
+              b"\r\n ", b"(c)", b"\"q\"", b"X:", b"@", b".", b";", b":"]
+    blocks += [b"".join(rng.choice(pieces) for _ in range(rng.randrange(2, 14))) + b"\r\n"
+               for _ in range(3000)]
+    plain = 0
+    for block in blocks:
+        assert from_domain(block) == _parser_from_domain(block), block
+        plain += _plain_from_values(block) is not None
+    assert plain > 1000  # the common shapes take the plain path
+    for odd in blocks[11:17]:
+        assert _plain_from_values(odd) is None, odd

@@ -327,3 +327,36 @@ def test_scripts_declare_volatile_first_only_when_asked() -> None:
     assert not isinstance(next(strict), Volatile)
     assert isinstance(next(scripts.expunge(1, [1], volatile=True)), Volatile)
     assert not isinstance(next(scripts.expunge(1, [1])), Volatile)
+
+
+def test_a_posted_content_insertion_runs_without_a_savepoint(executor: SqliteExecutor) -> None:
+    """What a delivery's batch runs on SQLite (issue #9, time under the write lock): the
+    posted insertion of the bytes is one statement and needs no savepoint (SQLite undoes a
+    failed statement itself); the append beside it keeps its own. A script marked single
+    that asks for a second statement fails."""
+    from mailwing.storage.contentinfo import ContentInfoBuilder
+    from mailwing.storage.sqlite.inline import store_inline
+
+    user, _ = executor.run(scripts.add_user("carol@example.org", HASH, 0, True), write=True)
+    box = executor.run(scripts.get_mailbox(user.id, "INBOX"), write=False)
+    assert box is not None
+    builder = ContentInfoBuilder()
+    builder.update(MESSAGE)
+    info = builder.result()
+    posted = Work(store_inline(info.sha256, MESSAGE), True)
+    posted.single = True
+    append = Work(scripts.append(info, [Delivery(box.id)], False), True)
+    statements = _traced(executor)
+    executor.run_batch([posted, append])
+    assert posted.error is None and append.error is None
+    assert [e.uid for e in append.result] == [1]
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == 1  # the append's only
+
+    def two() -> Script[None]:
+        yield q("SELECT 1")
+        yield q("SELECT 2")
+
+    wrong = Work(two(), True)
+    wrong.single = True
+    executor.run_batch([wrong, Work(_delivery(executor), True)])
+    assert isinstance(wrong.error, TypeError)

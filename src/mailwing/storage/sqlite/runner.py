@@ -97,11 +97,14 @@ class SqliteRunner:
         """Queue a write ``script`` and return at once; nobody hears how it ends. The queue
         is run in order by one thread, so any request queued after this one commits in the
         same transaction as it or a later one (:mod:`.inline` relies on that). Posted work
-        waits up to :data:`POST_WAIT` for a request to share its commit with."""
+        waits up to :data:`POST_WAIT` for a request to share its commit with. ``script``
+        must run exactly one statement (it runs without a savepoint, see :mod:`.executor`)."""
         if self._closed:
             script.close()
             raise StorageError("storage is closed")
-        self._queue.put(_Job(script, True, loop=None, future=None))
+        job = _Job(script, True, loop=None, future=None)
+        job.single = True
+        self._queue.put(job)
 
     async def close(self) -> None:
         if not self._closed:
