@@ -4,6 +4,7 @@ nothing imported twice, and export reproducing bytes, flags, dates and folder tr
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -121,17 +122,34 @@ async def test_interrupted_import_resumes(store: Storage, alice: User, tmp_path:
     class Crash(Exception):
         pass
 
+    # The importer appends a batch when the next message is not read yet; how far the
+    # reads ahead get before that depends on the machine's load. Holding the reads after the
+    # tenth until the first append makes "some imported, then the crash" certain.
+    appended = asyncio.Event()
+    real_append_many = store.append_many
+
+    async def append_many(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await real_append_many(*args, **kwargs)
+        finally:
+            appended.set()
+
+    store.append_many = append_many  # type: ignore[method-assign]
+
     class Failing(MaildirSource):
         loaded = 0
 
         async def load(self, ref):  # type: ignore[no-untyped-def]
             Failing.loaded += 1
+            if Failing.loaded > 10:
+                await appended.wait()
             if Failing.loaded > 25:
                 raise Crash("power cut")
             return await super().load(ref)
 
     with pytest.raises(Crash):
         await import_mail(store, alice.address, Failing(root))
+    del store.append_many  # type: ignore[method-assign]
     box = await store.get_mailbox(alice.id, "INBOX")
     assert box is not None
     partial = await store.list_mail(box.id)
