@@ -209,7 +209,8 @@ def test_a_message_over_the_listeners_size_is_delivered_directly(
 def test_acknowledged_deliveries_survive_kill_9(server_factory: type[MailwingServer],
                                                 tmp_path: Path, database_url: str) -> None:
     """A 250 after the dot means committed: SIGKILL right after the last one loses none.
-    One worker: a SIGKILL to the parent of several would leave its workers running."""
+    One worker, so that the SIGKILL hits the process that answered (a killed parent of
+    several only makes its workers drain)."""
     server = server_factory(root=tmp_path / "kill", database_url=database_url,
                             enable=("lmtp",))
     server.cli("db", "upgrade")

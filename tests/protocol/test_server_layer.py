@@ -180,6 +180,33 @@ def test_two_workers_serve_and_stop(server_factory: Any, tmp_path: Path) -> None
     assert not any(_alive(p) for p in pids)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it, if anyone:
+    in a container that may be no one)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_workers_stop_when_the_parent_is_killed(server_factory: Any, tmp_path: Path) -> None:
+    """A parent killed without a word (kill -9) takes its workers with it: orphans would
+    keep the ports, and the next start could not bind them."""
+    srv = server_factory(root=tmp_path, env={"MAILWING_SERVER_WORKERS": "2"}).start()
+    wait_for(lambda: len(_worker_pids(srv.log_text())) == 2)
+    pids = _worker_pids(srv.log_text())
+    assert srv.proc is not None
+    srv.proc.kill()
+    srv.proc.wait()
+    wait_for(lambda: not any(_running(p) for p in pids), timeout=20)
+    srv.start()  # the ports are free again
+    c = connect(srv.ports["pop3"])
+    assert read_line(c).startswith(b"+OK")
+    c.close()
+    assert srv.stop() == 0
+
+
 @pytest.mark.slow
 def test_crashed_worker_is_replaced(server_factory: Any, tmp_path: Path) -> None:
     srv = server_factory(root=tmp_path, env={"MAILWING_SERVER_WORKERS": "2"}).start()

@@ -10,7 +10,11 @@ own storage connections. The parent only supervises:
   so one bad session that takes a process down does not halve capacity for good; but a worker
   that fails within its first few seconds is a start-up problem (port in use, bad database),
   so then every worker is stopped and the parent exits 1 instead of restarting in a loop;
-* the parent exits 0 once every worker has exited cleanly after a stop signal.
+* the parent exits 0 once every worker has exited cleanly after a stop signal;
+* a parent that dies without a word (``kill -9``, the OOM killer) takes its workers with it:
+  on Linux each worker asks the kernel for SIGTERM when its parent goes (``prctl``'s
+  ``PR_SET_PDEATHSIG``), and drains as on a normal stop. Otherwise orphaned workers would
+  keep the ports, and a restarted server could not bind them.
 
 The fork happens before any event loop or database connection exists in the parent.
 """
@@ -33,13 +37,33 @@ log = logging.getLogger("mailwing.server")
 STARTUP_WINDOW = 5.0
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM to this worker when the parent exits (Linux; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # only in a worker, once
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _spawn(run_worker: Callable[[int], int], index: int) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child
         code = 1
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            _die_with_parent(parent)
             code = run_worker(index)
         except BaseException:
             log.exception("worker %d crashed", os.getpid())
