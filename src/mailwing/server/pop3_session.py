@@ -35,6 +35,7 @@ unexpected exception is logged and answered with ``-ERR [SYS/TEMP]`` rather than
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import weakref
@@ -128,6 +129,25 @@ class _MaildropCache:
         self._by_storage: weakref.WeakKeyDictionary[
             Storage, OrderedDict[int, tuple[tuple[int, int], tuple[MaildropItem, ...]]]
         ] = weakref.WeakKeyDictionary()
+        #: login name -> the id of the INBOX found at that user's last login here
+        self._inboxes: weakref.WeakKeyDictionary[Storage, OrderedDict[str, int]] = (
+            weakref.WeakKeyDictionary())
+
+    def inbox_of(self, storage: Storage, username: str) -> int | None:
+        """The INBOX id last seen for ``username`` (as the client typed it): only a guess,
+        which :meth:`_Pop3Session._snapshot` checks against the row it reads."""
+        lru = self._inboxes.get(storage)
+        return lru.get(username) if lru is not None else None
+
+    def remember_inbox(self, storage: Storage, username: str, mailbox_id: int) -> None:
+        try:
+            lru = self._inboxes.setdefault(storage, OrderedDict())
+        except TypeError:
+            return
+        lru[username] = mailbox_id
+        lru.move_to_end(username)
+        while len(lru) > self.SIZE * 4:
+            lru.popitem(last=False)
 
     def get(self, storage: Storage, mailbox: Mailbox) -> tuple[MaildropItem, ...] | None:
         lru = self._by_storage.get(storage)
@@ -153,6 +173,30 @@ class _MaildropCache:
 
 
 _maildrops = _MaildropCache()
+
+
+async def _guessed_inbox(early: asyncio.Future[Mailbox | None] | None) -> Mailbox | None:
+    """The mailbox row read during the login, or None (no guess, or it failed: the session
+    then reads the INBOX by name, as without a guess)."""
+    if early is None:
+        return None
+    try:
+        return await early
+    except StorageError:
+        return None
+
+
+def _discard(early: asyncio.Future[Mailbox | None] | None) -> None:
+    """Let a guessed read nobody needs (a failed login, an error) end on its own without
+    leaving an unretrieved exception behind. Not cancelled: on PostgreSQL a query
+    cancelled in flight costs its pooled connection a reset."""
+    if early is not None:
+        early.add_done_callback(_retrieve)
+
+
+def _retrieve(done: asyncio.Future[Mailbox | None]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 class _Abort(Exception):
@@ -240,6 +284,22 @@ class _Pop3Session:
 
     # -- requests -------------------------------------------------------------------------
     async def _authenticate(self, req: AuthRequest) -> None:
+        # The INBOX row is read while the password is checked, not after it: a second
+        # storage round trip (a thread hop on SQLite, a query on PostgreSQL) in series with
+        # the user lookup was a fixed part of every login's wait. The guess is the INBOX this
+        # login name had at its last login here; the row is used only once the login has
+        # succeeded, and only if it is still this user's INBOX (_snapshot checks).
+        storage = self.ctx.storage
+        guess = _maildrops.inbox_of(storage, req.username)
+        early = (asyncio.ensure_future(storage.get_mailbox_by_id(guess))
+                 if guess is not None else None)
+        try:
+            await self._login(req, early)
+        finally:
+            _discard(early)
+
+    async def _login(self, req: AuthRequest, early: asyncio.Future[Mailbox | None] | None
+                     ) -> None:
         try:
             result = await self.ctx.auth.authenticate(
                 req.username, req.password, peer_ip=self.conn.peer.ip
@@ -255,19 +315,25 @@ class _Pop3Session:
             self.core.auth_failed(failure)
             return
         try:
-            maildrop = await self._snapshot(result.user)
+            maildrop = await self._snapshot(result.user, await _guessed_inbox(early))
         except StorageError as exc:
             self.conn.log("login failed", mechanism=req.mechanism, reason=f"maildrop: {exc}")
             self.core.auth_failed(AuthFailure.MAILDROP_TEMPFAIL)
             return
+        if self.mailbox_id is not None:
+            _maildrops.remember_inbox(self.ctx.storage, req.username, self.mailbox_id)
         self.conn.user = result.user.address
         self.conn.log("login", mechanism=req.mechanism, messages=len(maildrop),
                       tls=self.conn.tls_active)
         self.core.auth_succeeded(maildrop)
 
-    async def _snapshot(self, user: User) -> tuple[MaildropItem, ...]:
+    async def _snapshot(self, user: User, guessed: Mailbox | None = None
+                        ) -> tuple[MaildropItem, ...]:
         storage = self.ctx.storage
-        mailbox = await storage.get_mailbox(user.id, "INBOX")
+        if guessed is not None and guessed.user_id == user.id and guessed.name == "INBOX":
+            mailbox: Mailbox | None = guessed  # read during this login: as fresh
+        else:
+            mailbox = await storage.get_mailbox(user.id, "INBOX")
         if mailbox is None:
             self.mailbox_id = None
             return ()
