@@ -7,7 +7,9 @@ RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives i
 - ``AuthRequest``: :meth:`Authenticator.authenticate`, then a snapshot of the user's INBOX
   (``list_mail``), given to the core as the session's fixed maildrop. The snapshot is kept
   per process (:class:`_MaildropCache`) under the INBOX's (id, UIDVALIDITY, HIGHESTMODSEQ)
-  read at this login, so a login to an unchanged maildrop reads only the mailbox row. The
+  read at this login, so a login to an unchanged maildrop reads only the mailbox row, and
+  reads it while the password is checked (by the id this login name's INBOX had last time,
+  checked against the user before use; by name when there is no guess or it is wrong). The
   UIDL string is ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions
   while the mailbox keeps its UIDVALIDITY (RFC 1939 section 7).
 - ``StartTlsRequest``: :meth:`Connection.start_tls` (which discards pipelined plaintext).

@@ -3,7 +3,8 @@
 Why a separate encoder: message bodies are streamed chunk by chunk from storage (a 50 MB
 message must not be held in memory), so dot-stuffing and line-ending normalisation have to be
 exact across arbitrary chunk boundaries, and fast. Both are done with ``bytes.replace`` on
-whole chunks (C speed, hundreds of MB/s); the only state carried between chunks is
+whole chunks (C speed, hundreds of MB/s), and a chunk without any "." skips the stuffing
+pass (a memchr) and is returned as it came; the only state carried between chunks is
 
 - a held-back trailing CR (so a CRLF, or CR + LF ".", split over two chunks is still seen
   whole by ``replace``), and
