@@ -273,3 +273,18 @@ async def test_read_contents_returns_each_stored_content_and_leaves_out_the_rest
     found = await storage.read_contents([*infos, infos[1], missing])
     assert found == {info.sha256: body for info, body in zip(infos, bodies, strict=True)}
     assert await storage.read_contents([]) == {}
+
+
+@pytest.mark.parametrize("chunk_size", [1 << 20, 3 << 19, 300_000])
+async def test_open_content_chunks_never_exceed_the_size_asked_for(
+    storage: Storage, user: User, chunk_size: int
+) -> None:
+    """POP3 RETR reads in 1 MiB chunks, which PostgreSQL hands over as the stored pieces
+    themselves; a piece is still sliced when a smaller size is asked for, and either way
+    the chunks add up to the content, in order."""
+    data = os.urandom((5 << 19) + 123)  # two and a half pieces
+    info = await storage.store_content(data)
+    chunks = [c async for c in storage.open_content(info.sha256, chunk_size=chunk_size)]
+    assert b"".join(chunks) == data
+    assert all(0 < len(c) <= chunk_size for c in chunks)
+    assert len(chunks) >= -(-len(data) // chunk_size)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from mailwing.server.connection import Connection, ConnectionClosed
+from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout
 
 
 @contextlib.asynccontextmanager
@@ -46,3 +48,45 @@ async def test_a_peer_that_stops_reading_is_dropped_and_buffers_stay_bounded() -
             for _ in range(100_000):  # far more than any socket buffer takes
                 await conn.write(piece)
                 assert conn.writer.transport.get_write_buffer_size() <= high + len(piece)
+
+
+async def test_reads_share_one_idle_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle limit costs no timer per read: a session of many commands arms one (an
+    ``asyncio.timeout`` around each read armed and cancelled one per command)."""
+    loop = asyncio.get_running_loop()
+    armed = 0
+    call_at = loop.call_at
+
+    def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        nonlocal armed
+        armed += 1
+        return call_at(when, callback, *args, **kwargs)
+
+    async with connected(30) as (conn, _, client):
+        monkeypatch.setattr(loop, "call_at", counted)
+        for n in range(50):
+            client.write(b"NOOP %d\r\n" % n)
+            assert (await conn.read()).startswith(b"NOOP")
+        monkeypatch.undo()
+        assert armed == 1
+        await conn.close()
+        assert conn._idle_timer is None  # no timer left holding a closed connection
+
+
+async def test_idle_limit_is_per_read_and_still_ends_a_silent_peer() -> None:
+    """A client that sends more often than the idle limit is never cut off, however long
+    the session; once it goes silent, the waiting read ends in IdleTimeout after about the
+    limit (the one timer re-arms itself at each read's own deadline)."""
+    async with connected(0.4) as (conn, _, client):
+        started = time.monotonic()
+        for n in range(6):  # 6 x 0.15 s: longer than the limit in total
+            await asyncio.sleep(0.15)
+            client.write(b"NOOP %d\r\n" % n)
+            assert (await conn.read()).startswith(b"NOOP")
+        assert time.monotonic() - started > 0.8
+        silent = time.monotonic()
+        with pytest.raises(IdleTimeout):
+            await conn.read()
+        waited = time.monotonic() - silent
+        assert 0.35 <= waited < 2.0
+        assert conn.end_reason == "timeout"

@@ -141,3 +141,21 @@ def test_top_stops_early_on_large_body() -> None:
     assert lim.feed(b"1\n2\n3\n4\n" * 1000) == b"1\n2\n3\n"
     assert lim.done
     assert lim.feed(b"more") == b""
+
+
+def test_a_chunk_without_a_dot_is_passed_through_uncopied() -> None:
+    """A chunk with no "." needs no stuffing: it comes back as the very object given (a
+    base64 attachment streams without a scan for CRLF "." or a copy), and the line-start
+    state it leaves is still right for a dot opening the next chunk."""
+    class Chunk(bytes):
+        """bytes.replace() returns a plain copy of a subclass even when nothing matches, so
+        getting this object back shows that no stuffing pass ran over it."""
+
+    s = DotStuffer(crlf_clean=True)
+    chunk = Chunk(b"QUJD" * 1000 + b"\r\n")
+    assert s.encode(chunk) is chunk
+    assert s.encode(b".x\r\n") == b"..x\r\n"  # after a chunk ending a line: stuffed
+    tail = Chunk(b"no line end")
+    assert s.encode(tail) is tail
+    assert s.encode(b".y\r\n") == b".y\r\n"  # inside a line: not stuffed
+    assert s.finish() == b".\r\n"

@@ -531,3 +531,84 @@ async def test_maildrop_snapshot_is_revalidated_at_every_login(env: Env) -> None
     assert box is not None
     await env.real.expunge(box.id, [uids[1]])
     assert await in_thread(uidls) == [first[0], first[2], fourth[3]]
+
+
+async def test_login_reads_the_inbox_while_the_password_is_checked(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the second login of a name on, the INBOX row is read alongside the user lookup
+    (one storage wait, not two in a row), and the by-name lookup is skipped."""
+    await env.add_user("u@x.test")
+    await env.deliver("u@x.test", MESSAGES[0])
+    port = await env.listen()
+    started = asyncio.Event()
+    overlapped: list[bool] = []
+    by_name: list[str] = []
+    get_user, by_id, get_mailbox = (env.real.get_user, env.real.get_mailbox_by_id,
+                                    env.real.get_mailbox)
+
+    async def slow_get_user(address: str) -> Any:  # the authenticator's lookup
+        try:
+            await asyncio.wait_for(started.wait(), 0.5)
+            overlapped.append(True)
+        except TimeoutError:
+            overlapped.append(False)
+        started.clear()
+        return await get_user(address)
+
+    async def get_by_id(mailbox_id: int) -> Any:
+        started.set()
+        return await by_id(mailbox_id)
+
+    async def get_by_name(user_id: int, name: str) -> Any:
+        by_name.append(name)
+        return await get_mailbox(user_id, name)
+
+    monkeypatch.setattr(env.real, "get_user", slow_get_user)
+    env.storage.get_mailbox_by_id = get_by_id  # type: ignore[attr-defined]
+    env.storage.get_mailbox = get_by_name  # type: ignore[attr-defined]
+
+    def stat() -> tuple[int, int]:
+        c = login(port)
+        out = c.stat()
+        c.quit()
+        return out
+
+    first = await in_thread(stat)
+    assert overlapped == [False] and by_name == ["INBOX"]  # nothing to guess from yet
+    assert await in_thread(stat) == first == (1, len(MESSAGES[0]))
+    assert overlapped == [False, True] and by_name == ["INBOX"]
+
+
+async def test_a_wrong_inbox_guess_is_not_used(env: Env) -> None:
+    """The guessed row is checked: another user's mailbox (a stale or reused id) is never
+    taken for this user's INBOX, and a guessed read that fails falls back to the name."""
+    from mailwing.server.pop3_session import _maildrops
+
+    await env.add_user("u@x.test")
+    await env.add_user("other@x.test")
+    await env.deliver("u@x.test", MESSAGES[0])
+    for m in MESSAGES:
+        await env.deliver("other@x.test", m)
+    other = await env.real.get_user("other@x.test")
+    assert other is not None
+    other_inbox = await env.real.get_mailbox(other.id, "INBOX")
+    assert other_inbox is not None
+    _maildrops.remember_inbox(env.storage, "u@x.test", other_inbox.id)  # type: ignore[arg-type]
+    port = await env.listen()
+
+    def stat(password: str = PASSWORD) -> tuple[int, int] | str:
+        c = poplib.POP3("127.0.0.1", port, timeout=10)
+        c.user("u@x.test")
+        try:
+            c.pass_(password)
+        except poplib.error_proto as exc:
+            return str(exc)
+        out = c.stat()
+        c.quit()
+        return out
+
+    assert await in_thread(stat) == (1, len(MESSAGES[0]))
+    assert "-ERR" in str(await in_thread(stat, "wrong"))
+    env.storage.fail.add("get_mailbox_by_id")  # a failed guess: read by name instead
+    assert await in_thread(stat) == (1, len(MESSAGES[0]))

@@ -50,6 +50,7 @@ class Env:
         self.settings.auth.check_dmarc = False
         self.ctx = AppContext(self.settings, storage, Authenticator(storage, self.settings.auth))
         self.writes: list[bytes] = []  # every transport write of every server connection
+        self.written: list[Any] = []  # the same, the objects as passed (for identity)
         self.servers: list[asyncio.Server] = []
 
     async def listen(self, handler: Handler, listener: str) -> int:
@@ -58,6 +59,7 @@ class Env:
 
             def counted(data: Any) -> None:
                 self.writes.append(bytes(data))
+                self.written.append(data)
                 original(data)
 
             w.write = counted  # type: ignore[method-assign]
@@ -287,3 +289,43 @@ async def test_queued_replies_go_out_before_compression_starts_and_before_a_read
         deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
         client_writer.write(deflate.compress(b"b NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
         assert await read == b"b NOOP\r\n"
+
+
+async def test_pop3_large_retr_goes_out_in_megabyte_writes_uncopied(env: Env) -> None:
+    """A message too big to be read ahead is streamed in 1 MiB storage chunks, each one
+    transport write of the chunk object itself (no 256 KiB slices, no join with an empty
+    queue), and arrives byte-exact."""
+    line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 2 + b"\r\n"
+    body = b"Subject: big\r\n\r\n" + line * (2_600_000 // len(line))
+    storage = env.storage
+    user = await storage.get_user(USER)
+    assert user is not None
+    mailbox = await storage.get_mailbox(user.id, "INBOX")
+    assert mailbox is not None
+    info = await storage.store_content(body)
+    await storage.append(info, [Delivery(mailbox.id)])
+    port = await env.listen(handle_pop3, "pop3")
+    originals: list[bytes] = []
+    opened = storage.open_content
+
+    async def recorded(sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        async for chunk in opened(sha256, chunk_size=chunk_size):
+            originals.append(chunk)
+            yield chunk
+
+    storage.open_content = recorded  # type: ignore[method-assign]
+
+    def session() -> tuple[bytes, list[bytes]]:
+        c = _pop3_login(port)
+        before = len(env.writes)
+        out = c.ask(b"RETR 3\r\n", b"\r\n.\r\n")
+        written = env.writes[before:]
+        c.close()
+        return out, written
+
+    out, written = await in_thread(session)
+    assert out == b"+OK %d octets\r\n" % len(body) + body + b".\r\n"
+    assert [len(c) for c in originals] == [1 << 20, 1 << 20, len(body) - (2 << 20)]
+    assert len(written) == 4  # status + chunk, chunk, chunk, terminator
+    sent = env.written[-len(written):]
+    assert sent[1] is originals[1] and sent[2] is originals[2]  # as storage gave them

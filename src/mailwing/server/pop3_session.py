@@ -7,11 +7,14 @@ RFC 5034 AUTH, RFC 2595 STLS, numbering, deleted marks, the error limit) lives i
 - ``AuthRequest``: :meth:`Authenticator.authenticate`, then a snapshot of the user's INBOX
   (``list_mail``), given to the core as the session's fixed maildrop. The snapshot is kept
   per process (:class:`_MaildropCache`) under the INBOX's (id, UIDVALIDITY, HIGHESTMODSEQ)
-  read at this login, so a login to an unchanged maildrop reads only the mailbox row. The
+  read at this login, so a login to an unchanged maildrop reads only the mailbox row, and
+  reads it while the password is checked (by the id this login name's INBOX had last time,
+  checked against the user before use; by name when there is no guess or it is wrong). The
   UIDL string is ``"<uidvalidity>.<uid>"``: unique per message and stable across sessions
   while the mailbox keeps its UIDVALIDITY (RFC 1939 section 7).
 - ``StartTlsRequest``: :meth:`Connection.start_tls` (which discards pipelined plaintext).
-- ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk through
+- ``RetrieveRequest``: streams the content from ``storage.open_content`` chunk by chunk (1 MiB
+  for RETR, 256 KiB for TOP) through
   :class:`~mailwing.proto.pop3.encode.DotStuffer` (and :class:`TopLimiter` for TOP, which stops
   reading storage once the header and the requested body lines are out), one ``conn.write``
   (with ``drain``) per :data:`~mailwing.server.connection.FLUSH_AT` octets, so a large
@@ -34,6 +37,7 @@ unexpected exception is logged and answered with ``-ERR [SYS/TEMP]`` rather than
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import weakref
@@ -63,11 +67,14 @@ from mailwing.services.context import AppContext
 from mailwing.storage.errors import NotFound, StorageError
 from mailwing.storage.interface import Storage
 
-__all__ = ["CHUNK_SIZE", "handle_pop3", "uidl_for"]
+__all__ = ["CHUNK_SIZE", "RETR_CHUNK_SIZE", "handle_pop3", "uidl_for"]
 
 log = logging.getLogger("mailwing.session")
 
-CHUNK_SIZE = 256 * 1024  # storage read size for RETR/TOP
+CHUNK_SIZE = 256 * 1024  # storage read size for TOP (which usually stops in the first)
+#: storage read size for RETR: a PostgreSQL piece (1 MiB) whole, so it is neither sliced
+#: nor joined on its way to the socket, and a SQLite file in a quarter of the thread hops
+RETR_CHUNK_SIZE = 1024 * 1024
 #: RETR/TOP read small messages ahead (``_Pop3Session._read_ahead``): octets and messages
 AHEAD_BYTES = 1024 * 1024
 AHEAD_COUNT = 100
@@ -124,6 +131,25 @@ class _MaildropCache:
         self._by_storage: weakref.WeakKeyDictionary[
             Storage, OrderedDict[int, tuple[tuple[int, int], tuple[MaildropItem, ...]]]
         ] = weakref.WeakKeyDictionary()
+        #: login name -> the id of the INBOX found at that user's last login here
+        self._inboxes: weakref.WeakKeyDictionary[Storage, OrderedDict[str, int]] = (
+            weakref.WeakKeyDictionary())
+
+    def inbox_of(self, storage: Storage, username: str) -> int | None:
+        """The INBOX id last seen for ``username`` (as the client typed it): only a guess,
+        which :meth:`_Pop3Session._snapshot` checks against the row it reads."""
+        lru = self._inboxes.get(storage)
+        return lru.get(username) if lru is not None else None
+
+    def remember_inbox(self, storage: Storage, username: str, mailbox_id: int) -> None:
+        try:
+            lru = self._inboxes.setdefault(storage, OrderedDict())
+        except TypeError:
+            return
+        lru[username] = mailbox_id
+        lru.move_to_end(username)
+        while len(lru) > self.SIZE * 4:
+            lru.popitem(last=False)
 
     def get(self, storage: Storage, mailbox: Mailbox) -> tuple[MaildropItem, ...] | None:
         lru = self._by_storage.get(storage)
@@ -149,6 +175,30 @@ class _MaildropCache:
 
 
 _maildrops = _MaildropCache()
+
+
+async def _guessed_inbox(early: asyncio.Future[Mailbox | None] | None) -> Mailbox | None:
+    """The mailbox row read during the login, or None (no guess, or it failed: the session
+    then reads the INBOX by name, as without a guess)."""
+    if early is None:
+        return None
+    try:
+        return await early
+    except StorageError:
+        return None
+
+
+def _discard(early: asyncio.Future[Mailbox | None] | None) -> None:
+    """Let a guessed read nobody needs (a failed login, an error) end on its own without
+    leaving an unretrieved exception behind. Not cancelled: on PostgreSQL a query
+    cancelled in flight costs its pooled connection a reset."""
+    if early is not None:
+        early.add_done_callback(_retrieve)
+
+
+def _retrieve(done: asyncio.Future[Mailbox | None]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 class _Abort(Exception):
@@ -236,6 +286,22 @@ class _Pop3Session:
 
     # -- requests -------------------------------------------------------------------------
     async def _authenticate(self, req: AuthRequest) -> None:
+        # The INBOX row is read while the password is checked, not after it: a second
+        # storage round trip (a thread hop on SQLite, a query on PostgreSQL) in series with
+        # the user lookup was a fixed part of every login's wait. The guess is the INBOX this
+        # login name had at its last login here; the row is used only once the login has
+        # succeeded, and only if it is still this user's INBOX (_snapshot checks).
+        storage = self.ctx.storage
+        guess = _maildrops.inbox_of(storage, req.username)
+        early = (asyncio.ensure_future(storage.get_mailbox_by_id(guess))
+                 if guess is not None else None)
+        try:
+            await self._login(req, early)
+        finally:
+            _discard(early)
+
+    async def _login(self, req: AuthRequest, early: asyncio.Future[Mailbox | None] | None
+                     ) -> None:
         try:
             result = await self.ctx.auth.authenticate(
                 req.username, req.password, peer_ip=self.conn.peer.ip
@@ -251,19 +317,25 @@ class _Pop3Session:
             self.core.auth_failed(failure)
             return
         try:
-            maildrop = await self._snapshot(result.user)
+            maildrop = await self._snapshot(result.user, await _guessed_inbox(early))
         except StorageError as exc:
             self.conn.log("login failed", mechanism=req.mechanism, reason=f"maildrop: {exc}")
             self.core.auth_failed(AuthFailure.MAILDROP_TEMPFAIL)
             return
+        if self.mailbox_id is not None:
+            _maildrops.remember_inbox(self.ctx.storage, req.username, self.mailbox_id)
         self.conn.user = result.user.address
         self.conn.log("login", mechanism=req.mechanism, messages=len(maildrop),
                       tls=self.conn.tls_active)
         self.core.auth_succeeded(maildrop)
 
-    async def _snapshot(self, user: User) -> tuple[MaildropItem, ...]:
+    async def _snapshot(self, user: User, guessed: Mailbox | None = None
+                        ) -> tuple[MaildropItem, ...]:
         storage = self.ctx.storage
-        mailbox = await storage.get_mailbox(user.id, "INBOX")
+        if guessed is not None and guessed.user_id == user.id and guessed.name == "INBOX":
+            mailbox: Mailbox | None = guessed  # read during this login: as fresh
+        else:
+            mailbox = await storage.get_mailbox(user.id, "INBOX")
         if mailbox is None:
             self.mailbox_id = None
             return ()
@@ -311,8 +383,18 @@ class _Pop3Session:
         except StorageError as exc:
             self.conn.log("read-ahead failed", number=req.number, error=str(exc))
             whole = None
+        if whole is not None and limiter is None:
+            # read ahead, so nothing to stream: no async iterator, context manager or
+            # ``anext`` per message (a session of 50 small RETRs paid for 50 of each)
+            self.conn.send(req.reply)
+            self.conn.send(stuffer.encode(whole))
+            self._retrieved(req, stuffer)
+            if self.conn.full:
+                await self.conn.flush()
+            return
+        size = CHUNK_SIZE if limiter is not None else RETR_CHUNK_SIZE
         chunks = (_pieces(whole) if whole is not None
-                  else self.ctx.storage.open_content(info.sha256, chunk_size=CHUNK_SIZE))
+                  else self.ctx.storage.open_content(info.sha256, chunk_size=size))
         async with _closing(chunks):
             try:
                 first: bytes | None = await anext(chunks)
@@ -342,8 +424,12 @@ class _Pop3Session:
                 # +OK and part of the message are out: no reply can repair that
                 self.conn.log("retrieve failed mid-stream", number=req.number, error=str(exc))
                 raise _Abort from exc
+        self._retrieved(req, stuffer, top=limiter is not None)
+
+    def _retrieved(self, req: RetrieveRequest, stuffer: DotStuffer, *, top: bool = False
+                   ) -> None:
         self.conn.send(stuffer.finish())  # written with the next reply group
-        if limiter is None and stuffer.octets != req.item.octets:
+        if not top and stuffer.octets != req.item.octets:
             self.conn.log("size mismatch", number=req.number, announced=req.item.octets,
                           sent=stuffer.octets)
         self.core.retrieve_done()

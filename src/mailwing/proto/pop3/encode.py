@@ -3,7 +3,8 @@
 Why a separate encoder: message bodies are streamed chunk by chunk from storage (a 50 MB
 message must not be held in memory), so dot-stuffing and line-ending normalisation have to be
 exact across arbitrary chunk boundaries, and fast. Both are done with ``bytes.replace`` on
-whole chunks (C speed, hundreds of MB/s); the only state carried between chunks is
+whole chunks (C speed, hundreds of MB/s), and a chunk without any "." skips the stuffing
+pass (a memchr) and is returned as it came; the only state carried between chunks is
 
 - a held-back trailing CR (so a CRLF, or CR + LF ".", split over two chunks is still seen
   whole by ``replace``), and
@@ -67,10 +68,15 @@ class DotStuffer:
             # and "\r\r\n" stays "\r\r\n" because replace() is left-to-right, non-overlapping
             data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         self.octets += len(data)
+        self._at_line_start, at_line_start = data.endswith(b"\r\n"), self._at_line_start
+        # A chunk without any dot needs no stuffing. Looking for one byte is a memchr
+        # (about 100x faster than ``replace`` looking for the three-byte CRLF "." in text
+        # full of CRLFs), and a base64 attachment, the bulk of a big message, has no dot.
+        if b"." not in data:
+            return data
         stuffed = data.replace(b"\r\n.", b"\r\n..")
-        if self._at_line_start and data[:1] == b".":
+        if at_line_start and data[:1] == b".":
             stuffed = b"." + stuffed
-        self._at_line_start = data.endswith(b"\r\n")
         return stuffed
 
 

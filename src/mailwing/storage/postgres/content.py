@@ -217,7 +217,11 @@ async def read_pieces(pool: asyncpg.Pool, sha256: str, chunk_size: int
                 if row[0] != seq:
                     raise NotFound(f"content {sha256} was removed while being read")
                 seq += 1
-                view = memoryview(row[1])
+                piece: bytes = row[1]
+                if len(piece) <= chunk_size:  # as it came: no copy (POP3 RETR asks for this)
+                    yield piece
+                    continue
+                view = memoryview(piece)
                 for start in range(0, len(view), chunk_size):
                     yield bytes(view[start : start + chunk_size])
             rows = []
