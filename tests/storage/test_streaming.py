@@ -243,13 +243,15 @@ async def test_postgres_content_removed_while_being_read_is_not_cut_silently(
     storage: Storage, user: User
 ) -> None:
     """PostgreSQL reads several pieces per query: a content whose pieces vanish between two
-    batches must end in NotFound, not in a shorter body."""
+    batches must end in NotFound, not in a shorter body. Three batches: the second is
+    fetched ahead while the first is read, and may still beat the removal; the third is
+    asked for only once the second is taken, after it."""
     from mailwing.storage.postgres import PostgresStorage
     from mailwing.storage.postgres.content import PIECE_SIZE, READ_BATCH
 
     if not isinstance(storage, PostgresStorage):
         pytest.skip("the piece batches are PostgreSQL's")
-    data = os.urandom(PIECE_SIZE * (READ_BATCH + 1) + 10)
+    data = os.urandom(PIECE_SIZE * (READ_BATCH * 2 + 1) + 10)
     info = await storage.store_content(data)
     assert await storage.read_content(info.sha256) == data  # every batch, in order
     reader = storage.open_content(info.sha256, chunk_size=PIECE_SIZE)
