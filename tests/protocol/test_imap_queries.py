@@ -11,6 +11,7 @@ storage call (one transaction).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -174,7 +175,38 @@ async def test_append_to_the_selected_mailbox_and_its_catch_up_are_one_write(
     assert exists == [str(N + 1).encode()] and recent == [str(N + 1).encode()]
     assert flags == [f"{N + 1} (FLAGS (\\Recent))".encode()]
     assert calls.get("append_many_with_changes") == 1, calls
-    assert not {"append_many", "mail_changes", "catch_up", "claim_recent"} & set(calls), calls
+    assert not {"append_many", "mail_changes", "catch_up", "claim_recent",
+                "get_mailbox"} & set(calls), calls  # the selected INBOX needs no look-up
+
+
+async def test_append_to_a_selected_inbox_deleted_and_made_again_goes_to_the_new_one(
+        served: tuple[int, CountingStorage]) -> None:
+    """The look-up an APPEND to the selected INBOX skips is made when the INBOX has gone
+    (an administrator deleted it) and a new one exists: the message lands there, as it did
+    with the look-up first; the session then ends, its mailbox gone."""
+    port, storage = served
+    real: Any = storage._inner
+    user = await real.get_user("q@example.test")
+    old = await real.get_mailbox(user.id, "INBOX")
+
+    def client() -> None:
+        a = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        a.login("q@example.test", "pw")
+        a.select("INBOX")
+        asyncio.run_coroutine_threadsafe(remake(), loop).result()
+        with contextlib.suppress(imaplib.IMAP4.abort):  # BYE: the selected mailbox is gone
+            a.append("INBOX", "", None, b"Subject: after\r\n\r\nbody\r\n")
+        a.shutdown()
+
+    async def remake() -> None:
+        await real.delete_mailbox(user.id, "INBOX")
+        await real.create_mailbox(user.id, "INBOX")
+
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(client)
+    new = await real.get_mailbox(user.id, "INBOX")
+    assert new.id != old.id
+    assert len(await real.list_mail(new.id)) == 1
 
 
 async def test_expunge_and_its_catch_up_are_one_storage_call(

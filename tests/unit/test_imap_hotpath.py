@@ -84,3 +84,34 @@ def test_pruning_cadence() -> None:
         assert storage.prunes == [(2, 640), (3, 640)]
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("spec", [b"(FLAGS)", b"(UID FLAGS RFC822.SIZE)", b"(FLAGS MODSEQ)",
+                                  b"FAST", b"(RFC822.SIZE)"])
+@pytest.mark.parametrize(("with_uid", "with_flags"), [(False, False), (True, True)])
+def test_fetch_line_is_the_segments_of_items(spec: bytes, with_uid: bool,
+                                             with_flags: bool) -> None:
+    """Fetcher.line (one piece, no coroutine) answers exactly what items() and
+    fetch_segments answer, and declines (None) an item that needs storage."""
+    from datetime import UTC, datetime
+
+    from mailwing.model import ContentInfo, Mailbox, MailEntry
+    from mailwing.proto.imap.fetchitems import parse_fetch_items
+    from mailwing.proto.imap.responses import fetch_segments
+    from mailwing.services.imap_fetch import Fetcher
+    from mailwing.services.imap_selected import SelectedView
+
+    content = ContentInfo("ab" * 32, 10, 12, True)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    entries = [MailEntry(i, 1, i, 5 + i, when, frozenset({"\\Seen", "$k"} if i % 2 else ()),
+                         content) for i in (3, 4)]
+    view = SelectedView(Mailbox(1, 1, "INBOX", 7, 5, 9, None, True), entries,
+                        read_only=False, modseq=9, recent_floor=4)
+    fetcher = Fetcher(None, view)  # type: ignore[arg-type]
+    items = parse_fetch_items(Cursor([spec]))
+    for seq, uid in ((1, 3), (2, 4)):
+        line = fetcher.line(seq, uid, items, with_uid=with_uid, with_flags=with_flags)
+        data = asyncio.run(fetcher.items(uid, items, with_uid=with_uid, with_flags=with_flags))
+        assert data is not None and line == b"".join(fetch_segments(seq, data))  # type: ignore[arg-type]
+    envelope = parse_fetch_items(Cursor([b"(FLAGS ENVELOPE)"]))  # not in the view cache
+    assert fetcher.line(1, 3, envelope, with_uid=False, with_flags=False) is None
