@@ -15,7 +15,7 @@ from mailwing.proto.imap.parser import parse_command, read_tag
 from mailwing.proto.imap.seqset import SequenceSet
 from mailwing.services.imap_condstore import PRUNE_EVERY_MAX, prune_every, prune_history
 from mailwing.services.imap_selected import RECENT, wire_flags
-from mailwing.storage.common import decode_flags, row_to_content
+from mailwing.storage.common import decode_flags, row_to_content, row_to_entry
 
 
 @pytest.mark.parametrize("flags", [(), ("\\Seen",), ("$b", "\\Seen", "$a", "\\Deleted")])
@@ -52,6 +52,14 @@ def test_row_mappers_share_equal_records() -> None:
     assert a.fields.date is not None and a.fields.date.year == 2026
     other = row_to_content((*row[:2], 13, *row[3:]))
     assert other is not a and other.crlf_size == 13
+    mail = (7, 1, 3, 9, "2026-01-02T03:04:05.000000+00:00", "$a \\Seen")
+    entry = row_to_entry(mail + row)
+    assert row_to_entry(list(mail + row)) is entry and entry.content is a  # SQLite: shared
+    assert entry.flags == frozenset({"$a", "\\Seen"}) and entry.modseq == 9
+    changed = row_to_entry((*mail[:3], 10, mail[4], "$a", *row))
+    assert changed is not entry and (changed.modseq, changed.flags) == (10, frozenset({"$a"}))
+    listed = row_to_entry((*mail[:5], ["$a", "\\Seen"], *row))  # PostgreSQL's text[]
+    assert listed == entry and listed is not entry
     assert decode_flags("\\Seen $a") == frozenset({"\\Seen", "$a"})
     assert decode_flags("") == frozenset() and decode_flags(["$x"]) == frozenset({"$x"})
 
