@@ -11,6 +11,7 @@ storage call (one transaction).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -174,4 +175,74 @@ async def test_append_to_the_selected_mailbox_and_its_catch_up_are_one_write(
     assert exists == [str(N + 1).encode()] and recent == [str(N + 1).encode()]
     assert flags == [f"{N + 1} (FLAGS (\\Recent))".encode()]
     assert calls.get("append_many_with_changes") == 1, calls
-    assert not {"append_many", "mail_changes", "catch_up", "claim_recent"} & set(calls), calls
+    assert not {"append_many", "mail_changes", "catch_up", "claim_recent",
+                "get_mailbox"} & set(calls), calls  # the selected INBOX needs no look-up
+
+
+async def test_append_to_a_selected_inbox_deleted_and_made_again_goes_to_the_new_one(
+        served: tuple[int, CountingStorage]) -> None:
+    """The look-up an APPEND to the selected INBOX skips is made when the INBOX has gone
+    (an administrator deleted it) and a new one exists: the message lands there, as it did
+    with the look-up first; the session then ends, its mailbox gone."""
+    port, storage = served
+    real: Any = storage._inner
+    user = await real.get_user("q@example.test")
+    old = await real.get_mailbox(user.id, "INBOX")
+
+    def client() -> None:
+        a = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        a.login("q@example.test", "pw")
+        a.select("INBOX")
+        asyncio.run_coroutine_threadsafe(remake(), loop).result()
+        with contextlib.suppress(imaplib.IMAP4.abort):  # BYE: the selected mailbox is gone
+            a.append("INBOX", "", None, b"Subject: after\r\n\r\nbody\r\n")
+        a.shutdown()
+
+    async def remake() -> None:
+        await real.delete_mailbox(user.id, "INBOX")
+        await real.create_mailbox(user.id, "INBOX")
+
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(client)
+    new = await real.get_mailbox(user.id, "INBOX")
+    assert new.id != old.id
+    assert len(await real.list_mail(new.id)) == 1
+
+
+async def test_expunge_and_its_catch_up_are_one_storage_call(
+        served: tuple[int, CountingStorage]) -> None:
+    """EXPUNGE catches up first (a \\Deleted set by another session counts) and takes that
+    catch-up, the expunge and the \\Recent claim of new mail in one storage call
+    (``expunge_with_changes``). New mail found by the catch-up is not expunged, even with
+    \\Deleted: it was not yet in the session's numbering, and it is announced after."""
+    port, storage = served
+
+    def client() -> tuple[dict[str, int], Any, Any, Any, Any]:
+        a = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        b = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        for c in (a, b):
+            c.login("q@example.test", "pw")
+            c.select("INBOX")
+        a.response("EXISTS")  # forget SELECT's
+        a.store("3", "+FLAGS", "(\\Deleted)")
+        b.store("5", "+FLAGS", "(\\Deleted)")
+        b.store("3", "-FLAGS", "(\\Deleted)")  # a still thinks 3 is \Deleted: it stays
+        b.store("7", "+FLAGS", "(\\Deleted)")
+        b.append("INBOX", "(\\Deleted)", None, b"Subject: new\r\n\r\nbody\r\n")
+        storage.calls.clear()
+        gone = a.expunge()[1]
+        calls = dict(storage.calls)
+        exists = a.response("EXISTS")[1]
+        left = a.uid("SEARCH", "ALL")[1][0].split()
+        deleted = a.uid("SEARCH", "DELETED")[1][0].split()
+        for c in (a, b):
+            c.logout()
+        return calls, gone, exists, left, deleted
+
+    calls, gone, exists, left, deleted = await asyncio.to_thread(client)
+    assert gone == [b"5", b"6"]  # UIDs 5 and 7: 7 is number 6 once 5 is gone
+    assert exists == [str(N - 1).encode()]
+    assert [int(u) for u in left] == [u for u in range(1, N + 2) if u not in (5, 7)]
+    assert deleted == [str(N + 1).encode()]
+    assert calls.get("expunge_with_changes") == 1, calls
+    assert not {"expunge", "mail_changes", "catch_up", "claim_recent"} & set(calls), calls

@@ -293,6 +293,39 @@ async def test_append_many_with_changes_is_append_many_then_catch_up(
             [(content, Delivery(999_999))], mailbox_id=999_999, since_modseq=0, claim_from=1)
 
 
+async def test_expunge_with_changes_is_catch_up_then_expunge(storage: Storage, user: User
+                                                              ) -> None:
+    """An IMAP EXPUNGE with its catch-up in one call: the changes are what mail_changes
+    answered before the expunge; what goes is what the session knew as \\Deleted, as the
+    catch-up left it (set or cleared elsewhere), never mail above ``highest_known``; new mail
+    at or above ``claim_from`` is claimed as \\Recent."""
+    inbox = await inbox_id(storage, user)
+    await fill(storage, inbox, 5, MESSAGE)
+    assert await storage.claim_recent(inbox) == 1
+    await storage.set_flags(inbox, [1, 3, 4], ["\\Deleted"], "add")  # as the session saw it
+    since = await highest_modseq(storage, inbox)
+    # another session's work: \\Deleted set on 2, cleared on 3, 4 expunged, 6 new, deleted
+    await storage.set_flags(inbox, [2], ["\\Deleted"], "add")
+    await storage.set_flags(inbox, [3], ["\\Deleted"], "remove")
+    await storage.expunge(inbox, [4])
+    await fill(storage, inbox, 1, MESSAGE)
+    await storage.set_flags(inbox, [6], ["\\Deleted"], "add")
+    before = await storage.mail_changes(inbox, since)
+    removed, changes, floor = await storage.expunge_with_changes(
+        inbox, [1, 3, 4], highest_known=5, since_modseq=since, claim_from=6)
+    assert (removed, changes, floor) == ([1, 2], before, 6)
+    assert [e.uid for e in await storage.list_mail(inbox)] == [3, 5, 6]
+    assert await storage.claim_recent(inbox) == 7
+    highest = await highest_modseq(storage, inbox)
+    assert highest > before[0] and (await storage.mail_changes(inbox, before[0]))[2] == [1, 2]
+    # nothing \\Deleted: no write, HIGHESTMODSEQ stays; no claim_from, no claim
+    assert await storage.expunge_with_changes(
+        inbox, [], highest_known=6, since_modseq=highest) == ([], (highest, [], []), None)
+    assert await highest_modseq(storage, inbox) == highest
+    with pytest.raises(NotFound):
+        await storage.expunge_with_changes(999_999, [1], highest_known=1, since_modseq=0)
+
+
 async def test_content_cache_round_trip(storage: Storage, user: User) -> None:
     inbox = await inbox_id(storage, user)
     content = await storage.store_content(MESSAGE)

@@ -15,7 +15,7 @@ from mailwing.proto.imap.parser import parse_command, read_tag
 from mailwing.proto.imap.seqset import SequenceSet
 from mailwing.services.imap_condstore import PRUNE_EVERY_MAX, prune_every, prune_history
 from mailwing.services.imap_selected import RECENT, wire_flags
-from mailwing.storage.common import decode_flags, row_to_content
+from mailwing.storage.common import decode_flags, row_to_content, row_to_entry
 
 
 @pytest.mark.parametrize("flags", [(), ("\\Seen",), ("$b", "\\Seen", "$a", "\\Deleted")])
@@ -52,6 +52,14 @@ def test_row_mappers_share_equal_records() -> None:
     assert a.fields.date is not None and a.fields.date.year == 2026
     other = row_to_content((*row[:2], 13, *row[3:]))
     assert other is not a and other.crlf_size == 13
+    mail = (7, 1, 3, 9, "2026-01-02T03:04:05.000000+00:00", "$a \\Seen")
+    entry = row_to_entry(mail + row)
+    assert row_to_entry(list(mail + row)) is entry and entry.content is a  # SQLite: shared
+    assert entry.flags == frozenset({"$a", "\\Seen"}) and entry.modseq == 9
+    changed = row_to_entry((*mail[:3], 10, mail[4], "$a", *row))
+    assert changed is not entry and (changed.modseq, changed.flags) == (10, frozenset({"$a"}))
+    listed = row_to_entry((*mail[:5], ["$a", "\\Seen"], *row))  # PostgreSQL's text[]
+    assert listed == entry and listed is not entry
     assert decode_flags("\\Seen $a") == frozenset({"\\Seen", "$a"})
     assert decode_flags("") == frozenset() and decode_flags(["$x"]) == frozenset({"$x"})
 
@@ -84,3 +92,34 @@ def test_pruning_cadence() -> None:
         assert storage.prunes == [(2, 640), (3, 640)]
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("spec", [b"(FLAGS)", b"(UID FLAGS RFC822.SIZE)", b"(FLAGS MODSEQ)",
+                                  b"FAST", b"(RFC822.SIZE)"])
+@pytest.mark.parametrize(("with_uid", "with_flags"), [(False, False), (True, True)])
+def test_fetch_line_is_the_segments_of_items(spec: bytes, with_uid: bool,
+                                             with_flags: bool) -> None:
+    """Fetcher.line (one piece, no coroutine) answers exactly what items() and
+    fetch_segments answer, and declines (None) an item that needs storage."""
+    from datetime import UTC, datetime
+
+    from mailwing.model import ContentInfo, Mailbox, MailEntry
+    from mailwing.proto.imap.fetchitems import parse_fetch_items
+    from mailwing.proto.imap.responses import fetch_segments
+    from mailwing.services.imap_fetch import Fetcher
+    from mailwing.services.imap_selected import SelectedView
+
+    content = ContentInfo("ab" * 32, 10, 12, True)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    entries = [MailEntry(i, 1, i, 5 + i, when, frozenset({"\\Seen", "$k"} if i % 2 else ()),
+                         content) for i in (3, 4)]
+    view = SelectedView(Mailbox(1, 1, "INBOX", 7, 5, 9, None, True), entries,
+                        read_only=False, modseq=9, recent_floor=4)
+    fetcher = Fetcher(None, view)  # type: ignore[arg-type]
+    items = parse_fetch_items(Cursor([spec]))
+    for seq, uid in ((1, 3), (2, 4)):
+        line = fetcher.line(seq, uid, items, with_uid=with_uid, with_flags=with_flags)
+        data = asyncio.run(fetcher.items(uid, items, with_uid=with_uid, with_flags=with_flags))
+        assert data is not None and line == b"".join(fetch_segments(seq, data))  # type: ignore[arg-type]
+    envelope = parse_fetch_items(Cursor([b"(FLAGS ENVELOPE)"]))  # not in the view cache
+    assert fetcher.line(1, 3, envelope, with_uid=False, with_flags=False) is None

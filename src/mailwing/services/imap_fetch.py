@@ -243,6 +243,27 @@ class Fetcher:
             out.append(("FLAGS", self.view.wire_flags_of(uid)))
         return out
 
+    def line(self, seq: int, uid: int, items: tuple[FetchItem, ...], *, with_uid: bool,
+             with_flags: bool) -> bytes | None:
+        """:meth:`items` as the whole ``* seq FETCH (...)`` line when every item is answered
+        from memory (:meth:`_quick`), else None (then :meth:`items` must be used). Why: the
+        FETCH of flags, sizes or cached views is most FETCHes, and a coroutine, a list of
+        pairs and a segment list per message were most of their cost."""
+        entry = self.view.entries[uid]
+        if self._plain[0] is not items:
+            self._plain = (items, frozenset(i.name for i in items if i.section is None))
+        names = self._plain[1]
+        out: list[bytes] = [b"UID %d" % uid] if with_uid and "UID" not in names else []
+        quick = self._quick
+        for item in items:
+            answer = quick(entry, item)
+            if answer is None:
+                return None
+            out.append(answer[0].encode("ascii") + b" " + answer[1])
+        if with_flags and "FLAGS" not in names:
+            out.append(b"FLAGS " + self.view.wire_flags_of(uid))
+        return b"* %d FETCH (%b)\r\n" % (seq, b" ".join(out))
+
     def _quick(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes] | None:
         """The answer of an item that needs no storage call now, else None."""
         name = item.name
@@ -256,6 +277,8 @@ class Fetcher:
                 return name, b"%d" % entry.content.crlf_size
             if name == "MODSEQ":
                 return name, b"(%d)" % entry.modseq
+            if name == "INTERNALDATE":
+                return name, pw.quoted(pw.format_datetime(entry.internal_date))
             if name in _VIEW_ITEMS:
                 cached = self.cache.get(entry.content.sha256)
                 if cached is not None:
@@ -275,15 +298,13 @@ class Fetcher:
         return label, pw.literal(raw) if raw else b'""'
 
     async def _item(self, entry: MailEntry, item: FetchItem) -> tuple[str, bytes | LiteralBody]:
-        """The items :meth:`_quick` cannot answer from memory (UID, FLAGS, RFC822.SIZE and
-        MODSEQ it always answers, so they never reach here)."""
+        """The items :meth:`_quick` cannot answer from memory (UID, FLAGS, RFC822.SIZE,
+        MODSEQ and INTERNALDATE it always answers, so they never reach here)."""
         name = item.name
         if item.binary:
             return item.response_name, await self._binary(entry, item)
         if item.section is not None:
             return item.response_name, await self._section(entry, item.section, item.partial)
-        if name == "INTERNALDATE":
-            return name, pw.quoted(pw.format_datetime(entry.internal_date))
         if name in _VIEW_ITEMS:
             return name, (await self.views(entry.content))[_VIEW_ITEMS[name]]
         if name == "EMAILID":

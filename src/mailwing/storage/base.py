@@ -295,6 +295,17 @@ class ScriptedStorage:
             self._mail_changes_script, self._claim_recent_script,
             mailbox_id, since_modseq, claim_from))
 
+    async def expunge_with_changes(
+        self, mailbox_id: int, deleted: Collection[int], *, highest_known: int,
+        since_modseq: int, claim_from: int | None = None,
+    ) -> tuple[list[int], Changes, int | None]:
+        """One transaction for an IMAP EXPUNGE's catch-up, the expunge and the \\Recent
+        claim: each was a trip of its own (:func:`.scripts_catchup.expunge_with_changes`)."""
+        return await self._run(scripts_catchup.expunge_with_changes(
+            scripts.expunge, self._mail_changes_script, self._claim_recent_script,
+            mailbox_id, frozenset(deleted), highest_known, since_modseq, claim_from,
+            not self.fsync_flag_changes))
+
     async def catch_up(self, mailbox_id: int, since_modseq: int, *,
                        claim_from: int | None = None) -> tuple[Changes, int | None]:
         """:meth:`mail_changes`, then :meth:`claim_recent` if needed: two trips. SQLite

@@ -217,8 +217,27 @@ def _row_to_content(row: Sequence[Any]) -> ContentInfo:
     )
 
 
+#: entries by their whole row, as :data:`_CONTENTS`: every IMAP session of a mailbox maps
+#: the same changed rows in its catch-up (and a STORE's own rows come back to it in the
+#: catch-up after it), each time with four ``int``, a date parse and a content look-up.
+#: SQLite rows only (their flags are text; PostgreSQL's are a list, which cannot be a key).
+_ENTRY_ROWS: dict[tuple[Any, ...], MailEntry] = {}
+
+
 def row_to_entry(row: Sequence[Any]) -> MailEntry:
     """From :data:`MAIL_COLUMNS`."""
+    if type(row[5]) is not str:
+        return _row_to_entry(row)
+    key = tuple(row)
+    cached = _ENTRY_ROWS.get(key)
+    if cached is None:
+        if len(_ENTRY_ROWS) >= _CACHE_MAX:
+            _ENTRY_ROWS.clear()
+        cached = _ENTRY_ROWS[key] = _row_to_entry(row)
+    return cached
+
+
+def _row_to_entry(row: Sequence[Any]) -> MailEntry:
     return MailEntry(
         id=int(row[0]), mailbox_id=int(row[1]), uid=int(row[2]), modseq=int(row[3]),
         internal_date=to_datetime(row[4]), flags=decode_flags(row[5]),

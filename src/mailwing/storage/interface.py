@@ -340,6 +340,17 @@ class Storage(Protocol):
         IMAP STORE is followed by a catch-up with other sessions; together they are one
         transaction (one trip to the database thread, or one pool connection), not two."""
 
+    async def expunge_with_changes(
+        self, mailbox_id: int, deleted: Collection[int], *, highest_known: int,
+        since_modseq: int, claim_from: int | None = None,
+    ) -> tuple[list[int], tuple[int, list[MailEntry], list[int]], int | None]:
+        """An IMAP EXPUNGE: :meth:`catch_up` since ``since_modseq``, then :meth:`expunge` of
+        the UIDs up to ``highest_known`` that carry \\Deleted after it (``deleted``: those
+        the session saw carrying it before), in one transaction where the backend can:
+        (the UIDs removed, the changes, the \\Recent floor or None). Why: EXPUNGE must
+        catch up first (a \\Deleted set by another session counts), and the catch-up, the
+        expunge and the claim were two or three transactions."""
+
     async def catch_up(self, mailbox_id: int, since_modseq: int, *,
                        claim_from: int | None = None
                        ) -> tuple[tuple[int, list[MailEntry], list[int]], int | None]:

@@ -5,9 +5,11 @@ connection) does what took two or three (issue #9, the mixed IMAP load).
 Every IMAP command ends with a catch-up (:meth:`Storage.mail_changes` since the session's
 HIGHESTMODSEQ), and a catch-up that brings new mail claims it as \\Recent
 (:meth:`Storage.claim_recent`: a read when another session claimed it already, else a write).
-A STORE, its catch-up and that claim are one write transaction here; a catch-up and the
-read-only check of the claim are one read. The scripts that do the work are the backend's own
-(passed in: PostgreSQL has one-statement versions), so the answers are exactly theirs.
+A STORE, its catch-up and that claim are one write transaction here, and so are an EXPUNGE,
+the catch-up it needs first (a \\Deleted set by another session counts) and the claim; a
+catch-up and the read-only check of the claim are one read. The scripts that do the work
+are the backend's own (passed in: PostgreSQL has one-statement versions), so the answers
+are exactly theirs.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from mailwing.model import MailEntry
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts_mail import flags_unchanged
 from mailwing.storage.scripts_mailboxes import recent_claimed
-from mailwing.storage.steps import Script
+from mailwing.storage.steps import Script, Volatile
 
-__all__ = ["Changes", "brings_new", "changes_and_claimed", "unchanged_with_changes",
-           "with_changes"]
+__all__ = ["Changes", "brings_new", "changes_and_claimed", "doomed", "expunge_with_changes",
+           "unchanged_with_changes", "with_changes"]
 
 T = TypeVar("T")
 
 #: What :meth:`Storage.mail_changes` returns: (HIGHESTMODSEQ, changed entries, expunged UIDs).
 Changes = tuple[int, list[MailEntry], list[int]]
 MailChanges = Callable[[int, int], Script[Changes]]
+DELETED = "\\Deleted"
 
 
 def brings_new(changes: Changes, claim_from: int | None) -> bool:
@@ -73,3 +76,39 @@ def with_changes(
     if not brings_new(changes, claim_from):
         return result, changes, None
     return result, changes, (yield from claim_recent(mailbox_id))
+
+
+def doomed(deleted: Collection[int], highest_known: int, changes: Changes) -> list[int]:
+    """What an IMAP EXPUNGE removes once it has caught up with ``changes``: the UIDs the
+    session knows (at most ``highest_known``) that carry \\Deleted, ``deleted`` being those
+    it knew of before the catch-up. A changed entry's new flags decide; new mail (above
+    ``highest_known``) is not yet in the session's numbering and stays, as it did when
+    the session caught up first and chose from its listing afterwards."""
+    out = set(deleted)
+    for entry in changes[1]:
+        if entry.uid <= highest_known:
+            if DELETED in entry.flags:
+                out.add(entry.uid)
+            else:
+                out.discard(entry.uid)
+    return sorted(out)
+
+
+def expunge_with_changes(
+    expunge: Callable[[int, list[int]], Script[list[int]]], mail_changes: MailChanges,
+    claim_recent: Callable[[int], Script[int]], mailbox_id: int, deleted: Collection[int],
+    highest_known: int, since_modseq: int, claim_from: int | None, volatile: bool,
+) -> Script[tuple[list[int], Changes, int | None]]:
+    """An IMAP EXPUNGE in one write transaction: the catch-up since ``since_modseq``, the
+    removal of what it leaves \\Deleted (:func:`doomed`), then the \\Recent claim if the
+    catch-up brought new mail. (The UIDs removed, the changes, the floor or None.)
+    ``volatile``: yielded first, for the whole transaction (a catch-up is a read, an
+    expunge and a claim may be lost in a power cut without losing mail)."""
+    if volatile:
+        yield Volatile()
+    changes = yield from mail_changes(mailbox_id, since_modseq)
+    uids = doomed(deleted, highest_known, changes)
+    removed = (yield from expunge(mailbox_id, uids)) if uids else []
+    if not brings_new(changes, claim_from):
+        return removed, changes, None
+    return removed, changes, (yield from claim_recent(mailbox_id))

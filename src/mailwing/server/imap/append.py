@@ -17,7 +17,7 @@ through storage change tracking. ``\\Recent`` in the flag list is ignored (it ca
 
 from __future__ import annotations
 
-from mailwing.model import ContentInfo
+from mailwing.model import ContentInfo, Mailbox, MailEntry
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import texts
 from mailwing.proto.imap.responses import Code
@@ -31,6 +31,8 @@ from mailwing.storage.interface import Delivery
 
 __all__ = ["HANDLERS"]
 
+_INBOX = "INBOX"
+
 
 async def append(s: SessionState, cmd: c.Append) -> Done:
     if any(m.utf8 for m in cmd.messages) and not utf8(s.enabled):
@@ -38,8 +40,15 @@ async def append(s: SessionState, cmd: c.Append) -> Done:
     limit = s.ctx.settings.limits.max_message_size
     name = valid_name(cmd.mailbox)
     storage, user = s.ctx.storage, s.require_user()
+    view = s.view
+    # INBOX keeps its id while the user exists (DELETE refuses it, RENAME moves its mail out
+    # and leaves it): the selected INBOX needs no look-up (a storage call per APPEND). Gone
+    # all the same (deleted by an administrator), the append says NotFound and the look-up
+    # is made then, with the answer it always gave.
+    inbox = view is not None and name == _INBOX and view.mailbox.name == _INBOX
     try:
-        box = await storage.get_mailbox(user.id, name)
+        box = view.mailbox if view is not None and inbox else await storage.get_mailbox(
+            user.id, name)
         if box is None:
             return Done("NO", texts.TRYCREATE, "TRYCREATE")
         bodies: list[bytes] = []
@@ -54,15 +63,26 @@ async def append(s: SessionState, cmd: c.Append) -> Done:
         items = [(content, Delivery(box.id, frozenset(f for f in m.flags if f != RECENT),
                                     m.internal_date))
                  for content, m in zip(contents, cmd.messages, strict=True)]
-        view = s.view
         if view is None or view.mailbox_id != box.id:
             entries = await storage.append_many(items, enforce_quota=True)
         else:  # into the selected mailbox: the catch-up after the command comes along
             mark = await storage.change_mark(view.mailbox_id, view.change_mark)
             view.change_mark = None  # until the catch-up below is complete
-            entries, changes, floor = await storage.append_many_with_changes(
-                items, mailbox_id=box.id, since_modseq=view.modseq,
-                claim_from=view.claim_from, enforce_quota=True)
+            try:
+                entries, changes, floor = await storage.append_many_with_changes(
+                    items, mailbox_id=box.id, since_modseq=view.modseq,
+                    claim_from=view.claim_from, enforce_quota=True)
+            except NotFound:
+                if not inbox:
+                    raise
+                found = await storage.get_mailbox(user.id, name)
+                if found is None or found.id == box.id:
+                    raise
+                box = found
+                entries = await storage.append_many(
+                    [(content, d._replace(mailbox_id=box.id)) for content, d in items],
+                    enforce_quota=True)
+                return _appended(s, box, entries, bodies)
             try:
                 await caught_up(storage, view, mark, changes, floor)
                 s.caught_up = True
@@ -77,6 +97,11 @@ async def append(s: SessionState, cmd: c.Append) -> Done:
         return Done("NO", texts.TRYCREATE, "TRYCREATE")
     except StorageError as exc:
         raise unavailable() from exc
+    return _appended(s, box, entries, bodies)
+
+
+def _appended(s: SessionState, box: Mailbox, entries: list[MailEntry], bodies: list[bytes]
+              ) -> Done:
     uids = [e.uid for e in entries]
     s.conn.log("append", mailbox_id=box.id, uids=len(uids), size=sum(map(len, bodies)))
     return Done("OK", texts.COMPLETED.format("APPEND"), Code.appenduid(box.uidvalidity, uids))

@@ -131,9 +131,16 @@ async def fetch(s: SessionState, cmd: c.Fetch) -> Done:
                 raise unavailable() from exc
         for seq, uid in batch:
             extra = s.condstore and uid in newly_seen  # RFC 7162 3.1.4: MODSEQ too
+            wanted = seen_items if extra else items
+            with_uid = cmd.uid or (extra and s.qresync)
+            line = fetcher.line(seq, uid, wanted, with_uid=with_uid, with_flags=uid in newly_seen)
+            if line is not None:  # everything answered from memory: one piece, no await
+                s.send(line)
+                if s.conn.full:
+                    await s.flush()
+                continue
             try:
-                data = await fetcher.items(uid, seen_items if extra else items,
-                                           with_uid=cmd.uid or (extra and s.qresync),
+                data = await fetcher.items(uid, wanted, with_uid=with_uid,
                                            with_flags=uid in newly_seen)
             except UnknownCte:  # RFC 3516 section 4.3: the others are still sent
                 undecodable = True

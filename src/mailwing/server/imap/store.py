@@ -12,6 +12,8 @@
   in its transaction.
 - EXPUNGE first catches up with other sessions (a \\Deleted set elsewhere counts), removes
   in one storage transaction and reports each removal with the numbering of that moment.
+  Without a UID set the catch-up, the removal and the \\Recent claim of new mail the
+  catch-up found are one storage call (:meth:`Storage.expunge_with_changes`).
 
 CONDSTORE/QRESYNC (RFC 7162): ``STORE set (UNCHANGEDSINCE n) ...`` enables CONDSTORE and
 leaves alone every message whose mod-sequence is above n, answering ``OK [MODIFIED set]``
@@ -49,6 +51,7 @@ from mailwing.storage.interface import FlagMode
 __all__ = ["HANDLERS"]
 
 _MODES: dict[str, FlagMode] = {"+": "add", "-": "remove", "": "replace"}
+DELETED = "\\Deleted"
 
 
 async def _prune(s: SessionState, view: SelectedView, expunged: int) -> None:
@@ -162,18 +165,39 @@ async def move(s: SessionState, cmd: c.Move) -> Done:
     return await _transfer(s, cmd, move=True)
 
 
+async def _expunge_deleted(s: SessionState, view: SelectedView) -> list[int]:
+    """EXPUNGE without a UID set: catch up, then remove every message of the numbering that
+    carries \\Deleted, in one storage call (:meth:`Storage.expunge_with_changes`) unless
+    the storage's change mark says there is nothing to catch up with. Returns the UIDs
+    removed; the view has taken in the catch-up, not yet the removal."""
+    storage = s.ctx.storage
+    deleted = [u for u, e in view.entries.items() if DELETED in e.flags]
+    mark = await storage.change_mark(view.mailbox_id, view.change_mark)
+    if mark is not None and mark == view.change_mark:  # nothing committed since: no catch-up
+        return await storage.expunge(view.mailbox_id, deleted) if deleted else []
+    view.change_mark = None  # until the catch-up below is complete
+    removed, changes, floor = await storage.expunge_with_changes(
+        view.mailbox_id, deleted, highest_known=view.star(by_uid=True),
+        since_modseq=view.modseq, claim_from=view.claim_from)
+    try:
+        await caught_up(storage, view, mark, changes, floor)
+    except StorageError as exc:  # only a \\Recent claim failed: the expunge stands
+        s.conn.log("refresh failed", error=str(exc))
+    return removed
+
+
 async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
     view = s.selected()
     _writable(view)
     storage = s.ctx.storage
     try:
-        await refresh(storage, view)
-        wanted = None
-        if cmd.uid_set is not None:
+        if cmd.uid_set is None:
+            removed = await _expunge_deleted(s, view)
+        else:  # UID EXPUNGE: the set is resolved in the numbering after the catch-up
+            await refresh(storage, view)
             wanted = {u for _, u in resolve(view, cmd.uid_set, by_uid=True)}
-        doomed = [u for u, e in view.entries.items()
-                  if "\\Deleted" in e.flags and (wanted is None or u in wanted)]
-        removed = await storage.expunge(view.mailbox_id, doomed) if doomed else []
+            doomed = [u for u, e in view.entries.items() if DELETED in e.flags and u in wanted]
+            removed = await storage.expunge(view.mailbox_id, doomed) if doomed else []
     except StorageError as exc:
         raise unavailable() from exc
     send_expunges(s, view.own_expunge(removed))
@@ -186,7 +210,7 @@ async def expunge(s: SessionState, cmd: c.Expunge) -> Done:
         except StorageError as exc:
             raise unavailable() from exc
         code = Code.highestmodseq(view.modseq)
-    s.caught_up = True  # the refresh above, then only this session's own expunge
+    s.caught_up = True  # caught up above, then only this session's own expunge
     return Done("OK", texts.COMPLETED.format("UID EXPUNGE" if cmd.uid else "EXPUNGE"), code)
 
 

@@ -49,7 +49,7 @@ from mailwing.storage.postgres.scripts import (
     mail_changes,
     set_flags,
 )
-from mailwing.storage.scripts_catchup import Changes
+from mailwing.storage.scripts_catchup import Changes, doomed
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -174,6 +174,14 @@ class PostgresStorage(ScriptedStorage):
         entries = await self.append_many(items, enforce_quota=enforce_quota)
         changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
         return entries, changes, floor
+
+    async def expunge_with_changes(
+        self, mailbox_id: int, deleted: Collection[int], *, highest_known: int,
+        since_modseq: int, claim_from: int | None = None,
+    ) -> tuple[list[int], Changes, int | None]:
+        changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
+        uids = doomed(deleted, highest_known, changes)
+        return (await self.expunge(mailbox_id, uids) if uids else []), changes, floor
 
     async def change_mark(self, mailbox_id: int, since: Hashable | None = None
                           ) -> Hashable | None:
