@@ -37,7 +37,6 @@ them again they match what the view holds and produce nothing.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import weakref
 from collections import OrderedDict
@@ -405,20 +404,21 @@ async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> S
     lost (a change made in between is reported again by the next :func:`refresh` and matched
     harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
     taken when the mailbox was selected before in this process."""
-    mark = await storage.change_mark(mailbox.id)  # before anything is read: see refresh()
-    floor = None if read_only else await storage.claim_recent(mailbox.id)
+    # before anything is read (see refresh()); everything is read after it, so news of a
+    # change still on its way needs no waiting for (``settled=False``)
+    mark = await storage.change_mark(mailbox.id, settled=False)
     peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
     cached = _listings.get(storage, mailbox)
     if cached is None:
+        floor = None if read_only else await storage.claim_recent(mailbox.id)
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
         modseq = fresh.highestmodseq
         by_uid = {e.uid: e for e in await storage.list_mail(mailbox.id)}
     else:
         since, previous = cached
-        # Both reads are queued at once: one wait instead of two (SQLite runs them in one
-        # round of its database thread, in one read transaction).
-        (modseq, changed, expunged), found = await asyncio.gather(
-            storage.mail_changes(mailbox.id, since), storage.get_mailbox_by_id(mailbox.id))
+        # the claim, the row and the changes since: one call (PostgreSQL: one statement)
+        found, (modseq, changed, expunged), floor = await storage.open_mailbox(
+            mailbox.id, since, claim=not read_only)
         by_uid = dict(previous)
         for uid in expunged:
             by_uid.pop(uid, None)

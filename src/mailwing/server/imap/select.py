@@ -63,6 +63,7 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
         view.track_recent = False
         view.recent.clear()
     s.view = view
+    s.caught_up = True  # open_view read it all after taking its mark: no catch-up yet
     flags = view.flag_list  # every keyword in use (RFC 3501 section 7.2.6)
     s.send(responses.flags(flags))
     s.send(responses.exists(view.exists))
