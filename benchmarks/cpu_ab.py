@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""IMAP A/B with a CPU split: two mailwing source trees on one database, rounds alternating.
+"""IMAP or POP3 A/B with a CPU split: two mailwing trees on one database, rounds alternating.
 
 Why: on a shared machine throughput moves with everyone else's load, while CPU seconds per
 session barely do. With PostgreSQL on the same cores the server's cost is not only its
@@ -7,9 +7,10 @@ workers: every statement also runs a backend. So per round this prints sessions/
 CPU milliseconds per session of the worker processes, of the PostgreSQL backends serving
 them (found by the client ports of the workers' sockets) and of the load generator.
 
-Example: ``benchmarks/imap_ab.py --old /work/main/src --new src --backend postgresql
---clients 10 --rounds 4`` (the issue's session: LOGIN, SELECT, FETCH 1:* (FLAGS RFC822.SIZE
-ENVELOPE), FETCH 1:* BODY.PEEK[], STORE, LOGOUT; ``--users`` mailboxes of ``--messages``).
+Example: ``benchmarks/cpu_ab.py --old /work/main/src --new src --backend postgresql
+--clients 10 --rounds 4`` (IMAP: the issue's session, LOGIN, SELECT, FETCH 1:* (FLAGS
+RFC822.SIZE ENVELOPE), FETCH 1:* BODY.PEEK[], STORE, LOGOUT; ``--protocol pop3``: USER/PASS,
+LIST, RETR of each message, QUIT; ``--users`` mailboxes of ``--messages``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import imap_load
+import pop3load
 from imap_bench import DOMAIN, PASSWORD, MailwingImap, make_message
-from imap_load import run_load, set_workload, warm_logins
-from pop3_bench import postgres_database
+from pop3_bench import Mailwing, postgres_database
 
 _TCK = os.sysconf("SC_CLK_TCK")
 _PG_PORT_HEX = f":{5432:04X}"
@@ -82,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--old", required=True, help="the 'old' tree's src folder (PYTHONPATH)")
     p.add_argument("--new", required=True, help="the 'new' tree's src folder (PYTHONPATH)")
+    p.add_argument("--protocol", choices=["imap", "pop3"], default="imap")
     p.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
     p.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--clients", type=int, default=10)
@@ -96,7 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    set_workload("issue")
+    imap_load.set_workload("issue")
+    imap = args.protocol == "imap"
+    kind = MailwingImap if imap else Mailwing
+    run_load = imap_load.run_load if imap else pop3load.run_load
+    warm_logins = imap_load.warm_logins if imap else pop3load.warm_logins
     trees = {"old": str(Path(args.old).resolve()), "new": str(Path(args.new).resolve())}
     root = Path(tempfile.mkdtemp(prefix="mailwing-imap-ab-"))
     with contextlib.ExitStack() as stack:
@@ -108,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(1)
         mail = {u: [make_message(rng, u, n + 1, args.size) for n in range(args.messages)]
                 for u in users}
-        MailwingImap(root, url).populate(mail)  # with this interpreter's mailwing
-        servers: dict[str, MailwingImap] = {}
+        kind(root, url).populate(mail)  # with this interpreter's mailwing
+        servers: dict[str, Mailwing] = {}
         for name, src in trees.items():
             os.environ["PYTHONPATH"] = src  # inherited by the server it starts
             home = root / name
             shutil.copytree(root / "data", home / "data")  # SQLite: a copy each
-            server = MailwingImap(home, url if args.backend == "postgresql"
+            server = kind(home, url if args.backend == "postgresql"
                                   else f"sqlite:///{home / 'data' / 'mailwing.db'}")
             server.auth_extra = "cache_ttl = 36000\n"  # the mail path, not Argon2id
             stack.callback(server.stop)
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             warm_logins("127.0.0.1", server.port, creds, rounds=8 * args.workers)
             run_load("127.0.0.1", server.port, creds, 2.0, 2)
-        keys = ("cmds/s", "server ms", "pg ms", "load ms")
+        keys = ("sessions/s", "server ms", "pg ms", "load ms")
         figures: dict[str, dict[str, list[float]]] = {
             n: {k: [] for k in keys} for n in servers}
         for r in range(args.rounds):
@@ -138,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                 srv1, pg1 = split_cpu(server.proc.pid)
                 per = 1000 / max(1, load.sessions)
                 got = figures[name]
-                got["cmds/s"].append(load.ops_per_s)
+                got["sessions/s"].append(load.sessions_per_s)
                 got["server ms"].append((srv1 - srv0) * per)
                 got["pg ms"].append((pg1 - pg0) * per)
                 got["load ms"].append((load1.ru_utime + load1.ru_stime - load0.ru_utime
                                        - load0.ru_stime) * per)
-                print(f"round {r + 1} {name}: {load.ops_per_s:.0f} cmds/s "
+                print(f"round {r + 1} {name}: {load.sessions_per_s:.1f} sessions/s "
                       f"({load.errors} errors), CPU ms per session: server "
                       f"{got['server ms'][-1]:.2f}, postgres {got['pg ms'][-1]:.2f}, "
                       f"load {got['load ms'][-1]:.2f}", flush=True)
