@@ -318,12 +318,19 @@ class ScriptedStorage:
         return await self._read(self._mail_changes_script, mailbox_id, since_modseq)
 
     async def open_mailbox(
-        self, mailbox_id: int, since_modseq: int, *, claim: bool
+        self, mailbox_id: int, since_modseq: int, *, claim: bool,
+        named: tuple[int, str, int] | None = None,
     ) -> tuple[Mailbox | None, Changes, int | None]:
-        """The claim, then both reads queued at once: one wait instead of two (SQLite runs
-        them in one round of its database thread, in one read transaction)."""
+        """The name check (the lookup by name the caller skipped), the claim, then both
+        reads queued at once: one wait instead of two (SQLite runs them in one round of its
+        database thread, in one read transaction)."""
         import asyncio  # lazily: see the module docstring
 
+        if named is not None:
+            user_id, name, uidvalidity = named
+            box = await self.get_mailbox(user_id, name)
+            if box is None or (box.id, box.uidvalidity) != (mailbox_id, uidvalidity):
+                raise NotFound(f"mailbox {mailbox_id} is no longer {name!r}")
         floor = await self.claim_recent(mailbox_id) if claim else None
         changes, found = await asyncio.gather(self.mail_changes(mailbox_id, since_modseq),
                                               self.get_mailbox_by_id(mailbox_id))

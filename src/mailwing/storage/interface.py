@@ -366,14 +366,18 @@ class Storage(Protocol):
         sessions' appends, flag changes and expunges."""
 
     async def open_mailbox(
-        self, mailbox_id: int, since_modseq: int, *, claim: bool
+        self, mailbox_id: int, since_modseq: int, *, claim: bool,
+        named: tuple[int, str, int] | None = None,
     ) -> tuple[Mailbox | None, tuple[int, list[MailEntry], list[int]], int | None]:
         """What an IMAP SELECT of a mailbox whose listing the process kept (as of
         ``since_modseq``) reads after its change mark: with ``claim``, the \\Recent claim
         first (:meth:`claim_recent`'s floor; None without ``claim``), then the mailbox's row
         (None if gone meanwhile) and :meth:`mail_changes` since ``since_modseq``. NotFound
-        for a missing mailbox. PostgreSQL reads it all in one statement when there is
-        nothing to claim (every SELECT of a mailbox without new mail)."""
+        for a missing mailbox. ``named`` (user id, name, UIDVALIDITY): the caller guessed
+        the mailbox from the name it was last listed under; NotFound, and nothing claimed,
+        unless it is still that user's mailbox of that name and UIDVALIDITY. PostgreSQL
+        reads it all in one statement when there is nothing to claim (every SELECT of a
+        mailbox without new mail)."""
 
     async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         """UIDs expunged with a MODSEQ above ``since_modseq``, ascending (RFC 7162 VANISHED),

@@ -177,15 +177,17 @@ class PostgresStorage(ScriptedStorage):
         return entries, changes, floor
 
     async def open_mailbox(
-        self, mailbox_id: int, since_modseq: int, *, claim: bool
+        self, mailbox_id: int, since_modseq: int, *, claim: bool,
+        named: tuple[int, str, int] | None = None,
     ) -> tuple[Mailbox | None, Changes, int | None]:
         """One statement (:func:`.scripts.open_mailbox`) instead of three (the claim's read,
-        the catch-up, the mailbox row). When it finds something to claim, the claim comes
+        the catch-up, the mailbox row; with ``named``, four: the lookup by name too, which
+        the statement checks instead). When it finds something to claim, the claim comes
         first, as everywhere (UIDs appended between these reads and a later claim would be
         claimed without being listed): the claim, then the reads again, as many statements
         as the shared way."""
         read: tuple[Mailbox, Changes, int | None] = await self._read(
-            open_mailbox, mailbox_id, since_modseq)
+            open_mailbox, mailbox_id, since_modseq, named)
         box: Mailbox | None = read[0]
         changes, floor = read[1], read[2]
         if not claim:

@@ -172,7 +172,7 @@ WITH b AS MATERIALIZED (
     CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint >= x.vanished_floor
       THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2::bigint
                  AND modseq <= x.highestmodseq ORDER BY uid) END AS gone{box_cte}
-  FROM mailboxes x WHERE x.id = $1
+  FROM mailboxes x WHERE x.id = $1{named}
 )
 SELECT b.h, b.f, b.n,
   CASE WHEN e.rn IS NULL OR e.rn = 1 THEN b.live END,
@@ -185,13 +185,18 @@ FROM b LEFT JOIN LATERAL (
 ) e ON true
 ORDER BY e.uid
 """
-_MAIL_CHANGES = _CHANGES_TEMPLATE.format(box_cte="", box="", mail=MAIL_COLUMNS)
+_MAIL_CHANGES = _CHANGES_TEMPLATE.format(box_cte="", box="", named="", mail=MAIL_COLUMNS)
 #: the mailbox row as ``MAILBOX_COLUMNS`` gives it, then its \\Recent floor
-_OPEN_MAILBOX = _CHANGES_TEMPLATE.format(
-    box_cte=",\n    x.id AS i, x.user_id AS u, x.name AS nm, x.uidvalidity AS v,"
+_BOX_CTE = (",\n    x.id AS i, x.user_id AS u, x.name AS nm, x.uidvalidity AS v,"
             " x.special_use AS su, EXISTS (SELECT 1 FROM subscriptions s"
-            " WHERE s.user_id = x.user_id AND s.name = x.name) AS sub, x.recent_floor AS r",
-    box="\n  b.i, b.u, b.nm, b.v, b.n, b.h, b.su, b.sub, b.r,", mail=MAIL_COLUMNS)
+            " WHERE s.user_id = x.user_id AND s.name = x.name) AS sub, x.recent_floor AS r")
+_BOX = "\n  b.i, b.u, b.nm, b.v, b.n, b.h, b.su, b.sub, b.r,"
+_OPEN_MAILBOX = _CHANGES_TEMPLATE.format(box_cte=_BOX_CTE, box=_BOX, named="", mail=MAIL_COLUMNS)
+#: the same, only while the mailbox is still that user's ($3) of that name ($4) and
+#: UIDVALIDITY ($5): the lookup by name the caller skipped
+_OPEN_NAMED = _CHANGES_TEMPLATE.format(
+    box_cte=_BOX_CTE, box=_BOX, mail=MAIL_COLUMNS,
+    named=" AND x.user_id = $3 AND x.name = $4 AND x.uidvalidity = $5")
 _BOX_WIDTH = 9  # the columns ``box`` adds to _OPEN_MAILBOX's rows
 
 
@@ -221,13 +226,17 @@ def mail_changes(
 
 
 def open_mailbox(
-    mailbox_id: int, since_modseq: int
+    mailbox_id: int, since_modseq: int, named: tuple[int, str, int] | None = None
 ) -> Script[tuple[Mailbox, tuple[int, list[MailEntry], list[int]], int | None]]:
     """The mailbox's row, :func:`mail_changes` and the \\Recent floor a claim would return
     when it would not raise it (``recent_claimed``; None when there is something to claim),
     in one statement: one snapshot, as a claim that finds nothing and the reads after it
-    would have seen had nothing committed in between."""
-    rows = yield q(_OPEN_MAILBOX, mailbox_id, since_modseq)
+    would have seen had nothing committed in between. ``named``: (user id, name,
+    UIDVALIDITY) the mailbox must still have (NotFound otherwise)."""
+    if named is None:
+        rows = yield q(_OPEN_MAILBOX, mailbox_id, since_modseq)
+    else:
+        rows = yield q(_OPEN_NAMED, mailbox_id, since_modseq, *named)
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
     first = rows[0]
