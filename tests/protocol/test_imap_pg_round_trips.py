@@ -4,9 +4,10 @@ a round trip and a backend's wake-up on the same cores as the workers).
 
 Pinned here, for a mailbox whose listing the process kept: a SELECT is one statement, which
 checks that the mailbox still has the name and reads its ``\\Recent`` claim, row and changes
-(its change mark needs no sync on the LISTEN connection, and no catch-up follows it); a FETCH after it is the LISTEN
-connection's sync alone (nothing changed: no catch-up query); a STORE that changes nothing
-in a mailbox where nothing changed is that sync and the STORE's read, without a catch-up.
+(its change mark needs no sync on the LISTEN connection, and no catch-up follows it); a FETCH
+after it is the LISTEN connection's sync alone (nothing changed: no catch-up query); a STORE
+that changes nothing in a mailbox where nothing changed is that sync and the STORE's read,
+without a catch-up.
 """
 
 from __future__ import annotations
