@@ -106,3 +106,28 @@ async def test_issue_session_statements(port: int, sent: list[str]) -> None:
     assert seen["FETCH"] == [SYNC]
     store = seen["STORE"]
     assert store[0] == SYNC and len(store) == 2, store  # the sync and the STORE's read
+
+
+async def test_select_by_a_remembered_name_follows_renames(port: int, sent: list[str]) -> None:
+    """The SELECT that skips the lookup by name falls back to it when the mailbox last
+    listed under the name has another name now, or another mailbox has it."""
+    def client() -> list[tuple[str, list[Any]]]:
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+        c.login("q@example.test", "pw")
+        out = []
+        assert c.create("Work")[0] == "OK"
+        c.select("INBOX")
+        assert c.copy("1:2", "Work")[0] == "OK"
+        out.append(c.select("Work"))  # listed: remembered as "Work"
+        out.append(c.select("Work"))  # by the remembered name
+        assert c.rename("Work", "Play")[0] == "OK"
+        out.append(c.select("Work"))
+        out.append(c.select("Play"))
+        assert c.create("Work")[0] == "OK"
+        out.append(c.select("Work"))
+        c.logout()
+        return out
+
+    answers = await asyncio.to_thread(client)
+    assert answers == [("OK", [b"2"]), ("OK", [b"2"]), ("NO", answers[2][1]),
+                       ("OK", [b"2"]), ("OK", [b"0"])]

@@ -37,3 +37,30 @@ async def test_open_mailbox_answers_as_its_parts(storage: Storage, user: User) -
         await storage.open_mailbox(987_654, 0, claim=True)
     with pytest.raises(NotFound):
         await storage.open_mailbox(987_654, 0, claim=False)
+
+
+async def test_open_mailbox_by_a_guessed_name_checks_it_first(storage: Storage, user: User
+                                                              ) -> None:
+    """``named``: the caller skipped the lookup by name. A mailbox that no longer has that
+    name (renamed, or another one re-created under it) is NotFound, and nothing in it is
+    claimed; one that still has it answers as without ``named``."""
+    box = await storage.create_mailbox(user.id, "Work")
+    content = await storage.store_content(b"Subject: named\r\n\r\n")
+    await storage.append(content, [Delivery(box.id)])
+    named = (user.id, "Work", box.uidvalidity)
+    found, changes, floor = await storage.open_mailbox(box.id, 0, claim=True, named=named)
+    assert floor == 1 and found is not None and found.name == "Work"
+    assert [e.uid for e in changes[1]] == [1]
+    await storage.append(content, [Delivery(box.id)])  # UID 2, not claimed yet
+    await storage.rename_mailbox(user.id, "Work", "Play")
+    for guess in (named, (user.id, "Play", box.uidvalidity + 1), (user.id + 1, "Play",
+                                                                  box.uidvalidity)):
+        with pytest.raises(NotFound):
+            await storage.open_mailbox(box.id, 0, claim=True, named=guess)
+    assert await storage.claim_recent(box.id) == 2  # UID 2 was left for this claim
+    again = await storage.create_mailbox(user.id, "Work")
+    with pytest.raises(NotFound):
+        await storage.open_mailbox(box.id, 0, claim=False, named=named)
+    found, _, _ = await storage.open_mailbox(
+        again.id, 0, claim=False, named=(user.id, "Work", again.uidvalidity))
+    assert found is not None and found.id == again.id
