@@ -249,3 +249,52 @@ async def test_store_and_its_catch_up_are_two_statements_outside_transactions(
     assert [in_transaction for _, in_transaction in sent] == [False, False]
     assert [e.uid for e in changed] == [1] and modseq > highest and gone == []
     assert [(e.uid, e.flags) for e in entries] == [(1, {"\\Seen"})] and floor is None
+
+
+async def test_open_mailbox_is_one_statement_when_nothing_is_to_claim(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """A SELECT of a mailbox whose listing the process kept: the claim's read, the mailbox
+    row and the catch-up were three statements; with nothing new to claim, one. With new
+    mail the claim comes first, then the reads: as many statements as before."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    assert await pg.claim_recent(box) == 1
+    await pg.set_flags(box, [1], ["\\Seen"], "add")
+    sent.clear()
+    found, changes, floor = await pg.open_mailbox(box, 0, claim=True)
+    assert len(sent) == 1 and not sent[0][1]
+    assert found == await pg.get_mailbox_by_id(box) and floor == 2
+    assert changes == await pg.mail_changes(box, 0)
+    await pg.append(content, [Delivery(box)])  # UID 2: new, to be claimed
+    highest = changes[0]
+    sent.clear()
+    found, changes, floor = await pg.open_mailbox(box, highest, claim=True)
+    assert len(sent) == 4  # the read finding UID 2, the claim, then the two reads again
+    assert floor == 2 and found is not None and found.uidnext == 3
+    assert [e.uid for e in changes[1]] == [2]
+    assert await pg.claim_recent(box) == 3  # claimed by the call above
+    sent.clear()
+    found, changes, floor = await pg.open_mailbox(box, highest, claim=False)
+    assert len(sent) == 1 and floor is None and [e.uid for e in changes[1]] == [2]
+
+
+async def test_select_takes_its_mark_without_a_sync_and_refresh_with_one(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """SELECT reads everything after its change mark, so the mark needs no sync round trip
+    on the LISTEN connection; the catch-up before the next command still syncs, and skips
+    its query when nothing changed."""
+    from mailwing.services.imap_selected import open_view, refresh
+
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    mailbox = await pg.get_mailbox_by_id(box)
+    await open_view(pg, mailbox, read_only=False)  # lists the mailbox, keeps the listing
+    sent.clear()
+    view = await open_view(pg, mailbox, read_only=False)
+    assert [s for s, _ in sent if s == "SELECT 1"] == [] and len(sent) == 1
+    assert view.uids == [1] and view.change_mark is not None
+    sent.clear()
+    await refresh(pg, view)
+    assert [s for s, _ in sent] == ["SELECT 1"]  # the sync, no catch-up query

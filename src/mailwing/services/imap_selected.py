@@ -37,7 +37,6 @@ them again they match what the view holds and produce nothing.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import weakref
 from collections import OrderedDict
@@ -45,6 +44,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mailwing.model import Mailbox, MailEntry
+from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import Storage
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "SelectedView",
     "Update",
     "caught_up",
+    "open_known_view",
     "open_view",
     "refresh",
     "wire_flags",
@@ -376,8 +377,11 @@ class _ListingCache:
 
     def __init__(self) -> None:
         self._by_storage: weakref.WeakKeyDictionary[
-            Storage, OrderedDict[tuple[int, int], tuple[int, dict[int, MailEntry]]]
+            Storage, OrderedDict[tuple[int, int], tuple[int, dict[int, MailEntry], Mailbox]]
         ] = weakref.WeakKeyDictionary()
+        #: (user id, name) -> the mailbox row last listed under that name, per storage
+        self._names: weakref.WeakKeyDictionary[
+            Storage, dict[tuple[int, str], Mailbox]] = weakref.WeakKeyDictionary()
 
     def get(self, storage: Storage, mailbox: Mailbox) -> tuple[int, dict[int, MailEntry]] | None:
         lru = self._by_storage.get(storage)
@@ -385,46 +389,81 @@ class _ListingCache:
         if lru is None or key not in lru:
             return None
         lru.move_to_end(key)
-        return lru[key]
+        modseq, entries, _ = lru[key]
+        return modseq, entries
+
+    def named(self, storage: Storage, user_id: int, name: str) -> Mailbox | None:
+        """The row of the mailbox last listed as ``name`` of that user, if its listing is
+        kept: only a guess (it may have been renamed, deleted or re-created since)."""
+        names = self._names.get(storage)
+        return names.get((user_id, name)) if names is not None else None
 
     def put(self, storage: Storage, mailbox: Mailbox, modseq: int,
             entries: dict[int, MailEntry]) -> None:
         lru = self._by_storage.setdefault(storage, OrderedDict())
+        names = self._names.setdefault(storage, {})
         key = (mailbox.id, mailbox.uidvalidity)
-        lru[key] = (modseq, entries)
+        lru[key] = (modseq, entries, mailbox)
         lru.move_to_end(key)
+        names[(mailbox.user_id, mailbox.name)] = mailbox
         while len(lru) > self.SIZE:
-            lru.popitem(last=False)
+            _, (_, _, gone) = lru.popitem(last=False)
+            if names.get((gone.user_id, gone.name)) is gone:
+                del names[(gone.user_id, gone.name)]
 
 
 _listings = _ListingCache()
 
 
-async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool) -> SelectedView:
+async def open_known_view(storage: Storage, user_id: int, name: str, *, read_only: bool
+                          ) -> SelectedView | None:
+    """SELECT/EXAMINE of the mailbox this process last listed as ``name`` (canonical) of
+    that user, without looking it up by name first: :func:`open_view` checks in its read
+    that the mailbox still has that name, owner and UIDVALIDITY (PostgreSQL: in its one
+    statement, before any claim). None when no listing is kept under that name or it names
+    another mailbox (or none) now: the caller then looks it up by name."""
+    known = _listings.named(storage, user_id, name)
+    if known is None:
+        return None
+    try:
+        return await open_view(storage, known, read_only=read_only, named=True)
+    except NotFound:
+        return None
+
+
+async def open_view(storage: Storage, mailbox: Mailbox, *, read_only: bool,
+                    named: bool = False) -> SelectedView:
     """SELECT/EXAMINE: counters, \\Recent claim and the listing, so that nothing between is
     lost (a change made in between is reported again by the next :func:`refresh` and matched
     harmlessly). The listing comes from :class:`_ListingCache` plus the changes since it was
-    taken when the mailbox was selected before in this process."""
-    mark = await storage.change_mark(mailbox.id)  # before anything is read: see refresh()
-    floor = None if read_only else await storage.claim_recent(mailbox.id)
-    peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
+    taken when the mailbox was selected before in this process. ``named``: ``mailbox`` is
+    a guess (:func:`open_known_view`); NotFound unless it still is that user's mailbox of
+    that name, and nothing claimed then."""
     cached = _listings.get(storage, mailbox)
+    if named and cached is None:
+        raise NotFound(f"no listing kept for mailbox {mailbox.id}")
+    # before anything is read (see refresh()); everything is read after it, so news of a
+    # change still on its way needs no waiting for (``settled=False``)
+    mark = await storage.change_mark(mailbox.id, settled=False)
+    peeked = (await storage.mailbox_counts(mailbox.id)).recent if read_only else 0
     if cached is None:
+        floor = None if read_only else await storage.claim_recent(mailbox.id)
         fresh = await storage.get_mailbox_by_id(mailbox.id) or mailbox
         modseq = fresh.highestmodseq
         by_uid = {e.uid: e for e in await storage.list_mail(mailbox.id)}
     else:
         since, previous = cached
-        # Both reads are queued at once: one wait instead of two (SQLite runs them in one
-        # round of its database thread, in one read transaction).
-        (modseq, changed, expunged), found = await asyncio.gather(
-            storage.mail_changes(mailbox.id, since), storage.get_mailbox_by_id(mailbox.id))
+        # the claim, the row and the changes since: one call (PostgreSQL: one statement)
+        found, (modseq, changed, expunged), floor = await storage.open_mailbox(
+            mailbox.id, since, claim=not read_only,
+            named=(mailbox.user_id, mailbox.name, mailbox.uidvalidity) if named else None)
         by_uid = dict(previous)
         for uid in expunged:
             by_uid.pop(uid, None)
         by_uid.update((e.uid, e) for e in changed)  # SelectedView sorts by UID
         fresh = found or mailbox
-    _listings.put(storage, mailbox, modseq, by_uid)
+    _listings.put(storage, fresh if fresh.uidvalidity == mailbox.uidvalidity else mailbox,
+                  modseq, by_uid)
     view = SelectedView(fresh, list(by_uid.values()), read_only=read_only, modseq=modseq,
                         recent_floor=floor)
     if peeked:  # recent UIDs are the highest ones (at or above the mailbox's floor)

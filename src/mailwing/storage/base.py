@@ -10,9 +10,9 @@ writer and reader, and ``close``. Input validation errors (a malformed address) 
 :class:`~mailwing.storage.notify.ChangeWaiters` that its transport wakes) and
 ``_start_listening`` (open that transport lazily, on the first wait).
 
-``asyncio`` is imported by :meth:`ScriptedStorage.wait_for_change` only: the other methods
-never touch the event loop themselves, and the direct SQLite storage of ``mailwing deliver``
-(:mod:`mailwing.storage.sqlite.direct`, issue #9) runs them without one.
+``asyncio`` is imported by :meth:`ScriptedStorage.wait_for_change` and ``open_mailbox`` only:
+the other methods never touch the event loop themselves, and the direct SQLite storage of
+``mailwing deliver`` (:mod:`mailwing.storage.sqlite.direct`, issue #9) runs them without one.
 """
 
 from __future__ import annotations
@@ -328,6 +328,25 @@ class ScriptedStorage:
     ) -> tuple[int, list[MailEntry], list[int]]:
         return await self._read(self._mail_changes_script, mailbox_id, since_modseq)
 
+    async def open_mailbox(
+        self, mailbox_id: int, since_modseq: int, *, claim: bool,
+        named: tuple[int, str, int] | None = None,
+    ) -> tuple[Mailbox | None, Changes, int | None]:
+        """The name check (the lookup by name the caller skipped), the claim, then both
+        reads queued at once: one wait instead of two (SQLite runs them in one round of its
+        database thread, in one read transaction)."""
+        import asyncio  # lazily: see the module docstring
+
+        if named is not None:
+            user_id, name, uidvalidity = named
+            box = await self.get_mailbox(user_id, name)
+            if box is None or (box.id, box.uidvalidity) != (mailbox_id, uidvalidity):
+                raise NotFound(f"mailbox {mailbox_id} is no longer {name!r}")
+        floor = await self.claim_recent(mailbox_id) if claim else None
+        changes, found = await asyncio.gather(self.mail_changes(mailbox_id, since_modseq),
+                                              self.get_mailbox_by_id(mailbox_id))
+        return found, changes, floor
+
     async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         return await self._read(scripts_vanished.vanished_since, mailbox_id, since_modseq)
 
@@ -406,8 +425,8 @@ class ScriptedStorage:
         size = await self._read(scripts_admin.database_size, self.SIZE_SQL)
         return StorageStats(self.BACKEND, size, contents, content_bytes)
 
-    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
-                          ) -> Hashable | None:
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None,
+                          *, settled: bool = True) -> Hashable | None:
         """None: by default a backend cannot tell cheaply (SQLite's catch-up query is an
         in-process read anyway); PostgreSQL answers from its LISTEN connection."""
         return None

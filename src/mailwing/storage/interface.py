@@ -376,6 +376,20 @@ class Storage(Protocol):
         with modseq > since ascending). What a session needs to catch up with other
         sessions' appends, flag changes and expunges."""
 
+    async def open_mailbox(
+        self, mailbox_id: int, since_modseq: int, *, claim: bool,
+        named: tuple[int, str, int] | None = None,
+    ) -> tuple[Mailbox | None, tuple[int, list[MailEntry], list[int]], int | None]:
+        """What an IMAP SELECT of a mailbox whose listing the process kept (as of
+        ``since_modseq``) reads after its change mark: with ``claim``, the \\Recent claim
+        first (:meth:`claim_recent`'s floor; None without ``claim``), then the mailbox's row
+        (None if gone meanwhile) and :meth:`mail_changes` since ``since_modseq``. NotFound
+        for a missing mailbox. ``named`` (user id, name, UIDVALIDITY): the caller guessed
+        the mailbox from the name it was last listed under; NotFound, and nothing claimed,
+        unless it is still that user's mailbox of that name and UIDVALIDITY. PostgreSQL
+        reads it all in one statement when there is nothing to claim (every SELECT of a
+        mailbox without new mail)."""
+
     async def vanished_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         """UIDs expunged with a MODSEQ above ``since_modseq``, ascending (RFC 7162 VANISHED),
         or None when that history has been pruned (:meth:`prune_expunged`) and the list
@@ -407,8 +421,8 @@ class Storage(Protocol):
         of one read (file open, thread hop, round trip) per content. Callers bound the total
         size (:data:`mailwing.services.imap_fetch.BATCH_OCTETS`)."""
 
-    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
-                          ) -> Hashable | None:
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None,
+                          *, settled: bool = True) -> Hashable | None:
         """A cheap token for "has this mailbox changed?": equal to an earlier mark of the same
         mailbox only if no change to it (a HIGHESTMODSEQ rise, or its deletion) committed
         after that earlier mark was taken, counting every change committed (by any process or
@@ -417,7 +431,12 @@ class Storage(Protocol):
         skips the next catch-up when the next mark is equal. ``since``: the caller's previous
         mark, which lets the backend answer a different mark sooner when it already knows
         of a change (a later mark may then differ again without a change: never the other
-        way round)."""
+        way round).
+
+        ``settled=False``: the caller reads the mailbox *after* this call (SELECT), so the
+        mark need not count changes whose news is still on its way: such a change committed
+        before that read, and its late news only makes the next mark differ (one catch-up
+        more, never one missed). PostgreSQL then skips its sync round trip."""
 
     async def wait_for_change(self, mailbox_id: int, since_modseq: int, timeout: float) -> bool:
         """Return True as soon as the mailbox's HIGHESTMODSEQ exceeds ``since_modseq`` (a

@@ -33,8 +33,15 @@ from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.rev2 import rev2
 from mailwing.server.imap.base import Done, Handler, SessionState, flags_response, unavailable
 from mailwing.server.imap.mailboxes import find_mailbox
+from mailwing.services import imap_mailboxes as mb
 from mailwing.services.imap_condstore import prune_history, resync
-from mailwing.services.imap_selected import SYSTEM_FLAGS, SelectedView, open_view, refresh
+from mailwing.services.imap_selected import (
+    SYSTEM_FLAGS,
+    SelectedView,
+    open_known_view,
+    open_view,
+    refresh,
+)
 from mailwing.services.imap_status import status_values
 from mailwing.services.objectid import mailbox_id
 from mailwing.storage.errors import StorageError
@@ -54,15 +61,13 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
         return Done("BAD", texts.BAD_SEQ_MATCH)
     if cmd.condstore:
         s.enable_condstore()
-    box = await find_mailbox(s, cmd.mailbox)
-    try:
-        view = await open_view(s.ctx.storage, box, read_only=cmd.readonly)
-    except StorageError as exc:
-        raise unavailable() from exc
+    view = await _open(s, cmd)
+    box = view.mailbox
     if imap4rev2:  # no \Recent in IMAP4rev2 (RFC 9051 Appendix E)
         view.track_recent = False
         view.recent.clear()
     s.view = view
+    s.caught_up = True  # open_view read it all after taking its mark: no catch-up yet
     flags = view.flag_list  # every keyword in use (RFC 3501 section 7.2.6)
     s.send(responses.flags(flags))
     s.send(responses.exists(view.exists))
@@ -84,6 +89,28 @@ async def select(s: SessionState, cmd: c.Select) -> Done:
         await _resync(s, view, cmd.qresync)
     mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
     return Done("OK", texts.COMPLETED.format("EXAMINE" if cmd.readonly else "SELECT"), mode)
+
+
+async def _open(s: SessionState, cmd: c.Select) -> SelectedView:
+    """The view of the mailbox ``cmd`` names: when this process keeps the listing of the
+    mailbox last listed under that name, that one, checked to still have the name in the
+    read that opens it (:func:`open_known_view`: on PostgreSQL one statement instead of the
+    lookup by name and that read); otherwise looked up by name first."""
+    storage = s.ctx.storage
+    try:
+        canonical: str | None = mb.canonical(cmd.mailbox)
+    except mb.InvalidName:
+        canonical = None  # find_mailbox says NO
+    try:
+        if canonical is not None:
+            view = await open_known_view(storage, s.require_user().id, canonical,
+                                         read_only=cmd.readonly)
+            if view is not None:
+                return view
+        box = await find_mailbox(s, cmd.mailbox)
+        return await open_view(storage, box, read_only=cmd.readonly)
+    except StorageError as exc:
+        raise unavailable() from exc
 
 
 async def _resync(s: SessionState, view: SelectedView, params: c.QresyncParams) -> None:

@@ -27,6 +27,7 @@ is followed by pruning the mailbox's expunged-UID memory to ``limits.expunged_re
 
 from __future__ import annotations
 
+from mailwing.model import MailEntry
 from mailwing.proto.imap import commands as c
 from mailwing.proto.imap import responses, texts
 from mailwing.proto.imap.responses import Code
@@ -47,6 +48,7 @@ from mailwing.services.imap_selected import RECENT, SelectedView, caught_up, ref
 from mailwing.storage.common import clean_flags
 from mailwing.storage.errors import NotFound, OverQuota, StorageError
 from mailwing.storage.interface import FlagMode
+from mailwing.storage.scripts_catchup import Changes
 
 __all__ = ["HANDLERS"]
 
@@ -75,6 +77,25 @@ def _noop_here(view: SelectedView, pairs: list[tuple[int, int]], flags: list[str
     return all(wanted == entries[u].flags for _, u in pairs)
 
 
+async def _store_quietly(s: SessionState, view: SelectedView, uids: list[int],
+                         flags: list[str], cmd: c.Store
+                         ) -> tuple[tuple[list[MailEntry], list[int]], Changes, int | None]:
+    """A STORE this session expects to change nothing, in a mailbox whose change mark says
+    nothing changed since the last catch-up (``+FLAGS (\\Seen)`` on messages already seen):
+    the STORE alone, and the catch-up only if it did change something after all. Nothing
+    committed by anyone else since that catch-up is missed: a change committed after the
+    mark was taken makes the next mark differ. Saves PostgreSQL a statement; a backend
+    without marks (SQLite) never comes here."""
+    storage = s.ctx.storage
+    result = await storage.set_flags(view.mailbox_id, uids, flags, _MODES[cmd.mode],
+                                     unchanged_since=cmd.unchanged_since, expect_noop=True)
+    if result[0]:
+        changes, floor = await storage.catch_up(view.mailbox_id, view.modseq,
+                                                claim_from=view.claim_from)
+        return result, changes, floor
+    return result, (view.modseq, [], []), None
+
+
 def _writable(view: SelectedView) -> None:
     if view.read_only:
         raise Refusal("NO", texts.READ_ONLY, "READ-ONLY")
@@ -95,12 +116,18 @@ async def store(s: SessionState, cmd: c.Store) -> Done:
         try:
             # the catch-up that follows every command, in the STORE's own transaction
             mark = await storage.change_mark(view.mailbox_id, view.change_mark)
+            quiet = mark is not None and mark == view.change_mark
             view.change_mark = None  # until the catch-up below is complete
-            (changed, modified), changes, floor = await storage.set_flags_with_changes(
-                view.mailbox_id, [u for _, u in pairs], flags, _MODES[cmd.mode],
-                since_modseq=view.modseq, claim_from=view.claim_from,
-                unchanged_since=cmd.unchanged_since,
-                expect_noop=_noop_here(view, pairs, flags, cmd.mode))
+            uids = [u for _, u in pairs]
+            noop = _noop_here(view, pairs, flags, cmd.mode)
+            if quiet and noop:
+                (changed, modified), changes, floor = await _store_quietly(
+                    s, view, uids, flags, cmd)
+            else:
+                (changed, modified), changes, floor = await storage.set_flags_with_changes(
+                    view.mailbox_id, uids, flags, _MODES[cmd.mode],
+                    since_modseq=view.modseq, claim_from=view.claim_from,
+                    unchanged_since=cmd.unchanged_since, expect_noop=noop)
         except StorageError as exc:  # a deleted mailbox too: sync_view's catch-up says BYE
             raise unavailable() from exc
         view.own_flags(changed)

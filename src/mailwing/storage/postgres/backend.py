@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 import asyncpg
 import asyncpg.pool
 
-from mailwing.model import ContentInfo, MailEntry
+from mailwing.model import ContentInfo, Mailbox, MailEntry
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
 from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, Outbound
@@ -47,6 +47,7 @@ from mailwing.storage.postgres.scripts import (
     claim_recent,
     expunge,
     mail_changes,
+    open_mailbox,
     set_flags,
 )
 from mailwing.storage.scripts_catchup import Changes, doomed
@@ -183,13 +184,36 @@ class PostgresStorage(ScriptedStorage):
         uids = doomed(deleted, highest_known, changes)
         return (await self.expunge(mailbox_id, uids) if uids else []), changes, floor
 
-    async def change_mark(self, mailbox_id: int, since: Hashable | None = None
-                          ) -> Hashable | None:
+    async def open_mailbox(
+        self, mailbox_id: int, since_modseq: int, *, claim: bool,
+        named: tuple[int, str, int] | None = None,
+    ) -> tuple[Mailbox | None, Changes, int | None]:
+        """One statement (:func:`.scripts.open_mailbox`) instead of three (the claim's read,
+        the catch-up, the mailbox row; with ``named``, four: the lookup by name too, which
+        the statement checks instead). When it finds something to claim, the claim comes
+        first, as everywhere (UIDs appended between these reads and a later claim would be
+        claimed without being listed): the claim, then the reads again, as many statements
+        as the shared way."""
+        read: tuple[Mailbox, Changes, int | None] = await self._read(
+            open_mailbox, mailbox_id, since_modseq, named)
+        box: Mailbox | None = read[0]
+        changes, floor = read[1], read[2]
+        if not claim:
+            return box, changes, None
+        if floor is None:
+            floor = await self._run(self._claim_recent_script(
+                mailbox_id, volatile=not self.fsync_flag_changes))
+            changes, box = await asyncio.gather(self.mail_changes(mailbox_id, since_modseq),
+                                                self.get_mailbox_by_id(mailbox_id))
+        return box, changes, floor
+
+    async def change_mark(self, mailbox_id: int, since: Hashable | None = None,
+                          *, settled: bool = True) -> Hashable | None:
         """From the LISTEN connection's notification counters (:meth:`.PgListener.mark`)."""
         if self._listener is None:
             return None
         with pg_errors():
-            return await self._listener.mark(mailbox_id, since)
+            return await self._listener.mark(mailbox_id, since, settled=settled)
 
     async def _save_unsaved(self) -> None:
         """Store the contents left by finished writers and not linked by :meth:`append`

@@ -102,20 +102,24 @@ class PgListener:
         self._generation += 1
         self._waiters.wake(None)  # they re-check now, and the next ensure() reconnects
 
-    async def mark(self, mailbox_id: int, since: object = None) -> tuple[int, int, int] | None:
+    async def mark(self, mailbox_id: int, since: object = None, *, settled: bool = True
+                   ) -> tuple[int, int, int] | None:
         """A value equal to an earlier mark of ``mailbox_id`` only if no notification for it
         arrived in between, taken after every notification committed before this call is
         in; None when the connection is not known to be healthy (see the module docstring).
 
         Only equality needs the sync round trip: when the counters already differ from
         ``since`` (the caller's previous mark), the caller will query anyway, and a
-        notification still on its way only makes its next mark differ once more."""
+        notification still on its way only makes its next mark differ once more. Nor does
+        a mark the caller reads the mailbox after (``settled=False``, SELECT): a change whose
+        notification is still on its way committed before that read, and the notification
+        only makes the next mark differ."""
         await self.ensure()
         generation = self._generation
         if not self._alive():
             return None
         current = (generation, self._epoch, self._counts.get(mailbox_id, 0))
-        if since is not None and current != since:
+        if (since is not None and current != since) or not settled:
             return current
         if not await self.sync() or generation != self._generation:
             return None

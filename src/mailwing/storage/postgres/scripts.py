@@ -24,9 +24,15 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from mailwing.model import ContentInfo, MailEntry
+from mailwing.model import ContentInfo, Mailbox, MailEntry
 from mailwing.storage import scripts
-from mailwing.storage.common import MAIL_COLUMNS, clean_flags, row_to_entry, utcnow
+from mailwing.storage.common import (
+    MAIL_COLUMNS,
+    clean_flags,
+    row_to_entry,
+    row_to_mailbox,
+    utcnow,
+)
 from mailwing.storage.errors import NotFound, OverQuota
 from mailwing.storage.interface import Delivery, FlagMode
 from mailwing.storage.notify import format_ids
@@ -37,7 +43,8 @@ from mailwing.storage.scripts_mail import _new_flags, _uid_list
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Changed, Query, Script, Volatile, q
 
-__all__ = ["Solo", "append", "claim_recent", "expunge", "mail_changes", "set_flags"]
+__all__ = ["Solo", "append", "claim_recent", "expunge", "mail_changes", "open_mailbox",
+           "set_flags"]
 
 
 class Solo(Query):
@@ -156,27 +163,56 @@ def set_flags(
 # ``b`` is the mailbox row with, when something changed after ``$2``, the expunged UIDs (or,
 # when those rows were pruned below ``$2``, every UID still present); they come with the
 # first row only, the entries changed (if any) one per row. One statement: one snapshot.
-_MAIL_CHANGES = f"""\
+# ``{box}``: more columns of the mailbox row (``open_mailbox``), after the first five.
+_CHANGES_TEMPLATE = """\
 WITH b AS MATERIALIZED (
   SELECT x.highestmodseq AS h, x.vanished_floor AS f, x.uidnext AS n,
     CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint < x.vanished_floor
       THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid) END AS live,
     CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint >= x.vanished_floor
       THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2::bigint
-                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
-  FROM mailboxes x WHERE x.id = $1
+                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone{box_cte}
+  FROM mailboxes x WHERE x.id = $1{named}
 )
 SELECT b.h, b.f, b.n,
   CASE WHEN e.rn IS NULL OR e.rn = 1 THEN b.live END,
-  CASE WHEN e.rn IS NULL OR e.rn = 1 THEN b.gone END,
+  CASE WHEN e.rn IS NULL OR e.rn = 1 THEN b.gone END,{box}
   e.*
 FROM b LEFT JOIN LATERAL (
-  SELECT {MAIL_COLUMNS}, row_number() OVER (ORDER BY m.uid) AS rn
+  SELECT {mail}, row_number() OVER (ORDER BY m.uid) AS rn
   FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
   WHERE b.h > $2::bigint AND m.mailbox_id = $1 AND m.modseq > $2::bigint AND m.modseq <= b.h
 ) e ON true
 ORDER BY e.uid
 """
+_MAIL_CHANGES = _CHANGES_TEMPLATE.format(box_cte="", box="", named="", mail=MAIL_COLUMNS)
+#: the mailbox row as ``MAILBOX_COLUMNS`` gives it, then its \\Recent floor
+_BOX_CTE = (",\n    x.id AS i, x.user_id AS u, x.name AS nm, x.uidvalidity AS v,"
+            " x.special_use AS su, EXISTS (SELECT 1 FROM subscriptions s"
+            " WHERE s.user_id = x.user_id AND s.name = x.name) AS sub, x.recent_floor AS r")
+_BOX = "\n  b.i, b.u, b.nm, b.v, b.n, b.h, b.su, b.sub, b.r,"
+_OPEN_MAILBOX = _CHANGES_TEMPLATE.format(box_cte=_BOX_CTE, box=_BOX, named="", mail=MAIL_COLUMNS)
+#: the same, only while the mailbox is still that user's ($3) of that name ($4) and
+#: UIDVALIDITY ($5): the lookup by name the caller skipped
+_OPEN_NAMED = _CHANGES_TEMPLATE.format(
+    box_cte=_BOX_CTE, box=_BOX, mail=MAIL_COLUMNS,
+    named=" AND x.user_id = $3 AND x.name = $4 AND x.uidvalidity = $5")
+_BOX_WIDTH = 9  # the columns ``box`` adds to _OPEN_MAILBOX's rows
+
+
+def _changes(rows: Sequence[Any], since_modseq: int, skip: int
+             ) -> tuple[int, list[MailEntry], list[int]]:
+    """A catch-up from the rows of :data:`_CHANGES_TEMPLATE` (``skip``: the mailbox columns
+    after the first five)."""
+    highest, _floor, uidnext, live, gone = rows[0][:5]
+    highest = int(highest)
+    if highest <= since_modseq:
+        return highest, [], []
+    start = 5 + skip
+    entries = [row_to_entry(r[start:-1]) for r in rows if r[start] is not None]
+    if live is not None:  # expunged rows pruned: every UID given out and not here now
+        return highest, entries, absent_uids([int(u) for u in live], int(uidnext) - 1)
+    return highest, entries, [int(u) for u in gone or ()]
 
 
 def mail_changes(
@@ -186,14 +222,28 @@ def mail_changes(
     rows = yield q(_MAIL_CHANGES, mailbox_id, since_modseq)
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
-    highest, _floor, uidnext, live, gone = rows[0][:5]
-    highest = int(highest)
-    if highest <= since_modseq:
-        return highest, [], []
-    entries = [row_to_entry(r[5:-1]) for r in rows if r[5] is not None]
-    if live is not None:  # expunged rows pruned: every UID given out and not here now
-        return highest, entries, absent_uids([int(u) for u in live], int(uidnext) - 1)
-    return highest, entries, [int(u) for u in gone or ()]
+    return _changes(rows, since_modseq, 0)
+
+
+def open_mailbox(
+    mailbox_id: int, since_modseq: int, named: tuple[int, str, int] | None = None
+) -> Script[tuple[Mailbox, tuple[int, list[MailEntry], list[int]], int | None]]:
+    """The mailbox's row, :func:`mail_changes` and the \\Recent floor a claim would return
+    when it would not raise it (``recent_claimed``; None when there is something to claim),
+    in one statement: one snapshot, as a claim that finds nothing and the reads after it
+    would have seen had nothing committed in between. ``named``: (user id, name,
+    UIDVALIDITY) the mailbox must still have (NotFound otherwise)."""
+    if named is None:
+        rows = yield q(_OPEN_MAILBOX, mailbox_id, since_modseq)
+    else:
+        rows = yield q(_OPEN_NAMED, mailbox_id, since_modseq, *named)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    first = rows[0]
+    box = row_to_mailbox(first[5:13])
+    floor = int(first[13])
+    return box, _changes(rows, since_modseq, _BOX_WIDTH), (
+        floor if box.uidnext <= floor else None)
 
 
 # One content linked into several mailboxes (an SMTP delivery, ``deliver``): the steps of
