@@ -1,8 +1,8 @@
-"""The SQLite database thread: runs transaction scripts off the event loop, with group commit.
+"""The SQLite database threads: run transaction scripts off the event loop, with group commit.
 
-One thread owns one ``sqlite3`` connection (the module's objects are bound to their thread);
+Each thread owns one ``sqlite3`` connection (the module's objects are bound to their thread);
 coroutines hand it scripts through a queue and await a future. SQLite admits one writer at a
-time anyway, so a single thread costs no concurrency, and it makes *group commit* natural:
+time anyway, so a single writer thread costs no concurrency, and it makes *group commit* natural:
 while the thread is busy (an fsync takes a while), new requests queue up; the next round takes
 all of them and hands them to the :class:`~.executor.SqliteExecutor` as one batch: one
 transaction, one savepoint per request, one ``COMMIT`` (one fsync with ``synchronous=FULL``).
@@ -231,7 +231,8 @@ def _reads_first(batch: list[_Job]) -> list[list[_Job]]:
     answered at once: they need not wait for the writes' commit and its fsync (queued
     concurrently, seeing the state before those writes is as right as seeing it after).
     Not when the round holds posted work: a read queued after a posted insertion must see
-    it (:mod:`.inline`), so such a round keeps its order."""
+    it (:mod:`.inline`), so such a round keeps its order. (Only such reads come here now,
+    content reads behind a pending posting; the others go to the reader thread.)"""
     reads = [job for job in batch if not job.write]
     if not reads or len(reads) == len(batch) or any(job.loop is None for job in batch):
         return [batch]
