@@ -15,8 +15,9 @@ shares with the direct storage of ``mailwing deliver`` is in :mod:`.common`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mailwing.storage.blobs import BlobStore, to_thread
 from mailwing.storage.interface import ContentWriter
@@ -61,6 +62,10 @@ class SqliteStorage(SqliteBase):
 
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         return await self._runner.run(script, write=write)
+
+    async def _read_content(self, sha256s: Sequence[str],
+                            script: Callable[..., Script[T]], *args: Any) -> T:
+        return await self._runner.run(script(*args), write=False, after=sha256s)
 
     async def close(self) -> None:
         self._notifier.close()

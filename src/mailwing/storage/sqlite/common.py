@@ -9,9 +9,9 @@ drift apart. It imports no ``asyncio`` (issue #9).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mailwing.model import ContentInfo
 from mailwing.storage.base import ScriptedStorage
@@ -79,7 +79,7 @@ class SqliteBase(ScriptedStorage):
     ) -> AsyncIterator[bytes]:
         """The database first (where small contents are, and where a content just finished
         is queued to go), then the file."""
-        data = await self._read(inline.read_inline, sha256)
+        data = await self._read_content([sha256], inline.read_inline, sha256)
         if data is None:
             async for chunk in self.blobs.read(sha256, chunk_size, offload=self._offload):
                 yield chunk
@@ -99,7 +99,7 @@ class SqliteBase(ScriptedStorage):
         wanted = list(dict.fromkeys(content.sha256 for content in contents))
         if not wanted:
             return {}
-        found = await self._read(inline.read_inline_many, wanted)
+        found = await self._read_content(wanted, inline.read_inline_many, wanted)
         rest = [sha256 for sha256 in wanted if sha256 not in found]
         if rest:
             try:
@@ -110,4 +110,11 @@ class SqliteBase(ScriptedStorage):
 
     async def content_stored(self, sha256: str) -> bool:
         """Whether the bytes of ``sha256`` are stored, in the database or as a file."""
-        return await self._read(inline.stored, self.blobs, sha256)
+        return await self._read_content([sha256], inline.stored, self.blobs, sha256)
+
+    async def _read_content(self, sha256s: Sequence[str],
+                            script: Callable[..., Script[T]], *args: Any) -> T:
+        """A read of the stored bytes of ``sha256s``: the only reads that can see a
+        content insertion still on its way (:meth:`.runner.SqliteRunner.post`), which the
+        threaded storage orders them behind."""
+        return await self._read(script, *args)

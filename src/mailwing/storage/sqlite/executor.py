@@ -202,13 +202,18 @@ def split_statements(sql: str) -> list[str]:
 
 
 class SqliteExecutor:
-    """Owns one connection (opened on first use); call it from one thread only."""
+    """Owns one connection (opened on first use); call it from one thread only.
+
+    ``read_only``: the connection refuses to write (``PRAGMA query_only``), for the reader
+    thread of :mod:`.runner`: a script that writes although run as a read fails there
+    instead of taking the write lock behind the writer's back."""
 
     def __init__(
         self, path: Path, blobs: BlobStore, *, busy_timeout: float = 5.0,
-        on_change: Callable[[set[int]], None] | None = None,
+        on_change: Callable[[set[int]], None] | None = None, read_only: bool = False,
     ) -> None:
         self._path = path
+        self._read_only = read_only
         self._blobs = blobs
         self._on_change = on_change
         self._busy_timeout = busy_timeout
@@ -277,6 +282,8 @@ class SqliteExecutor:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
+                if self._read_only:
+                    conn.execute("PRAGMA query_only = ON")
             except BaseException:
                 conn.close()
                 raise

@@ -13,8 +13,10 @@ How the bytes reach the linking transaction without a commit of their own:
 :meth:`InlineContentWriter.finish` hashes the bytes on the event loop and *posts* the
 insertion to the database thread without waiting for it (:meth:`SqliteRunner.post`). That
 thread runs its queue in order, so whatever the caller does next with the storage (the
-``append`` or ``enqueue`` that links the content, or a read of it) runs in the same
-transaction as the insertion or a later one, and its answer comes only after that commit.
+``append`` or ``enqueue`` that links the content, or a read of it: such reads name the
+contents they read and are queued behind a pending insertion of one of them) runs in the
+same transaction as the insertion or a later one, and its answer comes only after that
+commit.
 An insertion that fails shows up there as the content not being stored (``NotFound``: the
 SMTP client gets a temporary error and retries); a 250 is still never sent for bytes a crash
 could lose. Bytes that no append ever links (an aborted delivery) are removed by garbage
@@ -128,9 +130,10 @@ class InlineContentWriter(FileContentWriter):
     """A content writer that keeps contents of at most :data:`INLINE_LIMIT` octets in the
     database (see the module docstring) and writes larger ones as files, as before.
 
-    ``post`` hands a write script to the database thread without waiting for it."""
+    ``post`` hands a write script inserting the content named by its second argument to
+    the database thread without waiting for it."""
 
-    def __init__(self, blobs: BlobStore, post: Callable[[Script[Any]], None]) -> None:
+    def __init__(self, blobs: BlobStore, post: Callable[[Script[Any], str], None]) -> None:
         super().__init__(blobs)
         self._post = post
 
@@ -140,7 +143,7 @@ class InlineContentWriter(FileContentWriter):
             data = b"".join(self._chunks)
             self._info.update(data)
             info = self._info.result()
-            self._post(store_inline(info.sha256, data))
+            self._post(store_inline(info.sha256, data), info.sha256)
             self._chunks, self._buffered = [], 0
             self._result = info
         return await super().finish()
