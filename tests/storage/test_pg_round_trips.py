@@ -5,8 +5,9 @@ costs a wake-up of a backend and of the worker, besides its latency. These tests
 counts of the hot paths so that a change that adds one is seen: a STORE, a ``\\Recent``
 claim (after its read) and a delivery of a fresh small content (an SMTP message) are each
 one statement that commits by itself (no ``BEGIN``/``COMMIT``), an IMAP APPEND one statement
-in a transaction, an EXPUNGE two, and the shared-limits pool sends no reset query after
-each use.
+in a transaction, an EXPUNGE two, deliveries under way at once in one process share one
+statement (group commit: one WAL flush, each lock taken once), and the shared-limits pool
+sends no reset query after each use.
 """
 
 from __future__ import annotations
@@ -249,3 +250,76 @@ async def test_store_and_its_catch_up_are_two_statements_outside_transactions(
     assert [in_transaction for _, in_transaction in sent] == [False, False]
     assert [e.uid for e in changed] == [1] and modseq > highest and gone == []
     assert [(e.uid, e.flags) for e in entries] == [(1, {"\\Seen"})] and floor is None
+
+
+async def _unsaved(pg: Any, body: bytes) -> Any:
+    """A finished writer's content whose bytes wait for the delivery (as SMTP leaves it)."""
+    writer = pg.new_content()
+    await writer.write(body)
+    return await writer.finish()
+
+
+async def test_concurrent_deliveries_commit_together(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """Deliveries under way at once in one process (SMTP sessions) share one statement,
+    so one commit and one WAL flush (here all eight: they are all queued before the queue's
+    task runs). UIDs follow the callers' order per mailbox, usage counts all."""
+    bob, _ = await pg.add_user("bob@example.org", HASH, create_domain=True)
+    boxes = [await inbox_id(pg, alice), await inbox_id(pg, bob)]
+    infos = [await _unsaved(pg, MESSAGE + b"%d\r\n" % i) for i in range(8)]
+    sent.clear()
+    results = await asyncio.gather(*(
+        pg.append(info, [Delivery(boxes[i % 2])]) for i, info in enumerate(infos)))
+    assert len(sent) == 1 and not sent[0][1], sent  # eight statements one by one
+    assert pg._deliveries.batches == 1
+    assert [[e.uid for e in r] for r in results] == [[1], [1], [2], [2], [3], [3], [4], [4]]
+    for box in boxes:
+        entries = await pg.list_mail(box)
+        assert [e.uid for e in entries] == [1, 2, 3, 4]
+        assert len({e.id for e in entries}) == 4
+    assert len({e.modseq for r in results for e in r if e.mailbox_id == boxes[0]}) == 1
+    for info, [entry] in zip(infos, results, strict=True):
+        assert entry.content.sha256 == info.sha256
+        assert await pg.read_content(info.sha256) == await pg.read_content(entry.content.sha256)
+    size = len(MESSAGE) + 3
+    assert await pg.usage(alice.id) == (4, 4 * size)
+    assert await pg.usage(bob.id) == (4, 4 * size)
+    box = await pg.get_mailbox_by_id(boxes[0])
+    assert box is not None and box.uidnext == 5
+
+
+async def test_a_batch_with_a_missing_mailbox_delivers_the_others(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """A delivery that cannot be made fails alone: the batch is retried one by one."""
+    box = await inbox_id(pg, alice)
+    infos = [await _unsaved(pg, MESSAGE + b"%d\r\n" % i) for i in range(4)]
+    targets = [box, box, 987_654, box]
+    results = await asyncio.gather(
+        *(pg.append(info, [Delivery(t)]) for info, t in zip(infos, targets, strict=True)),
+        return_exceptions=True)
+    assert isinstance(results[2], NotFound)
+    assert sorted(r[0].uid for i, r in enumerate(results) if i != 2) == [1, 2, 3]
+    assert await pg.usage(alice.id) == (3, 3 * (len(MESSAGE) + 3))
+    for i in (0, 1, 3):
+        assert await pg.read_content(infos[i].sha256) == MESSAGE + b"%d\r\n" % i
+
+
+async def test_a_batch_may_deliver_one_content_twice_and_keep_flags(
+        pg: Any, alice: User) -> None:
+    """Two deliveries of the same content in one batch (one stored, one unsaved), one
+    with flags: one content row, two entries, each with its own flags."""
+    box = await inbox_id(pg, alice)
+    stored = await pg.store_content(MESSAGE)
+    fresh = await _unsaved(pg, MESSAGE + b"x\r\n")
+    results = await asyncio.gather(
+        pg.append(stored, [Delivery(box)]),
+        pg.append(stored, [Delivery(box, frozenset({"\\Seen", "$Junk"}))]),
+        pg.append(fresh, [Delivery(box)]), pg.append(fresh, [Delivery(box)]))
+    assert pg._deliveries.batches == 1
+    assert [r[0].uid for r in results] == [1, 2, 3, 4]
+    by_uid = {e.uid: e for e in await pg.list_mail(box)}
+    assert by_uid[2].flags == {"\\Seen", "$Junk"} and by_uid[3].flags == frozenset()
+    assert by_uid[3].content.sha256 == by_uid[4].content.sha256 == fresh.sha256
+    assert await pg.read_content(fresh.sha256) == MESSAGE + b"x\r\n"
+    assert await pg._pool.fetchval("SELECT count(*) FROM content_chunks") == 2
+    assert await pg.usage(alice.id) == (4, 2 * len(MESSAGE) + 2 * (len(MESSAGE) + 3))

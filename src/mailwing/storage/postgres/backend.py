@@ -32,6 +32,7 @@ from mailwing.storage.base import ScriptedStorage
 from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, Outbound
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters, format_ids
+from mailwing.storage.postgres.batch import DeliveryBatcher, batchable
 from mailwing.storage.postgres.content import (
     PgContentWriter,
     UnsavedContents,
@@ -128,6 +129,8 @@ class PostgresStorage(ScriptedStorage):
         #: the delivery that links one inserts its bytes in its own statement (see
         #: :meth:`append`); any other storage call stores them first (:meth:`_save_unsaved`)
         self._unsaved = UnsavedContents()
+        #: deliveries that arrive together commit together (:mod:`.batch`)
+        self._deliveries = DeliveryBatcher(self._run)
 
     @classmethod
     async def open(
@@ -142,6 +145,7 @@ class PostgresStorage(ScriptedStorage):
         return cls(pool, url, fsync_flag_changes=fsync_flag_changes)
 
     async def close(self) -> None:
+        await self._deliveries.close()
         if self._unsaved:  # what finish() returned is stored, whatever came after it
             await self._save_unsaved()
         if self._listener is not None:
@@ -344,8 +348,16 @@ class PostgresStorage(ScriptedStorage):
     ) -> list[MailEntry]:
         """A content its writer left unstored (an SMTP message, ``deliver``: nearly all mail
         is one piece) goes in with the delivery, in its statement: one round trip and one
-        commit per message instead of two of each."""
+        commit per message instead of two of each. A delivery that needs no quota check in
+        its transaction (SMTP) commits together with the others of this process under way
+        at the same time (:mod:`.batch`): one statement and one WAL flush for all of them."""
         data = self._unsaved.take(content.sha256) if outbound is None else None
+        if outbound is None and not enforce_quota and batchable(deliveries):
+            try:
+                return await self._deliveries.deliver(content, deliveries, data)
+            finally:
+                if data is not None:
+                    self._unsaved.done(content.sha256)
         if data is None:
             return await super().append(content, deliveries, outbound=outbound,
                                         enforce_quota=enforce_quota)
