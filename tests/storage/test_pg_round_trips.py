@@ -24,6 +24,7 @@ from mailwing.model import User
 from mailwing.shared import pg_store
 from mailwing.storage import Delivery, open_storage
 from mailwing.storage.errors import NotFound, OverQuota
+from mailwing.storage.interface import RecipientLookup
 
 from .conftest import HASH, inbox_id
 
@@ -344,3 +345,22 @@ async def test_a_batch_may_deliver_one_content_twice_and_keep_flags(
     assert await pg.read_content(fresh.sha256) == MESSAGE + b"x\r\n"
     assert await pg._pool.fetchval("SELECT count(*) FROM content_chunks") == 2
     assert await pg.usage(alice.id) == (4, 2 * len(MESSAGE) + 2 * (len(MESSAGE) + 3))
+
+
+async def test_concurrent_recipient_lookups_share_one_statement(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """RCPT lookups under way at once (SMTP sessions) are one statement, with the answers
+    of the lookup one by one: a user, an unknown user of a local domain, a foreign domain."""
+    await pg.set_quota(alice.address, 5000)
+    box = await inbox_id(pg, alice)
+    alone = await pg.lookup_recipient("Alice@Example.org")
+    sent.clear()
+    answers = await asyncio.gather(
+        pg.lookup_recipient("alice@example.org"), pg.lookup_recipient("nobody@example.org"),
+        pg.lookup_recipient("someone@elsewhere.test"), pg.lookup_recipient("ALICE@example.org."))
+    assert len(sent) == 1 and not sent[0][1], sent  # four statements one by one
+    assert pg._recipients.batches == 1
+    assert alone is not None and (alone.user_id, alone.inbox_id) == (alice.id, box)
+    assert alone.quota_bytes == 5000
+    assert answers[0] == alone and answers[1] == RecipientLookup() and answers[2] is None
+    assert answers[3] == await pg.lookup_recipient("ALICE@example.org.")

@@ -29,7 +29,13 @@ import asyncpg.pool
 from mailwing.model import ContentInfo, MailEntry
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
-from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, Outbound
+from mailwing.storage.interface import (
+    ContentWriter,
+    Delivery,
+    FlagMode,
+    Outbound,
+    RecipientLookup,
+)
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters, format_ids
 from mailwing.storage.postgres.batch import DeliveryBatcher, batchable
@@ -42,6 +48,7 @@ from mailwing.storage.postgres.content import (
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
+from mailwing.storage.postgres.recipients import RecipientLookups
 from mailwing.storage.postgres.scripts import (
     Solo,
     append,
@@ -131,6 +138,8 @@ class PostgresStorage(ScriptedStorage):
         self._unsaved = UnsavedContents()
         #: deliveries that arrive together commit together (:mod:`.batch`)
         self._deliveries = DeliveryBatcher(self._run)
+        #: so do RCPT lookups (:mod:`.recipients`)
+        self._recipients = RecipientLookups(self._read)
 
     @classmethod
     async def open(
@@ -146,6 +155,7 @@ class PostgresStorage(ScriptedStorage):
 
     async def close(self) -> None:
         await self._deliveries.close()
+        await self._recipients.close()
         if self._unsaved:  # what finish() returned is stored, whatever came after it
             await self._save_unsaved()
         if self._listener is not None:
@@ -178,6 +188,11 @@ class PostgresStorage(ScriptedStorage):
         entries = await self.append_many(items, enforce_quota=enforce_quota)
         changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
         return entries, changes, floor
+
+    async def lookup_recipient(self, address: str) -> RecipientLookup | None:
+        """Lookups under way at once in this process share one statement
+        (:mod:`.recipients`)."""
+        return await self._recipients.lookup(address)
 
     async def change_mark(self, mailbox_id: int, since: Hashable | None = None
                           ) -> Hashable | None:
