@@ -29,9 +29,16 @@ import asyncpg.pool
 from mailwing.model import ContentInfo, Mailbox, MailEntry
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
-from mailwing.storage.interface import ContentWriter, Delivery, FlagMode, Outbound
+from mailwing.storage.interface import (
+    ContentWriter,
+    Delivery,
+    FlagMode,
+    Outbound,
+    RecipientLookup,
+)
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.notify import ChangeWaiters, format_ids
+from mailwing.storage.postgres.batch import DeliveryBatcher, batchable
 from mailwing.storage.postgres.content import (
     PgContentWriter,
     UnsavedContents,
@@ -41,6 +48,7 @@ from mailwing.storage.postgres.content import (
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION, pg_errors
 from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
+from mailwing.storage.postgres.recipients import RecipientLookups
 from mailwing.storage.postgres.scripts import (
     Solo,
     append,
@@ -129,6 +137,10 @@ class PostgresStorage(ScriptedStorage):
         #: the delivery that links one inserts its bytes in its own statement (see
         #: :meth:`append`); any other storage call stores them first (:meth:`_save_unsaved`)
         self._unsaved = UnsavedContents()
+        #: deliveries that arrive together commit together (:mod:`.batch`)
+        self._deliveries = DeliveryBatcher(self._run)
+        #: so do RCPT lookups (:mod:`.recipients`)
+        self._recipients = RecipientLookups(self._read)
 
     @classmethod
     async def open(
@@ -143,6 +155,8 @@ class PostgresStorage(ScriptedStorage):
         return cls(pool, url, fsync_flag_changes=fsync_flag_changes)
 
     async def close(self) -> None:
+        await self._deliveries.close()
+        await self._recipients.close()
         if self._unsaved:  # what finish() returned is stored, whatever came after it
             await self._save_unsaved()
         if self._listener is not None:
@@ -206,6 +220,11 @@ class PostgresStorage(ScriptedStorage):
             changes, box = await asyncio.gather(self.mail_changes(mailbox_id, since_modseq),
                                                 self.get_mailbox_by_id(mailbox_id))
         return box, changes, floor
+
+    async def lookup_recipient(self, address: str) -> RecipientLookup | None:
+        """Lookups under way at once in this process share one statement
+        (:mod:`.recipients`)."""
+        return await self._recipients.lookup(address)
 
     async def change_mark(self, mailbox_id: int, since: Hashable | None = None,
                           *, settled: bool = True) -> Hashable | None:
@@ -376,8 +395,16 @@ class PostgresStorage(ScriptedStorage):
     ) -> list[MailEntry]:
         """A content its writer left unstored (an SMTP message, ``deliver``: nearly all mail
         is one piece) goes in with the delivery, in its statement: one round trip and one
-        commit per message instead of two of each."""
+        commit per message instead of two of each. A delivery that needs no quota check in
+        its transaction (SMTP) commits together with the others of this process under way
+        at the same time (:mod:`.batch`): one statement and one WAL flush for all of them."""
         data = self._unsaved.take(content.sha256) if outbound is None else None
+        if outbound is None and not enforce_quota and batchable(deliveries):
+            try:
+                return await self._deliveries.deliver(content, deliveries, data)
+            finally:
+                if data is not None:
+                    self._unsaved.done(content.sha256)
         if data is None:
             return await super().append(content, deliveries, outbound=outbound,
                                         enforce_quota=enforce_quota)

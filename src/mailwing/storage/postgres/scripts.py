@@ -257,8 +257,10 @@ def open_mailbox(
 # each other in a cycle. The UPDATEs read the newest row versions (READ COMMITTED re-reads
 # a row updated meanwhile), so UIDs and counters are exact however long the statement
 # waited for a lock.
-# Nothing is linked unless every mailbox was found (``whole``): the statement is all or
-# nothing by itself, as a :class:`Solo` must be. The mail rows' foreign key to ``contents``
+# Nothing is linked unless every mailbox was found and, when the quota is enforced, no owner
+# would go over it with these copies (``over``, read from the locked users' rows, so it is
+# exact under concurrency) (``whole``): the statement is all or nothing by itself, as a
+# :class:`Solo` must be. The mail rows' foreign key to ``contents``
 # is checked at the end of the statement, after ``linked`` inserted it.
 _BLOB_SHARE = ("SELECT 1 FROM content_chunks WHERE sha256 = $1::text AND seq = 0"
                " AND (SELECT count(*) FROM box) > 0 FOR SHARE")
@@ -271,11 +273,23 @@ INSERT INTO content_chunks (sha256, seq, data)
   RETURNING 1"""
 _APPEND = """\
 WITH box AS (
-  SELECT id FROM mailboxes WHERE id = ANY($12::bigint[]) ORDER BY id FOR NO KEY UPDATE
+  SELECT id, user_id FROM mailboxes WHERE id = ANY($12::bigint[]) ORDER BY id
+  FOR NO KEY UPDATE
 ),
 blob AS ({blob}),
+owner AS (
+  SELECT id, used_bytes, quota_bytes, address FROM users
+  WHERE id IN (SELECT user_id FROM box) AND (SELECT count(*) FROM blob) >= 0
+  ORDER BY id FOR NO KEY UPDATE
+),
+over AS (
+  SELECT o.address, o.used_bytes + x.n * $2::bigint AS used, o.quota_bytes FROM owner o
+  JOIN (SELECT user_id, count(*) AS n FROM box GROUP BY user_id) x ON x.user_id = o.id
+  WHERE {enforce} AND $2::bigint > 0 AND o.quota_bytes > 0
+    AND o.used_bytes + x.n * $2::bigint > o.quota_bytes
+),
 whole AS (SELECT 1 WHERE (SELECT count(*) FROM box) = cardinality($12::bigint[])
-  AND EXISTS (SELECT 1 FROM blob)),
+  AND EXISTS (SELECT 1 FROM blob) AND NOT EXISTS (SELECT 1 FROM over)),
 linked AS (
   INSERT INTO contents (sha256, size, crlf_size, crlf_clean, message_id, subject, from_addr,
     to_addr, cc_addr, date, created_at)
@@ -295,28 +309,24 @@ added AS (
     ON d.mailbox_id = a.id
   RETURNING id, mailbox_id, uid, modseq
 ),
-owner AS (
-  SELECT id FROM users WHERE id IN (SELECT user_id FROM alloc) ORDER BY id FOR NO KEY UPDATE
-),
 counted AS (
   UPDATE users u SET used_messages = u.used_messages + x.n,
     used_bytes = u.used_bytes + x.n * $2::bigint
   FROM (SELECT user_id, count(*) AS n FROM alloc GROUP BY user_id) x, owner
   WHERE u.id = x.user_id AND owner.id = x.user_id
-  RETURNING u.used_bytes, u.quota_bytes, u.address
 ),
 {note}
 SELECT EXISTS (SELECT 1 FROM blob),
   ARRAY(SELECT ARRAY[mailbox_id, id, uid, modseq] FROM added),
-  ARRAY(SELECT ARRAY[address, used_bytes::text, quota_bytes::text] FROM counted
-        WHERE quota_bytes > 0 AND used_bytes > quota_bytes),
+  ARRAY(SELECT ARRAY[address, used::text, quota_bytes::text] FROM over ORDER BY address),
   ARRAY(SELECT id FROM box), (SELECT count(*) FROM note)
 """
 _APPEND_NOTE = _NOTIFY.format(n=15, source="(SELECT 1 FROM alloc LIMIT 1) AS a")
-#: (stored content, its bytes given) -> the statement
+#: (its bytes given, the quota enforced) -> the statement
 _APPEND_SQL = {
-    False: _APPEND.format(blob=_BLOB_SHARE, note=_APPEND_NOTE),
-    True: _APPEND.format(blob=_BLOB_INSERT, note=_APPEND_NOTE),
+    (data, enforce): _APPEND.format(blob=_BLOB_INSERT if data else _BLOB_SHARE,
+                                    note=_APPEND_NOTE, enforce="true" if enforce else "false")
+    for data in (False, True) for enforce in (False, True)
 }
 
 
@@ -325,8 +335,12 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
     """:func:`mailwing.storage.scripts.append` in one statement when every delivery goes to
     another mailbox with the same flags (SMTP, ``deliver``); the shared script otherwise.
     ``data``: the content's bytes, not stored yet (its writer left them to this transaction).
-    The statement is a :class:`Solo` transaction unless ``enforce_quota`` (an over-quota
-    delivery must then roll back after the statement, in the transaction around it)."""
+    The statement is a :class:`Solo` transaction, ``enforce_quota`` (an IMAP APPEND,
+    ``deliver``) included: the statement reads the owners' usage under their row locks and
+    links nothing when a copy would take one over quota (``over``), so there is nothing to
+    roll back. (The bytes it was given stay stored, unlinked, as when a mailbox is missing:
+    :mod:`.gc` removes them.) Before, an enforced one was ``BEGIN``, the statement and
+    ``COMMIT``: three round trips with the mailbox's row lock held across them."""
     flag_sets = {clean_flags(d.flags) for d in deliveries}
     mailbox_ids = [d.mailbox_id for d in deliveries]
     if len(flag_sets) != 1 or len(set(mailbox_ids)) != len(mailbox_ids):
@@ -342,20 +356,20 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
         f.message_id, f.subject, f.from_, f.to, f.cc, f.date, now, mailbox_ids, dates, flags,
         format_ids(mailbox_ids).decode("ascii"),
     )
-    sql = _APPEND_SQL[data is not None]
+    sql = _APPEND_SQL[data is not None, enforce_quota]
     if data is not None:
         args += (data,)
-    rows = yield (q(sql, *args) if enforce_quota else Solo(sql, args))
+    rows = yield Solo(sql, args)
     stored, added, over, found, _notified = rows[0]
     if len(found) != len(mailbox_ids):
         missing = sorted(set(mailbox_ids) - {int(i) for i in found})
         raise NotFound(f"no mailbox with id {missing[0]}")
     if not stored:
         raise NotFound(f"content {content.sha256} is not stored (removed meanwhile?)")
-    yield Changed(tuple(sorted(mailbox_ids)))
-    if enforce_quota and content.size > 0 and over:
+    if over:  # only when enforced; then the statement linked nothing
         address, used, limit = over[0]
         raise OverQuota(f"{address} would be over quota ({used} > {limit} bytes)", address)
+    yield Changed(tuple(sorted(mailbox_ids)))
     by_box = {int(a[0]): a for a in added}
     return [
         MailEntry(id=int(by_box[d.mailbox_id][1]), mailbox_id=d.mailbox_id,
