@@ -176,21 +176,8 @@ class SqliteRunner:
             job = self._queue.get()
             if job is None:
                 break
-            batch = [job]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    if not _only_posted(batch):
-                        break
-                    try:  # no commit for posted work alone: the request using it is coming
-                        nxt = self._queue.get(timeout=POST_WAIT)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
+            # no commit for posted work alone: the request using it is coming
+            batch, stopping = _take_batch(self._queue, job, linger=_only_posted)
             for group in _reads_first(batch):
                 self._executor.run_batch(group)  # committed when it returns
                 self._committed(group)
@@ -204,19 +191,36 @@ class SqliteRunner:
             job = self._reads.get()
             if job is None:
                 break
-            batch = [job]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._reads.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
+            batch, stopping = _take_batch(self._reads, job, linger=_never)
             self._reader.run_batch(batch)
             _answer(batch)
         self._reader.close()
+
+
+def _take_batch(jobs: queue.SimpleQueue[_Job | None], first: _Job, *,
+                linger: Callable[[list[_Job]], bool]) -> tuple[list[_Job], bool]:
+    """``first`` and whatever queued up behind it, up to :data:`MAX_BATCH`; while
+    ``linger(batch)`` holds, waits up to :data:`POST_WAIT` for more. Also whether the stop
+    marker (None) was taken."""
+    batch = [first]
+    while len(batch) < MAX_BATCH:
+        try:
+            nxt = jobs.get_nowait()
+        except queue.Empty:
+            if not linger(batch):
+                break
+            try:
+                nxt = jobs.get(timeout=POST_WAIT)
+            except queue.Empty:
+                break
+        if nxt is None:
+            return batch, True
+        batch.append(nxt)
+    return batch, False
+
+
+def _never(batch: list[_Job]) -> bool:
+    return False
 
 
 def _answer(group: list[_Job]) -> None:
