@@ -17,11 +17,13 @@ a lone delivery goes at once, as the one-statement script of :func:`.scripts.app
 statement, ``_BATCH``, is that script's statement over arrays: mailbox rows locked first in
 ascending id order, then the contents' first pieces in ascending digest order, then the
 users' rows in ascending id order, the lock order of every writer (see ``.scripts``), and
-nothing linked unless every mailbox and every content was found. A batch that fails (a
-mailbox or a content gone, a deadlock, a lost connection) is retried one delivery per
+nothing linked unless every mailbox and every content was found. A batch that the server
+rolled back (a mailbox or a content gone, a deadlock) is retried one delivery per
 statement, so that each caller gets its own answer and no delivery is refused for another
-one's fault. Each caller returns after the commit of the statement that holds its delivery:
-durability is unchanged.
+one's fault; one whose connection broke with the statement sent may have committed, so it
+is not tried again (:func:`maybe_committed`): each caller gets the error. Each caller
+returns after the commit of the statement that holds its delivery: durability is
+unchanged.
 """
 
 from __future__ import annotations
@@ -32,16 +34,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import asyncpg
+
 from mailwing.model import ContentInfo, MailEntry
 from mailwing.storage.common import clean_flags, utcnow
+from mailwing.storage.errors import StorageError
 from mailwing.storage.interface import Delivery
 from mailwing.storage.notify import format_ids
+from mailwing.storage.postgres.errors import BROKEN_CONNECTION
 from mailwing.storage.postgres.listen import CHANNEL
 from mailwing.storage.postgres.scripts import Solo, append
 from mailwing.storage.scripts import entry_date
 from mailwing.storage.steps import Changed, Script
 
-__all__ = ["MAX_BATCH", "DeliveryBatcher", "append_batch", "batchable"]
+__all__ = ["MAX_BATCH", "DeliveryBatcher", "append_batch", "batchable", "maybe_committed"]
 
 T = TypeVar("T")
 #: deliveries per statement at most (bounds the statement's size and its lock set)
@@ -214,6 +220,17 @@ def append_batch(jobs: Sequence[Job]) -> Script[list[list[MailEntry]]]:
     return results
 
 
+def maybe_committed(exc: BaseException) -> bool:
+    """Whether a failed batch statement may have committed all the same: the connection
+    broke (or timed out) with the statement sent, so its outcome is unknown. A deadlock or
+    serialisation failure, an error the server reported and :class:`BatchIncomplete` all
+    mean it was rolled back."""
+    cause = exc.__cause__ if isinstance(exc, StorageError) and exc.__cause__ else exc
+    if isinstance(cause, asyncpg.exceptions.TransactionRollbackError):
+        return False
+    return isinstance(cause, BROKEN_CONNECTION)
+
+
 class DeliveryBatcher:
     """The queue of one storage object's deliveries (module docstring). ``run`` runs a
     script in a transaction of its own (the backend's ``_run``)."""
@@ -274,7 +291,15 @@ class DeliveryBatcher:
                 if not job.future.done():
                     job.future.cancel()
             raise
-        except Exception:
+        except Exception as exc:
+            if maybe_committed(exc):
+                # the statement may have committed before the connection went: trying each
+                # alone could deliver every message twice, so each caller hears the error
+                # (SMTP answers 451 and the sender retries, as for a lone delivery)
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                return
             # each alone: its own error, and none refused for another one's missing mailbox
             await asyncio.gather(*(self._alone(job) for job in jobs))
             return
