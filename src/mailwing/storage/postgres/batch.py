@@ -13,7 +13,8 @@ each of those locks once and flushes once.
 
 How: :meth:`DeliveryBatcher.deliver` queues a delivery; while one batch is in the database,
 the deliveries that arrive wait and go together as the next one (nothing waits for company:
-a lone delivery goes at once, as the one-statement script of :func:`.scripts.append`). The
+a lone delivery goes at once, as the one-statement script of :func:`.scripts.append`; the
+queue is :class:`~.coalesce.Coalescer`). The
 statement, ``_BATCH``, is that script's statement over arrays: mailbox rows locked first in
 ascending id order, then the contents' first pieces in ascending digest order, then the
 users' rows in ascending id order, the lock order of every writer (see ``.scripts``), and
@@ -28,11 +29,9 @@ unchanged.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
@@ -41,6 +40,7 @@ from mailwing.storage.common import clean_flags, utcnow
 from mailwing.storage.errors import StorageError
 from mailwing.storage.interface import Delivery
 from mailwing.storage.notify import format_ids
+from mailwing.storage.postgres.coalesce import Coalescer
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION
 from mailwing.storage.postgres.listen import CHANNEL
 from mailwing.storage.postgres.scripts import Solo, append
@@ -49,7 +49,6 @@ from mailwing.storage.steps import Changed, Script
 
 __all__ = ["MAX_BATCH", "DeliveryBatcher", "append_batch", "batchable", "maybe_committed"]
 
-T = TypeVar("T")
 #: deliveries per statement at most (bounds the statement's size and its lock set)
 MAX_BATCH = 64
 
@@ -141,16 +140,15 @@ SELECT (SELECT count(*) FROM whole),
 class Job:
     """One caller's delivery: a content (its bytes when not stored yet) into mailboxes."""
 
-    __slots__ = ("content", "data", "dates", "deliveries", "flags", "future")
+    __slots__ = ("content", "data", "dates", "deliveries", "flags")
 
     def __init__(self, content: ContentInfo, deliveries: Sequence[Delivery],
-                 data: bytes | None, future: asyncio.Future[list[MailEntry]]) -> None:
+                 data: bytes | None) -> None:
         self.content = content
         self.deliveries = list(deliveries)
         self.data = data
         self.flags = clean_flags(deliveries[0].flags)
         self.dates: list[datetime] = []
-        self.future = future
 
 
 def batchable(deliveries: Sequence[Delivery]) -> bool:
@@ -231,79 +229,23 @@ def maybe_committed(exc: BaseException) -> bool:
     return isinstance(cause, BROKEN_CONNECTION)
 
 
-class DeliveryBatcher:
+class DeliveryBatcher(Coalescer[Job, list[MailEntry]]):
     """The queue of one storage object's deliveries (module docstring). ``run`` runs a
-    script in a transaction of its own (the backend's ``_run``)."""
+    script in a transaction of its own (the backend's ``_run``). A batch rolled back is
+    retried one delivery per statement; one that may have committed is not
+    (:func:`maybe_committed`): trying each alone could deliver every message twice, so each
+    caller hears the error (SMTP answers 451 and the sender retries, as for a lone
+    delivery)."""
 
     def __init__(self, run: Callable[[Script[Any]], Awaitable[Any]],
                  max_batch: int = MAX_BATCH) -> None:
-        self._run = run
-        self._max = max_batch
-        self._pending: list[Job] = []
-        self._flusher: asyncio.Task[None] | None = None
-        #: how many statements carried more than one delivery (for tests and diagnosis)
-        self.batches = 0
+        super().__init__(
+            lambda job: run(append(job.content, job.deliveries, False, job.data)),
+            lambda jobs: run(append_batch(jobs)),
+            max_batch=max_batch, retry_alone=lambda exc: not maybe_committed(exc))
 
     async def deliver(self, content: ContentInfo, deliveries: Sequence[Delivery],
                       data: bytes | None) -> list[MailEntry]:
         """Deliver ``content`` (``batchable`` deliveries) once the statement holding it has
         committed."""
-        future: asyncio.Future[list[MailEntry]] = asyncio.get_running_loop().create_future()
-        self._pending.append(Job(content, deliveries, data, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def close(self) -> None:
-        """Let the deliveries queued so far finish."""
-        if self._flusher is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-
-    async def _flush(self) -> None:
-        while self._pending:
-            jobs = [j for j in self._pending[: self._max] if not j.future.done()]
-            del self._pending[: self._max]
-            if len(jobs) > 1:
-                await self._together(jobs)
-            elif jobs:
-                await self._alone(jobs[0])
-
-    async def _alone(self, job: Job) -> None:
-        try:
-            result = await self._run(append(job.content, job.deliveries, False, job.data))
-        except asyncio.CancelledError:
-            if not job.future.done():
-                job.future.cancel()
-            raise
-        except Exception as exc:
-            if not job.future.done():
-                job.future.set_exception(exc)
-        else:
-            if not job.future.done():
-                job.future.set_result(result)
-
-    async def _together(self, jobs: list[Job]) -> None:
-        try:
-            results = await self._run(append_batch(jobs))
-        except asyncio.CancelledError:
-            for job in jobs:
-                if not job.future.done():
-                    job.future.cancel()
-            raise
-        except Exception as exc:
-            if maybe_committed(exc):
-                # the statement may have committed before the connection went: trying each
-                # alone could deliver every message twice, so each caller hears the error
-                # (SMTP answers 451 and the sender retries, as for a lone delivery)
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                return
-            # each alone: its own error, and none refused for another one's missing mailbox
-            await asyncio.gather(*(self._alone(job) for job in jobs))
-            return
-        self.batches += 1
-        for job, entries in zip(jobs, results, strict=True):
-            if not job.future.done():
-                job.future.set_result(entries)
+        return await self.submit(Job(content, deliveries, data))

@@ -5,18 +5,18 @@ Why: every message's RCPT asks for the recipient's domain, user, INBOX and usage
 were grouped (:mod:`.batch`) it was most of the statements an SMTP message costs, and each
 costs a round trip, a wake-up of a PostgreSQL backend and of the worker. While one lookup
 is in the database, those that arrive wait and then go together (``_MANY``, the same joins
-over an array of addresses); a lone lookup goes at once as the single statement. Each
+over an array of addresses); a lone lookup goes at once as the single statement (the queue
+is :class:`~.coalesce.Coalescer`). Each
 answer is as fresh as before: read by a statement that started after the caller asked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from mailwing.storage.interface import RecipientLookup
+from mailwing.storage.postgres.coalesce import Coalescer
 from mailwing.storage.scripts import lookup_recipient
 from mailwing.storage.steps import Script, q
 
@@ -53,51 +53,15 @@ def lookup_many(addresses: Sequence[str]) -> Script[list[RecipientLookup | None]
     return found
 
 
-class RecipientLookups:
+class RecipientLookups(Coalescer[str, RecipientLookup | None]):
     """The queue of one storage object's RCPT lookups (module docstring); ``read`` runs a
-    read script (the backend's ``_read``)."""
+    read script (the backend's ``_read``). A failed statement fails each lookup in it: a
+    read can be asked again."""
 
     def __init__(self, read: Callable[..., Awaitable[Any]]) -> None:
-        self._read = read
-        self._pending: list[tuple[str, asyncio.Future[RecipientLookup | None]]] = []
-        self._runner: asyncio.Task[None] | None = None
-        #: statements that answered more than one lookup (for tests and diagnosis)
-        self.batches = 0
+        super().__init__(lambda address: read(lookup_recipient, address),
+                         lambda addresses: read(lookup_many, addresses),
+                         max_batch=MAX_LOOKUPS)
 
     async def lookup(self, address: str) -> RecipientLookup | None:
-        future: asyncio.Future[RecipientLookup | None] = (
-            asyncio.get_running_loop().create_future())
-        self._pending.append((address, future))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
-        return await future
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-
-    async def _run(self) -> None:
-        while self._pending:
-            batch = [p for p in self._pending[:MAX_LOOKUPS] if not p[1].done()]
-            del self._pending[:MAX_LOOKUPS]
-            if not batch:
-                continue
-            try:
-                if len(batch) == 1:
-                    answers = [await self._read(lookup_recipient, batch[0][0])]
-                else:
-                    answers = await self._read(lookup_many, [a for a, _ in batch])
-                    self.batches += 1
-            except asyncio.CancelledError:
-                for _, future in batch:
-                    future.cancel()
-                raise
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():
-                    future.set_result(answer)
+        return await self.submit(address)
