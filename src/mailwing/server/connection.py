@@ -25,6 +25,7 @@ import logging
 import ssl
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -377,6 +378,25 @@ class Connection:
         except (OSError, ssl.SSLError, RuntimeError) as exc:
             self.end_reason = self.end_reason or "closed"
             raise ConnectionClosed(str(exc)) from exc
+
+    async def serve(self, loop: Callable[[], Awaitable[None]], *, protocol: str,
+                    shutdown: bytes, idle: bytes, internal: bytes) -> None:
+        """Run a session's ``loop`` and end it the way every protocol here ends one: its
+        last words when the server shuts down (``shutdown``), when the peer was idle too
+        long (``idle``) or when the session failed (``internal``, after logging the
+        failure), nothing when the peer is gone. Errors are contained here, so one
+        session's bug never reaches the listener."""
+        try:
+            await loop()
+        except ServerShutdown:
+            await self.write_last(shutdown)
+        except IdleTimeout:
+            await self.write_last(idle)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self.log_failure(f"{protocol} session failed")
+            await self.write_last(internal)
 
     async def write_last(self, data: bytes, timeout: float = 5.0) -> None:
         """Send a session's last words (pending replies and its goodbye: POP3 ``-ERR``, SMTP

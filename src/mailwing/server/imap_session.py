@@ -40,7 +40,7 @@ from mailwing.proto.imap.events import (
 from mailwing.proto.imap.reader import ImapReader
 from mailwing.proto.imap.responses import Code
 from mailwing.proto.imap.states import State, allowed
-from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.server.connection import Connection
 from mailwing.server.imap import HANDLERS
 from mailwing.server.imap.auth import capability_list
 from mailwing.server.imap.base import Refusal, SessionState, sync_view, unavailable
@@ -54,6 +54,12 @@ log = logging.getLogger("mailwing.session")
 #: commands during which EXPUNGE must not be sent (RFC 3501 section 7.4.1)
 _NO_EXPUNGE = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread)
 _MAX_LITERAL = 1024 * 1024  # literal data of any command but APPEND
+#: the last words of a session that ends without LOGOUT (``Connection.serve``)
+_ENDINGS: dict[str, bytes] = {
+    "shutdown": responses.bye(texts.BYE_SHUTDOWN),
+    "idle": responses.bye(texts.BYE_IDLE_TIMEOUT),
+    "internal": responses.bye(texts.BYE_INTERNAL),
+}
 
 
 async def handle_imap(ctx: AppContext, conn: Connection) -> None:
@@ -81,20 +87,13 @@ class _ImapSession:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
+        await self.s.conn.serve(self._session, protocol="IMAP", **_ENDINGS)
+
+    async def _session(self) -> None:
         s = self.s
-        try:
-            s.send(responses.ok("*", texts.GREETING, Code.capability(capability_list(s))))
-            await self._loop()
-            await s.flush()
-        except ServerShutdown:
-            await self._last_words(responses.bye(texts.BYE_SHUTDOWN))
-        except IdleTimeout:
-            await self._last_words(responses.bye(texts.BYE_IDLE_TIMEOUT))
-        except ConnectionClosed:
-            pass
-        except Exception:
-            s.conn.log_failure("IMAP session failed")
-            await self._last_words(responses.bye(texts.BYE_INTERNAL))
+        s.send(responses.ok("*", texts.GREETING, Code.capability(capability_list(s))))
+        await self._loop()
+        await s.flush()
 
     async def _loop(self) -> None:
         s, reader = self.s, self.reader
@@ -174,6 +173,4 @@ class _ImapSession:
             await self.s.flush()
             self.reader.receive_data(await self.s.conn.read())
 
-    async def _last_words(self, data: bytes) -> None:
-        await self.s.conn.write_last(data)  # the queued responses go first
 

@@ -41,8 +41,8 @@ from mailwing.proto.smtp.events import (
     RcptRequest,
     SendReply,
 )
-from mailwing.proto.smtp.replies import R, Reply
-from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.proto.smtp.replies import ENDINGS, R, Reply
+from mailwing.server.connection import Connection
 from mailwing.services import metrics
 from mailwing.services.context import AppContext
 from mailwing.services.delivery import (
@@ -91,16 +91,7 @@ class _LmtpSession:
 
     async def run(self) -> None:
         try:
-            await self._loop()
-        except ServerShutdown:
-            await self._last_words(R.SHUTDOWN)
-        except IdleTimeout:
-            await self._last_words(R.IDLE_TIMEOUT)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            self.conn.log_failure("LMTP session failed")
-            await self._last_words(R.INTERNAL)
+            await self.conn.serve(self._loop, protocol="LMTP", **ENDINGS)
         finally:
             await self._discard()
 
@@ -253,5 +244,3 @@ class _LmtpSession:
         self.conn.log("delivery", sender=sender, recipients=recipients, delivered=delivered,
                       size=size, queue_id=self._queue_id, result=result, code=code)
 
-    async def _last_words(self, reply: Reply) -> None:
-        await self.conn.write_last(reply.encode())

@@ -60,8 +60,8 @@ from mailwing.proto.pop3.events import (
     StartTlsRequest,
     UpdateRequest,
 )
-from mailwing.proto.pop3.replies import R, Reply
-from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.proto.pop3.replies import R
+from mailwing.server.connection import Connection
 from mailwing.services.auth import AuthOutcome
 from mailwing.services.context import AppContext
 from mailwing.storage.errors import NotFound, StorageError
@@ -79,6 +79,12 @@ RETR_CHUNK_SIZE = 1024 * 1024
 AHEAD_BYTES = 1024 * 1024
 AHEAD_COUNT = 100
 
+#: the last words of a session that ends without QUIT (``Connection.serve``)
+_ENDINGS: dict[str, bytes] = {
+    "shutdown": R.SHUTDOWN.encode(),
+    "idle": R.IDLE_TIMEOUT.encode(),
+    "internal": R.INTERNAL.encode(),
+}
 _OUTCOMES: dict[AuthOutcome, AuthFailure] = {
     AuthOutcome.BAD_CREDENTIALS: AuthFailure.BAD_CREDENTIALS,
     AuthOutcome.DISABLED: AuthFailure.DISABLED,
@@ -228,19 +234,14 @@ class _Pop3Session:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
+        # a shutdown expunges nothing: UPDATE was never reached
+        await self.conn.serve(self._session, protocol="POP3", **_ENDINGS)
+
+    async def _session(self) -> None:
         try:
             await self._loop()
-        except ServerShutdown:
-            await self._last_words(R.SHUTDOWN)  # nothing expunged: UPDATE was never reached
-        except IdleTimeout:
-            await self._last_words(R.IDLE_TIMEOUT)
         except _Abort:
             await self.conn.write_last(b"")  # the +OK and the part of the message queued
-        except ConnectionClosed:
-            pass
-        except Exception:
-            self.conn.log_failure("POP3 session failed")
-            await self._last_words(R.INTERNAL)
 
     async def _loop(self) -> None:
         """Pump the core's events until it closes.
@@ -451,8 +452,6 @@ class _Pop3Session:
         self.core.update_done(len(removed))
 
     # -- output and logging ---------------------------------------------------------------
-    async def _last_words(self, reply: Reply) -> None:
-        await self.conn.write_last(reply.encode())  # after any replies still queued
 
     def _debug(self, event: str, **fields: object) -> None:
         self.conn.log(event, level=logging.DEBUG, **fields)

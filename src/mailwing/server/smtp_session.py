@@ -48,9 +48,9 @@ from mailwing.proto.smtp.events import (
     SendReply,
     StartTlsRequest,
 )
-from mailwing.proto.smtp.replies import R, Reply, SmtpError
+from mailwing.proto.smtp.replies import ENDINGS, R, Reply, SmtpError
 from mailwing.queue import wakeup
-from mailwing.server.connection import Connection, ConnectionClosed, IdleTimeout, ServerShutdown
+from mailwing.server.connection import Connection
 from mailwing.services import policy
 from mailwing.services.auth import AuthOutcome
 from mailwing.services.context import AppContext
@@ -109,16 +109,7 @@ class _SmtpSession:
 
     async def run(self) -> None:
         try:
-            await self._loop()
-        except ServerShutdown:
-            await self._last_words(R.SHUTDOWN)
-        except IdleTimeout:
-            await self._last_words(R.IDLE_TIMEOUT)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            self.conn.log_failure("SMTP session failed")
-            await self._last_words(R.INTERNAL)
+            await self.conn.serve(self._loop, protocol="SMTP", **ENDINGS)
         finally:
             await self._discard()
             if self._early is not None:
@@ -304,5 +295,3 @@ class _SmtpSession:
                       queue_id=self._queue_id, result=result, code=code, error=error)
 
     # -- output ---------------------------------------------------------------------------
-    async def _last_words(self, reply: Reply) -> None:
-        await self.conn.write_last(reply.encode())  # after any replies still queued

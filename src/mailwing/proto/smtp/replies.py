@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["R", "Reply", "SmtpError"]
+__all__ = ["ENDINGS", "R", "Reply", "SmtpError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +202,12 @@ class R:
     @staticmethod
     def challenge(data: str) -> Reply:
         return _r(334, None, data)
+
+
+#: the last words of an SMTP or LMTP session that ends without QUIT (the server's
+#: ``Connection.serve``): shutting down, idle too long, failed
+ENDINGS: dict[str, bytes] = {
+    "shutdown": R.SHUTDOWN.encode(),
+    "idle": R.IDLE_TIMEOUT.encode(),
+    "internal": R.INTERNAL.encode(),
+}
