@@ -41,10 +41,10 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import cast
 
+from mailwing.lru import Lru, for_storage
 from mailwing.model import ContentInfo, Mailbox, User
 from mailwing.proto.pop3.core import Pop3Core
 from mailwing.proto.pop3.encode import DotStuffer, TopLimiter
@@ -135,10 +135,10 @@ class _MaildropCache:
 
     def __init__(self) -> None:
         self._by_storage: weakref.WeakKeyDictionary[
-            Storage, OrderedDict[int, tuple[tuple[int, int], tuple[MaildropItem, ...]]]
+            Storage, Lru[int, tuple[tuple[int, int], tuple[MaildropItem, ...]]]
         ] = weakref.WeakKeyDictionary()
         #: login name -> the id of the INBOX found at that user's last login here
-        self._inboxes: weakref.WeakKeyDictionary[Storage, OrderedDict[str, int]] = (
+        self._inboxes: weakref.WeakKeyDictionary[Storage, Lru[str, int]] = (
             weakref.WeakKeyDictionary())
 
     def inbox_of(self, storage: Storage, username: str) -> int | None:
@@ -148,36 +148,25 @@ class _MaildropCache:
         return lru.get(username) if lru is not None else None
 
     def remember_inbox(self, storage: Storage, username: str, mailbox_id: int) -> None:
-        try:
-            lru = self._inboxes.setdefault(storage, OrderedDict())
-        except TypeError:
-            return
-        lru[username] = mailbox_id
-        lru.move_to_end(username)
-        while len(lru) > self.SIZE * 4:
-            lru.popitem(last=False)
+        lru = for_storage(self._inboxes, storage, self.SIZE * 4)
+        if lru is not None:
+            lru.put(username, mailbox_id)
 
     def get(self, storage: Storage, mailbox: Mailbox) -> tuple[MaildropItem, ...] | None:
         lru = self._by_storage.get(storage)
         found = lru.get(mailbox.id) if lru is not None else None
         if found is None or found[0] != (mailbox.uidvalidity, mailbox.highestmodseq):
             return None
-        assert lru is not None
-        lru.move_to_end(mailbox.id)
         return found[1]
 
     def put(self, storage: Storage, mailbox: Mailbox, items: tuple[MaildropItem, ...]) -> None:
-        try:
-            lru = self._by_storage.setdefault(storage, OrderedDict())
-        except TypeError:  # a storage that takes no weak reference is not cached for
+        lru = for_storage(self._by_storage, storage, self.SIZE)
+        if lru is None:
             return
         if len(items) > self.MAX_ITEMS:
-            lru.pop(mailbox.id, None)
+            lru.pop(mailbox.id)
             return
-        lru[mailbox.id] = ((mailbox.uidvalidity, mailbox.highestmodseq), items)
-        lru.move_to_end(mailbox.id)
-        while len(lru) > self.SIZE:
-            lru.popitem(last=False)
+        lru.put(mailbox.id, ((mailbox.uidvalidity, mailbox.highestmodseq), items))
 
 
 _maildrops = _MaildropCache()

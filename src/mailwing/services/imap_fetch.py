@@ -29,11 +29,11 @@ only the items that need no content (the caller omits it otherwise).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailwing import mime
+from mailwing.lru import Lru
 from mailwing.mime.binary import decode_part
 from mailwing.mime.preview import preview as preview_text
 from mailwing.model import ContentInfo, MailEntry
@@ -72,24 +72,13 @@ class StreamSource:
     length: int
 
 
-class ViewCache:
+class ViewCache(Lru[str, dict[str, bytes]]):
     """A bounded, process-wide LRU of encoded ENVELOPE/BODY/BODYSTRUCTURE per content."""
 
+    __slots__ = ()
+
     def __init__(self, max_entries: int = 20_000) -> None:
-        self.max_entries = max_entries
-        self._data: OrderedDict[str, dict[str, bytes]] = OrderedDict()
-
-    def get(self, sha256: str) -> dict[str, bytes] | None:
-        value = self._data.get(sha256)
-        if value is not None:
-            self._data.move_to_end(sha256)
-        return value
-
-    def put(self, sha256: str, value: dict[str, bytes]) -> None:
-        self._data[sha256] = value
-        self._data.move_to_end(sha256)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        super().__init__(max_entries)
 
 
 VIEWS = ViewCache()

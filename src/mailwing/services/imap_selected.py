@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from mailwing.lru import Lru, for_storage
 from mailwing.model import Mailbox, MailEntry
 from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import Storage
@@ -377,7 +377,7 @@ class _ListingCache:
 
     def __init__(self) -> None:
         self._by_storage: weakref.WeakKeyDictionary[
-            Storage, OrderedDict[tuple[int, int], tuple[int, dict[int, MailEntry], Mailbox]]
+            Storage, Lru[tuple[int, int], tuple[int, dict[int, MailEntry], Mailbox]]
         ] = weakref.WeakKeyDictionary()
         #: (user id, name) -> the mailbox row last listed under that name, per storage
         self._names: weakref.WeakKeyDictionary[
@@ -385,11 +385,10 @@ class _ListingCache:
 
     def get(self, storage: Storage, mailbox: Mailbox) -> tuple[int, dict[int, MailEntry]] | None:
         lru = self._by_storage.get(storage)
-        key = (mailbox.id, mailbox.uidvalidity)
-        if lru is None or key not in lru:
+        found = lru.get((mailbox.id, mailbox.uidvalidity)) if lru is not None else None
+        if found is None:
             return None
-        lru.move_to_end(key)
-        modseq, entries, _ = lru[key]
+        modseq, entries, _ = found
         return modseq, entries
 
     def named(self, storage: Storage, user_id: int, name: str) -> Mailbox | None:
@@ -400,14 +399,12 @@ class _ListingCache:
 
     def put(self, storage: Storage, mailbox: Mailbox, modseq: int,
             entries: dict[int, MailEntry]) -> None:
-        lru = self._by_storage.setdefault(storage, OrderedDict())
+        lru = for_storage(self._by_storage, storage, self.SIZE)
+        if lru is None:
+            return
         names = self._names.setdefault(storage, {})
-        key = (mailbox.id, mailbox.uidvalidity)
-        lru[key] = (modseq, entries, mailbox)
-        lru.move_to_end(key)
         names[(mailbox.user_id, mailbox.name)] = mailbox
-        while len(lru) > self.SIZE:
-            _, (_, _, gone) = lru.popitem(last=False)
+        for _, _, gone in lru.put((mailbox.id, mailbox.uidvalidity), (modseq, entries, mailbox)):
             if names.get((gone.user_id, gone.name)) is gone:
                 del names[(gone.user_id, gone.name)]
 

@@ -21,13 +21,13 @@ Why here: the protocol core knows the orderings (:mod:`mailwing.proto.imap.bases
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from email.utils import getaddresses
 from functools import lru_cache
 
 from mailwing import mime
+from mailwing.lru import Lru
 from mailwing.model import MailEntry
 from mailwing.proto.imap.basesubject import base_subject, casemap
 from mailwing.proto.imap.sortparse import SortKey
@@ -109,8 +109,7 @@ class HeaderRefs:
     """References / In-Reply-To ids per content digest (bounded LRU, process-wide)."""
 
     def __init__(self, max_entries: int = 50_000) -> None:
-        self.max_entries = max_entries
-        self._data: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._data: Lru[str, tuple[str, ...]] = Lru(max_entries)
 
     async def prefetch(self, storage: Storage, entries: Iterable[MailEntry],
                        parallel: int = 16) -> None:
@@ -130,16 +129,13 @@ class HeaderRefs:
         sha = entry.content.sha256
         found = self._data.get(sha)
         if found is not None:
-            self._data.move_to_end(sha)
             return found
         head = await _read_head(storage, sha)
         refs = parse_msgids(" ".join(mime.header_values(head, "references")))
         if not refs:
             refs = parse_msgids(" ".join(mime.header_values(head, "in-reply-to")))[:1]
         value = tuple(refs[-256:])  # a bound: only the nearest ancestors matter
-        self._data[sha] = value
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self._data.put(sha, value)
         return value
 
 
