@@ -19,9 +19,9 @@ Dovecot master reaps its imap/pop3 processes; mailwing's parent its workers; the
 its load processes). A process reparented to init (a daemonising grandchild) escapes.
 
 PostgreSQL backends are counted by the database named in their command line
-(``postgres: user dbname host(port) state``). A backend that exits within the window takes
-its time to the postmaster's cutime, which is not attributable: mailwing keeps a pool, so
-its backends live for the whole run and this does not happen in the benchmarks.
+(``postgres: [cluster_name:] user dbname host(port) state``). A backend that exits within
+the window takes its time to the postmaster's cutime, which is not attributable; mailwing
+keeps a pool of connections, whose backends normally outlive a round.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuSample", "ProcInfo", "Usage", "cpu_sample", "idle_times", "process_table",
-           "tree_cpu"]
+__all__ = ["CpuSample", "ProcInfo", "Usage", "backend_database", "cpu_sample", "idle_times",
+           "postgres_cpu", "process_table", "tree_cpu"]
 
 _TCK = os.sysconf("SC_CLK_TCK")
 
@@ -96,19 +96,29 @@ def tree_cpu(root: int, exclude: Iterable[int] = (), table: dict[int, ProcInfo] 
     return sum(table[p].own + table[p].children for p in _descendants(table, [root], exclude))
 
 
+def backend_database(cmdline: bytes) -> str | None:
+    """The database of a PostgreSQL backend from its /proc cmdline (NUL-separated), else None:
+    ``postgres: [cluster_name:] user database host(port)|[local] state``."""
+    words = cmdline.replace(b"\0", b" ").split()
+    if not words or words[0] != b"postgres:":
+        return None
+    if words[1:2] and words[1].endswith(b":"):  # cluster_name, e.g. "15/main:"
+        del words[1]
+    # background processes ("checkpointer", "background writer" ...) have no client address
+    if len(words) < 4 or not (words[3].endswith(b")") or words[3] == b"[local]"):
+        return None
+    return words[2].decode(errors="replace")
+
+
 def postgres_cpu(database: str, table: dict[int, ProcInfo] | None = None) -> float:
     """CPU seconds so far of the live PostgreSQL backends connected to ``database``."""
     table = process_table() if table is None else table
     total = 0.0
     for pid, info in table.items():
-        if not info.comm.startswith("postgres"):
-            continue
-        with contextlib.suppress(OSError):
-            words = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
-            # "postgres: <user> <database> <host(port)> <state>"; walsender etc. differ
-            if len(words) >= 3 and words[0] == b"postgres:" and \
-                    words[2].decode(errors="replace") == database:
-                total += info.own
+        if info.comm.startswith("postgres"):
+            with contextlib.suppress(OSError):
+                if backend_database(Path(f"/proc/{pid}/cmdline").read_bytes()) == database:
+                    total += info.own
     return total
 
 

@@ -81,6 +81,19 @@ def test_postgres_cpu_of_an_unknown_database_is_zero() -> None:
     assert cpu_usage.postgres_cpu("no_such_database_here") == 0.0
 
 
+@pytest.mark.parametrize(("cmdline", "database"), [
+    (b"postgres: 15/main: postgres mailwing_bench_1 127.0.0.1(35530) idle\0", "mailwing_bench_1"),
+    (b"postgres: alice mail [local] SELECT\0", "mail"),  # over a Unix socket
+    (b"postgres: bob mail 10.0.0.1(5000) idle in transaction\0", "mail"),
+    (b"postgres: 15/main: checkpointer \0", None),
+    (b"postgres: background writer\0", None),
+    (b"/usr/lib/postgresql/15/bin/postgres\0-D\0/var/lib/postgresql\0", None),
+    (b"", None),
+])
+def test_backend_database(cmdline: bytes, database: str | None) -> None:
+    assert cpu_usage.backend_database(cmdline) == database
+
+
 def test_with_cpu_divides_by_operations() -> None:
     used = cpu_usage.Usage(server=2.0, db=0.5, load=1.0, idle=0.25)
     m = with_cpu(Measure(100.0, 1.0, 2.0, ops=1000), used)
