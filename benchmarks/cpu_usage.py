@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["CpuSample", "ProcInfo", "Usage", "backend_database", "cpu_sample", "idle_times",
-           "postgres_cpu", "process_table", "tree_cpu"]
+           "postgres_cpu", "process_table", "tree_cpu", "tree_pids"]
 
 _TCK = os.sysconf("SC_CLK_TCK")
 
@@ -70,8 +70,10 @@ def process_table() -> dict[int, ProcInfo]:
     return table
 
 
-def _descendants(table: dict[int, ProcInfo], roots: Iterable[int],
-                 exclude: Iterable[int] = ()) -> set[int]:
+def tree_pids(table: dict[int, ProcInfo], roots: Iterable[int], exclude: Iterable[int] = ()
+              ) -> set[int]:
+    """The live pids of the trees of ``roots`` in ``table``, without the subtrees of
+    ``exclude``."""
     kids: dict[int, list[int]] = {}
     for pid, info in table.items():
         kids.setdefault(info.ppid, []).append(pid)
@@ -93,7 +95,7 @@ def tree_cpu(root: int, exclude: Iterable[int] = (), table: dict[int, ProcInfo] 
     has reaped included; the subtrees of the pids in ``exclude`` are left out (their CPU
     stays out only while they are alive: the one that reaps them gets it)."""
     table = process_table() if table is None else table
-    return sum(table[p].own + table[p].children for p in _descendants(table, [root], exclude))
+    return sum(table[p].own + table[p].children for p in tree_pids(table, [root], exclude))
 
 
 def backend_database(cmdline: bytes) -> str | None:
