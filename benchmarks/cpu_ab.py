@@ -27,25 +27,11 @@ from pathlib import Path
 
 import imap_load
 import pop3load
+from cpu_usage import process_table, tree_cpu, tree_pids
 from imap_bench import DOMAIN, PASSWORD, MailwingImap, make_message
 from pop3_bench import Mailwing, postgres_database
 
-_TCK = os.sysconf("SC_CLK_TCK")
 _PG_PORT_HEX = f":{5432:04X}"
-
-
-def _cpu(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TCK
-    return 0.0
-
-
-def _children(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(p) for p in
-                Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
 
 
 def _pg_backends(pids: list[int]) -> list[int]:
@@ -75,9 +61,12 @@ def _pg_backends(pids: list[int]) -> list[int]:
 
 
 def split_cpu(server_pid: int) -> tuple[float, float]:
-    """CPU seconds of the server tree and of its PostgreSQL backends so far."""
-    tree = [server_pid, *_children(server_pid)]
-    return sum(map(_cpu, tree)), sum(map(_cpu, _pg_backends(tree)))
+    """CPU seconds of the server tree (:mod:`cpu_usage`) and of its PostgreSQL backends so
+    far (by port here, not by database name: both trees share one database)."""
+    table = process_table()
+    tree = tree_pids(table, [server_pid])
+    return (tree_cpu(server_pid, table=table),
+            sum(table[p].own for p in _pg_backends(list(tree)) if p in table))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

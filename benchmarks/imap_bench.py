@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import subprocess
@@ -58,6 +59,7 @@ from imap_mixed import run_mixed
 from pop3_bench import (
     Mailwing,
     bench_main,
+    database_name,
     dovecot_passwords,
     free_port,
     make_big,
@@ -258,7 +260,7 @@ def _imap_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namesp
         return every[min(len(every) - 1, int(len(every) * p / 100))] * 1000 if every else 0.0
 
     return Measure(r.ops_per_s, pct(50), pct(99), r.errors,
-                   r.first_error[:80] if r.first_error else "")
+                   r.first_error[:80] if r.first_error else "", ops=r.ops)
 
 
 def _mixed_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namespace
@@ -268,7 +270,8 @@ def _mixed_measure(port: int, creds: list[tuple[str, str]], args: argparse.Names
     p50 = every[len(every) // 2] * 1000 if every else 0.0
     p99 = every[min(len(every) - 1, len(every) * 99 // 100)] * 1000 if every else 0.0
     note = f"FETCH NO {r.fetch_no}" + (f"; first error: {r.examples[0]}" if r.examples else "")
-    return Measure(r.commands / r.elapsed if r.elapsed else 0.0, p50, p99, r.errors, note)
+    return Measure(r.commands / r.elapsed if r.elapsed else 0.0, p50, p99, r.errors, note,
+                   ops=r.commands)
 
 
 def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
@@ -295,8 +298,12 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
     hashes = mw.populate(mail)
     workers = args.workers[0]
     mw.start(workers)
+    assert mw.proc is not None
     ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
-    servers: list[tuple[str, int]] = [(f"mailwing {args.backend} w={workers}{ttl}", mw.port)]
+    # (label, port, root pid of the server's process tree, PostgreSQL database or None)
+    servers: list[tuple[str, int, int | None, str | None]] = [
+        (f"mailwing {args.backend} w={workers}{ttl}", mw.port, mw.proc.pid,
+         database_name(url))]
     if use_dovecot:
         for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
             dv = DovecotImap(root / f"dovecot-{scheme}", free_port(), max(args.clients))
@@ -306,34 +313,35 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
                 for data in messages:
                     dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
             dv.start()
-            servers.append((f"dovecot {scheme_label(scheme)}", dv.port))
+            servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
+                            dv.proc.pid if dv.proc else None, None))
     for clients in args.clients:
         creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
         targets = []
-        for label, port in servers:
+        for label, port, pid, database in servers:
             warm_logins("127.0.0.1", port, creds,
                         rounds=8 * workers if label.startswith("mailwing") else 1)
             prime("127.0.0.1", port, creds)
             if args.warmup > 0:
                 run_load("127.0.0.1", port, creds, args.warmup, args.load_procs)
-            targets.append(Target(label, lambda port=port, creds=creds: _imap_measure(
-                port, creds, args)))
+            targets.append(Target(label, functools.partial(_imap_measure, port, creds, args),
+                                  pid, database))
         title = f"IMAP {args.workload} sessions, {clients} clients"
         rows.append((title, run_rounds(title, targets, args, "cmds")))
     for clients in args.mixed_clients:
         boxes = max(1, clients // max(1, args.per_mailbox))
         creds = [(mixed_users[i % boxes], PASSWORD) for i in range(clients)]
         targets = []
-        for label, port in servers:
+        for label, port, pid, database in servers:
             if label.startswith("mailwing"):
                 warm_logins("127.0.0.1", port, creds, rounds=8 * workers)
-            targets.append(Target(label, lambda port=port, creds=creds: _mixed_measure(
-                port, creds, args)))
+            targets.append(Target(label, functools.partial(_mixed_measure, port, creds, args),
+                                  pid, database))
         title = (f"IMAP mixed load (imaptest-style), {clients} clients, "
                  f"{args.per_mailbox} per mailbox")
         rows.append((title, run_rounds(title, targets, args, "cmds")))
     if args.big_size:
-        for label, port in servers[:2]:
+        for label, port, *_ in servers[:2]:
             _, big[label] = body_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
 
 

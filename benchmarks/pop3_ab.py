@@ -20,10 +20,10 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
+from cpu_usage import tree_cpu
 from pop3_bench import (
     BIG_USER,
     DOMAIN,
@@ -34,17 +34,6 @@ from pop3_bench import (
     postgres_database,
 )
 from pop3load import retr_throughput, run_load, warm_logins
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its direct children (the workers)."""
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    total = 0
-    for proc in [str(pid), *out.split()]:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

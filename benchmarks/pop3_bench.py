@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -195,6 +196,12 @@ allow_plaintext = true
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # worker processes left behind, if any
         self.proc = None
+
+
+def database_name(url: str) -> str | None:
+    """The PostgreSQL database of a storage URL (its backends' CPU is reported as db CPU),
+    None for SQLite."""
+    return url.rsplit("/", 1)[1] if url.startswith("postgresql") else None
 
 
 @contextlib.contextmanager
@@ -370,7 +377,7 @@ def _pop3_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namesp
                   ) -> Measure:
     r = run_load("127.0.0.1", port, creds, args.duration, args.load_procs)
     return Measure(r.sessions_per_s, r.percentile(50) * 1000, r.percentile(99) * 1000,
-                   r.errors, r.first_error[:80] if r.first_error else "")
+                   r.errors, r.first_error[:80] if r.first_error else "", ops=r.sessions)
 
 
 def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
@@ -391,10 +398,13 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
     stack.callback(mw.stop)
     hashes = mw.populate(mail)
     workers = args.workers[0]
-    servers: list[tuple[str, int]] = []
+    # (label, port, root pid of the server's process tree, PostgreSQL database or None)
+    servers: list[tuple[str, int, int | None, str | None]] = []
     mw.start(workers)
+    assert mw.proc is not None
     ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
-    servers.append((f"mailwing {args.backend} w={workers}{ttl}", mw.port))
+    servers.append((f"mailwing {args.backend} w={workers}{ttl}", mw.port, mw.proc.pid,
+                    database_name(url)))
     if use_dovecot:
         from mailwing.services.delivery import trace_headers
 
@@ -406,21 +416,22 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
                 for data in messages:
                     dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
             dv.start()
-            servers.append((f"dovecot {scheme_label(scheme)}", dv.port))
+            servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
+                            dv.proc.pid if dv.proc else None, None))
     for clients in args.clients:
         creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
         targets = []
-        for label, port in servers:  # mailwing: every worker process sees every user
+        for label, port, pid, database in servers:  # mailwing: every worker sees every user
             warm_logins("127.0.0.1", port, creds,
                         rounds=8 * workers if label.startswith("mailwing") else 1)
             if args.warmup > 0:
                 run_load("127.0.0.1", port, creds, args.warmup, args.load_procs)
-            targets.append(Target(label, lambda port=port, creds=creds: _pop3_measure(
-                port, creds, args)))
+            targets.append(Target(label, functools.partial(_pop3_measure, port, creds, args),
+                                  pid, database))
         title = f"POP3 sessions, {clients} clients"
         rows.append((title, run_rounds(title, targets, args, "sessions")))
     if args.big_size:
-        for label, port in servers[:2]:
+        for label, port, *_ in servers[:2]:
             _, big[label] = retr_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
 
 

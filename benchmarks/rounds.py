@@ -9,6 +9,13 @@ the references, all servers running the whole time), and after the rounds listed
 so the round after it starts cold. The report gives throughput and p50/p99 per round, the ratio
 of medians over the rounds and the worst round's ratio.
 
+CPU per operation (:mod:`cpu_usage`): when a :class:`Target` names its server's root pid and
+its measure counts ``ops``, every round also shows the CPU milliseconds per operation of the
+server's process tree, of the PostgreSQL backends of ``Target.database`` (db), of the load
+generator (this process and its load processes, without the server trees) and the machine's
+idle share during the round; the summary gives their medians and the server CPU ratio.
+On a shared 2-core machine these move much less than the rates do.
+
 A flat-over-time run is the same machinery with one server: ``--rounds 10 --duration 60
 --pause 0`` gives minute 1 to minute 10 (see benchmarks/README.md).
 """
@@ -19,7 +26,9 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from cpu_usage import Usage, cpu_sample
 
 __all__ = ["Measure", "Target", "add_round_options", "default_pause", "print_summary",
            "run_rounds"]
@@ -36,12 +45,34 @@ class Measure:
     p99_ms: float
     errors: int = 0
     note: str = ""
+    ops: int | None = None  # operations completed (the CPU figures are per operation)
+    server_cpu_ms: float | None = None  # CPU ms per operation of the server's process tree
+    db_cpu_ms: float | None = None  # ... of the PostgreSQL backends of Target.database
+    load_cpu_ms: float | None = None  # ... of the load generator
+    idle_pct: float | None = None  # share of all CPUs idle (or in iowait) during the round
 
 
 @dataclass
 class Target:
     label: str  # "mailwing", "dovecot {PLAIN}", "aiosmtpd" ...
     run: Callable[[], Measure]  # one measured round (warm-up is the caller's business)
+    pid: int | None = None  # root of the server's process tree: CPU columns (cpu_usage)
+    database: str | None = None  # PostgreSQL database whose backends count as "db"
+    after: Callable[[], None] | None = None  # tidying after a round, outside the CPU window
+
+
+def with_cpu(m: Measure, used: Usage) -> Measure:
+    """``m`` with the CPU figures of ``used`` per operation (unchanged without ``m.ops``)."""
+    if not m.ops:
+        return m
+    per = 1000.0 / m.ops
+    return replace(m, server_cpu_ms=used.server * per,
+                   db_cpu_ms=None if used.db is None else used.db * per,
+                   load_cpu_ms=used.load * per, idle_pct=used.idle * 100)
+
+
+def _cell(value: float | None, width: int, digits: int = 3) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
 def default_pause() -> float:
@@ -76,18 +107,35 @@ def run_rounds(title: str, targets: list[Target], args: argparse.Namespace, unit
     pause = default_pause() if args.pause is None else args.pause
     after = _pause_rounds(args.pause_after)
     results: dict[str, list[Measure]] = {t.label: [] for t in targets}
+    pids = [t.pid for t in targets if t.pid is not None]
+    databases = sorted({t.database for t in targets if t.database})
     print(f"\n== {title}: {args.rounds} rounds of {args.duration:g} s, pause {pause:g} s "
           f"after round(s) {sorted(after) or '-'}", flush=True)
+    cpu_head = ""
+    if pids:
+        db_head = f" {'db ms/op':>9}" if databases else ""
+        cpu_head = f" {'srv ms/op':>9}{db_head} {'load ms/op':>10} {'idle %':>6}"
     print(f"   {'round':>5} {'server':40} {unit + '/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
-          f"{'errors':>7}", flush=True)
+          f"{'errors':>7}{cpu_head}", flush=True)
     for n in range(1, args.rounds + 1):
         for i, target in enumerate(targets):
             if i or n > 1:
                 time.sleep(args.settle)
+            before = cpu_sample(pids, databases) if pids else None
             m = target.run()
+            if before is not None and target.pid is not None:
+                m = with_cpu(m, Usage.between(before, cpu_sample(pids, databases), target.pid,
+                                              target.database))
+            if target.after is not None:
+                target.after()
             results[target.label].append(m)
+            cpu = ""
+            if pids:
+                cpu = (f" {_cell(m.server_cpu_ms, 9)}"
+                       f"{' ' + _cell(m.db_cpu_ms, 9) if databases else ''}"
+                       f" {_cell(m.load_cpu_ms, 10)} {_cell(m.idle_pct, 6, 0)}")
             print(f"   {n:>5} {target.label:40} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
-                  f"{m.p99_ms:>9.1f} {m.errors:>7}{'  ' + m.note if m.note else ''}",
+                  f"{m.p99_ms:>9.1f} {m.errors:>7}{cpu}{'  ' + m.note if m.note else ''}",
                   flush=True)
         if n in after and n < args.rounds and pause > 0:
             print(f"   (idle {pause:g} s: every cache entry expires)", flush=True)
@@ -120,6 +168,44 @@ def print_summary(title: str, results: dict[str, list[Measure]], ours: str, unit
             verdict = "  met" if ratio >= target_ratio else f"  NOT met (target {target_ratio}x)"
         lines.append(f"   vs {label:40} median {ref:10.1f}  ratio of medians {ratio:5.2f}x  "
                      f"worst round {worst:5.2f}x{verdict}")
+    lines += _cpu_summary(results, ours, unit)
     for line in lines:
         print(line, flush=True)
+    return lines
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _cpu_summary(results: dict[str, list[Measure]], ours: str, unit: str) -> list[str]:
+    """Medians of the CPU figures per server, and the server CPU ratio ours / each other."""
+    med = {label: {key: _median([getattr(m, key) for m in ms])
+                   for key in ("server_cpu_ms", "db_cpu_ms", "load_cpu_ms", "idle_pct")}
+           for label, ms in results.items()}
+    if all(v["server_cpu_ms"] is None for v in med.values()):
+        return []
+    head = f"CPU ms per {unit.rstrip('s') or 'op'} (medians)"
+    lines = [f"   {head:40} {'server':>9} {'db':>9} {'srv+db':>9} {'load gen':>9} "
+             f"{'idle %':>6}"]
+    mine = med.get(ours, {})
+
+    def both(v: dict[str, float | None]) -> float | None:
+        if v["server_cpu_ms"] is None:
+            return None
+        return v["server_cpu_ms"] + (v["db_cpu_ms"] or 0.0)
+
+    my_server = mine.get("server_cpu_ms")
+    for label, v in med.items():
+        ratio = ""
+        their_server = v["server_cpu_ms"]
+        if label != ours and their_server and my_server is not None:
+            ratio = f"  server {ours.split()[0]}/this {my_server / their_server:.2f}x"
+            total, their_total = both(mine), both(v)
+            if mine.get("db_cpu_ms") is not None and total is not None and their_total:
+                ratio += f", srv+db {total / their_total:.2f}x"
+        lines.append(f"   {label:40} {_cell(v['server_cpu_ms'], 9)} {_cell(v['db_cpu_ms'], 9)} "
+                     f"{_cell(both(v), 9)} {_cell(v['load_cpu_ms'], 9)} "
+                     f"{_cell(v['idle_pct'], 6, 0)}{ratio}")
     return lines

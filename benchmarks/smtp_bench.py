@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pop3_bench import free_port, parse_ints, postgres_database
+from pop3_bench import database_name, free_port, parse_ints, postgres_database
 from pop3load import LoadResult
 from rounds import DNS_TTL, Measure, Target, add_round_options, print_summary, run_rounds
 from smtp_load import LoadSpec, run_load
@@ -290,7 +290,7 @@ def start_dns() -> object:
 def _measure(spec: LoadSpec, clients: int, procs: int) -> Measure:
     r = run_load(spec, clients, procs)
     return Measure(r.messages_per_s, r.percentile(50) * 1000, r.percentile(99) * 1000,
-                   r.errors, r.first_error[:80] if r.first_error else "")
+                   r.errors, r.first_error[:80] if r.first_error else "", ops=r.messages)
 
 
 def main_rounds(args: argparse.Namespace) -> int:
@@ -308,7 +308,10 @@ def main_rounds(args: argparse.Namespace) -> int:
         try:
             dns = start_dns()
             stack.callback(dns.stop)  # type: ignore[attr-defined]
-            servers: list[tuple[str, int, Callable[[], None]]] = []
+            # (label, port, tidying after a round, root pid of the server's process tree,
+            # PostgreSQL database or None)
+            servers: list[tuple[str, int, Callable[[], None] | None, int | None,
+                                str | None]] = []
             for mode in checks:
                 if args.backend == "postgresql":
                     url = stack.enter_context(postgres_database(args.postgres_url))
@@ -318,29 +321,28 @@ def main_rounds(args: argparse.Namespace) -> int:
                               dns=dns.address)  # type: ignore[attr-defined]
                 stack.callback(mw.stop)
                 mw.start(workers)
-                servers.append((f"mailwing checks {mode}", mw.port, lambda: None))
+                servers.append((f"mailwing checks {mode}", mw.port, None,
+                                mw.proc.pid if mw.proc else None, database_name(url)))
             if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
                 ref = Aiosmtpd(root / "aiosmtpd")
                 stack.callback(ref.stop)
                 ref.start()
-                servers.append(("aiosmtpd maildir+fsync", ref.port, ref.empty_maildir))
+                servers.append(("aiosmtpd maildir+fsync", ref.port, ref.empty_maildir,
+                                ref.proc.pid if ref.proc else None, None))
             for size in args.sizes:
                 for clients in args.clients:
                     targets = []
-                    for label, port, between in servers:
+                    for label, port, between, pid, database in servers:
                         spec = LoadSpec("127.0.0.1", port, tuple(users), size, args.duration,
                                         args.max_messages, per_connection=args.per_connection)
                         if args.warmup > 0:
                             run_load(LoadSpec(**{**spec.__dict__, "duration": args.warmup}),
                                      clients, args.load_procs)
 
-                        def one(spec: LoadSpec = spec, between: Callable[[], None] = between,
-                                clients: int = clients) -> Measure:
-                            m = _measure(spec, clients, args.load_procs)
-                            between()
-                            return m
+                        def one(spec: LoadSpec = spec, clients: int = clients) -> Measure:
+                            return _measure(spec, clients, args.load_procs)
 
-                        targets.append(Target(label, one))
+                        targets.append(Target(label, one, pid, database, between))
                     title = (f"SMTP intake {size_label(size)}, {clients} clients, "
                              f"{args.backend}, workers={workers}")
                     results = run_rounds(title, targets, args, "msgs")
