@@ -7,7 +7,8 @@ claim (after its read) and a delivery of a fresh small content (an SMTP message)
 one statement that commits by itself (no ``BEGIN``/``COMMIT``), an IMAP APPEND too (its
 quota checked inside the statement), an EXPUNGE two, deliveries under way at once in one
 process share one statement (group commit: one WAL flush, each lock taken once), and the
-shared-limits pool sends no reset query after each use.
+shared-limits pool sends no reset query after each use. A LOGIN's two queries (failure
+counts, user row) are sent together.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from mailwing.config import AuthSettings
 from mailwing.model import User
+from mailwing.services.auth import Authenticator
+from mailwing.services.passwords import hash_password
 from mailwing.shared import pg_store
+from mailwing.shared.limits import SharedThrottle
 from mailwing.storage import Delivery, open_storage
 from mailwing.storage.errors import NotFound, OverQuota
 from mailwing.storage.interface import RecipientLookup
@@ -413,3 +418,47 @@ async def test_concurrent_recipient_lookups_share_one_statement(
     assert alone.quota_bytes == 5000
     assert answers[0] == alone and answers[1] == RecipientLookup() and answers[2] is None
     assert answers[3] == await pg.lookup_recipient("ALICE@example.org.")
+
+
+async def test_a_login_is_two_statements_under_way_at_once(
+        pg_database_url: str, pg: Any, alice: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LOGIN on PostgreSQL without Redis: the failure counts (on the shared-limits pool)
+    and the user row, sent together, so one round trip of waiting rather than two; a
+    success after a clean check sends no DELETE."""
+    log: list[str] = []
+    busy = [0, 0]  # statements under way now, most at once
+
+    def wrap(real: Any) -> Any:
+        async def call(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            log.append(" ".join(query.split()))
+            busy[0] += 1
+            busy[1] = max(busy)
+            try:
+                return await real(self, query, *args, **kwargs)
+            finally:
+                busy[0] -= 1
+        return call
+
+    for name in _METHODS:
+        monkeypatch.setattr(asyncpg.connection.Connection, name,
+                            wrap(getattr(asyncpg.connection.Connection, name)))
+    await pg.set_password(alice.address, hash_password("pw"))
+    pool = await pg_store.open_pool(pg_database_url)
+    throttle = SharedThrottle(pg_store.PgFailures(pool, 300.0, owns_pool=False), window=300.0,
+                              max_per_ip=5, max_per_user=3)
+    auth = Authenticator(pg, AuthSettings(), throttle=throttle)
+    try:
+        # the first login checks the password and opens both pools' connections
+        assert (await auth.authenticate(alice.address, "pw", peer_ip="192.0.2.1")).ok
+        for _ in range(2):
+            log.clear()
+            busy[1] = 0
+            result = await auth.authenticate(alice.address, "pw", peer_ip="192.0.2.1")
+            assert result.ok
+            assert len(log) == 2, log
+            assert any("mw_auth_failures" in s for s in log)
+            assert any("FROM users" in s for s in log)
+            assert busy[1] == 2  # both under way at once
+    finally:
+        auth.close()
+        await pool.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from argon2 import PasswordHasher
 from mailwing.config import AuthSettings
 from mailwing.services import passwords
 from mailwing.services.auth import Authenticator, AuthOutcome
+from mailwing.shared.limits import LocalFailures, SharedThrottle
+from mailwing.storage.errors import StorageError, TemporaryStorageError
 from tests.conftest import open_test_storage
 
 ALICE = "alice@example.org"
@@ -210,3 +214,125 @@ async def test_login_rehashes_a_hash_with_old_parameters(store: Any) -> None:
         assert (await auth.authenticate("old@example.org", "pw", peer_ip="192.0.2.7")).ok
     finally:
         auth.close()
+
+
+# -- the user lookup runs while the failure counts are checked --------------------------------
+
+class GatedCounts(LocalFailures):
+    """This process's failure counts, whose check waits for ``gate`` (a shared store's query
+    under way) and can answer "throttled" for every key."""
+
+    def __init__(self, *, throttled: bool = False) -> None:
+        super().__init__(300.0)
+        self.gate = asyncio.Event()
+        self.checking = False
+        self.throttled = throttled
+
+    async def counts(self, keys: list[str], now: float) -> list[int]:
+        self.checking = True
+        try:
+            await self.gate.wait()
+        finally:
+            self.checking = False
+        return [1000] * len(keys) if self.throttled else await super().counts(keys, now)
+
+
+def gated_throttle(store: GatedCounts) -> SharedThrottle:
+    return SharedThrottle(store, window=300.0, max_per_ip=5, max_per_user=3)
+
+
+async def spin(turns: int = 20) -> None:
+    """Let the event loop run the tasks that are ready (no clock involved)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def unretrieved() -> AsyncIterator[list[dict[str, Any]]]:
+    """What the event loop's exception handler is given (e.g. "Task exception was never
+    retrieved"), collected after a garbage collection at the end of the test."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    yield seen
+    loop.set_exception_handler(old)
+
+
+async def test_user_lookup_runs_while_the_failure_counts_are_checked(
+        sqlite_store: Any, alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #9: on PostgreSQL the counts and the user row are each a query; one after the
+    other they were two round trips of every login's wait, at once one."""
+    looked_up: list[str] = []
+    real_get_user = sqlite_store.get_user
+
+    async def get_user(address: str) -> Any:
+        looked_up.append(address)
+        return await real_get_user(address)
+
+    monkeypatch.setattr(sqlite_store, "get_user", get_user)
+    counts = GatedCounts()
+    auth = Authenticator(sqlite_store, settings(), throttle=gated_throttle(counts))
+    login = asyncio.ensure_future(auth.authenticate(ALICE, "right", peer_ip="192.0.2.1"))
+    try:
+        await spin()
+        assert counts.checking and looked_up == [ALICE]  # both under way at once
+        assert not login.done()
+    finally:
+        counts.gate.set()
+    assert (await login).ok
+    auth.close()
+
+
+@pytest.mark.parametrize("failure", [None, TemporaryStorageError("down"), StorageError("odd")])
+async def test_a_throttled_login_ignores_its_user_lookup(
+        sqlite_store: Any, alice: Any, monkeypatch: pytest.MonkeyPatch,
+        unretrieved: list[dict[str, Any]], failure: Exception | None) -> None:
+    """Throttled answers THROTTLED whatever the lookup finds or raises, without waiting for
+    it, and a lookup that fails afterwards leaves no unretrieved exception behind."""
+    lookup_gate = asyncio.Event()
+    finished: list[bool] = []
+
+    async def get_user(address: str) -> Any:
+        await lookup_gate.wait()
+        finished.append(True)
+        if failure is not None:
+            raise failure
+        return alice
+
+    monkeypatch.setattr(sqlite_store, "get_user", get_user)
+    counts = GatedCounts(throttled=True)
+    counts.gate.set()
+    auth = Authenticator(sqlite_store, settings(), throttle=gated_throttle(counts))
+    result = await auth.authenticate(ALICE, "right", peer_ip="192.0.2.1")
+    assert result.outcome is AuthOutcome.THROTTLED and result.user is None
+    assert finished == [] and auth.verifications == 0  # not waited for; no password checked
+    lookup_gate.set()
+    await spin()
+    assert finished == [True]
+    gc.collect()
+    await spin()
+    assert unretrieved == []
+    auth.close()
+
+
+async def test_a_failed_lookup_is_a_tempfail_once_the_counts_allow_the_login(
+        sqlite_store: Any, alice: Any, monkeypatch: pytest.MonkeyPatch,
+        unretrieved: list[dict[str, Any]]) -> None:
+    """The lookup may fail before the counts are in: the answer is still TEMPFAIL (not
+    THROTTLED, not an exception), given once the counts allow the login."""
+    async def get_user(address: str) -> Any:
+        raise TemporaryStorageError("database restarting")
+
+    monkeypatch.setattr(sqlite_store, "get_user", get_user)
+    counts = GatedCounts()
+    auth = Authenticator(sqlite_store, settings(), throttle=gated_throttle(counts))
+    login = asyncio.ensure_future(auth.authenticate(ALICE, "right", peer_ip="192.0.2.1"))
+    await spin()
+    assert not login.done()  # the lookup failed already; the counts are still being read
+    counts.gate.set()
+    assert (await login).outcome is AuthOutcome.TEMPFAIL
+    gc.collect()
+    await spin()
+    assert unretrieved == []
+    auth.close()
