@@ -172,5 +172,3 @@ class _ImapSession:
                 return b""  # an over-long or malformed line: the caller refuses it
             await self.s.flush()
             self.reader.receive_data(await self.s.conn.read())
-
-

@@ -243,4 +243,3 @@ class _LmtpSession:
         sender = mail.sender.text if mail is not None else None
         self.conn.log("delivery", sender=sender, recipients=recipients, delivered=delivered,
                       size=size, queue_id=self._queue_id, result=result, code=code)
-

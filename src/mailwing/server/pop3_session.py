@@ -441,6 +441,5 @@ class _Pop3Session:
         self.core.update_done(len(removed))
 
     # -- output and logging ---------------------------------------------------------------
-
     def _debug(self, event: str, **fields: object) -> None:
         self.conn.log(event, level=logging.DEBUG, **fields)
