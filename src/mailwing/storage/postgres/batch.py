@@ -14,11 +14,11 @@ each of those locks once and flushes once.
 How: :meth:`DeliveryBatcher.deliver` queues a delivery; while one batch is in the database,
 the deliveries that arrive wait and go together as the next one (nothing waits for company:
 a lone delivery goes at once, as the one-statement script of :func:`.scripts.append`; the
-queue is :class:`~.coalesce.Coalescer`). The
-statement, ``_BATCH``, is that script's statement over arrays: mailbox rows locked first in
-ascending id order, then the contents' first pieces in ascending digest order, then the
-users' rows in ascending id order, the lock order of every writer (see ``.scripts``), and
-nothing linked unless every mailbox and every content was found. A batch that the server
+queue is :class:`~.coalesce.Coalescer`). The statement, ``_BATCH``, is that script's
+statement over arrays: mailbox rows locked first in ascending id order, then the contents'
+first pieces in ascending digest order, then the users' rows in ascending id order, the lock
+order of every writer (see ``.scripts``), and nothing linked unless every mailbox and every
+content was found. A batch that the server
 rolled back (a mailbox or a content gone, a deadlock) is retried one delivery per
 statement, so that each caller gets its own answer and no delivery is refused for another
 one's fault; one whose connection broke with the statement sent may have committed, so it
