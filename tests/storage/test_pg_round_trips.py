@@ -462,3 +462,28 @@ async def test_a_login_is_two_statements_under_way_at_once(
     finally:
         auth.close()
         await pool.close()
+
+
+async def test_catch_up_reads_the_recent_floor_in_its_statement(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """A catch-up that brings new mail: when another session claimed it already, the one
+    statement tells (no second read of the floor); when not, the claim follows at once."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    await pg.append(content, [Delivery(box)])
+    highest = (await pg.mail_changes(box, 0))[0]
+    await pg.append(content, [Delivery(box)])  # UID 2
+    assert await pg.claim_recent(box) == 1  # another session claims UIDs 1 and 2
+    sent.clear()
+    (modseq, entries, gone), floor = await pg.catch_up(box, highest, claim_from=2)
+    assert len(sent) == 1 and not sent[0][1], sent
+    assert [e.uid for e in entries] == [2] and floor == 3 and gone == [] and modseq > highest
+    await pg.append(content, [Delivery(box)])  # UID 3: nobody claimed it
+    sent.clear()
+    (_, entries, _), floor = await pg.catch_up(box, modseq, claim_from=3)
+    assert [in_transaction for _, in_transaction in sent] == [False, False]  # read, claim
+    assert [e.uid for e in entries] == [3] and floor == 3
+    assert await pg.claim_recent(box) == 4  # claimed by the catch-up
+    sent.clear()  # nothing new for this session: the changes alone
+    (_, entries, _), floor = await pg.catch_up(box, modseq, claim_from=4)
+    assert len(sent) == 1 and [e.uid for e in entries] == [3] and floor is None

@@ -39,12 +39,13 @@ from mailwing.storage.notify import format_ids
 from mailwing.storage.postgres.content import PUBLISH_WHOLE
 from mailwing.storage.postgres.listen import CHANNEL
 from mailwing.storage.scripts import entry_date
+from mailwing.storage.scripts_catchup import brings_new
 from mailwing.storage.scripts_mail import _new_flags, _uid_list
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Changed, Query, Script, Volatile, q
 
-__all__ = ["Solo", "append", "claim_recent", "expunge", "mail_changes", "open_mailbox",
-           "set_flags"]
+__all__ = ["Solo", "append", "catch_up", "claim_recent", "expunge", "mail_changes",
+           "open_mailbox", "set_flags"]
 
 
 class Solo(Query):
@@ -198,6 +199,9 @@ _OPEN_NAMED = _CHANGES_TEMPLATE.format(
     box_cte=_BOX_CTE, box=_BOX, mail=MAIL_COLUMNS,
     named=" AND x.user_id = $3 AND x.name = $4 AND x.uidvalidity = $5")
 _BOX_WIDTH = 9  # the columns ``box`` adds to _OPEN_MAILBOX's rows
+#: the catch-up with the mailbox's \\Recent floor, from the same snapshot
+_CATCH_UP = _CHANGES_TEMPLATE.format(box_cte=", x.recent_floor AS r", box="\n  b.r,",
+                                     named="", mail=MAIL_COLUMNS)
 
 
 def _changes(rows: Sequence[Any], since_modseq: int, skip: int
@@ -223,6 +227,27 @@ def mail_changes(
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
     return _changes(rows, since_modseq, 0)
+
+
+def catch_up(
+    mailbox_id: int, since_modseq: int, claim_from: int | None
+) -> Script[tuple[tuple[int, list[MailEntry], list[int]], bool, int | None]]:
+    """:func:`mailwing.storage.scripts_catchup.changes_and_claimed` in one statement: the
+    changes, whether they bring new mail (an entry at or above ``claim_from``), and the
+    \\Recent floor when that new mail is claimed already (None: the claim must be
+    written). The floor and UIDNEXT come from the catch-up's own snapshot: when every UID
+    given out by then is below the floor, so is every new entry of the catch-up, which
+    another session claimed, as the read of ``recent_claimed`` after it would have found
+    (later mail is the next catch-up's); otherwise the claim follows, which reads the
+    newest floor under the row's lock. One statement instead of two."""
+    rows = yield q(_CATCH_UP, mailbox_id, since_modseq)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    changes = _changes(rows, since_modseq, 1)
+    if not brings_new(changes, claim_from):
+        return changes, False, None
+    floor, uidnext = int(rows[0][5]), int(rows[0][2])
+    return changes, True, (floor if uidnext <= floor else None)
 
 
 def open_mailbox(
