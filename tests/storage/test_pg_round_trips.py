@@ -487,3 +487,98 @@ async def test_catch_up_reads_the_recent_floor_in_its_statement(
     sent.clear()  # nothing new for this session: the changes alone
     (_, entries, _), floor = await pg.catch_up(box, modseq, claim_from=4)
     assert len(sent) == 1 and [e.uid for e in entries] == [3] and floor is None
+
+
+async def _blocked(pg: Any, holder: Any, call: Any) -> Any:
+    """``call`` started while ``holder`` (a connection in a transaction) holds locks it
+    needs; the task, once PostgreSQL shows a backend waiting for a lock."""
+    task = asyncio.ensure_future(call)
+    for _ in range(500):
+        waiting = await pg._pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'")
+        if waiting:
+            return task
+        assert not task.done(), task
+        await asyncio.sleep(0.01)
+    raise AssertionError("the call never waited for the lock")
+
+
+async def _another_writer(pg: Any, box: int, *, expunge: bool = True) -> Any:
+    """A connection that, in an open transaction holding the mailbox row's lock, gives
+    UID 1 the keyword $Other and expunges UID 2, as another session's writer would."""
+    holder = await asyncpg.connect(pg._listener._url)
+    await holder.execute("BEGIN")
+    h = await holder.fetchval(
+        "SELECT highestmodseq FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE", box)
+    await holder.execute("UPDATE mail SET flags = '{$Other}', modseq = $2"
+                         " WHERE mailbox_id = $1 AND uid = 1", box, h + 1)
+    if expunge:
+        await holder.execute(
+            "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, 2, $2)", box, h + 1)
+        await holder.execute("DELETE FROM mail WHERE mailbox_id = $1 AND uid = 2", box)
+    await holder.execute("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1", box, h + 1)
+    return holder
+
+
+async def test_a_store_that_waited_for_another_writer_is_still_one_statement(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """Another writer committed while the STORE waited for the mailbox's lock: the
+    statement reads the entries' newest versions under row locks and is done; before, it
+    changed nothing and ran again in a transaction (BEGIN, the statement, COMMIT)."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    for _ in range(3):
+        await pg.append(content, [Delivery(box)])
+    start = (await pg.mail_changes(box, 0))[0]
+    holder = await _another_writer(pg, box)
+    try:
+        sent.clear()
+        task = await _blocked(pg, holder, pg.set_flags(box, [1, 2, 3], ["\\Seen"], "add",
+                                                       unchanged_since=start))
+        await holder.execute("COMMIT")
+        changed, modified = await task
+    finally:
+        await holder.close()
+    ours = [(sql, tx) for sql, tx in sent if "pg_stat_activity" not in sql]
+    assert ours[0][0].startswith("WITH lk") and not ours[0][1]  # alone, outside a transaction
+    assert ours[1:] == [("COMMIT", True)], ours  # the other writer's, and nothing after it
+    # UID 1 changed after ``start`` (UNCHANGEDSINCE fails for it), UID 2 is gone
+    assert modified == [1] and [(e.uid, e.flags) for e in changed] == [(3, {"\\Seen"})]
+    assert {e.uid: e.flags for e in await pg.list_mail(box)} == {
+        1: {"$Other"}, 3: {"\\Seen"}}
+    assert changed[0].modseq == (await pg.mail_changes(box, 0))[0] == start + 2
+    holder = await _another_writer(pg, box, expunge=False)  # a new MODSEQ for UID 1
+    try:
+        task = await _blocked(pg, holder, pg.set_flags(box, [1, 3], ["$New"], "add"))
+        await holder.execute("COMMIT")
+        changed, modified = await task
+    finally:
+        await holder.close()
+    # the flags added to the newest version of UID 1, not to the one the snapshot held
+    assert modified == [] and [(e.uid, e.flags) for e in changed] == [
+        (1, {"$Other", "$New"}), (3, {"\\Seen", "$New"})]
+
+
+async def test_an_expunge_that_waited_for_another_writer_runs_its_statements_once(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """Another writer expunged UID 2 while the EXPUNGE waited for the mailbox's lock: the
+    entries are read again under row locks in the same statement (before, it ran again)."""
+    box = await inbox_id(pg, alice)
+    for i in range(3):
+        await pg.append(await pg.store_content(MESSAGE + b"%d\r\n" % i), [Delivery(box)])
+    holder = await _another_writer(pg, box)
+    try:
+        sent.clear()
+        task = await _blocked(pg, holder, pg.expunge(box, [1, 2]))
+        await holder.execute("COMMIT")
+        removed = await task
+    finally:
+        await holder.close()
+    ours = [sql for sql, _ in sent if "pg_stat_activity" not in sql]
+    assert [sql.split()[0] for sql in ours] == ["BEGIN", "WITH", "COMMIT", "WITH", "SET"], ours
+    assert removed == [1]
+    assert [e.uid for e in await pg.list_mail(box)] == [3]
+    # UID 2 removed by the other writer (which counted nothing: this test's shortcut)
+    assert await pg.usage(alice.id) == (2, 2 * (len(MESSAGE) + 3))
+    assert await pg._pool.fetchval("SELECT count(*) FROM contents") == 2

@@ -83,20 +83,40 @@ _NEW_FLAGS: dict[str, str] = {
 # starts, possibly before it gets the mailbox row's lock (``lk``, which reads the newest
 # version of the row); every writer of a mailbox's entries holds that lock and raises
 # HIGHESTMODSEQ, so when the newest HIGHESTMODSEQ equals the snapshot's (``snap``) nothing
-# was committed in between and the snapshot's entries are the current ones. Otherwise the
-# statement changes nothing and says ``stale``; the script runs it again, now holding the
-# lock, with a fresh snapshot (READ COMMITTED takes one per statement), and then it is current.
+# was committed in between and the snapshot's entries are the current ones (``seen``).
+# Otherwise (the statement waited for the lock while another writer committed) the entries
+# are read with row locks (``newest``): in READ COMMITTED a locking read returns the newest
+# committed version of each row of the snapshot (an entry expunged meanwhile is not
+# returned), and with the mailbox's lock held no writer changes them before the commit.
+# Each CTE runs only when its test is true (a filter without columns is checked before the
+# scan): an uncontended STORE locks no entry beyond the ones it updates. The UIDs asked
+# for were all committed before the statement began (the session learnt them earlier), so
+# the snapshot holds every one of them that exists. The UPDATEs, too, act on the newest
+# row versions (READ COMMITTED re-reads a row updated after the snapshot). Lock order: the
+# mailbox row, then its entries (``newest`` and ``upd`` both read ``lk`` first), as every
+# writer. Before, a stale statement changed nothing and the script ran it again in a
+# transaction: BEGIN, the statement (twice when stale again), COMMIT.
 _SET_FLAGS = """\
 WITH lk AS (SELECT highestmodseq AS h FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE),
 snap AS (SELECT highestmodseq AS h FROM mailboxes WHERE id = $1),
+seen AS (
+  SELECT m.uid, m.modseq, m.flags FROM mail m
+  WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
+    AND EXISTS (SELECT 1 FROM lk, snap WHERE lk.h = snap.h)
+),
+newest AS (
+  SELECT m.uid, m.modseq, m.flags FROM mail m
+  WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
+    AND EXISTS (SELECT 1 FROM lk, snap WHERE lk.h <> snap.h)
+  FOR NO KEY UPDATE
+),
 cand AS (
   SELECT m.uid, m.modseq, m.flags AS old, {new} AS new
-  FROM mail m WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
+  FROM (SELECT * FROM seen UNION ALL SELECT * FROM newest) m
 ),
 todo AS (
   SELECT uid, new FROM cand
-  WHERE EXISTS (SELECT 1 FROM lk, snap WHERE lk.h = snap.h)
-    AND ($4::bigint IS NULL OR modseq <= $4::bigint)
+  WHERE ($4::bigint IS NULL OR modseq <= $4::bigint)
     AND NOT (new @> old AND new <@ old)
 ),
 box AS (
@@ -131,11 +151,9 @@ def set_flags(
     unchanged_since: int | None, volatile: bool = False,
 ) -> Script[tuple[list[MailEntry], list[int]]]:
     """:func:`mailwing.storage.scripts_mail.set_flags` in one statement, a :class:`Solo`
-    transaction of its own. When another writer of the mailbox committed while it waited
-    for the lock (``stale``: it changed nothing), the statement runs again in a transaction,
-    which the first run there leaves holding the lock, so that a third one is current (see
-    ``_SET_FLAGS``). ``volatile``: the commit need not wait for the disk
-    (:class:`~mailwing.storage.steps.Volatile`)."""
+    transaction of its own, current whether or not another writer of the mailbox
+    committed while it waited for the lock (see ``_SET_FLAGS``). ``volatile``: the commit
+    need not wait for the disk (:class:`~mailwing.storage.steps.Volatile`)."""
     wanted, wanted_flags = _uid_list(uids), clean_flags(flags)
     _new_flags(frozenset(), wanted_flags, mode)  # an unknown mode fails before any work
     if not wanted:
@@ -145,14 +163,8 @@ def set_flags(
     sql = _SET_FLAGS_BY_MODE[mode]
     args = (mailbox_id, wanted, wanted_flags, unchanged_since, str(mailbox_id), volatile)
     rows = yield Solo(sql, args)
-    for attempt in range(3):
-        if not rows:
-            raise NotFound(f"no mailbox with id {mailbox_id}")
-        if not rows[0][0]:
-            break
-        if attempt == 2:  # cannot happen: the third run holds the lock from the second
-            raise RuntimeError("set_flags: the mailbox changed while its lock was held")
-        rows = yield q(sql, *args)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
     modified = [int(u) for u in rows[0][2]]
     if rows[0][1] is None:
         return [], modified
@@ -433,17 +445,26 @@ def claim_recent(mailbox_id: int, volatile: bool = False) -> Script[int]:
 # first piece of each content the doomed entries use (``held``, ascending digests; an append
 # of one of them holds it shared until it commits, and one that starts now waits for this
 # transaction), then the owner's row (``counted``, whose filter reads ``held`` first). The
-# staleness test is ``_SET_FLAGS``'s: when another writer of the mailbox committed after the
-# statement's snapshot was taken, it changes nothing and says so, and runs again.
+# entries come from the snapshot or, when another writer of the mailbox committed after the
+# statement's snapshot was taken, from a locking read of their newest versions, as in
+# ``_SET_FLAGS`` (before, the statement changed nothing then and ran again).
 _EXPUNGE = f"""\
 WITH lk AS (SELECT highestmodseq AS h, user_id FROM mailboxes WHERE id = $1 FOR NO KEY UPDATE),
 snap AS (SELECT highestmodseq AS h FROM mailboxes WHERE id = $1),
-doomed AS (
+seen AS (
   SELECT m.uid, m.content_sha256 AS sha256, c.size
   FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
   WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
     AND EXISTS (SELECT 1 FROM lk, snap WHERE lk.h = snap.h)
 ),
+newest AS (
+  SELECT m.uid, m.content_sha256 AS sha256, c.size
+  FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
+  WHERE m.mailbox_id = $1 AND m.uid = ANY($2::bigint[])
+    AND EXISTS (SELECT 1 FROM lk, snap WHERE lk.h <> snap.h)
+  FOR UPDATE OF m
+),
+doomed AS (SELECT * FROM seen UNION ALL SELECT * FROM newest),
 held AS (
   SELECT sha256 FROM content_chunks WHERE sha256 IN (SELECT sha256 FROM doomed) AND seq = 0
   ORDER BY sha256 FOR UPDATE
@@ -493,22 +514,16 @@ DELETE FROM content_chunks WHERE sha256 IN (SELECT sha256 FROM gone)
 def expunge(mailbox_id: int, uids: Collection[int], volatile: bool = False
             ) -> Script[list[int]]:
     """:func:`mailwing.storage.scripts.expunge` in two statements in one transaction
-    (a third when another writer committed first): ``BEGIN``, ``_EXPUNGE``,
+    (whether or not another writer committed first): ``BEGIN``, ``_EXPUNGE``,
     ``_DROP_ORPHANS``, ``COMMIT`` instead of eleven round trips."""
     if volatile:
         yield Volatile()
     wanted = sorted({int(u) for u in uids})
     if not wanted:
         return []
-    args = (mailbox_id, wanted, str(mailbox_id), volatile)
-    for attempt in range(3):
-        rows = yield q(_EXPUNGE, *args)
-        if not rows:
-            raise NotFound(f"no mailbox with id {mailbox_id}")
-        if not rows[0][0]:
-            break
-        if attempt == 2:  # cannot happen: the second run holds the lock from the first
-            raise RuntimeError("expunge: the mailbox changed while its lock was held")
+    rows = yield q(_EXPUNGE, mailbox_id, wanted, str(mailbox_id), volatile)
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
     _stale, modseq, removed, digests = rows[0][:4]
     if modseq is None:
         return []  # nothing to do: HIGHESTMODSEQ stays
