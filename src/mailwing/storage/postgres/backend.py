@@ -50,6 +50,7 @@ from mailwing.storage.postgres.gc import collect_garbage
 from mailwing.storage.postgres.listen import CHANNEL, PgListener
 from mailwing.storage.postgres.recipients import RecipientLookups
 from mailwing.storage.postgres.scripts import (
+    AtCommit,
     Solo,
     append,
     catch_up,
@@ -294,7 +295,8 @@ class PostgresStorage(ScriptedStorage):
         """``script`` in one transaction. The NOTIFY of every mailbox it changed (its
         ``Changed`` steps) goes with the ``COMMIT``, in one round trip: both are plain SQL
         in one simple-protocol query, and PostgreSQL delivers notifications at commit anyway.
-        So does ``SET LOCAL synchronous_commit TO off`` for a ``Volatile`` one.
+        So does ``SET LOCAL synchronous_commit TO off`` for a ``Volatile`` one, and the SQL
+        of its :class:`~.scripts.AtCommit` steps, first.
 
         A write script whose first statement is a :class:`~.scripts.Solo` runs it alone, as a
         transaction of its own (no ``BEGIN``, no ``COMMIT``: one round trip instead of
@@ -303,6 +305,7 @@ class PostgresStorage(ScriptedStorage):
         lazily, before the first statement that is not a leading ``Solo``).
         """
         changed: set[int] = set()
+        at_commit: list[str] = []
         volatile = False
         steps_taken = 0
         solo = False  # a leading Solo statement ran (and committed) alone
@@ -319,6 +322,9 @@ class PostgresStorage(ScriptedStorage):
                         result = None
                     elif isinstance(item, steps.Volatile):
                         volatile = True
+                        result = None
+                    elif isinstance(item, AtCommit) and begun:
+                        at_commit.append(item.sql)
                         result = None
                     elif isinstance(item, Solo) and not begun and not steps_taken:
                         result = await conn.fetch(item.sql, *item.args)
@@ -339,7 +345,7 @@ class PostgresStorage(ScriptedStorage):
                 await conn.execute(_notify_sql(changed))
             return cast(T, item)
         try:
-            tail = _ASYNC_COMMIT if volatile else ""
+            tail = "".join(at_commit) + (_ASYNC_COMMIT if volatile else "")
             await conn.execute(tail + (_notify_sql(changed) if changed else "") + "COMMIT")
         except BaseException:
             await _roll_back(conn)  # a failed NOTIFY skips the COMMIT after it
@@ -351,7 +357,7 @@ class PostgresStorage(ScriptedStorage):
     async def _step(self, conn: _Conn, step: Any) -> Any:
         if isinstance(step, steps.Query):
             return await conn.fetch(to_pg_sql(step.sql), *[_adapt(a) for a in step.args])
-        if isinstance(step, steps.Batch):
+        if isinstance(step, steps.Batch):  # an AtCommit too, outside a transaction
             return await conn.execute(step.sql)
         if isinstance(step, steps.TableExists):
             return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", step.name)
