@@ -265,11 +265,10 @@ async def test_unsaved_content_is_stored_by_close(pg_database_url: str, tmp_path
         await conn.close()
 
 
-async def test_store_and_its_catch_up_are_two_statements_outside_transactions(
+async def test_store_and_its_catch_up_are_one_statement_outside_a_transaction(
         pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
-    """The IMAP STORE's catch-up (``set_flags_with_changes``) is the one-statement STORE and
-    the one-statement catch-up read, each alone: in one transaction they would add BEGIN
-    and COMMIT (four round trips instead of two)."""
+    """The IMAP STORE's catch-up (``set_flags_with_changes``) is read by the one-statement
+    STORE (it was a second statement; in one transaction they would add BEGIN and COMMIT)."""
     box = await inbox_id(pg, alice)
     content = await pg.store_content(MESSAGE)
     await pg.append(content, [Delivery(box)])
@@ -277,7 +276,7 @@ async def test_store_and_its_catch_up_are_two_statements_outside_transactions(
     sent.clear()
     (changed, _), (modseq, entries, gone), floor = await pg.set_flags_with_changes(
         box, [1], ["\\Seen"], "add", since_modseq=highest)
-    assert [in_transaction for _, in_transaction in sent] == [False, False]
+    assert [in_transaction for _, in_transaction in sent] == [False]
     assert [e.uid for e in changed] == [1] and modseq > highest and gone == []
     assert [(e.uid, e.flags) for e in entries] == [(1, {"\\Seen"})] and floor is None
 
@@ -586,3 +585,45 @@ async def test_an_expunge_that_waited_for_another_writer_runs_its_statements_onc
     # UID 2 removed by the other writer (which counted nothing: this test's shortcut)
     assert await pg.usage(alice.id) == (2, 2 * (len(MESSAGE) + 3))
     assert await pg._pool.fetchval("SELECT count(*) FROM contents") == 2
+
+
+async def test_a_store_with_its_catch_up_reports_others_changes(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """The STORE's statement reports what others changed since the session's MODSEQ with
+    its own changes; when another writer committed while it waited for the lock, its
+    snapshot misses that, and the catch-up is a statement of its own."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    for _ in range(4):
+        await pg.append(content, [Delivery(box)])
+    known = (await pg.mail_changes(box, 0))[0]
+    await pg.set_flags(box, [4], ["$Else"], "add")  # another session's
+    await pg.expunge(box, [3])
+    await pg.append(content, [Delivery(box)])  # UID 5, unclaimed
+    sent.clear()
+    (changed, modified), (highest, entries, gone), floor = await pg.set_flags_with_changes(
+        box, [1, 4], ["\\Seen"], "add", since_modseq=known, claim_from=5)
+    assert [sql.split()[0] for sql, _ in sent] == ["WITH", "WITH"]  # the STORE, the claim
+    assert [(e.uid, e.flags) for e in changed] == [(1, {"\\Seen"}), (4, {"$Else", "\\Seen"})]
+    assert modified == [] and gone == [3] and floor == 1
+    assert (highest, entries, gone) == await pg.mail_changes(box, known)
+    # nothing new since: the STORE alone
+    sent.clear()
+    (changed, _), changes, floor = await pg.set_flags_with_changes(
+        box, [2], ["\\Seen"], "add", since_modseq=highest, claim_from=6)
+    assert len(sent) == 1 and floor is None
+    assert changes == (highest + 1, changed, []) and [e.uid for e in changed] == [2]
+    holder = await _another_writer(pg, box, expunge=False)  # $Other on UID 1
+    try:
+        sent.clear()
+        task = await _blocked(pg, holder, pg.set_flags_with_changes(
+            box, [2], ["\\Seen"], "remove", since_modseq=highest + 1, claim_from=6))
+        await holder.execute("COMMIT")
+        (changed, _), (modseq, entries, gone), floor = await task
+    finally:
+        await holder.close()
+    ours = [sql.split()[0] for sql, _ in sent if "pg_stat_activity" not in sql]
+    assert ours == ["WITH", "COMMIT", "WITH"]  # the STORE, the other's COMMIT, the catch-up
+    assert [(e.uid, e.flags) for e in changed] == [(2, set())]
+    assert [(e.uid, e.flags) for e in entries] == [(1, {"$Other"}), (2, set())]
+    assert modseq == highest + 3 and gone == [] and floor is None

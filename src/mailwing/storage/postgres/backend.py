@@ -59,8 +59,10 @@ from mailwing.storage.postgres.scripts import (
     mail_changes,
     open_mailbox,
     set_flags,
+    set_flags_caught_up,
 )
 from mailwing.storage.scripts_catchup import Changes, doomed
+from mailwing.storage.scripts_mail import flags_unchanged
 from mailwing.storage.steps import Script, advance
 
 __all__ = ["PostgresStorage"]
@@ -174,14 +176,30 @@ class PostgresStorage(ScriptedStorage):
     # in one transaction, as the shared implementation does for SQLite's database thread,
     # the catch-up would add ``BEGIN`` and ``COMMIT`` around it: four round trips instead
     # of two. Nothing needs them atomic: the catch-up only reads what committed by then.
+    # A STORE that writes reads its catch-up in its own statement (one round trip).
     async def set_flags_with_changes(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
         *, since_modseq: int, claim_from: int | None = None,
         unchanged_since: int | None = None, expect_noop: bool = False,
     ) -> tuple[tuple[list[MailEntry], list[int]], Changes, int | None]:
-        result = await self.set_flags(mailbox_id, uids, flags, mode,
-                                      unchanged_since=unchanged_since, expect_noop=expect_noop)
-        changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
+        if expect_noop:
+            modified = await self._read(flags_unchanged, mailbox_id, uids, flags, mode,
+                                        unchanged_since)
+            if modified is not None:
+                changes, floor = await self.catch_up(mailbox_id, since_modseq,
+                                                     claim_from=claim_from)
+                return ([], modified), changes, floor
+        result, caught = await self._run(set_flags_caught_up(
+            mailbox_id, uids, flags, mode, unchanged_since, since_modseq, claim_from,
+            volatile=not self.fsync_flag_changes))
+        if caught is None:  # another writer committed while the STORE waited for the lock
+            changes, floor = await self.catch_up(mailbox_id, since_modseq,
+                                                 claim_from=claim_from)
+            return result, changes, floor
+        changes, claim, floor = caught
+        if claim and floor is None:
+            floor = await self._run(self._claim_recent_script(
+                mailbox_id, volatile=not self.fsync_flag_changes))
         return result, changes, floor
 
     async def append_many_with_changes(

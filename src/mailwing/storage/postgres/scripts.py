@@ -46,7 +46,7 @@ from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Batch, Changed, Query, Script, Volatile, q
 
 __all__ = ["AtCommit", "Solo", "append", "catch_up", "claim_recent", "expunge", "mail_changes",
-           "open_mailbox", "set_flags"]
+           "open_mailbox", "set_flags", "set_flags_caught_up"]
 
 
 class Solo(Query):
@@ -140,21 +140,62 @@ upd AS (
   RETURNING u.id, u.mailbox_id, u.uid, u.modseq, u.internal_date, u.flags, u.content_sha256
 ),
 {note},
-{relax}
+{relax}{catch_up}
+"""
+_SET_FLAGS_ALONE = """
 SELECT lk.h <> snap.h, (SELECT highestmodseq FROM box),
   ARRAY(SELECT uid FROM cand WHERE modseq > $4::bigint ORDER BY uid),
   (SELECT count(*) FROM note), (SELECT count(*) FROM relax), e.*
 FROM lk CROSS JOIN snap LEFT JOIN (
   SELECT {columns} FROM upd m JOIN contents c ON c.sha256 = m.content_sha256
 ) e ON true
-ORDER BY e.uid
-"""
+ORDER BY e.uid"""
+# The same STORE with the catch-up since $7 that follows it (``catch_up``'s results), when
+# the statement's snapshot is current (nothing committed between it and the lock: see
+# above): the mailbox row and the expunged UIDs as of the snapshot (``b``, a STORE expunges
+# nothing), the entries changed since $7 by others (``others``, the snapshot's; the ones this
+# STORE changes come from ``upd``), one per row with ``own`` telling which. With a stale
+# snapshot, ``others`` is not read: the caller catches up with a statement of its own.
+_SET_FLAGS_CAUGHT_UP = """,
+b AS MATERIALIZED (
+  SELECT x.vanished_floor AS f, x.uidnext AS n, x.recent_floor AS r,
+    CASE WHEN x.highestmodseq > $7::bigint AND $7::bigint < x.vanished_floor
+      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid) END AS live,
+    CASE WHEN x.highestmodseq > $7::bigint AND $7::bigint >= x.vanished_floor
+      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $7::bigint
+                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
+  FROM mailboxes x WHERE x.id = $1
+),
+others AS (
+  SELECT {columns} FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
+  WHERE m.mailbox_id = $1 AND m.modseq > $7::bigint AND m.modseq <= (SELECT h FROM snap)
+    AND EXISTS (SELECT 1 FROM lk, snap WHERE lk.h = snap.h)
+    AND m.uid NOT IN (SELECT uid FROM todo)
+)
+SELECT lk.h <> snap.h, (SELECT highestmodseq FROM box),
+  ARRAY(SELECT uid FROM cand WHERE modseq > $4::bigint ORDER BY uid),
+  (SELECT count(*) FROM note), (SELECT count(*) FROM relax),
+  b.f, b.n, b.r, b.live, b.gone, snap.h, e.*
+FROM lk CROSS JOIN snap CROSS JOIN b LEFT JOIN (
+  SELECT true AS own, {columns} FROM upd m JOIN contents c ON c.sha256 = m.content_sha256
+  UNION ALL
+  SELECT false, * FROM others
+) e ON true
+ORDER BY e.uid"""
 
 _SET_FLAGS_BY_MODE = {
-    mode: _SET_FLAGS.format(new=new, columns=MAIL_COLUMNS,
-                            note=_NOTIFY.format(n=5, source="box"), relax=_RELAX.format(m=6))
+    mode: _SET_FLAGS.format(new=new, note=_NOTIFY.format(n=5, source="box"),
+                            relax=_RELAX.format(m=6),
+                            catch_up=_SET_FLAGS_ALONE.format(columns=MAIL_COLUMNS))
     for mode, new in _NEW_FLAGS.items()
 }
+_SET_FLAGS_CAUGHT_UP_BY_MODE = {
+    mode: _SET_FLAGS.format(new=new, note=_NOTIFY.format(n=5, source="box"),
+                            relax=_RELAX.format(m=6),
+                            catch_up=_SET_FLAGS_CAUGHT_UP.format(columns=MAIL_COLUMNS))
+    for mode, new in _NEW_FLAGS.items()
+}
+_CAUGHT_UP_WIDTH = 11  # the columns before an entry's own flag in _SET_FLAGS_CAUGHT_UP
 
 
 def set_flags(
@@ -182,6 +223,53 @@ def set_flags(
     yield Changed((mailbox_id,))
     changed = [row_to_entry(r[5:]) for r in rows if r[5] is not None]
     return changed, modified
+
+
+def set_flags_caught_up(
+    mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
+    unchanged_since: int | None, since_modseq: int, claim_from: int | None,
+    volatile: bool = False,
+) -> Script[tuple[tuple[list[MailEntry], list[int]],
+                  tuple[tuple[int, list[MailEntry], list[int]], bool, int | None] | None]]:
+    """:func:`set_flags` and :func:`catch_up` since ``since_modseq`` after it, in the one
+    statement of the STORE: (the STORE's result, what ``catch_up`` returns), the second
+    None when another writer committed while the statement waited for the mailbox's lock
+    (its snapshot then misses that writer's changes: the caller catches up on its own).
+    One round trip where there were two."""
+    wanted, wanted_flags = _uid_list(uids), clean_flags(flags)
+    _new_flags(frozenset(), wanted_flags, mode)  # an unknown mode fails before any work
+    if not wanted:
+        return ([], []), None
+    if volatile:
+        yield Volatile()
+    rows = yield Solo(_SET_FLAGS_CAUGHT_UP_BY_MODE[mode], (
+        mailbox_id, wanted, wanted_flags, unchanged_since, str(mailbox_id), volatile,
+        since_modseq))
+    if not rows:
+        raise NotFound(f"no mailbox with id {mailbox_id}")
+    first = rows[0]
+    stale, raised, modified = first[0], first[1], [int(u) for u in first[2]]
+    start = _CAUGHT_UP_WIDTH + 1
+    own = [row_to_entry(r[start:]) for r in rows if r[_CAUGHT_UP_WIDTH] is True]
+    if raised is not None:
+        yield Changed((mailbox_id,))
+    if stale:
+        return (own, modified), None
+    highest = int(raised) if raised is not None else int(first[10])
+    if highest <= since_modseq:
+        changes: tuple[int, list[MailEntry], list[int]] = (highest, [], [])
+    else:
+        entries = [row_to_entry(r[start:]) for r in rows if r[_CAUGHT_UP_WIDTH] is not None]
+        _floor, uidnext, _recent, live, gone = first[5:10]
+        if live is not None:  # expunged rows pruned: every UID given out and not here now
+            expunged = absent_uids([int(u) for u in live], int(uidnext) - 1)
+        else:
+            expunged = [int(u) for u in gone or ()]
+        changes = (highest, entries, expunged)
+    if not brings_new(changes, claim_from):
+        return (own, modified), (changes, False, None)
+    floor, uidnext = int(first[7]), int(first[6])
+    return (own, modified), (changes, True, floor if uidnext <= floor else None)
 
 
 # ``b`` is the mailbox row with, when something changed after ``$2``, the expunged UIDs (or,
