@@ -32,6 +32,7 @@ from mailwing.shared.limits import SharedThrottle
 from mailwing.storage import Delivery, open_storage
 from mailwing.storage.errors import NotFound, OverQuota
 from mailwing.storage.interface import RecipientLookup
+from mailwing.storage.notify import READ_AT
 
 from .conftest import HASH, inbox_id
 
@@ -627,3 +628,37 @@ async def test_a_store_with_its_catch_up_reports_others_changes(
     assert [(e.uid, e.flags) for e in changed] == [(2, set())]
     assert [(e.uid, e.flags) for e in entries] == [(1, {"$Other"}), (2, set())]
     assert modseq == highest + 3 and gone == [] and floor is None
+
+
+async def test_a_change_mark_relies_on_a_sync_sent_after_the_request_was_read(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """The LISTEN connection's sync that a settled change mark needs may be any sent after
+    the client's request was read (``READ_AT``): one already back serves every later mark
+    for that request, and concurrent ones share one; a request read after it needs its
+    own, which hears of everything committed before."""
+    box = await inbox_id(pg, alice)
+    first = await pg.change_mark(box)  # opens the LISTEN connection
+    loop = asyncio.get_running_loop()
+    token = READ_AT.set(loop.time())
+    try:
+        sent.clear()
+        mark = await pg.change_mark(box, first)
+        assert [sql for sql, _ in sent] == ["SELECT 1"] and mark == first
+        sent.clear()  # the same request: that sync was sent after it was read
+        assert await pg.change_mark(box, mark) == mark
+        assert await pg.change_mark(box + 1, None) is not None
+        assert sent == []
+        await pg.append(await pg.store_content(MESSAGE), [Delivery(box)])  # notifies
+        READ_AT.set(loop.time())  # a request read after that commit
+        sent.clear()
+        changed = await pg.change_mark(box, mark)  # a sync unless the news is in already
+        assert changed != mark and [sql for sql, _ in sent] in ([], ["SELECT 1"])
+        READ_AT.set(loop.time())
+        sent.clear()
+        marks = await asyncio.gather(*(pg.change_mark(box, changed) for _ in range(3)))
+        assert [sql for sql, _ in sent] == ["SELECT 1"] and marks == [changed] * 3
+    finally:
+        READ_AT.reset(token)
+    sent.clear()  # no request known: a sync of its own, as before
+    assert await pg.change_mark(box, changed) == changed
+    assert [sql for sql, _ in sent] == ["SELECT 1"]

@@ -26,6 +26,7 @@ pending updates in :mod:`mailwing.services.imap_selected`. This loop only:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from mailwing.proto.imap import commands as c
@@ -46,6 +47,7 @@ from mailwing.server.imap.auth import capability_list
 from mailwing.server.imap.base import Refusal, SessionState, sync_view, unavailable
 from mailwing.services.context import AppContext
 from mailwing.storage.errors import StorageError
+from mailwing.storage.notify import READ_AT
 
 __all__ = ["handle_imap"]
 
@@ -76,6 +78,9 @@ class _ImapSession:
         self.reader: ImapReader = s.reader
         self.errors = 0
         s.read_line = self.read_line
+        #: loop time of the last read from the client: every command parsed so far was
+        #: sent before then
+        self.read_at: float | None = None
 
     @property
     def state(self) -> State:
@@ -102,7 +107,7 @@ class _ImapSession:
             match event:
                 case NeedData():
                     await s.flush()
-                    reader.receive_data(await s.conn.read())
+                    reader.receive_data(await self._read())
                 case SendContinuation():
                     s.send(event.response())
                     await s.flush()
@@ -133,6 +138,7 @@ class _ImapSession:
             self._error()
             return
         s.caught_up = False
+        READ_AT.set(self.read_at)  # for the storage's change marks (see READ_AT)
         try:
             done = await HANDLERS[type(command)](s, command)
         except Refusal as refusal:
@@ -171,4 +177,10 @@ class _ImapSession:
             if not isinstance(event, NeedData):
                 return b""  # an over-long or malformed line: the caller refuses it
             await self.s.flush()
-            self.reader.receive_data(await self.s.conn.read())
+            self.reader.receive_data(await self._read())
+
+    async def _read(self) -> bytes:
+        """The next bytes from the client; notes when they were read (see ``_dispatch``)."""
+        data = await self.s.conn.read()
+        self.read_at = asyncio.get_running_loop().time()
+        return data

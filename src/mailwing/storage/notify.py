@@ -19,12 +19,21 @@ from __future__ import annotations
 import _thread
 import contextlib
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ChangeWaiters", "format_ids", "parse_ids"]
+__all__ = ["READ_AT", "ChangeWaiters", "format_ids", "parse_ids"]
+
+#: The event loop's time (``loop.time()``) at which the request being served had been read
+#: from its client, set by the protocol session for the storage calls it makes for it
+#: (None: unknown). Whatever a client saw committed before it sent the request committed
+#: before then, so a storage that must make sure it has heard of every such commit (a
+#: change mark, ``Storage.change_mark``) may rely on a check of its notifications that
+#: began after this time, whoever asked for that check.
+READ_AT: ContextVar[float | None] = ContextVar("mailwing_read_at", default=None)
 
 _ALL = b"*"
 _MAX_PAYLOAD = 4000  # bytes; more ids than fit are sent as "wake everyone"

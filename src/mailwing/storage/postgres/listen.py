@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from mailwing.storage.notify import ChangeWaiters, parse_ids
+from mailwing.storage.notify import READ_AT, ChangeWaiters, parse_ids
 
 __all__ = ["CHANNEL", "PgListener"]
 
@@ -59,6 +59,10 @@ class PgListener:
         #: the sync not sent yet, which every caller arriving now joins
         self._queued: asyncio.Future[bool] | None = None
         self._syncer: asyncio.Task[None] | None = None
+        #: the sync on its way: (generation, loop time it was sent at, its outcome)
+        self._sending: tuple[int, float, asyncio.Future[bool]] | None = None
+        #: (generation, loop time) of the latest sync sent that came back
+        self._synced: tuple[int, float] = (-1, 0.0)
 
     def _alive(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
@@ -121,16 +125,29 @@ class PgListener:
         current = (generation, self._epoch, self._counts.get(mailbox_id, 0))
         if (since is not None and current != since) or not settled:
             return current
-        if not await self.sync() or generation != self._generation:
+        if not await self.sync(READ_AT.get()) or generation != self._generation:
             return None
         return generation, self._epoch, self._counts.get(mailbox_id, 0)
 
-    async def sync(self) -> bool:
+    async def sync(self, after: float | None = None) -> bool:
         """One round trip on the listening connection, sent after this call began: True
         once it is back (notifications committed before the call have been handled), False
-        if the connection failed. Concurrent callers share one round trip."""
+        if the connection failed. Concurrent callers share one round trip.
+
+        ``after``: a loop time before which every commit that matters to the caller was
+        done (:data:`~mailwing.storage.notify.READ_AT`, when its client's request was
+        read). A round trip sent after it on this connection does as well: one back
+        already answers at once, one on its way is joined. So the sessions of a busy
+        process share the round trips of the moment instead of one each per command."""
         if not self._alive() or self._closed:
             return False
+        if after is not None:
+            generation, sent_at = self._synced
+            if generation == self._generation and sent_at > after:
+                return True
+            sending = self._sending
+            if sending is not None and sending[0] == self._generation and sending[1] > after:
+                return await asyncio.shield(sending[2])
         waiter = self._queued
         if waiter is None:
             waiter = self._queued = asyncio.get_running_loop().create_future()
@@ -145,10 +162,14 @@ class PgListener:
             ok = False
             conn = self._conn
             if conn is not None and not conn.is_closed():
+                generation, sent_at = self._generation, asyncio.get_running_loop().time()
+                self._sending = (generation, sent_at, waiter)
                 try:
                     async with asyncio.timeout(self._timeout):
                         await conn.execute("SELECT 1")
                     ok = True
+                    if self._synced < (generation, sent_at):
+                        self._synced = (generation, sent_at)
                 except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError
                         ) as exc:
                     _log.warning("LISTEN connection failed a sync: %s", exc)
@@ -158,6 +179,7 @@ class PgListener:
                     conn.remove_termination_listener(self._lost)
                     conn.terminate()
                     self._waiters.wake(None)
+            self._sending = None
             if not waiter.done():
                 waiter.set_result(ok)
 
@@ -168,6 +190,9 @@ class PgListener:
         if self._queued is not None and not self._queued.done():
             self._queued.set_result(False)
         self._queued = None
+        if self._sending is not None and not self._sending[2].done():
+            self._sending[2].set_result(False)  # its round trip was cancelled above
+        self._sending = None
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.remove_termination_listener(self._lost)
