@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -662,3 +663,60 @@ async def test_a_change_mark_relies_on_a_sync_sent_after_the_request_was_read(
     sent.clear()  # no request known: a sync of its own, as before
     assert await pg.change_mark(box, changed) == changed
     assert [sql for sql, _ in sent] == ["SELECT 1"]
+
+
+async def test_an_imap_append_reads_its_catch_up_and_claims_in_its_statement(
+        pg: Any, alice: User, sent: list[tuple[str, bool]]) -> None:
+    """An APPEND to the selected mailbox (``append_many_with_changes``): the statement also
+    reads what others changed since the session's MODSEQ and claims the new mail as
+    \\Recent (it was the APPEND, the catch-up, then the claim: three round trips); when
+    another writer committed while it waited for the lock, the catch-up and the claim
+    follow on their own."""
+    box = await inbox_id(pg, alice)
+    content = await pg.store_content(MESSAGE)
+    for _ in range(3):
+        await pg.append(content, [Delivery(box)])
+    known = (await pg.mail_changes(box, 0))[0]
+    await pg.set_flags(box, [1], ["$Else"], "add")  # others' changes
+    await pg.expunge(box, [2])
+    await pg.append(content, [Delivery(box)])  # UID 4, not claimed yet
+    fresh = await _unsaved(pg, MESSAGE + b"new\r\n")
+    # the date in another zone: the catch-up's entry has it as read back, in UTC
+    date = datetime(2026, 1, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    sent.clear()
+    entries, changes, floor = await pg.append_many_with_changes(
+        [(fresh, Delivery(box, frozenset({"\\Seen"}), date))], mailbox_id=box,
+        since_modseq=known, claim_from=4, enforce_quota=True)
+    assert len(sent) == 1 and not sent[0][1], sent
+    assert [(e.uid, e.flags) for e in entries] == [(5, {"\\Seen"})]
+    assert changes == await pg.mail_changes(box, known)
+    assert [e.uid for e in changes[1]] == [1, 4, 5] and changes[2] == [2]
+    assert changes[1][-1].internal_date.utcoffset() == timedelta(0)
+    assert changes[1][-1].internal_date == date
+    assert floor == 1 and await pg.claim_recent(box) == 6  # UIDs 1 to 5 claimed here
+    assert await pg.read_content(fresh.sha256) == MESSAGE + b"new\r\n"
+    assert await pg.usage(alice.id) == (4, 3 * len(MESSAGE) + len(MESSAGE) + 5)
+    # read-only: nothing claimed
+    entries, changes, floor = await pg.append_many_with_changes(
+        [(content, Delivery(box))], mailbox_id=box, since_modseq=changes[0], claim_from=None)
+    assert floor is None and [e.uid for e in changes[1]] == [6] == [e.uid for e in entries]
+    assert await pg.claim_recent(box) == 6  # UID 6 was left to claim: claimed now
+    holder = await _another_writer(pg, box, expunge=False)  # $Other on UID 1
+    try:
+        sent.clear()
+        task = await _blocked(pg, holder, pg.append_many_with_changes(
+            [(content, Delivery(box))], mailbox_id=box, since_modseq=changes[0],
+            claim_from=7))  # a session that knows UID 6
+        await holder.execute("COMMIT")
+        entries, (modseq, changed, gone), floor = await task
+    finally:
+        await holder.close()
+    ours = [sql.split()[0] for sql, _ in sent if "pg_stat_activity" not in sql]
+    assert ours == ["WITH", "COMMIT", "WITH", "WITH"]  # the append, the other's, the
+    # catch-up, the claim
+    assert [e.uid for e in entries] == [7] and floor == 7
+    assert [(e.uid, e.flags) for e in changed] == [(1, {"$Other"}), (7, set())]
+    assert modseq == entries[0].modseq and gone == []
+    with pytest.raises(NotFound):
+        await pg.append_many_with_changes([(content, Delivery(987_654))],
+                                          mailbox_id=987_654, since_modseq=0, claim_from=1)

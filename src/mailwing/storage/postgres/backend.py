@@ -53,6 +53,7 @@ from mailwing.storage.postgres.scripts import (
     AtCommit,
     Solo,
     append,
+    append_caught_up,
     catch_up,
     claim_recent,
     expunge,
@@ -206,6 +207,21 @@ class PostgresStorage(ScriptedStorage):
         self, items: Sequence[tuple[ContentInfo, Delivery]], *, mailbox_id: int,
         since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
     ) -> tuple[list[MailEntry], Changes, int | None]:
+        """One message to ``mailbox_id`` (an IMAP APPEND to the selected mailbox): its
+        statement reads the catch-up and makes the claim (:func:`.scripts.append_caught_up`)."""
+        if len(items) == 1 and items[0][1].mailbox_id == mailbox_id:
+            [(content, delivery)] = items
+            data = self._unsaved.take(content.sha256)
+            try:
+                entries, caught = await self._run(append_caught_up(
+                    content, delivery, enforce_quota, data, since_modseq, claim_from))
+            finally:
+                if data is not None:
+                    self._unsaved.done(content.sha256)
+            if caught is not None:
+                return entries, caught[0], caught[1]
+            changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
+            return entries, changes, floor
         entries = await self.append_many(items, enforce_quota=enforce_quota)
         changes, floor = await self.catch_up(mailbox_id, since_modseq, claim_from=claim_from)
         return entries, changes, floor

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from mailwing.model import ContentInfo, Mailbox, MailEntry
@@ -45,8 +46,8 @@ from mailwing.storage.scripts_mail import _new_flags, _uid_list
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Batch, Changed, Query, Script, Volatile, q
 
-__all__ = ["AtCommit", "Solo", "append", "catch_up", "claim_recent", "expunge", "mail_changes",
-           "open_mailbox", "set_flags", "set_flags_caught_up"]
+__all__ = ["AtCommit", "Solo", "append", "append_caught_up", "catch_up", "claim_recent",
+           "expunge", "mail_changes", "open_mailbox", "set_flags", "set_flags_caught_up"]
 
 
 class Solo(Query):
@@ -409,9 +410,10 @@ INSERT INTO content_chunks (sha256, seq, data)
   RETURNING 1"""
 _APPEND = """\
 WITH box AS (
-  SELECT id, user_id FROM mailboxes WHERE id = ANY($12::bigint[]) ORDER BY id
+  SELECT id, user_id, highestmodseq AS h, recent_floor AS r FROM mailboxes
+  WHERE id = ANY($12::bigint[]) ORDER BY id
   FOR NO KEY UPDATE
-),
+),{snap}
 blob AS ({blob}),
 owner AS (
   SELECT id, used_bytes, quota_bytes, address FROM users
@@ -434,7 +436,7 @@ linked AS (
   ON CONFLICT (sha256) DO NOTHING
 ),
 alloc AS (
-  UPDATE mailboxes b SET uidnext = b.uidnext + 1, highestmodseq = b.highestmodseq + 1
+  UPDATE mailboxes b SET uidnext = b.uidnext + 1, highestmodseq = b.highestmodseq + 1{claim}
   FROM box, whole WHERE b.id = box.id
   RETURNING b.id, b.uidnext - 1 AS uid, b.highestmodseq AS modseq, b.user_id
 ),
@@ -455,15 +457,62 @@ counted AS (
 SELECT EXISTS (SELECT 1 FROM blob),
   ARRAY(SELECT ARRAY[mailbox_id, id, uid, modseq] FROM added),
   ARRAY(SELECT ARRAY[address, used::text, quota_bytes::text] FROM over ORDER BY address),
-  ARRAY(SELECT id FROM box), (SELECT count(*) FROM note)
+  ARRAY(SELECT id FROM box), (SELECT count(*) FROM note){caught_up}
 """
 _APPEND_NOTE = _NOTIFY.format(n=15, source="(SELECT 1 FROM alloc LIMIT 1) AS a")
 #: (its bytes given, the quota enforced) -> the statement
 _APPEND_SQL = {
     (data, enforce): _APPEND.format(blob=_BLOB_INSERT if data else _BLOB_SHARE,
-                                    note=_APPEND_NOTE, enforce="true" if enforce else "false")
+                                    note=_APPEND_NOTE, enforce="true" if enforce else "false",
+                                    snap="", claim="", caught_up="")
     for data in (False, True) for enforce in (False, True)
 }
+# An IMAP APPEND to the session's selected mailbox with the catch-up since ``$S`` after it
+# and, when ``$C``, the \\Recent claim (:meth:`.backend.PostgresStorage.append_many_with_changes`):
+# the mailbox row as of the statement's snapshot (``snap``: as ``_SET_FLAGS_CAUGHT_UP``'s
+# ``b``) and the entries others changed since ``$S`` in it (``others``), read only when the
+# snapshot is current (its HIGHESTMODSEQ is the one ``box`` read under the lock: see
+# ``_SET_FLAGS``); the new entry is the statement's own. The claim raises the floor past the
+# new UID in ``alloc``, as ``_CLAIM_RECENT`` would, the old floor being ``box``'s (read under
+# the lock); only with a current snapshot, since the caller catches up and claims on its own
+# otherwise.
+_APPEND_SNAP = """
+snap AS MATERIALIZED (
+  SELECT x.highestmodseq AS h, x.vanished_floor AS f,
+    CASE WHEN x.highestmodseq > ${s}::bigint AND ${s}::bigint < x.vanished_floor
+      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = x.id ORDER BY uid) END AS live,
+    CASE WHEN x.highestmodseq > ${s}::bigint AND ${s}::bigint >= x.vanished_floor
+      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = x.id AND modseq > ${s}::bigint
+                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
+  FROM mailboxes x WHERE x.id = ANY($12::bigint[])
+),
+others AS (
+  SELECT {columns} FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
+  WHERE m.mailbox_id = ANY($12::bigint[]) AND m.modseq > ${s}::bigint
+    AND m.modseq <= (SELECT h FROM snap)
+    AND EXISTS (SELECT 1 FROM box, snap WHERE box.h = snap.h)
+),"""
+_APPEND_CLAIM = """,
+    recent_floor = CASE WHEN ${c}::boolean AND box.h = (SELECT h FROM snap)
+      THEN greatest(b.recent_floor, b.uidnext + 1) ELSE b.recent_floor END"""
+_APPEND_CAUGHT_UP = """,
+  s.h, s.f, s.live, s.gone, (SELECT r FROM box), (SELECT h FROM box), e.*
+FROM (SELECT 1) AS one LEFT JOIN snap s ON true LEFT JOIN others e ON true
+ORDER BY e.uid"""
+_APPEND_WIDTH = 11  # the columns before an entry's in _APPEND_CAUGHT_UP's rows
+
+
+def _append_caught_up_sql(data: bool, enforce: bool) -> str:
+    since, claim = (17, 18) if data else (16, 17)
+    return _APPEND.format(
+        blob=_BLOB_INSERT if data else _BLOB_SHARE, note=_APPEND_NOTE,
+        enforce="true" if enforce else "false",
+        snap=_APPEND_SNAP.format(s=since, columns=MAIL_COLUMNS),
+        claim=_APPEND_CLAIM.format(c=claim), caught_up=_APPEND_CAUGHT_UP)
+
+
+_APPEND_CAUGHT_UP_SQL = {(data, enforce): _append_caught_up_sql(data, enforce)
+                         for data in (False, True) for enforce in (False, True)}
 
 
 def append(content: ContentInfo, deliveries: Sequence[Delivery],
@@ -496,7 +545,15 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
     if data is not None:
         args += (data,)
     rows = yield Solo(sql, args)
-    stored, added, over, found, _notified = rows[0]
+    return (yield from _appended(rows, content, deliveries, flags, dates))
+
+
+def _appended(rows: Sequence[Any], content: ContentInfo, deliveries: Sequence[Delivery],
+              flags: frozenset[str], dates: Sequence[Any]) -> Script[list[MailEntry]]:
+    """The entries an ``_APPEND`` statement made, from its first row; NotFound or
+    OverQuota when it linked nothing."""
+    mailbox_ids = [d.mailbox_id for d in deliveries]
+    stored, added, over, found, _notified = rows[0][:5]
     if len(found) != len(mailbox_ids):
         missing = sorted(set(mailbox_ids) - {int(i) for i in found})
         raise NotFound(f"no mailbox with id {missing[0]}")
@@ -513,6 +570,63 @@ def append(content: ContentInfo, deliveries: Sequence[Delivery],
                   internal_date=date, flags=flags, content=content)
         for d, date in zip(deliveries, dates, strict=True)
     ]
+
+
+def append_caught_up(
+    content: ContentInfo, delivery: Delivery, enforce_quota: bool, data: bytes | None,
+    since_modseq: int, claim_from: int | None,
+) -> Script[tuple[list[MailEntry],
+                  tuple[tuple[int, list[MailEntry], list[int]], int | None] | None]]:
+    """:func:`append` of one message and the catch-up of its mailbox since
+    ``since_modseq`` after it, with the \\Recent claim of the new mail when ``claim_from``
+    is not None (the session claims, as its catch-up would), in one statement (see
+    ``_APPEND_SNAP``): (the entry, (the changes, the floor)), the second None when another
+    writer committed while the statement waited for the mailbox's lock (nothing claimed:
+    the caller catches up, and claims, on its own). One round trip where there were two or
+    three."""
+    flags = clean_flags(delivery.flags)
+    now = utcnow()
+    date = entry_date(delivery.internal_date, now)
+    f = content.fields
+    mailbox_id = delivery.mailbox_id
+    args: tuple[Any, ...] = (
+        content.sha256, content.size, content.crlf_size, content.crlf_clean,
+        f.message_id, f.subject, f.from_, f.to, f.cc, f.date, now, [mailbox_id], [date],
+        flags, str(mailbox_id),
+    )
+    if data is not None:
+        args += (data,)
+    args += (since_modseq, claim_from is not None)
+    rows = yield Solo(_APPEND_CAUGHT_UP_SQL[data is not None, enforce_quota], args)
+    [entry] = yield from _appended(rows, content, [delivery], flags, [date])
+    first = rows[0]
+    snap_h, _floor, live, gone, old_floor, lock_h = first[5:_APPEND_WIDTH]
+    if snap_h != lock_h:
+        return [entry], None
+    others = [row_to_entry(r[_APPEND_WIDTH:]) for r in rows if r[_APPEND_WIDTH] is not None]
+    if live is not None:  # expunged rows pruned: every UID given out and not here now
+        expunged = absent_uids([*(int(u) for u in live), entry.uid], entry.uid)
+    else:
+        expunged = [int(u) for u in gone or ()]
+    changes = (entry.modseq, [*others, _as_read(entry)], expunged)
+    return [entry], (changes, None if claim_from is None else int(old_floor))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _as_read(entry: MailEntry) -> MailEntry:
+    """``entry`` as a read of its row gives it (a catch-up's entries come from rows):
+    timestamps in UTC, as PostgreSQL returns a ``timestamptz``, whatever zone the APPEND
+    gave its date in (an IMAP session's view keeps the entries of its catch-ups)."""
+    c, f = entry.content, entry.content.fields
+    return row_to_entry((
+        entry.id, entry.mailbox_id, entry.uid, entry.modseq, _utc(entry.internal_date),
+        sorted(entry.flags), c.sha256, c.size, c.crlf_size, c.crlf_clean, f.message_id,
+        f.subject, f.from_, f.to, f.cc, _utc(f.date)))
+
+
 
 
 # ``old`` locks the mailbox row and reads its newest version (a concurrent claim waits, then
