@@ -173,11 +173,12 @@ class PostgresStorage(ScriptedStorage):
             await self._listener.ensure()
 
     # A STORE and a one-message APPEND are one statement committed alone here (a leading
-    # ``Solo``), and a catch-up is one statement read alone (:meth:`_read`). Taken together
-    # in one transaction, as the shared implementation does for SQLite's database thread,
-    # the catch-up would add ``BEGIN`` and ``COMMIT`` around it: four round trips instead
-    # of two. Nothing needs them atomic: the catch-up only reads what committed by then.
-    # A STORE that writes reads its catch-up in its own statement (one round trip).
+    # ``Solo``), which also reads the catch-up after it when its snapshot is current
+    # (:func:`.scripts.set_flags_caught_up`, :func:`.scripts.append_caught_up`); otherwise
+    # the catch-up is one statement read alone (:meth:`_read`). Taken together in one
+    # transaction, as the shared implementation does for SQLite's database thread, they
+    # would add ``BEGIN`` and ``COMMIT``: four round trips instead of one or two. Nothing
+    # needs them atomic: the catch-up only reads what committed by then.
     async def set_flags_with_changes(
         self, mailbox_id: int, uids: Collection[int], flags: Collection[str], mode: FlagMode,
         *, since_modseq: int, claim_from: int | None = None,
