@@ -34,6 +34,7 @@ from mailwing.storage import Delivery, open_storage
 from mailwing.storage.errors import NotFound, OverQuota
 from mailwing.storage.interface import RecipientLookup
 from mailwing.storage.notify import READ_AT
+from mailwing.storage.postgres.backend import PostgresStorage
 
 from .conftest import HASH, inbox_id
 
@@ -720,3 +721,28 @@ async def test_an_imap_append_reads_its_catch_up_and_claims_in_its_statement(
     with pytest.raises(NotFound):
         await pg.append_many_with_changes([(content, Delivery(987_654))],
                                           mailbox_id=987_654, since_modseq=0, claim_from=1)
+
+
+async def test_the_imap_append_statement_is_planned_once(pg_database_url: str,
+                                                          tmp_path: Path) -> None:
+    """The APPEND with its catch-up is a prepared statement that PostgreSQL plans once for
+    any arguments (a generic plan), as the other hot statements: custom plans, chosen when
+    the generic one looks much dearer, cost more to plan each time than the statement takes
+    to run. (``= ANY`` of the mailbox-id array in its catch-up part made it look so.)"""
+    store = await PostgresStorage.open(pg_database_url, min_size=1, max_size=1)
+    try:
+        await store.upgrade()
+        user, _ = await store.add_user("alice@example.org", HASH, create_domain=True)
+        box = await inbox_id(store, user)
+        since = 0
+        for i in range(8):
+            info = await _unsaved(store, MESSAGE + b"%d\r\n" % i)
+            [entry], changes, _ = await store.append_many_with_changes(
+                [(info, Delivery(box))], mailbox_id=box, since_modseq=since, claim_from=i + 1)
+            since = changes[0]
+        plans = await store._pool.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH box AS%'")
+        assert plans is not None and plans["generic_plans"] > 0, plans
+    finally:
+        await store.close()

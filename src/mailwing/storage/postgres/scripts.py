@@ -484,11 +484,11 @@ snap AS MATERIALIZED (
     CASE WHEN x.highestmodseq > ${s}::bigint AND ${s}::bigint >= x.vanished_floor
       THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = x.id AND modseq > ${s}::bigint
                  AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
-  FROM mailboxes x WHERE x.id = ANY($12::bigint[])
+  FROM mailboxes x WHERE x.id = ($12::bigint[])[1]
 ),
 others AS (
   SELECT {columns} FROM mail m JOIN contents c ON c.sha256 = m.content_sha256
-  WHERE m.mailbox_id = ANY($12::bigint[]) AND m.modseq > ${s}::bigint
+  WHERE m.mailbox_id = ($12::bigint[])[1] AND m.modseq > ${s}::bigint
     AND m.modseq <= (SELECT h FROM snap)
     AND EXISTS (SELECT 1 FROM box, snap WHERE box.h = snap.h)
 ),"""
