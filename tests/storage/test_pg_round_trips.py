@@ -739,6 +739,7 @@ async def test_the_imap_append_statement_is_planned_once(pg_database_url: str,
             info = await _unsaved(store, MESSAGE + b"%d\r\n" % i)
             [entry], changes, _ = await store.append_many_with_changes(
                 [(info, Delivery(box))], mailbox_id=box, since_modseq=since, claim_from=i + 1)
+            assert entry.uid == i + 1
             since = changes[0]
         plans = await store._pool.fetchrow(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
