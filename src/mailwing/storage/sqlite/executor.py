@@ -69,6 +69,7 @@ from mailwing.storage.errors import (
 )
 from mailwing.storage.sqlite import inline
 from mailwing.storage.sqlite.inline import json_array
+from mailwing.storage.sqlite.writelock import WriterQueue
 from mailwing.storage.steps import (
     HAS_FLAG,
     IN_LIST,
@@ -218,6 +219,8 @@ class SqliteExecutor:
         self._on_change = on_change
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+        #: every write transaction first queues here, behind other processes' (:mod:`.writelock`)
+        self.writers = None if read_only else WriterQueue(path)
         #: ``PRAGMA synchronous`` of the connection now: what its next commit uses
         self.synchronous = "FULL"
         #: Transactions run and requests served (their ratio shows group commit at work).
@@ -238,6 +241,8 @@ class SqliteExecutor:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.writers is not None:
+            self.writers.close()
 
     def run_batch(self, batch: Sequence[Work]) -> None:
         """Run ``batch`` in one transaction; each item gets its result or its error. The
@@ -246,28 +251,33 @@ class SqliteExecutor:
         self.requests += len(batch)
         for work in batch:
             self._start(work)
-        relaxed = False
+        relaxed = queued = False
         try:
-            conn = self._connect()
-            if any(w.write for w in batch):
-                relaxed = not any(_needs_disk(w) for w in batch)
-                self._set_synchronous(conn, "NORMAL" if relaxed else "FULL")
-                self.relaxed += relaxed
-            self._transaction(conn, batch)
-        except _BatchFailed as failed:
-            for work in batch:
-                work.error = failed.__cause__
-        except Exception as exc:
-            for work in batch:
-                work.error = map_sqlite_error(exc)
+            try:
+                conn = self._connect()
+                if any(w.write for w in batch):
+                    relaxed = not any(_needs_disk(w) for w in batch)
+                    self._set_synchronous(conn, "NORMAL" if relaxed else "FULL")
+                    self.relaxed += relaxed
+                    queued = self.writers is not None and self.writers.acquire()
+                self._transaction(conn, batch)
+            except _BatchFailed as failed:
+                for work in batch:
+                    work.error = failed.__cause__
+            except Exception as exc:
+                for work in batch:
+                    work.error = map_sqlite_error(exc)
+            finally:
+                for work in batch:
+                    work.script.close()  # no-op when it ran to its end
+            # Files go before callers hear back (unlinking is cheap), so that a content is
+            # unreadable once the expunge that removed its last entry has returned.
+            done = [work for work in batch if work.error is None]
+            if not (relaxed and any(w.drops_files for w in done)) or self._sync_wal():
+                self._remove_files([sha for work in done for sha in work.drops])
         finally:
-            for work in batch:
-                work.script.close()  # no-op when it ran to its end
-        # Files go before callers hear back (unlinking is cheap), so that a content is
-        # unreadable once the expunge that removed its last entry has returned.
-        done = [work for work in batch if work.error is None]
-        if not (relaxed and any(w.drops_files for w in done)) or self._sync_wal():
-            self._remove_files([sha for work in done for sha in work.drops])
+            if queued and self.writers is not None:
+                self.writers.release()
         changed = {i for work in batch if work.error is None for i in work.changed}
         if changed and self._on_change is not None:
             with contextlib.suppress(Exception):  # a lost wake-up only delays: waiters re-check

@@ -1,0 +1,156 @@
+"""SQLite writers queue on a file lock before ``BEGIN IMMEDIATE`` (:mod:`.writelock`): a write
+waits, asleep, while another process's writer holds it, without holding SQLite's own lock
+meanwhile; reads never queue; the lock is let go after a failed batch; and a process that
+forked opens its own descriptor (one inherited would share the parent's lock).
+
+Nothing here is timed: a writer that should be waiting is shown to be waiting by SQLite's
+write lock still being free (another connection takes it), and ``join`` timeouts only turn a
+hang into a failure.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailwing.storage.blobs import BlobStore
+from mailwing.storage.errors import StorageError
+from mailwing.storage.sqlite.executor import SqliteExecutor
+from mailwing.storage.sqlite.writelock import WriterQueue, writers_path
+from mailwing.storage.steps import Query, Script
+
+GUARD = 30.0
+
+
+def insert(value: int) -> Script[None]:
+    yield Query("INSERT INTO t (x) VALUES ($1)", (value,))
+
+
+def count() -> Script[int]:
+    rows = yield Query("SELECT count(*) FROM t")
+    return int(rows[0][0])
+
+
+def failing() -> Script[None]:
+    yield Query("INSERT INTO t (x) VALUES (1)")
+    raise StorageError("the script gives up")
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "mail.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    conn.commit()
+    conn.close()
+    yield path
+
+
+def executor(path: Path, *, read_only: bool = False) -> SqliteExecutor:
+    return SqliteExecutor(path, BlobStore(path.parent / "blobs"), read_only=read_only,
+                          busy_timeout=GUARD)
+
+
+def hold(path: Path) -> int:
+    """Take the file lock as another process's writer would (a descriptor of its own)."""
+    fd = os.open(writers_path(path), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def sqlite_lock_free(path: Path) -> bool:
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def test_a_write_waits_for_the_file_lock_before_taking_sqlites(database: Path) -> None:
+    writer = executor(database)
+
+    def write() -> None:  # the connection belongs to the thread that opened it
+        writer.run(insert(7), write=True)
+        writer.close()
+
+    fd = hold(database)
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        thread.join(0.3)
+        assert thread.is_alive(), "the write went ahead while another writer held the lock"
+        # waiting on the file lock, not on SQLite's: that one is free for whoever holds ours
+        assert sqlite_lock_free(database)
+    finally:
+        os.close(fd)  # lets go of the lock
+    thread.join(GUARD)
+    assert not thread.is_alive()
+    assert executor(database, read_only=True).run(count(), write=False) == 1
+    assert writer.writers is not None
+    assert (writer.writers.taken, writer.writers.waited) == (1, 1)
+
+
+def test_reads_do_not_queue(database: Path) -> None:
+    fd = hold(database)
+    try:
+        reader = executor(database, read_only=True)
+        assert reader.writers is None
+        # a read batch on the writer's connection does not take the lock either
+        writer = executor(database)
+        assert writer.run(count(), write=False) == 0
+        assert writer.writers is not None and writer.writers.taken == 0
+        writer.close()
+    finally:
+        os.close(fd)
+
+
+def test_the_lock_is_let_go_after_a_failed_batch(database: Path) -> None:
+    writer = executor(database)
+    with pytest.raises(StorageError):
+        writer.run(failing(), write=True)
+    writer.run(insert(1), write=True)
+    fd = hold(database)  # would raise BlockingIOError if the writer still held it
+    os.close(fd)
+    assert writer.run(count(), write=False) == 1
+    writer.close()
+
+
+def test_a_forked_child_opens_its_own_descriptor(database: Path) -> None:
+    parent = WriterQueue(database)
+    assert parent.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the inherited queue must not count as holding the lock
+            code = 1
+            try:
+                fd = parent._open()
+                assert fd is not None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    code = 0  # a descriptor of its own: the parent's lock excludes it
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        parent.release()
+        parent.close()
+
+
+def test_without_a_usable_file_writers_go_ahead(tmp_path: Path) -> None:
+    queue = WriterQueue(tmp_path / "missing" / "mail.db")  # its folder does not exist
+    assert queue.acquire() is False
+    queue.release()
+    queue.close()
