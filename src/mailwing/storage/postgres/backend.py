@@ -52,8 +52,6 @@ from mailwing.storage.postgres.recipients import RecipientLookups
 from mailwing.storage.postgres.scripts import (
     AtCommit,
     Solo,
-    append,
-    append_caught_up,
     catch_up,
     claim_recent,
     expunge,
@@ -62,6 +60,7 @@ from mailwing.storage.postgres.scripts import (
     set_flags,
     set_flags_caught_up,
 )
+from mailwing.storage.postgres.scripts_append import append, append_caught_up
 from mailwing.storage.scripts_catchup import Changes, doomed
 from mailwing.storage.scripts_mail import flags_unchanged
 from mailwing.storage.steps import Script, advance
@@ -174,8 +173,8 @@ class PostgresStorage(ScriptedStorage):
 
     # A STORE and a one-message APPEND are one statement committed alone here (a leading
     # ``Solo``), which also reads the catch-up after it when its snapshot is current
-    # (:func:`.scripts.set_flags_caught_up`, :func:`.scripts.append_caught_up`); otherwise
-    # the catch-up is one statement read alone (:meth:`_read`). Taken together in one
+    # (:func:`.scripts.set_flags_caught_up`, :func:`.scripts_append.append_caught_up`);
+    # otherwise the catch-up is one statement read alone (:meth:`_read`). Taken together in one
     # transaction, as the shared implementation does for SQLite's database thread, they
     # would add ``BEGIN`` and ``COMMIT``: four round trips instead of one or two. Nothing
     # needs them atomic: the catch-up only reads what committed by then.
@@ -209,7 +208,8 @@ class PostgresStorage(ScriptedStorage):
         since_modseq: int, claim_from: int | None = None, enforce_quota: bool = False,
     ) -> tuple[list[MailEntry], Changes, int | None]:
         """One message to ``mailbox_id`` (an IMAP APPEND to the selected mailbox): its
-        statement reads the catch-up and makes the claim (:func:`.scripts.append_caught_up`)."""
+        statement reads the catch-up and makes the claim
+        (:func:`.scripts_append.append_caught_up`)."""
         if len(items) == 1 and items[0][1].mailbox_id == mailbox_id:
             [(content, delivery)] = items
             data = self._unsaved.take(content.sha256)

@@ -13,7 +13,7 @@ each of those locks once and flushes once.
 
 How: :meth:`DeliveryBatcher.deliver` queues a delivery; while one batch is in the database,
 the deliveries that arrive wait and go together as the next one (nothing waits for company:
-a lone delivery goes at once, as the one-statement script of :func:`.scripts.append`; the
+a lone delivery goes at once, as the one-statement script of :func:`.scripts_append.append`; the
 queue is :class:`~.coalesce.Coalescer`). The statement, ``_BATCH``, is that script's
 statement over arrays: mailbox rows locked first in ascending id order, then the contents'
 first pieces in ascending digest order, then the users' rows in ascending id order, the lock
@@ -43,7 +43,8 @@ from mailwing.storage.notify import format_ids
 from mailwing.storage.postgres.coalesce import Coalescer
 from mailwing.storage.postgres.errors import BROKEN_CONNECTION
 from mailwing.storage.postgres.listen import CHANNEL
-from mailwing.storage.postgres.scripts import Solo, append
+from mailwing.storage.postgres.scripts import Solo
+from mailwing.storage.postgres.scripts_append import append
 from mailwing.storage.scripts import entry_date
 from mailwing.storage.steps import Changed, Script
 
@@ -152,7 +153,7 @@ class Job:
 
 
 def batchable(deliveries: Sequence[Delivery]) -> bool:
-    """Whether :func:`.scripts.append` would take these in its one statement (one flag
+    """Whether :func:`.scripts_append.append` would take these in its one statement (one flag
     set, each mailbox once): the deliveries a batch can hold."""
     if not deliveries:
         return False
