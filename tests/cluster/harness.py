@@ -47,6 +47,25 @@ PORTS = {"smtp": 2525, "submission": 2587, "pop3": 2110, "imap": 2143}
 MX_PORT = 2525
 
 
+def wait_in_service(node: str, timeout: float) -> None:
+    """Wait until HAProxy passes connections to ``node`` again on each of its own frontends.
+
+    A node that was stopped or killed is marked down by HAProxy's health checks, and marked
+    up only by the first check that succeeds after it is back (``inter 300ms``); until then
+    HAProxy closes a connection to that node's frontend at once. Its ports being open is not
+    enough: a test that talks to the node right after restarting it raced that check."""
+    deadline = time.monotonic() + timeout
+    for listener in PORTS:
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(
+                    (LB, lb_port(listener, node)), 1.0) as sock:
+                if sock.recv(64):  # the greeting: HAProxy reached the node
+                    break
+            if time.monotonic() > deadline:
+                raise ClusterError(f"HAProxy does not reach {node}'s {listener} listener")
+            time.sleep(0.05)
+
+
 class ClusterError(RuntimeError):
     """The cluster cannot be set up or a process did not come up (the tier fails on it)."""
 
@@ -133,6 +152,7 @@ class Node:
         log.close()
         wait_port(self.address, PORTS["smtp"], timeout, self.proc, self.log_path)
         wait_port(self.address, PORTS["imap"], timeout, self.proc, self.log_path)
+        wait_in_service(self.name, timeout)
 
     def kill(self) -> None:
         """SIGKILL the whole node (every process of its session), as a power cut would."""
