@@ -1,32 +1,31 @@
 """A queue in the kernel for SQLite's write lock, shared by every process writing one database.
 
-Why (issue #9): SQLite admits one writer per database file and has no queue for the others.
-A writer that finds the lock taken retries: SQLite's busy handler sleeps 1, 2, 5, 10... ms
+Why (issue #9): SQLite admits one writer per database file and has no queue for the others. A
+writer that finds the lock taken retries: SQLite's busy handler sleeps 1, 2, 5, 10... ms
 between tries, :meth:`~.executor.SqliteExecutor._begin_immediate` 0.2 ms growing to 2 ms. With
-two worker processes writing all the time (flag changes, expunges, deliveries), measured on
-the mixed IMAP load: a write batch waited 1.9 to 2.8 ms on average for ``BEGIN IMMEDIATE``,
-for a lock that is held about 2 ms, so each wait overshot the release by a sleep, and the
-process that happened to retry at the right moment could win several times in a row.
+two worker processes writing all the time (flag changes, expunges, deliveries), measured on the
+mixed IMAP load: a write batch waited 1.9 to 2.8 ms on average for ``BEGIN IMMEDIATE``, for a
+lock that is held about 2 ms, so each wait overshot the release by a sleep, and the process
+that happened to retry at the right moment could win several times in a row.
 
 Here every writer first takes an exclusive ``flock`` on a file beside the database
 (``<database>.writers``), and only then ``BEGIN IMMEDIATE``. The kernel puts the waiting
-writers to sleep and wakes one as soon as the holder lets go: no sleep overshoots the release,
-no CPU is spent retrying, and the other process is woken instead of the same one winning
-again. SQLite's own lock still does the excluding; this only orders who asks for it, so a
-writer that does not take the file lock (an older version, the ``sqlite3`` shell) is still
-safe, and is waited for by the retries as before.
+writers to sleep and wakes one as soon as the holder lets go: no sleep overshoots the release
+and no CPU is spent retrying. SQLite's own lock still does the excluding; this only orders who
+asks for it, so a writer that does not take the file lock (an older version, the ``sqlite3``
+shell) is still safe, and is waited for by the retries as before.
 
 Why the wait has no timeout, when ``BEGIN IMMEDIATE`` has ``busy_timeout``: the holder is a
-database thread (or a one-shot command) between ``BEGIN IMMEDIATE`` and ``COMMIT``, running
-SQLite statements and nothing else (no event loop, no network), so it lets go as soon as its
-statements and the commit are done, or when its own ``busy_timeout`` fails the batch; and the
-kernel drops the lock of a process that dies, even by ``kill -9``. The one case where a
-waiter now waits longer than before is a holder that is stopped (``SIGSTOP``, a debugger):
-it holds SQLite's lock then too, so writes stop either way.
+database thread (or a one-shot command) running one batch: its scripts' statements, the commit
+and the removal of content files the batch dropped, waiting for no event loop and no network,
+so it lets go as soon as those are done, or when its own ``busy_timeout`` fails the batch; and
+the kernel drops the lock of a process that dies, even by ``kill -9``. The one case where a
+waiter now waits longer than before is a holder that is stopped (``SIGSTOP``, a debugger): it
+holds SQLite's lock then too, so writes stop either way.
 
-Each process opens the file itself (a lock taken through a descriptor inherited across
-``fork`` would be shared with the parent, and exclude nothing). If the file cannot be opened
-(a read-only folder), writers go without it: the retries still work.
+Each process opens the file itself (a lock taken through a descriptor inherited across ``fork``
+would be shared with the parent, and exclude nothing). If the file cannot be opened (a
+read-only folder), writers go without it: the retries still work.
 """
 
 from __future__ import annotations
