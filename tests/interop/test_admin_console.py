@@ -83,13 +83,27 @@ def follow(driver: Any, element: Any) -> None:
     Without the wait, the next ``find_element`` may still find the old page's
     element, which the arriving page then makes stale.
     """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = driver.find_element(By.TAG_NAME, "html")
+
+    def left(_: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Chromium's answer for an element of a document that is being replaced
+            # (selenium's staleness_of lets it escape, which failed the test now and then)
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
     element.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(left)
 
 
 def shot(driver: Any, name: str) -> None:
