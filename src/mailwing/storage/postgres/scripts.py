@@ -75,6 +75,17 @@ class AtCommit(Batch):
 #: nothing is not run: the final SELECT names both.
 _NOTIFY = f"note AS (SELECT pg_notify('{CHANNEL}', ${{n}}::text) FROM {{source}})"
 _RELAX = "relax AS (SELECT set_config('synchronous_commit', 'off', true) WHERE ${m}::boolean)"
+#: The expunged UIDs of mailbox row ``x`` since the mod-sequence ``{since}`` (``gone``), or,
+#: when those rows were pruned below it, every UID still present (``live``; the caller
+#: derives the expunged ones, :func:`_expunged`); both NULL when nothing changed since.
+#: ``{box}``: the mailbox id as the statement has it. Shared by every statement that
+#: returns a catch-up.
+_VANISHED = """\
+    CASE WHEN x.highestmodseq > {since}::bigint AND {since}::bigint < x.vanished_floor
+      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = {box} ORDER BY uid) END AS live,
+    CASE WHEN x.highestmodseq > {since}::bigint AND {since}::bigint >= x.vanished_floor
+      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = {box} AND modseq > {since}::bigint
+                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone"""
 
 #: the new flag set of an entry, from its stored one (``m.flags``) and the STORE's ($3);
 #: sorted by code point (``COLLATE "C"``), as the backend sorts the sets it writes
@@ -154,11 +165,7 @@ ORDER BY e.uid"""
 _SET_FLAGS_CAUGHT_UP = """,
 b AS MATERIALIZED (
   SELECT x.vanished_floor AS f, x.uidnext AS n, x.recent_floor AS r,
-    CASE WHEN x.highestmodseq > $7::bigint AND $7::bigint < x.vanished_floor
-      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid) END AS live,
-    CASE WHEN x.highestmodseq > $7::bigint AND $7::bigint >= x.vanished_floor
-      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $7::bigint
-                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
+{vanished}
   FROM mailboxes x WHERE x.id = $1
 ),
 others AS (
@@ -187,7 +194,9 @@ _SET_FLAGS_BY_MODE = {
 _SET_FLAGS_CAUGHT_UP_BY_MODE = {
     mode: _SET_FLAGS.format(new=new, note=_NOTIFY.format(n=5, source="box"),
                             relax=_RELAX.format(m=6),
-                            catch_up=_SET_FLAGS_CAUGHT_UP.format(columns=MAIL_COLUMNS))
+                            catch_up=_SET_FLAGS_CAUGHT_UP.format(
+                                columns=MAIL_COLUMNS,
+                                vanished=_VANISHED.format(since="$7", box="$1")))
     for mode, new in _NEW_FLAGS.items()
 }
 _CAUGHT_UP_WIDTH = 11  # the columns before an entry's own flag in _SET_FLAGS_CAUGHT_UP
@@ -256,15 +265,25 @@ def set_flags_caught_up(
     else:
         entries = [row_to_entry(r[start:]) for r in rows if r[_CAUGHT_UP_WIDTH] is not None]
         _floor, uidnext, _recent, live, gone = first[5:10]
-        if live is not None:  # expunged rows pruned: every UID given out and not here now
-            expunged = absent_uids([int(u) for u in live], int(uidnext) - 1)
-        else:
-            expunged = [int(u) for u in gone or ()]
-        changes = (highest, entries, expunged)
+        changes = (highest, entries, _expunged(live, gone, int(uidnext) - 1))
     if not brings_new(changes, claim_from):
         return (own, modified), (changes, False, None)
-    floor, uidnext = int(first[7]), int(first[6])
-    return (own, modified), (changes, True, floor if uidnext <= floor else None)
+    return (own, modified), (changes, True, _claim_floor(first[7], first[6]))
+
+
+def _expunged(live: Sequence[Any] | None, gone: Sequence[Any] | None, last_uid: int
+              ) -> list[int]:
+    """The expunged UIDs from ``_VANISHED``'s columns; ``last_uid``: the highest UID given
+    out as of the same snapshot."""
+    if live is not None:  # expunged rows pruned: every UID given out and not here now
+        return absent_uids([int(u) for u in live], last_uid)
+    return [int(u) for u in gone or ()]
+
+
+def _claim_floor(floor: Any, uidnext: Any) -> int | None:
+    """The \\Recent floor when every UID given out as of the snapshot (below ``uidnext``) is
+    below it, so the catch-up's new mail is claimed already; None: the claim must be made."""
+    return int(floor) if int(uidnext) <= int(floor) else None
 
 
 # ``b`` is the mailbox row with, when something changed after ``$2``, the expunged UIDs (or,
@@ -274,11 +293,7 @@ def set_flags_caught_up(
 _CHANGES_TEMPLATE = """\
 WITH b AS MATERIALIZED (
   SELECT x.highestmodseq AS h, x.vanished_floor AS f, x.uidnext AS n,
-    CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint < x.vanished_floor
-      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid) END AS live,
-    CASE WHEN x.highestmodseq > $2::bigint AND $2::bigint >= x.vanished_floor
-      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2::bigint
-                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone{box_cte}
+{vanished}{box_cte}
   FROM mailboxes x WHERE x.id = $1{named}
 )
 SELECT b.h, b.f, b.n,
@@ -292,6 +307,8 @@ FROM b LEFT JOIN LATERAL (
 ) e ON true
 ORDER BY e.uid
 """
+_CHANGES_TEMPLATE = _CHANGES_TEMPLATE.replace(
+    "{vanished}", _VANISHED.format(since="$2", box="$1"))
 _MAIL_CHANGES = _CHANGES_TEMPLATE.format(box_cte="", box="", named="", mail=MAIL_COLUMNS)
 #: the mailbox row as ``MAILBOX_COLUMNS`` gives it, then its \\Recent floor
 _BOX_CTE = (",\n    x.id AS i, x.user_id AS u, x.name AS nm, x.uidvalidity AS v,"
@@ -320,9 +337,7 @@ def _changes(rows: Sequence[Any], since_modseq: int, skip: int
         return highest, [], []
     start = 5 + skip
     entries = [row_to_entry(r[start:-1]) for r in rows if r[start] is not None]
-    if live is not None:  # expunged rows pruned: every UID given out and not here now
-        return highest, entries, absent_uids([int(u) for u in live], int(uidnext) - 1)
-    return highest, entries, [int(u) for u in gone or ()]
+    return highest, entries, _expunged(live, gone, int(uidnext) - 1)
 
 
 def mail_changes(
@@ -352,8 +367,7 @@ def catch_up(
     changes = _changes(rows, since_modseq, 1)
     if not brings_new(changes, claim_from):
         return changes, False, None
-    floor, uidnext = int(rows[0][5]), int(rows[0][2])
-    return changes, True, (floor if uidnext <= floor else None)
+    return changes, True, _claim_floor(rows[0][5], rows[0][2])
 
 
 def open_mailbox(

@@ -20,9 +20,8 @@ from mailwing.storage.errors import NotFound, OverQuota
 from mailwing.storage.interface import Delivery
 from mailwing.storage.notify import format_ids
 from mailwing.storage.postgres.content import PUBLISH_WHOLE
-from mailwing.storage.postgres.scripts import _NOTIFY, Solo
+from mailwing.storage.postgres.scripts import _NOTIFY, _VANISHED, Solo, _expunged
 from mailwing.storage.scripts import entry_date
-from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Changed, Script, q
 
 __all__ = ["append", "append_caught_up"]
@@ -121,11 +120,7 @@ _APPEND_SQL = {
 _APPEND_SNAP = """
 snap AS MATERIALIZED (
   SELECT x.highestmodseq AS h, x.vanished_floor AS f,
-    CASE WHEN x.highestmodseq > ${s}::bigint AND ${s}::bigint < x.vanished_floor
-      THEN ARRAY(SELECT uid FROM mail WHERE mailbox_id = x.id ORDER BY uid) END AS live,
-    CASE WHEN x.highestmodseq > ${s}::bigint AND ${s}::bigint >= x.vanished_floor
-      THEN ARRAY(SELECT uid FROM expunged WHERE mailbox_id = x.id AND modseq > ${s}::bigint
-                 AND modseq <= x.highestmodseq ORDER BY uid) END AS gone
+{vanished}
   FROM mailboxes x WHERE x.id = ($12::bigint[])[1]
 ),
 others AS (
@@ -149,7 +144,8 @@ def _append_caught_up_sql(data: bool, enforce: bool) -> str:
     return _APPEND.format(
         blob=_BLOB_INSERT if data else _BLOB_SHARE, note=_APPEND_NOTE,
         enforce="true" if enforce else "false",
-        snap=_APPEND_SNAP.format(s=since, columns=MAIL_COLUMNS),
+        snap=_APPEND_SNAP.format(s=since, columns=MAIL_COLUMNS,
+                                 vanished=_VANISHED.format(since=f"${since}", box="x.id")),
         claim=_APPEND_CLAIM.format(c=claim), caught_up=_APPEND_CAUGHT_UP)
 
 
@@ -246,10 +242,7 @@ def append_caught_up(
     if snap_h != lock_h:
         return [entry], None
     others = [row_to_entry(r[_APPEND_WIDTH:]) for r in rows if r[_APPEND_WIDTH] is not None]
-    if live is not None:  # expunged rows pruned: every UID given out and not here now
-        expunged = absent_uids([*(int(u) for u in live), entry.uid], entry.uid)
-    else:
-        expunged = [int(u) for u in gone or ()]
+    expunged = _expunged(None if live is None else [*live, entry.uid], gone, entry.uid)
     changes = (entry.modseq, [*others, _as_read(entry)], expunged)
     return [entry], (changes, None if claim_from is None else int(old_floor))
 
