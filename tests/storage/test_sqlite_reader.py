@@ -1,4 +1,5 @@
-"""SQLite: read-only requests run on a reader thread with a connection of their own, so they
+"""SQLite: read-only requests run on a connection of their own (in a reader thread, or in the
+event loop's thread when short: :mod:`mailwing.storage.sqlite.loopreads`), so they
 never wait for the writer's batch (its savepoints, its fsync, another process's write lock),
 while still seeing what they must see: every write whose caller has heard back, and a
 content whose insertion was posted ahead (:meth:`SqliteRunner.post`) even before it has
@@ -70,13 +71,23 @@ async def test_a_read_is_answered_while_a_write_batch_holds_the_writer(
     assert await store.get_domain("held.test") is not None
 
 
-async def test_reads_go_to_the_reader_and_the_counters_add_both(store: SqliteStorage) -> None:
+async def test_reads_go_to_the_reader_and_the_counters_add_all(store: SqliteStorage) -> None:
+    """Reads from another thread than the event loop's go to the reader thread (those of
+    the loop's thread run there when short: tests/storage/test_loop_reads.py)."""
     runner = store._runner
     reader_before, writer_before = runner._reader.requests, runner._executor.requests
     requests_before = store.commit_stats[1]
-    await asyncio.gather(*(store.get_domain(f"d{n}.test") for n in range(5)))
+
+    def elsewhere() -> None:
+        async def reads() -> None:
+            await asyncio.gather(*(store.get_domain(f"d{n}.test") for n in range(4)))
+        asyncio.run(reads())
+
+    await store.get_domain("here.test")
+    await asyncio.to_thread(elsewhere)
     await store.add_domain("added.test")
-    assert runner._reader.requests - reader_before == 5
+    assert runner._reader.requests - reader_before == 4
+    assert runner._loop_reads.inline == 1
     assert runner._executor.requests - writer_before == 1
     assert store.commit_stats[1] - requests_before == 6
 
@@ -98,12 +109,12 @@ async def test_a_content_read_after_posted_bytes_waits_for_them(store: SqliteSto
         held.release()
     assert await asyncio.wait_for(content_read, GUARD) == body
     assert store._runner._posted == {}
-    # committed now: content reads go to the reader again
-    reader_before = store._runner._reader.requests
+    # committed now: content reads are reads again (short ones run in this thread)
+    writer_before = store._runner._executor.requests
     assert await store.read_content(info.sha256) == body
     assert await store.read_contents([info]) == {info.sha256: body}
     assert await store.content_stored(info.sha256)
-    assert store._runner._reader.requests - reader_before == 3
+    assert store._runner._executor.requests == writer_before
 
 
 async def test_a_failed_posting_no_longer_holds_reads_back(store: SqliteStorage) -> None:
@@ -148,16 +159,20 @@ def _open_fds_to(path: Path) -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-async def test_close_closes_both_connections_in_their_threads(tmp_path: Path) -> None:
+async def test_close_closes_all_connections_in_their_threads(tmp_path: Path) -> None:
     path = tmp_path / "mail.db"
     storage = await SqliteStorage.open(path, tmp_path / "data")
     await storage.upgrade()  # opens the writer's connection
-    await storage.get_domain("x.test")  # opens the reader's
+    await storage.get_domain("x.test")  # opens the event loop thread's
+    await asyncio.to_thread(asyncio.run, storage.get_domain("y.test"))  # the reader's
     runner = storage._runner
     assert runner._executor._conn is not None and runner._reader._conn is not None
-    assert _open_fds_to(path) >= 2
+    loop_reads = runner._loop_reads._executor
+    assert loop_reads is not None and loop_reads._conn is not None
+    assert _open_fds_to(path) >= 3
     await storage.close()
     assert runner._executor._conn is None and runner._reader._conn is None
+    assert loop_reads._conn is None
     assert not runner._thread.is_alive() and not runner._reader_thread.is_alive()
     assert _open_fds_to(path) == 0
     with pytest.raises(StorageError, match="closed"):

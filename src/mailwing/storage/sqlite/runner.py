@@ -11,13 +11,15 @@ that a crash could still lose. (A batch made only of flag changes, expunges and 
 claims commits with ``synchronous=NORMAL`` under the default ``storage.fsync_flag_changes``
 policy: still safe against a crash of the process, see :mod:`.executor`.)
 
-Read-only requests go to a second thread with a second connection, opened read-only
-(``query_only``), batched the same way (the reads queued meanwhile share one read
-transaction). WAL mode lets it read while the writer holds the write lock, so a read never
-waits for someone else's write batch: its savepoints, its fsync, nor the other worker
-process's write lock (issue #9: an SMTP RCPT, a query of 0.1 ms, waited 3 to 8 ms behind the
-deliveries' commits). A read still sees every write whose caller has heard back (futures are
-resolved after the COMMIT, and each read batch starts its own snapshot). The one exception
+Read-only requests run at once in the calling thread (the event loop's) when they are short,
+on a read-only connection of their own (:mod:`.loopreads`); the others go to a second thread
+with a second connection, opened read-only (``query_only``), batched the same way (the reads
+queued meanwhile share one read transaction). WAL mode lets them read while the writer holds
+the write lock, so a read never waits for someone else's write batch: its savepoints, its
+fsync, nor the other worker process's write lock (issue #9: an SMTP RCPT, a query of 0.1 ms,
+waited 3 to 8 ms behind the deliveries' commits). A read still sees every write whose caller
+has heard back (futures are resolved after the COMMIT, and each read batch starts its own
+snapshot). The one exception
 is *posted* work (:meth:`SqliteRunner.post`): nobody waits for it, so nothing guarantees it
 has committed when a read of the content it inserts comes; such a read names the contents
 it reads (``after``) and, while a posting of one of them is queued or uncommitted, goes
@@ -47,6 +49,7 @@ from typing import Any, TypeVar
 from mailwing.storage.blobs import BlobStore
 from mailwing.storage.errors import StorageError
 from mailwing.storage.sqlite.executor import SqliteExecutor, Work, map_sqlite_error
+from mailwing.storage.sqlite.loopreads import LoopReads
 from mailwing.storage.steps import Script
 
 __all__ = ["SqliteRunner", "map_sqlite_error"]
@@ -84,6 +87,7 @@ class SqliteRunner:
         self._executor = SqliteExecutor(path, blobs, busy_timeout=busy_timeout,
                                         on_change=on_change)
         self._reader = SqliteExecutor(path, blobs, busy_timeout=busy_timeout, read_only=True)
+        self._loop_reads = LoopReads(path, blobs, busy_timeout=busy_timeout)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._reads: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         #: contents whose posted insertion is queued or not yet committed, and how many times
@@ -100,26 +104,33 @@ class SqliteRunner:
     def transactions(self) -> int:
         """Transactions run so far by both threads (fewer than :attr:`requests`: group
         commit, and reads sharing a read transaction)."""
-        return self._executor.transactions + self._reader.transactions
+        return (self._executor.transactions + self._reader.transactions
+                + self._loop_reads.transactions)
 
     @property
     def requests(self) -> int:
-        return self._executor.requests + self._reader.requests
+        return self._executor.requests + self._reader.requests + self._loop_reads.inline
 
     async def run(self, script: Script[T], *, write: bool, after: Iterable[str] = ()) -> T:
-        """Run ``script``; a read (``write`` false) on the reader thread, unless it reads
-        one of the contents ``after`` while its posted insertion is pending (see
-        :meth:`post`): then in the writer's queue, behind that insertion."""
+        """Run ``script``. A read (``write`` false) runs here if it is short
+        (:mod:`.loopreads`), otherwise on the reader thread; unless it reads one of the
+        contents ``after`` while its posted insertion is pending (see :meth:`post`): then
+        it goes in the writer's queue, behind that insertion."""
         if self._closed:
             script.close()
             raise StorageError("storage is closed")
+        behind = write or self._behind_posted(after)
+        if not behind:
+            here = _Job(script, False, loop=None, future=None)
+            if self._loop_reads.take(here):  # run now, in this thread (see .loopreads)
+                if here.error is not None:
+                    raise here.error
+                result: T = here.result
+                return result
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         job = _Job(script, write, loop=loop, future=future)
-        if write or self._behind_posted(after):
-            self._queue.put(job)
-        else:
-            self._reads.put(job)
+        (self._queue if behind else self._reads).put(job)
         return await future
 
     def post(self, script: Script[Any], key: str) -> None:
@@ -148,6 +159,7 @@ class SqliteRunner:
             self._reads.put(None)
             await asyncio.to_thread(self._thread.join)
             await asyncio.to_thread(self._reader_thread.join)
+            self._loop_reads.close()
 
     def _behind_posted(self, keys: Iterable[str]) -> bool:
         if not self._posted:  # the common case, read without the lock (a dict is GIL-safe)
