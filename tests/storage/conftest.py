@@ -9,6 +9,7 @@ import pytest
 
 from mailwing.model import User
 from mailwing.storage import Delivery, Storage, open_storage
+from mailwing.storage.sqlite import SqliteStorage
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 
@@ -24,6 +25,17 @@ async def fresh_storage(database_url: str, data_dir: Path) -> AsyncIterator[Stor
     storage = await open_storage(database_url, data_dir=data_dir)
     yield storage
     await storage.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    """A SQLite storage at the latest schema, for the tests of SQLite's own machinery."""
+    storage = await SqliteStorage.open(tmp_path / "mail.db", tmp_path / "data")
+    await storage.upgrade()
+    try:
+        yield storage
+    finally:
+        await storage.close()
 
 
 @pytest.fixture

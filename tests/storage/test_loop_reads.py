@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,13 +19,8 @@ GUARD = 30
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    storage = await SqliteStorage.open(tmp_path / "mail.db", tmp_path / "data")
-    await storage.upgrade()
-    try:
-        yield storage
-    finally:
-        await storage.close()
+def store(sqlite_store: SqliteStorage) -> SqliteStorage:
+    return sqlite_store
 
 
 def probe(seen: list[int]) -> Script[int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,8 @@ GUARD = 30  # seconds before a hang is reported as a failure (never reached when
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    storage = await SqliteStorage.open(tmp_path / "mail.db", tmp_path / "data")
-    await storage.upgrade()
-    try:
-        yield storage
-    finally:
-        await storage.close()
+def store(sqlite_store: SqliteStorage) -> SqliteStorage:
+    return sqlite_store
 
 
 class Held:
