@@ -19,12 +19,11 @@ the write lock, so a read never waits for someone else's write batch: its savepo
 fsync, nor the other worker process's write lock (issue #9: an SMTP RCPT, a query of 0.1 ms,
 waited 3 to 8 ms behind the deliveries' commits). A read still sees every write whose caller
 has heard back (futures are resolved after the COMMIT, and each read batch starts its own
-snapshot). The one exception
-is *posted* work (:meth:`SqliteRunner.post`): nobody waits for it, so nothing guarantees it
-has committed when a read of the content it inserts comes; such a read names the contents
-it reads (``after``) and, while a posting of one of them is queued or uncommitted, goes
-through the writer's queue as before, behind it. Posted work inserts content bytes only, so
-no other read can tell whether it has committed.
+snapshot). The one exception is *posted* work (:meth:`SqliteRunner.post`): nobody waits for
+it, so nothing guarantees it has committed when a read of the content it inserts comes; such
+a read names the contents it reads (``after``) and, while a posting of one of them is queued
+or uncommitted, goes through the writer's queue as before, behind it. Posted work inserts
+content bytes only, so no other read can tell whether it has committed.
 
 After each commit, the mailbox ids whose HIGHESTMODSEQ the committed requests raised (their
 :class:`~mailwing.storage.steps.Changed` steps) go to the ``on_change`` callback, still in the
