@@ -162,7 +162,12 @@ def recent_claimed(mailbox_id: int) -> Script[int | None]:
     rows = yield q("SELECT recent_floor, uidnext FROM mailboxes WHERE id = $1", mailbox_id)
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
-    floor, uidnext = int(rows[0][0]), int(rows[0][1])
+    return claimed_floor(int(rows[0][0]), int(rows[0][1]))
+
+
+def claimed_floor(floor: int, uidnext: int) -> int | None:
+    """The \\Recent floor when every UID given out (below ``uidnext``) is below it, so
+    there is nothing new to claim; None when a claim would raise it."""
     return floor if uidnext <= floor else None
 
 

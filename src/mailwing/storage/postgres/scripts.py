@@ -37,6 +37,7 @@ from mailwing.storage.interface import FlagMode
 from mailwing.storage.postgres.listen import CHANNEL
 from mailwing.storage.scripts_catchup import brings_new
 from mailwing.storage.scripts_mail import _new_flags, _uid_list
+from mailwing.storage.scripts_mailboxes import claimed_floor
 from mailwing.storage.scripts_vanished import absent_uids
 from mailwing.storage.steps import Batch, Changed, Query, Script, Volatile, q
 
@@ -268,7 +269,7 @@ def set_flags_caught_up(
         changes = (highest, entries, _expunged(live, gone, int(uidnext) - 1))
     if not brings_new(changes, claim_from):
         return (own, modified), (changes, False, None)
-    return (own, modified), (changes, True, _claim_floor(first[7], first[6]))
+    return (own, modified), (changes, True, claimed_floor(int(first[7]), int(first[6])))
 
 
 def _expunged(live: Sequence[Any] | None, gone: Sequence[Any] | None, last_uid: int
@@ -278,12 +279,6 @@ def _expunged(live: Sequence[Any] | None, gone: Sequence[Any] | None, last_uid: 
     if live is not None:  # expunged rows pruned: every UID given out and not here now
         return absent_uids([int(u) for u in live], last_uid)
     return [int(u) for u in gone or ()]
-
-
-def _claim_floor(floor: Any, uidnext: Any) -> int | None:
-    """The \\Recent floor when every UID given out as of the snapshot (below ``uidnext``) is
-    below it, so the catch-up's new mail is claimed already; None: the claim must be made."""
-    return int(floor) if int(uidnext) <= int(floor) else None
 
 
 # ``b`` is the mailbox row with, when something changed after ``$2``, the expunged UIDs (or,
@@ -367,7 +362,7 @@ def catch_up(
     changes = _changes(rows, since_modseq, 1)
     if not brings_new(changes, claim_from):
         return changes, False, None
-    return changes, True, _claim_floor(rows[0][5], rows[0][2])
+    return changes, True, claimed_floor(int(rows[0][5]), int(rows[0][2]))
 
 
 def open_mailbox(
@@ -386,9 +381,8 @@ def open_mailbox(
         raise NotFound(f"no mailbox with id {mailbox_id}")
     first = rows[0]
     box = row_to_mailbox(first[5:13])
-    floor = int(first[13])
-    return box, _changes(rows, since_modseq, _BOX_WIDTH), (
-        floor if box.uidnext <= floor else None)
+    claimed = claimed_floor(int(first[13]), box.uidnext)
+    return box, _changes(rows, since_modseq, _BOX_WIDTH), claimed
 
 
 # ``old`` locks the mailbox row and reads its newest version (a concurrent claim waits, then
