@@ -61,7 +61,7 @@ async def test_a_short_read_runs_in_the_calling_thread(store: SqliteStorage) -> 
     assert await store._run(probe(seen), write=False) == 42
     assert seen == [threading.get_ident()]
     assert store._runner._reader.requests == reader_before
-    assert store._runner._loop_reads.inline == 1
+    assert store._runner._loop_reads.requests == 1
 
 
 async def test_a_slow_kind_goes_to_the_reader_thread_and_is_retried(
@@ -109,7 +109,7 @@ async def test_a_read_here_sees_every_write_whose_caller_heard_back(
     for n in range(20):
         await store.add_domain(f"d{n}.test")
         assert await store.get_domain(f"d{n}.test") is not None
-    assert store._runner._loop_reads.inline >= 20
+    assert store._runner._loop_reads.requests >= 20
 
 
 def test_kind_of_names_the_function() -> None:

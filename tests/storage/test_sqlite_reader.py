@@ -81,7 +81,7 @@ async def test_reads_go_to_the_reader_and_the_counters_add_all(store: SqliteStor
     await asyncio.to_thread(elsewhere)
     await store.add_domain("added.test")
     assert runner._reader.requests - reader_before == 4
-    assert runner._loop_reads.inline == 1
+    assert runner._loop_reads.requests == 1
     assert runner._executor.requests - writer_before == 1
     assert store.commit_stats[1] - requests_before == 6
 

@@ -64,7 +64,6 @@ class LoopReads:
         self._thread: int | None = None
         #: kinds over budget -> calls sent to the reader thread since
         self._slow: dict[str, int] = {}
-        self.inline = 0  # reads run here so far
 
     def take(self, work: Work) -> bool:
         """Run ``work`` (a read) here and return True; or return False at once, untouched,
@@ -90,16 +89,23 @@ class LoopReads:
             self._slow[kind] = self._slow.get(kind, 0)
         else:
             self._slow.pop(kind, None)
-        self.inline += 1
         return True
 
     @property
     def transactions(self) -> int:
         return self._executor.transactions if self._executor is not None else 0
 
+    @property
+    def requests(self) -> int:
+        """Reads run here so far."""
+        return self._executor.requests if self._executor is not None else 0
+
     def close(self) -> None:
         """Close the connection; only from its own thread (elsewhere it is left to the
-        garbage collector, as ``sqlite3`` requires)."""
-        if self._executor is not None and threading.get_ident() == self._thread:
+        garbage collector, as ``sqlite3`` requires, and the counts with it)."""
+        if self._executor is None:
+            return
+        if threading.get_ident() == self._thread:
             self._executor.close()
-        self._executor = None
+        else:
+            self._executor = None

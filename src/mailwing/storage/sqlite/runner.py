@@ -101,14 +101,14 @@ class SqliteRunner:
 
     @property
     def transactions(self) -> int:
-        """Transactions run so far by both threads (fewer than :attr:`requests`: group
-        commit, and reads sharing a read transaction)."""
+        """Transactions run so far by both threads and the loop's reads (fewer than
+        :attr:`requests`: group commit, and reads sharing a read transaction)."""
         return (self._executor.transactions + self._reader.transactions
                 + self._loop_reads.transactions)
 
     @property
     def requests(self) -> int:
-        return self._executor.requests + self._reader.requests + self._loop_reads.inline
+        return self._executor.requests + self._reader.requests + self._loop_reads.requests
 
     async def run(self, script: Script[T], *, write: bool, after: Iterable[str] = ()) -> T:
         """Run ``script``. A read (``write`` false) runs here if it is short
@@ -120,7 +120,7 @@ class SqliteRunner:
             raise StorageError("storage is closed")
         behind = write or self._behind_posted(after)
         if not behind:
-            here = _Job(script, False, loop=None, future=None)
+            here = Work(script, False)
             if self._loop_reads.take(here):  # run now, in this thread (see .loopreads)
                 if here.error is not None:
                     raise here.error
