@@ -31,31 +31,33 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## Benchmarks (not tests): see benchmarks/README.md. `make bench` runs all of them.
+## BENCH_ARGS goes to each script, e.g. make bench-imap BENCH_ARGS="--pause-after 2".
+BENCH_ARGS ?=
 bench: bench-pop3 bench-smtp bench-imap bench-outbound bench-deliver bench-idle
 
 bench-pop3: $(STAMP)
-	$(BIN)/python benchmarks/pop3_bench.py
+	$(BIN)/python benchmarks/pop3_bench.py $(BENCH_ARGS)
 
 bench-smtp: $(STAMP)
-	$(BIN)/python benchmarks/smtp_bench.py
+	$(BIN)/python benchmarks/smtp_bench.py $(BENCH_ARGS)
 
 bench-imap: $(STAMP)
-	$(BIN)/python benchmarks/imap_bench.py
+	$(BIN)/python benchmarks/imap_bench.py $(BENCH_ARGS)
 
 bench-outbound: $(STAMP)
-	$(BIN)/python benchmarks/outbound_bench.py
+	$(BIN)/python benchmarks/outbound_bench.py $(BENCH_ARGS)
 
 bench-deliver: $(STAMP)
-	$(BIN)/python benchmarks/deliver_bench.py
+	$(BIN)/python benchmarks/deliver_bench.py $(BENCH_ARGS)
 
 bench-idle: $(STAMP)
-	$(BIN)/python benchmarks/idle_bench.py
+	$(BIN)/python benchmarks/idle_bench.py $(BENCH_ARGS)
 
 bench-cluster: $(STAMP)   # root: network namespaces, HAProxy, two nodes on PostgreSQL
-	$(BIN)/python benchmarks/cluster_bench.py
+	$(BIN)/python benchmarks/cluster_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 bench-import: $(STAMP)
-	$(BIN)/python benchmarks/import_bench.py
+	$(BIN)/python benchmarks/import_bench.py $(BENCH_ARGS)

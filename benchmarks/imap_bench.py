@@ -58,16 +58,29 @@ from imap_load import (
 from imap_mixed import run_mixed
 from pop3_bench import (
     Mailwing,
+    add_backend_option,
+    backends_of,
     bench_main,
     database_name,
     dovecot_passwords,
     free_port,
+    mailwing_dir,
     make_big,
     parse_ints,
+    per_mailwing,
+    pg_ratio_summary,
     scheme_label,
     ssha512,
 )
-from rounds import Measure, Target, add_round_options, print_summary, run_rounds
+from rounds import (
+    Measure,
+    Target,
+    Workload,
+    add_round_options,
+    print_summary,
+    run_workloads,
+    take_turn,
+)
 
 PASSWORD = "bench-password"
 DOMAIN = "bench.test"
@@ -211,7 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=4096, help="average octets per message")
     p.add_argument("--big-size", type=int, default=25 * 1024 * 1024,
                    help="octets of the single-client BODY[] message (0 skips it)")
-    p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    add_backend_option(p)
     p.add_argument("--postgres-url", default=os.environ.get(
         "MAILWING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="administrative URL used to create and drop the benchmark database")
@@ -240,12 +253,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 < args.duration <= 3600 or args.messages < 1 or args.users < 1 \
             or args.size < 512:
         p.error("--duration must be in (0, 3600], --messages/--users >= 1, --size >= 512")
+    backends_of(args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_workload(args.workload)
+    take_turn(args.turns)
     if args.rounds > 0:
         return bench_main(args, "mailwing-imap-bench-", run_rounds_all, summarise_rounds)
     return bench_main(args, "mailwing-imap-bench-", run_all, summarise)
@@ -274,10 +289,11 @@ def _mixed_measure(port: int, creds: list[tuple[str, str]], args: argparse.Names
                    ops=r.commands)
 
 
-def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
+def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_dovecot: bool,
                    rows: list[Any], big: dict[str, float], stack: contextlib.ExitStack
                    ) -> None:
-    """All servers running at once; per client count, rounds alternate (:mod:`rounds`)."""
+    """All servers running at once; the rounds of every workload interleaved
+    (:func:`rounds.run_workloads`)."""
     from mailwing.services.delivery import trace_headers
 
     users = [f"user{i:04d}@{DOMAIN}" for i in range(min(args.users, max(args.clients)))]
@@ -290,20 +306,23 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
         max(args.mixed_clients, default=0) // max(1, args.per_mailbox) or 0)]
     for u in mixed_users:
         mail[u] = [make_message(rng, u, n + 1, 2048) for n in range(20)]
-    (root / "mailwing" / "data").mkdir(parents=True)
-    mw = MailwingImap(root / "mailwing", url)
-    if args.mailwing_cache_ttl is not None:
-        mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
-    stack.callback(mw.stop)
-    hashes = mw.populate(mail)
     workers = args.workers[0]
-    mw.start(workers)
-    assert mw.proc is not None
     ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
     # (label, port, root pid of the server's process tree, PostgreSQL database or None)
-    servers: list[tuple[str, int, int | None, str | None]] = [
-        (f"mailwing {args.backend} w={workers}{ttl}", mw.port, mw.proc.pid,
-         database_name(url))]
+    servers: list[tuple[str, int, int | None, str | None]] = []
+    hashes: dict[str, str] = {}
+    for backend, url in zip(args.backends, urls, strict=True):
+        folder = root / mailwing_dir(args, backend)
+        (folder / "data").mkdir(parents=True)
+        mw = MailwingImap(folder, url)
+        if args.mailwing_cache_ttl is not None:
+            mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
+        stack.callback(mw.stop)
+        hashes = mw.populate(mail)
+        mw.start(workers)
+        assert mw.proc is not None
+        servers.append((f"mailwing {backend} w={workers}{ttl}", mw.port, mw.proc.pid,
+                        database_name(url)))
     if use_dovecot:
         for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
             dv = DovecotImap(root / f"dovecot-{scheme}", free_port(), max(args.clients))
@@ -315,6 +334,7 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
             dv.start()
             servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
                             dv.proc.pid if dv.proc else None, None))
+    workloads = []
     for clients in args.clients:
         creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
         targets = []
@@ -326,8 +346,8 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
                 run_load("127.0.0.1", port, creds, args.warmup, args.load_procs)
             targets.append(Target(label, functools.partial(_imap_measure, port, creds, args),
                                   pid, database))
-        title = f"IMAP {args.workload} sessions, {clients} clients"
-        rows.append((title, run_rounds(title, targets, args, "cmds")))
+        workloads.append(Workload(f"IMAP {args.workload} sessions, {clients} clients",
+                                  targets, "cmds"))
     for clients in args.mixed_clients:
         boxes = max(1, clients // max(1, args.per_mailbox))
         creds = [(mixed_users[i % boxes], PASSWORD) for i in range(clients)]
@@ -337,11 +357,12 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
                 warm_logins("127.0.0.1", port, creds, rounds=8 * workers)
             targets.append(Target(label, functools.partial(_mixed_measure, port, creds, args),
                                   pid, database))
-        title = (f"IMAP mixed load (imaptest-style), {clients} clients, "
-                 f"{args.per_mailbox} per mailbox")
-        rows.append((title, run_rounds(title, targets, args, "cmds")))
+        workloads.append(Workload(f"IMAP mixed load (imaptest-style), {clients} clients, "
+                                  f"{args.per_mailbox} per mailbox", targets, "cmds"))
+    rows.extend(run_workloads(workloads, args))
     if args.big_size:
-        for label, port, *_ in servers[:2]:
+        mailwings = [s for s in servers if s[0].startswith("mailwing")]
+        for label, port, *_ in mailwings + [s for s in servers if s not in mailwings][:1]:
             _, big[label] = body_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
 
 
@@ -350,7 +371,9 @@ def summarise_rounds(args: argparse.Namespace, rows: list[Any], big: dict[str, f
     print("\n== summary (target: mailwing >= 1.0x Dovecot at every client count; the "
           "{PLAIN} ratio compares the mail path, the {ARGON2ID} one equal password cost)")
     for title, results in rows:
-        print_summary(title, results, next(iter(results)), "cmds", 1.0)
+        for ours, theirs in per_mailwing(results):
+            print_summary(title, theirs, ours, "cmds", 1.0)
+        pg_ratio_summary(results, "cmds", title)
     for label, rate in big.items():
         print(f"single-client FETCH BODY[] of {args.big_size / 1e6:.1f} MB: {label} "
               f"{rate:.1f} MB/s{'  (target >= 300 MB/s)' if label.startswith('mailwing') else ''}")

@@ -49,7 +49,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dovecot_harness import Dovecot, dovecot_available
 from pop3load import LoadResult, retr_throughput, run_load, warm_logins
-from rounds import Measure, Target, add_round_options, print_summary, run_rounds
+from rounds import (
+    Measure,
+    Target,
+    Workload,
+    add_round_options,
+    print_summary,
+    run_workloads,
+    take_turn,
+)
 
 PASSWORD = "bench-password"
 DOMAIN = "bench.test"
@@ -280,7 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=4096, help="octets per message")
     p.add_argument("--big-size", type=int, default=25 * 1024 * 1024,
                    help="octets of the single-client RETR message (0 skips it)")
-    p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    add_backend_option(p)
     p.add_argument("--postgres-url", default=os.environ.get(
         "MAILWING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="administrative URL used to create and drop the benchmark database")
@@ -302,6 +310,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.duration <= 0 or args.duration > 3600 or args.messages < 1 or args.size < 512:
         p.error("--duration must be in (0, 3600], --messages >= 1, --size >= 512")
+    backends_of(args)
     return args
 
 
@@ -312,6 +321,47 @@ def ssha512(password: str) -> str:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="sqlite",
+                   help="mailwing's storage: sqlite, postgresql, or both (sqlite,postgresql: "
+                        "one mailwing server per backend in the same rounds, and the ratio "
+                        "PostgreSQL / SQLite against the issue's 0.8x; rounds only)")
+
+
+def backends_of(args: argparse.Namespace) -> list[str]:
+    """``--backend`` as a list (and ``args.backends``); exits with a usage error if wrong."""
+    names = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not names or any(b not in ("sqlite", "postgresql") for b in names) \
+            or len(set(names)) < len(names):
+        raise SystemExit(f"--backend: sqlite, postgresql or both, not {args.backend!r}")
+    if len(names) > 1 and args.rounds <= 0:
+        raise SystemExit("--backend with two backends needs rounds (--rounds > 0)")
+    args.backends = names
+    return names
+
+
+def mailwing_dir(args: argparse.Namespace, backend: str) -> str:
+    """The folder of the mailwing server of ``backend`` in the benchmark's temp folder."""
+    return "mailwing" if len(args.backends) == 1 else f"mailwing-{backend}"
+
+
+def pg_ratio_summary(results: dict[str, list[Measure]], unit: str, title: str) -> list[str]:
+    """With both backends: PostgreSQL's rounds against SQLite's (the issue's 0.8x)."""
+    pg = next((k for k in results if k.startswith("mailwing postgresql")), None)
+    lite = next((k for k in results if k.startswith("mailwing sqlite")), None)
+    if pg is None or lite is None:
+        return []
+    return print_summary(f"{title} [PostgreSQL / SQLite]", {pg: results[pg],
+                                                            lite: results[lite]}, pg, unit, 0.8)
+
+
+def per_mailwing(results: dict[str, list[Measure]]
+                 ) -> list[tuple[str, dict[str, list[Measure]]]]:
+    """Each mailwing server's rounds with the references' (not with the other mailwing)."""
+    refs = {k: v for k, v in results.items() if not k.startswith("mailwing")}
+    return [(k, {k: v, **refs}) for k, v in results.items() if k.startswith("mailwing")]
 
 
 RunAll = Callable[..., None]
@@ -338,11 +388,15 @@ def bench_main(args: argparse.Namespace, prefix: str, run_all: RunAll,
         if not args.keep:
             stack.callback(shutil.rmtree, root, True)
         try:
-            if args.backend == "postgresql":
-                url = stack.enter_context(postgres_database(args.postgres_url))
-            else:
-                url = f"sqlite:///{root / 'mailwing' / 'data' / 'mailwing.db'}"
-            run_all(args, root, url, use_dovecot, rows, big, stack)
+            urls = []
+            for backend in args.backends:
+                if backend == "postgresql":
+                    urls.append(stack.enter_context(postgres_database(args.postgres_url)))
+                else:
+                    urls.append(f"sqlite:///{root / mailwing_dir(args, backend)}"
+                                "/data/mailwing.db")
+            run_all(args, root, urls if args.rounds > 0 else urls[0], use_dovecot, rows, big,
+                    stack)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping servers and cleaning up", flush=True)
             return 130
@@ -352,6 +406,7 @@ def bench_main(args: argparse.Namespace, prefix: str, run_all: RunAll,
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    take_turn(args.turns)
     if args.rounds > 0:
         return bench_main(args, "mailwing-bench-", run_rounds_all, summarise_rounds)
     return bench_main(args, "mailwing-bench-", run_all, summarise)
@@ -380,31 +435,35 @@ def _pop3_measure(port: int, creds: list[tuple[str, str]], args: argparse.Namesp
                    r.errors, r.first_error[:80] if r.first_error else "", ops=r.sessions)
 
 
-def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: bool,
+def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_dovecot: bool,
                    rows: list[Any], big: dict[str, float], stack: contextlib.ExitStack
                    ) -> None:
-    """All servers running at once; per client count, rounds alternate (:mod:`rounds`).
-    Only warm-up before round 1 (one login per user and --warmup seconds of load): later
-    rounds see whatever the caches hold, including after the idle pauses."""
+    """All servers running at once; the rounds of every client count interleaved
+    (:func:`rounds.run_workloads`). Only warm-up before round 1 (one login per user and
+    --warmup seconds of load): later rounds see whatever the caches hold, including after
+    the idle pauses."""
     users = [f"user{i:04d}@{DOMAIN}" for i in range(max(args.clients))]
     rng = random.Random(1)
     mail = {u: [make_message(rng, u, n, args.size) for n in range(args.messages)] for u in users}
     if args.big_size:
         mail[BIG_USER] = [make_big(args.big_size)]
-    (root / "mailwing" / "data").mkdir(parents=True)
-    mw = Mailwing(root / "mailwing", url)
-    if args.mailwing_cache_ttl is not None:
-        mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
-    stack.callback(mw.stop)
-    hashes = mw.populate(mail)
     workers = args.workers[0]
+    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
     # (label, port, root pid of the server's process tree, PostgreSQL database or None)
     servers: list[tuple[str, int, int | None, str | None]] = []
-    mw.start(workers)
-    assert mw.proc is not None
-    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
-    servers.append((f"mailwing {args.backend} w={workers}{ttl}", mw.port, mw.proc.pid,
-                    database_name(url)))
+    hashes: dict[str, str] = {}
+    for backend, url in zip(args.backends, urls, strict=True):
+        folder = root / mailwing_dir(args, backend)
+        (folder / "data").mkdir(parents=True)
+        mw = Mailwing(folder, url)
+        if args.mailwing_cache_ttl is not None:
+            mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
+        stack.callback(mw.stop)
+        hashes = mw.populate(mail)
+        mw.start(workers)
+        assert mw.proc is not None
+        servers.append((f"mailwing {backend} w={workers}{ttl}", mw.port, mw.proc.pid,
+                        database_name(url)))
     if use_dovecot:
         from mailwing.services.delivery import trace_headers
 
@@ -418,6 +477,7 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
             dv.start()
             servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
                             dv.proc.pid if dv.proc else None, None))
+    workloads = []
     for clients in args.clients:
         creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
         targets = []
@@ -428,10 +488,11 @@ def run_rounds_all(args: argparse.Namespace, root: Path, url: str, use_dovecot: 
                 run_load("127.0.0.1", port, creds, args.warmup, args.load_procs)
             targets.append(Target(label, functools.partial(_pop3_measure, port, creds, args),
                                   pid, database))
-        title = f"POP3 sessions, {clients} clients"
-        rows.append((title, run_rounds(title, targets, args, "sessions")))
+        workloads.append(Workload(f"POP3 sessions, {clients} clients", targets, "sessions"))
+    rows.extend(run_workloads(workloads, args))
     if args.big_size:
-        for label, port, *_ in servers[:2]:
+        mailwings = [s for s in servers if s[0].startswith("mailwing")]
+        for label, port, *_ in mailwings + [s for s in servers if s not in mailwings][:1]:
             _, big[label] = retr_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
 
 
@@ -440,8 +501,9 @@ def summarise_rounds(args: argparse.Namespace, rows: list[Any], big: dict[str, f
     print("\n== summary (target: mailwing >= 1.0x Dovecot at every client count; the "
           "{PLAIN} ratio compares the mail path, the {ARGON2ID} one equal password cost)")
     for title, results in rows:
-        ours = next(iter(results))
-        print_summary(title, results, ours, "sessions", 1.0)
+        for ours, theirs in per_mailwing(results):
+            print_summary(title, theirs, ours, "sessions", 1.0)
+        pg_ratio_summary(results, "sessions", title)
     for label, rate in big.items():
         print(f"single-client RETR of {args.big_size / 1e6:.1f} MB: {label} {rate:.1f} MB/s"
               f"{'  (target >= 300 MB/s)' if label.startswith('mailwing') else ''}")

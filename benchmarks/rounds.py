@@ -23,6 +23,8 @@ A flat-over-time run is the same machinery with one server: ``--rounds 10 --dura
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -30,8 +32,8 @@ from dataclasses import dataclass, replace
 
 from cpu_usage import Usage, cpu_sample
 
-__all__ = ["Measure", "Target", "add_round_options", "default_pause", "print_summary",
-           "run_rounds"]
+__all__ = ["Measure", "Target", "Workload", "add_round_options", "default_pause",
+           "print_summary", "run_rounds", "run_workloads", "take_turn"]
 
 DNS_TTL = 60  # seconds: the TTL the benchmarks' own DNS server gives its records
 
@@ -95,52 +97,112 @@ def add_round_options(p: argparse.ArgumentParser) -> None:
                    help="idle seconds between two servers' turns (work a server still does "
                         "for clients that have gone, e.g. Dovecot's queued Argon2id checks, "
                         "must not land in the next server's turn)")
+    p.add_argument("--turns", default=None, metavar="FILE",
+                   help="a lock file shared with other benchmarks started together: each "
+                        "holds it from set-up to exit except while it idles in a pause, so "
+                        "they measure in turns and their pauses overlap")
 
 
 def _pause_rounds(text: str) -> set[int]:
     return {int(x) for x in text.split(",") if x.strip()}
 
 
+@dataclass
+class Workload:
+    """One row of a benchmark: a load (``title``) that every target gets once per round."""
+
+    title: str
+    targets: list[Target]
+    unit: str  # "cmds", "sessions", "msgs"
+
+
+_turn: int | None = None  # the --turns lock file's descriptor while this process holds it
+
+
+def take_turn(path: str | None) -> None:
+    """Wait for, then hold, the ``--turns`` lock (an ``flock`` on ``path``; ``flock(1)`` on
+    the same file takes part). A benchmark holds it from set-up to exit and lets go only
+    while it idles in a pause, so that several benchmarks started together take turns: one
+    measures (or fills its database) while the others idle, and their pauses overlap."""
+    global _turn
+    if not path or _turn is not None:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _turn = fd
+
+
+def _idle(seconds: float, turns: str | None) -> None:
+    """Sleep through a pause without the turns lock, and take it back after."""
+    global _turn
+    if _turn is not None:
+        os.close(_turn)  # closing the descriptor releases the flock
+        _turn = None
+    time.sleep(seconds)
+    take_turn(turns)
+
+
 def run_rounds(title: str, targets: list[Target], args: argparse.Namespace, unit: str
                ) -> dict[str, list[Measure]]:
     """Run ``args.rounds`` rounds over ``targets``; print each measure as it comes."""
+    return run_workloads([Workload(title, targets, unit)], args)[0][1]
+
+
+def run_workloads(workloads: list[Workload], args: argparse.Namespace
+                  ) -> list[tuple[str, dict[str, list[Measure]]]]:
+    """Rounds over several workloads, interleaved: round ``n`` of every workload runs before
+    round ``n + 1`` of any, so one pause (``--pause-after``) lies between the rounds of all
+    of them, and a run with the issue's hour-long pauses takes hours, not hours per client
+    count. Each measure is printed as it comes, tagged with its workload's number."""
     pause = default_pause() if args.pause is None else args.pause
     after = _pause_rounds(args.pause_after)
-    results: dict[str, list[Measure]] = {t.label: [] for t in targets}
-    pids = [t.pid for t in targets if t.pid is not None]
-    databases = sorted({t.database for t in targets if t.database})
-    print(f"\n== {title}: {args.rounds} rounds of {args.duration:g} s, pause {pause:g} s "
-          f"after round(s) {sorted(after) or '-'}", flush=True)
+    results = [{t.label: [] for t in w.targets} for w in workloads]
+    pids = sorted({t.pid for w in workloads for t in w.targets if t.pid is not None})
+    databases = sorted({t.database for w in workloads for t in w.targets if t.database})
+    tagged = len(workloads) > 1
+    for i, w in enumerate(workloads, 1):
+        print(f"\n== {f'[{i}] ' if tagged else ''}{w.title}: {args.rounds} rounds of "
+              f"{args.duration:g} s, pause {pause:g} s after round(s) {sorted(after) or '-'}"
+              f"{' (rounds interleaved with the other workloads)' if tagged else ''}",
+              flush=True)
     cpu_head = ""
     if pids:
         db_head = f" {'db ms/op':>9}" if databases else ""
         cpu_head = f" {'srv ms/op':>9}{db_head} {'load ms/op':>10} {'idle %':>6}"
-    print(f"   {'round':>5} {'server':40} {unit + '/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
-          f"{'errors':>7}{cpu_head}", flush=True)
+    tag_head = f"{'load':>4} " if tagged else ""
+    units = sorted({w.unit for w in workloads})
+    print(f"   {'round':>5} {tag_head}{'server':40} {'/'.join(units) + '/s':>12} "
+          f"{'p50 ms':>9} {'p99 ms':>9} {'errors':>7}{cpu_head}", flush=True)
+    first = True
     for n in range(1, args.rounds + 1):
-        for i, target in enumerate(targets):
-            if i or n > 1:
-                time.sleep(args.settle)
-            before = cpu_sample(pids, databases) if pids else None
-            m = target.run()
-            if before is not None and target.pid is not None:
-                m = with_cpu(m, Usage.between(before, cpu_sample(pids, databases), target.pid,
-                                              target.database))
-            if target.after is not None:
-                target.after()
-            results[target.label].append(m)
-            cpu = ""
-            if pids:
-                cpu = (f" {_cell(m.server_cpu_ms, 9)}"
-                       f"{' ' + _cell(m.db_cpu_ms, 9) if databases else ''}"
-                       f" {_cell(m.load_cpu_ms, 10)} {_cell(m.idle_pct, 6, 0)}")
-            print(f"   {n:>5} {target.label:40} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
-                  f"{m.p99_ms:>9.1f} {m.errors:>7}{cpu}{'  ' + m.note if m.note else ''}",
-                  flush=True)
+        for i, (w, res) in enumerate(zip(workloads, results, strict=True), 1):
+            for target in w.targets:
+                if not first:
+                    time.sleep(args.settle)
+                first = False
+                before = cpu_sample(pids, databases) if pids else None
+                m = target.run()
+                if before is not None and target.pid is not None:
+                    m = with_cpu(m, Usage.between(before, cpu_sample(pids, databases),
+                                                  target.pid, target.database))
+                if target.after is not None:
+                    target.after()
+                res[target.label].append(m)
+                cpu = ""
+                if pids:
+                    cpu = (f" {_cell(m.server_cpu_ms, 9)}"
+                           f"{' ' + _cell(m.db_cpu_ms, 9) if databases else ''}"
+                           f" {_cell(m.load_cpu_ms, 10)} {_cell(m.idle_pct, 6, 0)}")
+                tag = f"{f'[{i}]':>4} " if tagged else ""
+                print(f"   {n:>5} {tag}{target.label:40} {m.rate:>12.1f} {m.p50_ms:>9.1f} "
+                      f"{m.p99_ms:>9.1f} {m.errors:>7}{cpu}{'  ' + m.note if m.note else ''}",
+                      flush=True)
         if n in after and n < args.rounds and pause > 0:
-            print(f"   (idle {pause:g} s: every cache entry expires)", flush=True)
-            time.sleep(pause)
-    return results
+            print(f"   (idle {pause:g} s from {time.strftime('%H:%M:%S')}: every cache entry "
+                  "expires)", flush=True)
+            _idle(pause, getattr(args, "turns", None))
+            print(f"   (resumed at {time.strftime('%H:%M:%S')})", flush=True)
+    return [(w.title, res) for w, res in zip(workloads, results, strict=True)]
 
 
 def print_summary(title: str, results: dict[str, list[Measure]], ours: str, unit: str,

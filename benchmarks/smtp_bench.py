@@ -49,9 +49,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pop3_bench import database_name, free_port, parse_ints, postgres_database
+from pop3_bench import (
+    add_backend_option,
+    backends_of,
+    database_name,
+    free_port,
+    parse_ints,
+    postgres_database,
+)
 from pop3load import LoadResult
-from rounds import DNS_TTL, Measure, Target, add_round_options, print_summary, run_rounds
+from rounds import (
+    DNS_TTL,
+    Measure,
+    Target,
+    Workload,
+    add_round_options,
+    print_summary,
+    run_workloads,
+    take_turn,
+)
 from smtp_load import LoadSpec, run_load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.dnsserver
@@ -254,7 +270,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-messages", type=int, default=20000,
                    help="bound per run for small messages (1/20 of it for >= 100 KB)")
     p.add_argument("--users", type=int, default=5, help="local recipients, round-robin")
-    p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    add_backend_option(p)
     p.add_argument("--postgres-url", default=os.environ.get(
         "MAILWING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="administrative URL used to create and drop the benchmark database")
@@ -266,6 +282,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0 < args.duration <= 3600 or args.max_messages < 1 or min(args.sizes) < 512:
         p.error("--duration must be in (0, 3600], --max-messages >= 1, sizes >= 512")
+    backends_of(args)
     return args
 
 
@@ -312,23 +329,29 @@ def main_rounds(args: argparse.Namespace) -> int:
             # PostgreSQL database or None)
             servers: list[tuple[str, int, Callable[[], None] | None, int | None,
                                 str | None]] = []
-            for mode in checks:
-                if args.backend == "postgresql":
-                    url = stack.enter_context(postgres_database(args.postgres_url))
-                else:
-                    url = f"sqlite:///{root / f'mw-{mode}' / 'data' / 'mailwing.db'}"
-                mw = Mailwing(root / f"mw-{mode}", url, tuple(users), checks=mode == "on",
-                              dns=dns.address)  # type: ignore[attr-defined]
-                stack.callback(mw.stop)
-                mw.start(workers)
-                servers.append((f"mailwing checks {mode}", mw.port, None,
-                                mw.proc.pid if mw.proc else None, database_name(url)))
+            both = len(args.backends) > 1
+            for backend in args.backends:
+                for mode in checks:
+                    folder = root / (f"mw-{backend}-{mode}" if both else f"mw-{mode}")
+                    if backend == "postgresql":
+                        url = stack.enter_context(postgres_database(args.postgres_url))
+                    else:
+                        url = f"sqlite:///{folder / 'data' / 'mailwing.db'}"
+                    mw = Mailwing(folder, url, tuple(users), checks=mode == "on",
+                                  dns=dns.address)  # type: ignore[attr-defined]
+                    stack.callback(mw.stop)
+                    mw.start(workers)
+                    label = f"mailwing {backend} checks {mode}" if both else \
+                        f"mailwing checks {mode}"
+                    servers.append((label, mw.port, None, mw.proc.pid if mw.proc else None,
+                                    database_name(url)))
             if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
                 ref = Aiosmtpd(root / "aiosmtpd")
                 stack.callback(ref.stop)
                 ref.start()
                 servers.append(("aiosmtpd maildir+fsync", ref.port, ref.empty_maildir,
                                 ref.proc.pid if ref.proc else None, None))
+            workloads = []
             for size in args.sizes:
                 for clients in args.clients:
                     targets = []
@@ -343,16 +366,24 @@ def main_rounds(args: argparse.Namespace) -> int:
                             return _measure(spec, clients, args.load_procs)
 
                         targets.append(Target(label, one, pid, database, between))
-                    title = (f"SMTP intake {size_label(size)}, {clients} clients, "
-                             f"{args.backend}, workers={workers}")
-                    results = run_rounds(title, targets, args, "msgs")
-                    for label, *_ in servers:
-                        if label.startswith("mailwing"):
-                            summary += print_summary(
-                                f"{title} [{label}]", {label: results[label], **{
-                                    k: v for k, v in results.items()
-                                    if not k.startswith("mailwing")}}, label, "msgs",
-                                2.0 if label.endswith("on") else None)
+                    workloads.append(Workload(
+                        f"SMTP intake {size_label(size)}, {clients} clients, "
+                        f"{args.backend}, workers={workers}", targets, "msgs"))
+            for title, results in run_workloads(workloads, args):
+                for label, *_ in servers:
+                    if label.startswith("mailwing"):
+                        summary += print_summary(
+                            f"{title} [{label}]", {label: results[label], **{
+                                k: v for k, v in results.items()
+                                if not k.startswith("mailwing")}}, label, "msgs",
+                            2.0 if label.endswith("on") else None)
+                if both:
+                    for mode in checks:
+                        pg, lite = (f"mailwing {b} checks {mode}"
+                                    for b in ("postgresql", "sqlite"))
+                        summary += print_summary(
+                            f"{title}, checks {mode} [PostgreSQL / SQLite]",
+                            {pg: results[pg], lite: results[lite]}, pg, "msgs", 0.8)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping servers and cleaning up", flush=True)
             return 130
@@ -363,6 +394,7 @@ def main_rounds(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    take_turn(args.turns)
     if args.rounds > 0:
         return main_rounds(args)
     signal.signal(signal.SIGTERM, _interrupt)
