@@ -9,6 +9,13 @@ the references, all servers running the whole time), and after the rounds listed
 so the round after it starts cold. The report gives throughput and p50/p99 per round, the ratio
 of medians over the rounds and the worst round's ratio.
 
+A benchmark's workloads (its client counts, the mixed load) share the rounds
+(:func:`run_workloads`): round ``n`` of every workload runs before round ``n + 1`` of any, so
+one pause lies between the rounds of all of them. With the hour-long pause of the defaults a
+run takes a few hours instead of a few hours per workload. ``--turns FILE`` goes further: the
+POP3, IMAP and SMTP benchmarks started together take turns on a lock file, each holding it
+except while it idles, so their pauses overlap and none measures while another does.
+
 CPU per operation (:mod:`cpu_usage`): when a :class:`Target` names its server's root pid and
 its measure counts ``ops``, every round also shows the CPU milliseconds per operation of the
 server's process tree, of the PostgreSQL backends of ``Target.database`` (db), of the load
