@@ -92,6 +92,10 @@ class StorageSettings(Section):
     #: else always wait for the disk, and their commit makes every earlier one durable too.
     #: True: every commit waits for the disk.
     fsync_flag_changes: bool = False
+    #: Octets of message contents each process keeps in memory by digest, PostgreSQL only
+    #: (:mod:`mailwing.storage.contentcache`: contents never change, so nothing to
+    #: invalidate; SQLite's reads come from the OS page cache instead). 0: none.
+    content_cache_size: int = 33_554_432
 
 
 class TlsSettings(Section):
@@ -478,6 +482,8 @@ def _validate(s: Settings) -> None:
     _validate_outbound(s.outbound)
     _validate_lmtp(s.lmtp)
     _validate_capture(s.capture)
+    if s.storage.content_cache_size < 0:
+        raise ConfigError("storage.content_cache_size: must be 0 or more octets")
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:

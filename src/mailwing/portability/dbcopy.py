@@ -198,9 +198,9 @@ async def copy_database(
     docstring. ``notify`` receives progress lines."""
     if redact_url(source_url) == redact_url(target_url) and source_data_dir == target_data_dir:
         raise CopyError("the source and the target are the same database")
-    source = await open_storage(source_url, data_dir=source_data_dir)
+    source = await open_storage(source_url, data_dir=source_data_dir, content_cache_size=0)
     target_data_dir.mkdir(parents=True, exist_ok=True)
-    target = await open_storage(target_url, data_dir=target_data_dir)
+    target = await open_storage(target_url, data_dir=target_data_dir, content_cache_size=0)
     src: Endpoint | None = None
     tgt: Endpoint | None = None
     try:

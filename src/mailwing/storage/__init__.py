@@ -75,11 +75,13 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = False
-                       ) -> Storage:
+async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = False,
+                       content_cache_size: int | None = None) -> Storage:
     """Open the storage that ``url`` names; ``data_dir`` holds content files (SQLite);
     ``fsync_flag_changes`` is the durability policy of flag changes, expunges and \\Recent
-    claims (``storage.fsync_flag_changes``, see :class:`mailwing.storage.steps.Volatile`).
+    claims (``storage.fsync_flag_changes``, see :class:`mailwing.storage.steps.Volatile`);
+    ``content_cache_size`` the octets of contents kept in memory (PostgreSQL; None: the
+    default of :mod:`mailwing.storage.contentcache`).
 
     Raises ValueError for an unknown URL scheme and TemporaryStorageError when the database
     cannot be reached."""
@@ -90,9 +92,13 @@ async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = F
         return await SqliteStorage.open(path, Path(data_dir),
                                         fsync_flag_changes=fsync_flag_changes)
     if url.startswith(_PG_PREFIXES):
+        from mailwing.storage.contentcache import DEFAULT_CONTENT_CACHE_SIZE
         from mailwing.storage.postgres import PostgresStorage
 
-        return await PostgresStorage.open(url, fsync_flag_changes=fsync_flag_changes)
+        return await PostgresStorage.open(
+            url, fsync_flag_changes=fsync_flag_changes,
+            content_cache_size=DEFAULT_CONTENT_CACHE_SIZE if content_cache_size is None
+            else content_cache_size)
     from mailwing.storage.common import redact_url
 
     raise ValueError(

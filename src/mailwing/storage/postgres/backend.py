@@ -29,6 +29,7 @@ import asyncpg.pool
 from mailwing.model import ContentInfo, Mailbox, MailEntry
 from mailwing.storage import steps
 from mailwing.storage.base import ScriptedStorage
+from mailwing.storage.contentcache import DEFAULT_CONTENT_CACHE_SIZE, ContentCache, slices
 from mailwing.storage.interface import (
     ContentWriter,
     Delivery,
@@ -130,9 +131,12 @@ class PostgresStorage(ScriptedStorage):
     _mail_changes_script = staticmethod(mail_changes)
 
     def __init__(self, pool: asyncpg.Pool, url: str | None = None,
-                 *, fsync_flag_changes: bool = False) -> None:
+                 *, fsync_flag_changes: bool = False,
+                 content_cache_size: int = DEFAULT_CONTENT_CACHE_SIZE) -> None:
         self._pool = pool
         self.fsync_flag_changes = fsync_flag_changes
+        #: contents read before, by digest (immutable: nothing to invalidate)
+        self.content_cache = ContentCache(content_cache_size)
         #: read scripts (their code objects) that took several statements last time
         self._multi_step: set[object] = set()
         self._waiters = ChangeWaiters()
@@ -150,13 +154,15 @@ class PostgresStorage(ScriptedStorage):
     async def open(
         cls, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
         fsync_flag_changes: bool = False,
+        content_cache_size: int = DEFAULT_CONTENT_CACHE_SIZE,
     ) -> PostgresStorage:
         with pg_errors():
             pool = await asyncpg.create_pool(
                 url, min_size=min_size, max_size=max_size, timeout=timeout,
                 command_timeout=60.0, reset=_keep_session,
             )
-        return cls(pool, url, fsync_flag_changes=fsync_flag_changes)
+        return cls(pool, url, fsync_flag_changes=fsync_flag_changes,
+                   content_cache_size=content_cache_size)
 
     async def close(self) -> None:
         await self._deliveries.close()
@@ -426,15 +432,33 @@ class PostgresStorage(ScriptedStorage):
         return PgContentWriter(self._pool, self._unsaved)
 
     async def read_contents(self, contents: Sequence[ContentInfo]) -> dict[str, bytes]:
-        """One query for all of them (see :func:`.read_many`)."""
+        """From :attr:`content_cache`, and one query for the others (see :func:`.read_many`),
+        which the cache then keeps."""
         if self._unsaved:
             await self._save_unsaved()
-        with pg_errors():
-            return await read_many(self._pool, contents)
+        cache = self.content_cache
+        found: dict[str, bytes] = {}
+        missing = []
+        for content in contents:
+            data = cache.get(content.sha256, content.size)
+            if data is None:
+                missing.append(content)
+            else:
+                found[content.sha256] = data
+        if missing:
+            with pg_errors():
+                read = await read_many(self._pool, missing)
+            for sha256, data in read.items():
+                cache.put(sha256, data)
+            found.update(read)
+        return found
 
     def open_content(self, sha256: str, *, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
         if self._unsaved:
             return self._read_after_saving(sha256, chunk_size)
+        data = self.content_cache.get(sha256)
+        if data is not None:
+            return slices(data, chunk_size)
         return read_pieces(self._pool, sha256, chunk_size)
 
     async def _read_after_saving(self, sha256: str, chunk_size: int) -> AsyncIterator[bytes]:
