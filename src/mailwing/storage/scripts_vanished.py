@@ -37,11 +37,11 @@ def vanished_since(mailbox_id: int, since_modseq: int) -> Script[list[int] | Non
         raise NotFound(f"no mailbox with id {mailbox_id}")
     if since_modseq < int(rows[0][0]):
         return None
-    gone = yield q(
-        "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+    gone = yield q(  # sorted here: see mail_changes (an ORDER BY uid walks the whole history)
+        "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2",
         mailbox_id, since_modseq,
     )
-    return [int(r[0]) for r in gone]
+    return sorted(int(r[0]) for r in gone)
 
 
 def prune_expunged(mailbox_id: int, keep: int) -> Script[int]:
