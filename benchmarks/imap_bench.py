@@ -61,16 +61,14 @@ from pop3_bench import (
     add_backend_option,
     backends_of,
     bench_main,
-    database_name,
-    dovecot_passwords,
+    big_message_servers,
     free_port,
-    mailwing_dir,
     make_big,
     parse_ints,
     per_mailwing,
     pg_ratio_summary,
-    scheme_label,
     ssha512,
+    start_servers,
 )
 from rounds import (
     Measure,
@@ -294,7 +292,6 @@ def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_do
                    ) -> None:
     """All servers running at once; the rounds of every workload interleaved
     (:func:`rounds.run_workloads`)."""
-    from mailwing.services.delivery import trace_headers
 
     users = [f"user{i:04d}@{DOMAIN}" for i in range(min(args.users, max(args.clients)))]
     rng = random.Random(1)
@@ -307,33 +304,8 @@ def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_do
     for u in mixed_users:
         mail[u] = [make_message(rng, u, n + 1, 2048) for n in range(20)]
     workers = args.workers[0]
-    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
-    # (label, port, root pid of the server's process tree, PostgreSQL database or None)
-    servers: list[tuple[str, int, int | None, str | None]] = []
-    hashes: dict[str, str] = {}
-    for backend, url in zip(args.backends, urls, strict=True):
-        folder = root / mailwing_dir(args, backend)
-        (folder / "data").mkdir(parents=True)
-        mw = MailwingImap(folder, url)
-        if args.mailwing_cache_ttl is not None:
-            mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
-        stack.callback(mw.stop)
-        hashes = mw.populate(mail)
-        mw.start(workers)
-        assert mw.proc is not None
-        servers.append((f"mailwing {backend} w={workers}{ttl}", mw.port, mw.proc.pid,
-                        database_name(url)))
-    if use_dovecot:
-        for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
-            dv = DovecotImap(root / f"dovecot-{scheme}", free_port(), max(args.clients))
-            stack.callback(dv.stop)
-            dv.set_users(dovecot_passwords(scheme, hashes))
-            for address, messages in mail.items():
-                for data in messages:
-                    dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
-            dv.start()
-            servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
-                            dv.proc.pid if dv.proc else None, None))
+    servers = start_servers(args, root, urls, mail, stack, MailwingImap,
+                            DovecotImap if use_dovecot else None)
     workloads = []
     for clients in args.clients:
         creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
@@ -361,8 +333,7 @@ def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_do
                                   f"{args.per_mailbox} per mailbox", targets, "cmds"))
     rows.extend(run_workloads(workloads, args))
     if args.big_size:
-        mailwings = [s for s in servers if s[0].startswith("mailwing")]
-        for label, port, *_ in mailwings + [s for s in servers if s not in mailwings][:1]:
+        for label, port in big_message_servers(servers):
             _, big[label] = body_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
 
 

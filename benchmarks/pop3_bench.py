@@ -364,6 +364,59 @@ def per_mailwing(results: dict[str, list[Measure]]
     return [(k, {k: v, **refs}) for k, v in results.items() if k.startswith("mailwing")]
 
 
+#: (label, port, root pid of the server's process tree, PostgreSQL database or None)
+Server = tuple[str, int, int | None, str | None]
+
+
+def start_servers(args: argparse.Namespace, root: Path, urls: list[str],
+                  mail: dict[str, list[bytes]], stack: contextlib.ExitStack,
+                  mailwing_class: type[Mailwing], dovecot_class: type[Dovecot] | None
+                  ) -> list[Server]:
+    """The servers of a rounds run (POP3 here, IMAP in imap_bench.py), each holding
+    ``mail``: one mailwing per ``--backend`` (``urls`` in the same order), then one Dovecot
+    per ``--dovecot-schemes`` when ``dovecot_class`` is given, with mailwing's password
+    hashes where the scheme needs them. Each is stopped by ``stack``."""
+    from mailwing.services.delivery import trace_headers
+
+    workers = args.workers[0]
+    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
+    servers: list[Server] = []
+    hashes: dict[str, str] = {}
+    for backend, url in zip(args.backends, urls, strict=True):
+        folder = root / mailwing_dir(args, backend)
+        (folder / "data").mkdir(parents=True)
+        mw = mailwing_class(folder, url)
+        if args.mailwing_cache_ttl is not None:
+            mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
+        stack.callback(mw.stop)
+        hashes = mw.populate(mail)
+        mw.start(workers)
+        assert mw.proc is not None
+        servers.append((f"mailwing {backend} w={workers}{ttl}", mw.port, mw.proc.pid,
+                        database_name(url)))
+    if dovecot_class is None:
+        return servers
+    for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
+        dv = dovecot_class(root / f"dovecot-{scheme}", free_port(), max(args.clients))
+        stack.callback(dv.stop)
+        dv.set_users(dovecot_passwords(scheme, hashes))
+        for address, messages in mail.items():
+            for data in messages:
+                dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
+        dv.start()
+        servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
+                        dv.proc.pid if dv.proc else None, None))
+    return servers
+
+
+def big_message_servers(servers: list[Server]) -> list[tuple[str, int]]:
+    """(label, port) of the servers the single-client big-message read is timed on: every
+    mailwing and the first reference."""
+    mailwings = [s for s in servers if s[0].startswith("mailwing")]
+    others = [s for s in servers if not s[0].startswith("mailwing")]
+    return [(label, port) for label, port, *_ in mailwings + others[:1]]
+
+
 RunAll = Callable[..., None]
 Summarise = Callable[[argparse.Namespace, list[Any], dict[str, float], bool], None]
 
@@ -448,35 +501,8 @@ def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_do
     if args.big_size:
         mail[BIG_USER] = [make_big(args.big_size)]
     workers = args.workers[0]
-    ttl = "" if args.mailwing_cache_ttl is None else f" ttl={args.mailwing_cache_ttl:g}"
-    # (label, port, root pid of the server's process tree, PostgreSQL database or None)
-    servers: list[tuple[str, int, int | None, str | None]] = []
-    hashes: dict[str, str] = {}
-    for backend, url in zip(args.backends, urls, strict=True):
-        folder = root / mailwing_dir(args, backend)
-        (folder / "data").mkdir(parents=True)
-        mw = Mailwing(folder, url)
-        if args.mailwing_cache_ttl is not None:
-            mw.auth_extra = f"cache_ttl = {args.mailwing_cache_ttl}\n"
-        stack.callback(mw.stop)
-        hashes = mw.populate(mail)
-        mw.start(workers)
-        assert mw.proc is not None
-        servers.append((f"mailwing {backend} w={workers}{ttl}", mw.port, mw.proc.pid,
-                        database_name(url)))
-    if use_dovecot:
-        from mailwing.services.delivery import trace_headers
-
-        for scheme in [s.strip().lower() for s in args.dovecot_schemes.split(",") if s.strip()]:
-            dv = Dovecot(root / f"dovecot-{scheme}", free_port(), max(args.clients))
-            stack.callback(dv.stop)
-            dv.set_users(dovecot_passwords(scheme, hashes))
-            for address, messages in mail.items():
-                for data in messages:
-                    dv.add_message(address, trace_headers(address, None, DOMAIN) + data)
-            dv.start()
-            servers.append((f"dovecot {scheme_label(scheme)}", dv.port,
-                            dv.proc.pid if dv.proc else None, None))
+    servers = start_servers(args, root, urls, mail, stack, Mailwing,
+                            Dovecot if use_dovecot else None)
     workloads = []
     for clients in args.clients:
         creds = [(users[i % len(users)], PASSWORD) for i in range(clients)]
@@ -491,8 +517,7 @@ def run_rounds_all(args: argparse.Namespace, root: Path, urls: list[str], use_do
         workloads.append(Workload(f"POP3 sessions, {clients} clients", targets, "sessions"))
     rows.extend(run_workloads(workloads, args))
     if args.big_size:
-        mailwings = [s for s in servers if s[0].startswith("mailwing")]
-        for label, port, *_ in mailwings + [s for s in servers if s not in mailwings][:1]:
+        for label, port in big_message_servers(servers):
             _, big[label] = retr_throughput("127.0.0.1", port, BIG_USER, PASSWORD)
 
 
