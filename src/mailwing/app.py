@@ -284,7 +284,11 @@ async def _worker_run(settings: Settings, handlers: dict[str, Handler],
                       ssl_context: ssl.SSLContext, node: NodeShared, index: int,
                       setup: _WorkerSetup, stop: asyncio.Event, lmtp: UnixSocket | None,
                       ) -> int:
-    storage = cast(Storage, metrics.TimedStorage(await open_store(settings)))
+    store = await open_store(settings)
+    lock_stats = getattr(store, "write_lock_stats", None)  # SQLite's writers' queue
+    if lock_stats is not None:
+        metrics.watch_write_lock(lock_stats)
+    storage = cast(Storage, metrics.TimedStorage(store))
     try:
         worker = await start_worker(settings, handlers, ssl_context, node=node, index=index,
                                     storage=storage, admin_setup=setup,

@@ -182,6 +182,28 @@ def test_two_workers_are_summed(server_factory: type[MailwingServer], tmp_path: 
     assert total(files, "mailwing_commands_total", protocol="imap", command="NOOP") == len(held)
 
 
+def test_sqlite_write_lock_figures(server_factory: type[MailwingServer], tmp_path: Path) -> None:
+    """SQLite's writers' queue (``storage/sqlite/writelock.py``): transactions and the time
+    the lock was held, from the worker that wrote (an IMAP APPEND)."""
+    srv = server_factory(root=tmp_path / "srv", enable=("admin", "imap"),
+                         extra_config="[outbound]\nenabled = false\n")
+    srv.start()
+    srv.add_user(ALICE, PASSWORD)
+    before = scrape(srv)
+    imap = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
+    imap.login(ALICE, PASSWORD)
+    imap.append("INBOX", None, None, b"Subject: lock\r\n\r\nqueued\r\n")
+    imap.logout()
+    m = scrape(srv)
+    name = "mailwing_sqlite_write_transactions_total"
+    written = value(m, name, kind="all")
+    assert written > value(before, name, kind="all")
+    assert value(m, name, kind="waited") <= written
+    held = value(m, "mailwing_sqlite_write_lock_seconds_total", part="held")
+    assert held > value(before, "mailwing_sqlite_write_lock_seconds_total", part="held")
+    assert value(m, "mailwing_sqlite_write_lock_seconds_total", part="held_cpu") >= 0.0
+
+
 def test_failed_tokens_are_throttled_per_ip(server_factory: type[MailwingServer],
                                             tmp_path: Path) -> None:
     srv, token = start_admin(server_factory, tmp_path / "srv", enable=("admin",),

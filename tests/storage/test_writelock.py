@@ -154,3 +154,56 @@ def test_without_a_usable_file_writers_go_ahead(tmp_path: Path) -> None:
     assert queue.acquire() is False
     queue.release()
     queue.close()
+
+
+def test_a_queued_write_begins_without_the_retry_steps(database: Path) -> None:
+    """Holding the file lock, the writer sends ``BEGIN IMMEDIATE`` alone: no
+    ``PRAGMA busy_timeout`` pair around it (see ``SqliteExecutor._transaction``)."""
+    writer = executor(database)
+    statements: list[str] = []
+    writer._connect().set_trace_callback(statements.append)
+    writer.run(insert(3), write=True)
+    assert statements[0] == "BEGIN IMMEDIATE"
+    assert not any("busy_timeout" in s for s in statements)
+    assert writer.writers is not None and writer.writers.taken == 1
+    writer.close()
+
+
+def test_a_writer_that_does_not_queue_is_still_waited_for(database: Path) -> None:
+    """A writer outside the file lock (the ``sqlite3`` shell) holds SQLite's lock: the
+    queued write waits for it (SQLite's busy handler) and then goes through."""
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    writer = executor(database)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            writer.run(insert(5), write=True)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            writer.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        thread.join(0.3)
+        assert thread.is_alive(), "the write went ahead while SQLite's lock was held"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    thread.join(GUARD)
+    assert not thread.is_alive() and errors == []
+    assert executor(database, read_only=True).run(count(), write=False) == 1
+
+
+def test_the_queue_counts_the_time_it_was_held(database: Path) -> None:
+    writer = executor(database)
+    writer.run(insert(1), write=True)
+    writer.run(insert(2), write=True)
+    assert writer.writers is not None
+    assert writer.writers.taken == 2
+    assert writer.writers.held_seconds > 0.0
+    assert writer.writers.held_cpu_seconds >= 0.0
+    writer.close()

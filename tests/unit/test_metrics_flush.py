@@ -32,6 +32,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
                  "_storage_local", "_gauge_children"):
         monkeypatch.setattr(metrics, name, {})
     monkeypatch.setattr(metrics, "_histograms", [])
+    monkeypatch.setattr(metrics, "_watched", [])
+    monkeypatch.setattr(metrics, "_watched_seen", {})
     return reg
 
 
@@ -265,3 +267,25 @@ def test_timed_storage_times_coroutines_and_passes_the_rest(
     assert got[("mailwing_storage_operation_duration_seconds_count",
                 (("operation", "get_user"),))] == 2
     assert not any("open_content" in str(key) for key in got)
+
+
+def test_the_write_lock_totals_are_published_as_they_grow(registry: CollectorRegistry) -> None:
+    """A watched source gives running totals (``SqliteStorage.write_lock_stats``); each flush
+    publishes what they grew by, so the counters equal the last totals, never twice."""
+    totals = [(3, 1, 0.25, 0.125)]
+    metrics.watch_write_lock(lambda: totals[-1])
+
+    def figures() -> dict[str, float]:
+        got = {**samples(registry, "mailwing_sqlite_write_transactions"),
+               **samples(registry, "mailwing_sqlite_write_lock_seconds")}
+        return {f"{name}:{dict(labels)}": v for (name, labels), v in got.items()}
+
+    metrics.flush()
+    metrics.flush()  # nothing new: nothing added
+    totals.append((5, 1, 0.5, 0.25))
+    metrics.flush()
+    f = figures()
+    assert f["mailwing_sqlite_write_transactions_total:{'kind': 'all'}"] == 5
+    assert f["mailwing_sqlite_write_transactions_total:{'kind': 'waited'}"] == 1
+    assert f["mailwing_sqlite_write_lock_seconds_total:{'part': 'held'}"] == 0.5
+    assert f["mailwing_sqlite_write_lock_seconds_total:{'part': 'held_cpu'}"] == 0.25

@@ -92,6 +92,7 @@ __all__ = [
     "smtp_message",
     "start_flushing",
     "stop_flushing",
+    "watch_write_lock",
 ]
 
 _KNOWN_COMMANDS = {
@@ -151,6 +152,14 @@ class _Families:
         self.auth_cache = Counter(
             "mailwing_auth_cache_lookups", "Password verification cache lookups",
             ["result"], registry=r)
+        self.write_lock = Counter(
+            "mailwing_sqlite_write_lock_seconds", "SQLite: seconds the writers' lock was "
+            "held (held), and the holding threads' CPU seconds meanwhile (held_cpu)",
+            ["part"], registry=r)
+        self.write_transactions = Counter(
+            "mailwing_sqlite_write_transactions", "SQLite write transactions (all), and "
+            "those that first waited for another process's writer (waited)",
+            ["kind"], registry=r)
 
 
 class _Recent:
@@ -192,6 +201,9 @@ _PROTOCOL_OF: dict[str, str] = {}
 _pending: dict[tuple[str, ...], float] = {}
 _counter_children: dict[tuple[str, ...], Any] = {}  # the same keys -> prometheus child
 _histograms: list[_LocalHistogram | _DirectHistogram] = []  # every one, for the flush
+#: running totals read at each flush (:func:`watch_write_lock`), and what was published
+_watched: list[Callable[[], tuple[int, int, float, float]]] = []
+_watched_seen: dict[tuple[Any, ...], float] = {}
 _histogram_of: dict[tuple[str, ...], _LocalHistogram | _DirectHistogram] = {}
 _command_local: dict[tuple[str, str], tuple[tuple[str, ...], Any]] = {}
 _storage_local: dict[str, Any] = {}  # keyed by Storage method names: a fixed set
@@ -279,6 +291,7 @@ def flush() -> None:
     global _pending
     if _families is None:
         return
+    _poll_watched()
     pending, _pending = _pending, {}
     for key, n in pending.items():
         child = _counter_children.get(key)
@@ -288,6 +301,25 @@ def flush() -> None:
         child.inc(n)
     for local in _histograms:
         local.flush()
+
+
+def watch_write_lock(stats: Callable[[], tuple[int, int, float, float]]) -> None:
+    """Publish, at each flush, what ``stats`` adds to its running totals (transactions,
+    waited, held seconds, held CPU seconds: ``SqliteStorage.write_lock_stats``). The rate of
+    ``held`` summed over a node's workers is the share of time its write lock is taken: near
+    1 the writes of all workers queue behind one another, whatever CPU is left."""
+    _watched.append(stats)
+
+
+def _poll_watched() -> None:
+    keys = (("write_transactions", "all"), ("write_transactions", "waited"),
+            ("write_lock", "held"), ("write_lock", "held_cpu"))
+    for i, stats in enumerate(_watched):
+        for key, total in zip(keys, stats(), strict=True):
+            seen = _watched_seen.get((i, *key), 0)
+            if total > seen:
+                _watched_seen[(i, *key)] = total
+                _count(key, total - seen)
 
 
 async def _flush_every(interval: float) -> None:

@@ -60,6 +60,15 @@ class SqliteStorage(SqliteBase):
         """(transactions, requests) so far: fewer transactions means requests shared commits."""
         return self._runner.transactions, self._runner.requests
 
+    def write_lock_stats(self) -> tuple[int, int, float, float]:
+        """This process's writer in the writers' queue, so far: (transactions, of those the
+        ones that waited for another writer, seconds it held the lock, its CPU seconds
+        meanwhile). Exported as metrics (:func:`mailwing.services.metrics.watch_write_lock`)."""
+        queue = self._runner.write_lock
+        if queue is None:
+            return 0, 0, 0.0, 0.0
+        return queue.taken, queue.waited, queue.held_seconds, queue.held_cpu_seconds
+
     async def _run(self, script: Script[T], *, write: bool = True) -> T:
         return await self._runner.run(script, write=write)
 

@@ -49,6 +49,7 @@ from mailwing.storage.blobs import BlobStore
 from mailwing.storage.errors import StorageError
 from mailwing.storage.sqlite.executor import SqliteExecutor, Work, map_sqlite_error
 from mailwing.storage.sqlite.loopreads import LoopReads
+from mailwing.storage.sqlite.writelock import WriterQueue
 from mailwing.storage.steps import Script
 
 __all__ = ["SqliteRunner", "map_sqlite_error"]
@@ -109,6 +110,11 @@ class SqliteRunner:
     @property
     def requests(self) -> int:
         return self._executor.requests + self._reader.requests + self._loop_reads.requests
+
+    @property
+    def write_lock(self) -> WriterQueue | None:
+        """The writer thread's place in the writers' queue (its counters: :mod:`.writelock`)."""
+        return self._executor.writers
 
     async def run(self, script: Script[T], *, write: bool, after: Iterable[str] = ()) -> T:
         """Run ``script``. A read (``write`` false) runs here if it is short
