@@ -207,3 +207,30 @@ def test_the_queue_counts_the_time_it_was_held(database: Path) -> None:
     assert writer.writers.held_seconds > 0.0
     assert writer.writers.held_cpu_seconds >= 0.0
     writer.close()
+
+
+def test_a_failing_request_of_a_batch_is_rolled_back_alone(database: Path) -> None:
+    """Each request of a batch runs in a savepoint that is never released (nested in the
+    previous request's): a failure, first, in the middle or last, undoes only its own
+    statements, and the batch sends no ``RELEASE``."""
+    from mailwing.storage.sqlite.executor import Work
+
+    writer = executor(database)
+    statements: list[str] = []
+    writer._connect().set_trace_callback(statements.append)
+    batch = [Work(failing(), True), Work(insert(10), True), Work(failing(), True),
+             Work(insert(11), True), Work(insert(12), True), Work(failing(), True)]
+    writer.run_batch(batch)
+    assert [isinstance(w.error, StorageError) for w in batch] == [
+        True, False, True, False, False, True]
+    assert statements.count("SAVEPOINT job") == 6
+    assert statements.count("ROLLBACK TO job") == 3
+    assert not any(s.startswith("RELEASE") for s in statements)
+    assert statements[-1] == "COMMIT"
+
+    def values() -> Script[list[int]]:
+        rows = yield Query("SELECT x FROM t ORDER BY rowid")
+        return [int(r[0]) for r in rows]
+
+    assert writer.run(values(), write=False) == [10, 11, 12]  # no 1 of a failed request
+    writer.close()

@@ -19,9 +19,10 @@ when it expires, a disk I/O error or a full disk become
 :class:`~mailwing.storage.errors.TemporaryStorageError`.
 
 Batches: all scripts of a batch share one ``BEGIN IMMEDIATE`` transaction, each inside its own
-``SAVEPOINT`` so that one failing script (a duplicate name, an unknown mailbox) is rolled back
-alone, and one ``COMMIT`` (one fsync) makes them all durable. A lone script needs no savepoint,
-nor does a script of one statement (:attr:`Work.single`: SQLite undoes a failed statement by
+``SAVEPOINT`` (nested, never released: see :meth:`SqliteExecutor._run_one`) so that one
+failing script (a duplicate name, an unknown mailbox) is rolled back alone, and one
+``COMMIT`` (one fsync) makes them all durable. A lone script needs no savepoint, nor does
+a script of one statement (:attr:`Work.single`: SQLite undoes a failed statement by
 itself), such as the content insertion posted ahead of every delivery (:mod:`.inline`): two
 statements fewer while the write lock is held, per message (issue #9).
 
@@ -394,6 +395,12 @@ class SqliteExecutor:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def _run_one(self, conn: sqlite3.Connection, work: Work, *, savepoint: bool) -> None:
+        """Run ``work``; with ``savepoint``, inside a ``SAVEPOINT job`` that a failure rolls
+        back to. The savepoint is never released: the next request's ``SAVEPOINT job``
+        nests inside it, ``ROLLBACK TO job`` goes back to the innermost one (the failing
+        request's own), and ``COMMIT`` ends them all. A ``RELEASE`` would be one more
+        statement per request while the write lock is held, each a GIL hand-over for the
+        writer thread (README, "Performance")."""
         if savepoint:
             conn.execute("SAVEPOINT job")
         try:
@@ -406,8 +413,6 @@ class SqliteExecutor:
             work.changed.clear()
             if savepoint:
                 conn.execute("ROLLBACK TO job")
-        if savepoint:
-            conn.execute("RELEASE job")
 
     def _drive(self, conn: sqlite3.Connection, work: Work) -> Any:
         """Run the rest of ``work``'s script, from the step :meth:`_start` stopped at."""
@@ -452,6 +457,12 @@ class SqliteExecutor:
         This runs under the write lock, and appends check the file inside their own write
         transaction, so no process can link a content whose file is about to go; a content
         stored again meanwhile (a later request of the same batch) keeps its file."""
+        # Only contents that have a file: an inline content's bytes went with its row, and
+        # checking it again would be a second transaction under the lock after every
+        # expunge of a small message (issue #9, the mixed IMAP load). A small content can
+        # have both (a file written before schema 9, then an inline row when delivered
+        # again), so the file itself is looked for, not the inline row.
+        sha256s = [sha for sha in set(sha256s) if self._blobs.exists(sha)]
         if not sha256s or self._conn is None:
             return
         conn = self._conn
