@@ -17,6 +17,7 @@ from typing import Any
 from mailwing.storage.scripts_mail import mail_changes
 from mailwing.storage.scripts_vanished import vanished_since
 from mailwing.storage.sqlite import SqliteStorage
+from mailwing.storage.sqlite.catchup import mail_changes as sqlite_mail_changes
 from mailwing.storage.sqlite.executor import to_sqlite_sql
 from mailwing.storage.steps import Query
 
@@ -52,6 +53,17 @@ async def test_a_catch_up_reads_the_expunged_uids_by_modseq(
     assert len(reads) == 1
     plan = _plan(tmp_path / "mail.db", reads[0])
     assert "expunged_modseq" in plan, plan
+
+
+async def test_the_one_statement_catch_up_reads_both_by_modseq(
+        sqlite_store: SqliteStorage, tmp_path: Path) -> None:
+    """SQLite's own catch-up (:mod:`mailwing.storage.sqlite.catchup`): its two subqueries
+    read the changed entries and the expunged UIDs through their modseq indexes."""
+    script = sqlite_mail_changes(1, 3)
+    step = next(script)
+    script.close()
+    plan = _plan(tmp_path / "mail.db", step)
+    assert "expunged_modseq" in plan and "mail_modseq" in plan, plan
 
 
 async def test_a_vanished_answer_reads_the_expunged_uids_by_modseq(

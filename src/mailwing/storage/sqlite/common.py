@@ -19,7 +19,7 @@ from mailwing.storage.blobs import BlobStore, Offload
 from mailwing.storage.errors import TemporaryStorageError
 from mailwing.storage.migrate import load_migrations
 from mailwing.storage.scripts_catchup import Changes, changes_and_claimed
-from mailwing.storage.sqlite import inline
+from mailwing.storage.sqlite import catchup, inline
 from mailwing.storage.steps import Script, q
 
 __all__ = ["SqliteBase", "prepare_folder"]
@@ -50,6 +50,9 @@ class SqliteBase(ScriptedStorage):
     LATEST_SCHEMA = _MIGRATIONS[-1].version
     BACKEND = "sqlite"
     SIZE_SQL = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+
+    #: the catch-up in one statement (:mod:`.catchup`)
+    _mail_changes_script = staticmethod(catchup.mail_changes)
 
     blobs: BlobStore
     #: how blocking file reads run: a worker thread, or the calling thread without a loop
