@@ -50,6 +50,12 @@ def account(deltas: Deltas, *, enforce: bool = False) -> Script[None]:
     wanted = sorted(m for m, d in deltas.items() if d != (0, 0))
     if not wanted:
         return
+    if len(wanted) == 1:  # one mailbox (an APPEND, an EXPUNGE): its owner in the UPDATE
+        n, b = deltas[wanted[0]]
+        got = yield q(f"{_ADD} WHERE id = (SELECT user_id FROM mailboxes WHERE id = $1)"
+                      f"{_RETURNING}", wanted[0], n, b)
+        _check(got, b, enforce)
+        return
     rows = yield q("SELECT id, user_id FROM mailboxes WHERE id @IN($1)", wanted)
     per_user: dict[int, tuple[int, int]] = {}
     for mailbox_id, user_id in rows:
@@ -60,15 +66,21 @@ def account(deltas: Deltas, *, enforce: bool = False) -> Script[None]:
         n, b = per_user[user_id]
         if (n, b) == (0, 0):
             continue
-        got = yield q(
-            "UPDATE users SET used_messages = used_messages + $2, used_bytes = used_bytes + $3"
-            " WHERE id = $1 RETURNING used_bytes, quota_bytes, address", user_id, n, b,
-        )
-        if enforce and got and b > 0:
-            used, limit, address = int(got[0][0]), int(got[0][1]), str(got[0][2])
-            if limit > 0 and used > limit:
-                raise OverQuota(f"{address} would be over quota ({used} > {limit} bytes)",
-                                address)
+        got = yield q(f"{_ADD} WHERE id = $1{_RETURNING}", user_id, n, b)
+        _check(got, b, enforce)
+
+
+_ADD = "UPDATE users SET used_messages = used_messages + $2, used_bytes = used_bytes + $3"
+_RETURNING = " RETURNING used_bytes, quota_bytes, address"
+
+
+def _check(got: list[list], added: int, enforce: bool) -> None:
+    """OverQuota when ``enforce`` and the user's use, now ``got``, passed its limit."""
+    if enforce and got and added > 0:
+        used, limit, address = int(got[0][0]), int(got[0][1]), str(got[0][2])
+        if limit > 0 and used > limit:
+            raise OverQuota(f"{address} would be over quota ({used} > {limit} bytes)",
+                            address)
 
 
 def usage(user_id: int) -> Script[tuple[int, int]]:
