@@ -19,8 +19,6 @@ UIDs come from the live ones, as in the portable script: a second statement, rar
 
 from __future__ import annotations
 
-import json
-
 from mailwing.model import MailEntry
 from mailwing.storage.common import MAIL_COLUMNS, row_to_entry
 from mailwing.storage.errors import NotFound
@@ -47,6 +45,8 @@ def mail_changes(
 ) -> Script[tuple[int, list[MailEntry], list[int]]]:
     """(HIGHESTMODSEQ, the entries changed since ``since_modseq`` by UID, the UIDs expunged
     since then, ascending); NotFound without the mailbox."""
+    import json  # here: ``mailwing deliver`` imports this module and never catches up
+
     rows = yield q(_CHANGES, mailbox_id, since_modseq)
     if not rows:
         raise NotFound(f"no mailbox with id {mailbox_id}")
