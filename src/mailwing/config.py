@@ -6,10 +6,11 @@ naming the key and where it came from, so ``mailwing serve`` stops before bindin
 
 The sections are :class:`~mailwing.sections.Section` classes: dataclass-like (type-checked
 keyword construction through :func:`typing.dataclass_transform`, ``==`` and ``repr`` by
-field), but built without :mod:`dataclasses`, whose import (it brings :mod:`inspect` and
-:mod:`ast`) and per-class code generation cost more than the rest of ``mailwing deliver``'s
-configuration (an MTA runs it once per message, issue #9). Every command, deliver included,
-loads and validates the whole configuration the same way.
+field), but built without
+:mod:`dataclasses`, whose import (it brings :mod:`inspect` and :mod:`ast`) and per-class code
+generation cost more than the rest of ``mailwing deliver``'s configuration (an MTA runs it
+once per message, issue #9). Every command, deliver included, loads and validates the whole
+configuration the same way.
 """
 
 from __future__ import annotations
@@ -87,15 +88,14 @@ class StorageSettings(Section):
     #: waiting for the disk (SQLite ``synchronous=NORMAL`` for those commits, PostgreSQL
     #: ``synchronous_commit = off``). A crash or kill of mailwing loses none of them; a power
     #: cut or OS crash may lose the last few (flags come back, expunged messages reappear),
-    #: never a message, a mailbox or a user: deliveries, APPEND, COPY/MOVE and the rest
-    #: wait for the disk, and their commit makes every earlier one durable. True: all wait.
+    #: never a message, a mailbox or a user: deliveries, APPEND, COPY/MOVE and everything
+    #: else always wait for the disk, and their commit makes every earlier one durable too.
+    #: True: every commit waits for the disk.
     fsync_flag_changes: bool = False
     #: Octets of message contents each process keeps in memory by digest, PostgreSQL only
     #: (:mod:`mailwing.storage.contentcache`: contents never change, so nothing to
     #: invalidate; SQLite's reads come from the OS page cache instead). 0: none.
     content_cache_size: int = 33_554_432
-    #: Added to the nice value of SQLite writer threads (Linux; see sqlite/runner.py).
-    writer_nice: int = -10
 
 
 class TlsSettings(Section):
@@ -484,8 +484,6 @@ def _validate(s: Settings) -> None:
     _validate_capture(s.capture)
     if s.storage.content_cache_size < 0:
         raise ConfigError("storage.content_cache_size: must be 0 or more octets")
-    if not -20 <= s.storage.writer_nice <= 19:
-        raise ConfigError("storage.writer_nice: must be between -20 and 19")
     if s.limits.max_message_size < 1024:
         raise ConfigError("limits.max_message_size: must be at least 1024 octets")
     if not 1 <= s.limits.max_recipients <= 100_000:

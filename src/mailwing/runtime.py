@@ -51,8 +51,7 @@ async def open_store(settings: Settings) -> Storage:
     data_dir.mkdir(parents=True, exist_ok=True)
     return await open_storage(settings.database_url, data_dir=data_dir,
                               fsync_flag_changes=settings.storage.fsync_flag_changes,
-                              content_cache_size=settings.storage.content_cache_size,
-                              writer_nice=settings.storage.writer_nice)
+                              content_cache_size=settings.storage.content_cache_size)
 
 
 def open_direct_store(settings: Settings) -> DirectSqliteStorage | None:

@@ -76,14 +76,12 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = False,
-                       content_cache_size: int | None = None, writer_nice: int = 0
-                       ) -> Storage:
+                       content_cache_size: int | None = None) -> Storage:
     """Open the storage that ``url`` names; ``data_dir`` holds content files (SQLite);
     ``fsync_flag_changes`` is the durability policy of flag changes, expunges and \\Recent
     claims (``storage.fsync_flag_changes``, see :class:`mailwing.storage.steps.Volatile`);
     ``content_cache_size`` the octets of contents kept in memory (PostgreSQL; None: the
-    default of :mod:`mailwing.storage.contentcache`); ``writer_nice`` what SQLite's writer
-    thread adds to its nice value (``storage.writer_nice``, see :mod:`.sqlite.runner`).
+    default of :mod:`mailwing.storage.contentcache`).
 
     Raises ValueError for an unknown URL scheme and TemporaryStorageError when the database
     cannot be reached."""
@@ -92,8 +90,7 @@ async def open_storage(url: str, *, data_dir: Path, fsync_flag_changes: bool = F
         from mailwing.storage.sqlite import SqliteStorage
 
         return await SqliteStorage.open(path, Path(data_dir),
-                                        fsync_flag_changes=fsync_flag_changes,
-                                        writer_nice=writer_nice)
+                                        fsync_flag_changes=fsync_flag_changes)
     if url.startswith(_PG_PREFIXES):
         from mailwing.storage.contentcache import DEFAULT_CONTENT_CACHE_SIZE
         from mailwing.storage.postgres import PostgresStorage

@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 class SqliteStorage(SqliteBase):
     def __init__(self, path: Path, data_dir: Path, *, busy_timeout: float = 5.0,
-                 fsync_flag_changes: bool = False, writer_nice: int = 0) -> None:
+                 fsync_flag_changes: bool = False) -> None:
         self.path = path
         self.fsync_flag_changes = fsync_flag_changes
         self.blobs = BlobStore(data_dir / "blobs")
@@ -43,18 +43,17 @@ class SqliteStorage(SqliteBase):
         self._waiters = ChangeWaiters()
         self._notifier = LocalNotifier(notify_dir(path), self._waiters)
         self._runner = SqliteRunner(
-            path, self.blobs, busy_timeout=busy_timeout, on_change=self._notifier.broadcast,
-            writer_nice=writer_nice,
+            path, self.blobs, busy_timeout=busy_timeout, on_change=self._notifier.broadcast
         )
 
     @classmethod
     async def open(
         cls, path: Path, data_dir: Path, *, busy_timeout: float = 5.0,
-        fsync_flag_changes: bool = False, writer_nice: int = 0,
+        fsync_flag_changes: bool = False,
     ) -> SqliteStorage:
         prepare_folder(path)
         return cls(path, data_dir, busy_timeout=busy_timeout,
-                   fsync_flag_changes=fsync_flag_changes, writer_nice=writer_nice)
+                   fsync_flag_changes=fsync_flag_changes)
 
     @property
     def commit_stats(self) -> tuple[int, int]:

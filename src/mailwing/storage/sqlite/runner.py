@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -84,9 +82,8 @@ class SqliteRunner:
 
     def __init__(
         self, path: Path, blobs: BlobStore, *, busy_timeout: float = 5.0,
-        on_change: Callable[[set[int]], None] | None = None, writer_nice: int = 0,
+        on_change: Callable[[set[int]], None] | None = None,
     ) -> None:
-        self._writer_nice = writer_nice
         self._executor = SqliteExecutor(path, blobs, busy_timeout=busy_timeout,
                                         on_change=on_change)
         self._reader = SqliteExecutor(path, blobs, busy_timeout=busy_timeout, read_only=True)
@@ -191,7 +188,6 @@ class SqliteRunner:
 
     # -- the thread -----------------------------------------------------------------------
     def _main(self) -> None:
-        renice_this_thread(self._writer_nice)
         stopping = False
         while not stopping:
             job = self._queue.get()
@@ -216,32 +212,6 @@ class SqliteRunner:
             self._reader.run_batch(batch)
             _answer(batch)
         self._reader.close()
-
-
-def renice_this_thread(delta: int) -> bool:
-    """Add ``delta`` to the calling thread's nice value (``storage.writer_nice``); whether
-    it changed.
-
-    Why the writer thread (issue #9): it holds the node's one write lock (SQLite's, queued
-    by :mod:`.writelock`) while it runs a batch, and under load every worker's event loop
-    wants the CPU too. Measured under the mixed IMAP load at 50 clients (README,
-    "Performance"): the lock was held 93 % of the time, and in 15 s each writer thread
-    spent 2.8 s runnable but waiting for a core, nearly all of it with the lock taken,
-    while a quarter of the machine was idle between those bursts. A negative delta lets the
-    scheduler run the holder first, so the lock is handed on sooner.
-
-    Linux only: there a thread has a nice value of its own (``setpriority`` on its thread
-    id); elsewhere that id could name another process. Going below the current value needs
-    root or CAP_SYS_NICE: without them (EPERM, EACCES) the thread keeps its value."""
-    if delta == 0 or not sys.platform.startswith("linux"):
-        return False
-    tid = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, max(-20, min(19, current + delta)))
-    except OSError:
-        return False
-    return True
 
 
 def _take_batch(jobs: queue.SimpleQueue[_Job | None], first: _Job, *,
