@@ -234,3 +234,11 @@ def test_a_failing_request_of_a_batch_is_rolled_back_alone(database: Path) -> No
 
     assert writer.run(values(), write=False) == [10, 11, 12]  # no 1 of a failed request
     writer.close()
+
+
+def test_a_release_without_a_hold_counts_no_time(tmp_path: Path) -> None:
+    queue = WriterQueue(tmp_path / "missing" / "mail.db")  # no usable file: nothing held
+    assert queue.acquire() is False
+    queue.release()
+    assert (queue.held_seconds, queue.held_cpu_seconds) == (0.0, 0.0)
+    queue.close()

@@ -56,11 +56,11 @@ class WriterQueue:
         self.waited = 0
         #: Seconds it was held, and the holding thread's CPU seconds meanwhile. Their ratio
         #: says whether a saturated lock is the holder's work or its waiting: in a worker
-        #: process the holder is the writer thread, which also waits for the GIL (issue #9
-        #: found about half of the held time off the CPU under the mixed IMAP load).
+        #: process the holder is the writer thread, which also waits for a core and for the
+        #: GIL (issue #9 found half of the held time off the CPU under the mixed IMAP load).
         self.held_seconds = 0.0
         self.held_cpu_seconds = 0.0
-        self._since = self._since_cpu = 0.0
+        self._since: tuple[float, float] | None = None  # (wall, thread CPU) when taken
 
     def acquire(self) -> bool:
         """Wait for the lock; False (and nothing held) when the file cannot be used."""
@@ -76,13 +76,16 @@ class WriterQueue:
         except OSError:
             return False
         self.taken += 1
-        self._since, self._since_cpu = time.perf_counter(), time.thread_time()
+        self._since = (time.perf_counter(), time.thread_time())
         return True
 
     def release(self) -> None:
         """Let go (after a successful :meth:`acquire`, from the same thread)."""
-        self.held_seconds += time.perf_counter() - self._since
-        self.held_cpu_seconds += time.thread_time() - self._since_cpu
+        if self._since is not None:
+            wall, cpu = self._since
+            self._since = None
+            self.held_seconds += time.perf_counter() - wall
+            self.held_cpu_seconds += time.thread_time() - cpu
         if self._fd is not None:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
