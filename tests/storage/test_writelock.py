@@ -21,7 +21,7 @@ import pytest
 
 from mailwing.storage.blobs import BlobStore
 from mailwing.storage.errors import StorageError
-from mailwing.storage.sqlite.executor import SqliteExecutor
+from mailwing.storage.sqlite.executor import SqliteExecutor, Work
 from mailwing.storage.sqlite.writelock import WriterQueue, writers_path
 from mailwing.storage.steps import Query, Script
 
@@ -213,8 +213,6 @@ def test_a_failing_request_of_a_batch_is_rolled_back_alone(database: Path) -> No
     """Each request of a batch runs in a savepoint that is never released (nested in the
     previous request's): a failure, first, in the middle or last, undoes only its own
     statements, and the batch sends no ``RELEASE``."""
-    from mailwing.storage.sqlite.executor import Work
-
     writer = executor(database)
     statements: list[str] = []
     writer._connect().set_trace_callback(statements.append)

@@ -29,7 +29,7 @@ from mailwing.storage.errors import NotFound
 from mailwing.storage.interface import FlagMode
 from mailwing.storage.scripts import _allocate, _lock, _remove_entries
 from mailwing.storage.scripts_quota import Deltas, account, entry_sizes
-from mailwing.storage.scripts_vanished import absent_uids
+from mailwing.storage.scripts_vanished import expunged_by_absence
 from mailwing.storage.steps import Script, Volatile, q
 
 __all__ = [
@@ -180,8 +180,7 @@ def mail_changes(
         mailbox_id, since_modseq, highest,
     )
     if since_modseq < floor:  # expunged rows pruned: every UID given out and not here now
-        live = yield q("SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid", mailbox_id)
-        gone = absent_uids([int(r[0]) for r in live], uidnext - 1)
+        gone = yield from expunged_by_absence(mailbox_id, uidnext - 1)
         return highest, [row_to_entry(r) for r in entries], gone
     # Sorted here, not by ORDER BY uid: SQLite would then walk the mailbox's whole expunged
     # history in UID order (its primary key) instead of the (mailbox_id, modseq) index, and

@@ -14,7 +14,7 @@ from __future__ import annotations
 from mailwing.storage.errors import NotFound
 from mailwing.storage.steps import Script, q
 
-__all__ = ["absent_uids", "prune_expunged", "vanished_since"]
+__all__ = ["absent_uids", "expunged_by_absence", "prune_expunged", "vanished_since"]
 
 
 def absent_uids(live: list[int], top: int) -> list[int]:
@@ -29,6 +29,13 @@ def absent_uids(live: list[int], top: int) -> list[int]:
         nxt = uid + 1
     out.extend(range(nxt, top + 1))
     return out
+
+
+def expunged_by_absence(mailbox_id: int, top: int) -> Script[list[int]]:
+    """Every UID up to ``top`` that the mailbox no longer holds, read from the live ones:
+    what a catch-up reports when the session is older than the ``expunged`` rows kept."""
+    live = yield q("SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid", mailbox_id)
+    return absent_uids([int(r[0]) for r in live], top)
 
 
 def vanished_since(mailbox_id: int, since_modseq: int) -> Script[list[int] | None]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from mailwing.model import MailEntry
 from mailwing.storage.common import MAIL_COLUMNS, row_to_entry
 from mailwing.storage.errors import NotFound
-from mailwing.storage.scripts_vanished import absent_uids
+from mailwing.storage.scripts_vanished import expunged_by_absence
 from mailwing.storage.steps import Script, q
 
 __all__ = ["mail_changes"]
@@ -59,5 +59,4 @@ def mail_changes(
     if gone_json is not None:
         return highest, entries, sorted(int(u) for u in json.loads(gone_json))
     # expunged rows pruned: every UID given out and not here now
-    live = yield q("SELECT uid FROM mail WHERE mailbox_id = $1 ORDER BY uid", mailbox_id)
-    return highest, entries, absent_uids([int(r[0]) for r in live], int(uidnext) - 1)
+    return highest, entries, (yield from expunged_by_absence(mailbox_id, int(uidnext) - 1))

@@ -462,8 +462,8 @@ class SqliteExecutor:
         # expunge of a small message (issue #9, the mixed IMAP load). A small content can
         # have both (a file written before schema 9, then an inline row when delivered
         # again), so the file itself is looked for, not the inline row.
-        sha256s = [sha for sha in set(sha256s) if self._blobs.exists(sha)]
-        if not sha256s or self._conn is None:
+        files = {sha for sha in sha256s if self._blobs.exists(sha)}
+        if not files or self._conn is None:
             return
         conn = self._conn
         try:
@@ -472,9 +472,9 @@ class SqliteExecutor:
                 still = conn.execute(
                     "SELECT sha256 FROM contents"
                     " WHERE sha256 IN (SELECT value FROM json_each(?))",
-                    (json_array(sorted(set(sha256s))),),
+                    (json_array(sorted(files)),),
                 ).fetchall()
-                self._blobs.remove(set(sha256s) - {r[0] for r in still})
+                self._blobs.remove(files - {r[0] for r in still})
             finally:
                 conn.execute("COMMIT")
         except (sqlite3.Error, OSError):
