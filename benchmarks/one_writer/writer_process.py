@@ -29,6 +29,7 @@ import pickle
 import selectors
 import socket
 import struct
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -155,9 +156,22 @@ def serve(database: Path, data_dir: Path, address: str, *, busy_timeout: float =
     selector.register(listener, selectors.EVENT_READ, None)
     buffers: dict[socket.socket, bytearray] = {}
     pending: list[_Job] = []
+    stats = os.environ.get("MAILWING_EXPERIMENT_WRITER_STATS")
+    #: how long a request waits for others to share its commit (0: none, commit at once)
+    linger = float(os.environ.get("MAILWING_EXPERIMENT_WRITER_LINGER", "0"))
+    gather_until = 0.0
     while True:
+        if stats:
+            _write_stats(stats, executor)
         only_posted = bool(pending) and all(job.key is not None for job in pending)
-        timeout = None if not pending else POST_WAIT if only_posted else 0
+        if not pending:
+            timeout: float | None = None
+        elif only_posted:
+            timeout = POST_WAIT
+        else:
+            if not gather_until:
+                gather_until = time.monotonic() + linger
+            timeout = max(0.0, gather_until - time.monotonic())
         events = selector.select(timeout)
         for key, _mask in events:
             if key.data is None:
@@ -187,9 +201,29 @@ def serve(database: Path, data_dir: Path, address: str, *, busy_timeout: float =
                 pending.append(job)
         if not pending or (only_posted and events):
             continue  # posted content lingers for the request that links it
+        if gather_until and time.monotonic() < gather_until and len(pending) < MAX_BATCH:
+            continue  # lingering for more requests to share the commit
+        gather_until = 0.0
         batch, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
         executor.run_batch(batch)  # committed (and broadcast) when it returns
         _reply(batch)
+
+
+def _write_stats(path: str, executor: SqliteExecutor) -> None:
+    """Transactions and requests so far, and the writers' lock counters, as one line in
+    ``path`` (rewritten at most once a second), for comparing batch sizes."""
+    now = time.monotonic()
+    if now - _last_stats[0] < 1.0:
+        return
+    _last_stats[0] = now
+    lock = executor.writers
+    held = (lock.taken, lock.held_seconds, lock.held_cpu_seconds) if lock else (0, 0.0, 0.0)
+    with contextlib.suppress(OSError), open(path, "w") as out:
+        out.write(f"{now:.3f} {executor.transactions} {executor.requests} "
+                  f"{held[0]} {held[1]:.3f} {held[2]:.3f}\n")
+
+
+_last_stats = [0.0]
 
 
 def _reply(batch: list[_Job]) -> None:
