@@ -39,12 +39,11 @@ from mailwing.storage.blobs import BlobStore
 from mailwing.storage.errors import TemporaryStorageError
 from mailwing.storage.sqlite.broadcast import Broadcaster, notify_dir
 from mailwing.storage.sqlite.executor import SqliteExecutor, Work
+from mailwing.storage.sqlite.runner import MAX_BATCH, POST_WAIT
 
 _HEAD = struct.Struct("!I")
 _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
-MAX_BATCH = 128
-POST_WAIT = 0.05  # as mailwing.storage.sqlite.runner: posted content waits for its request
 
 Described = tuple[str, str, tuple[Any, ...], dict[str, Any]]
 
@@ -159,10 +158,11 @@ def serve(database: Path, data_dir: Path, address: str, *, busy_timeout: float =
     stats = os.environ.get("MAILWING_EXPERIMENT_WRITER_STATS")
     #: how long a request waits for others to share its commit (0: none, commit at once)
     linger = float(os.environ.get("MAILWING_EXPERIMENT_WRITER_LINGER", "0"))
-    gather_until = 0.0
+    gather_until = next_stats = 0.0
     while True:
-        if stats:
+        if stats and time.monotonic() >= next_stats:
             _write_stats(stats, executor)
+            next_stats = time.monotonic() + 1.0
         only_posted = bool(pending) and all(job.key is not None for job in pending)
         if not pending:
             timeout: float | None = None
@@ -211,19 +211,13 @@ def serve(database: Path, data_dir: Path, address: str, *, busy_timeout: float =
 
 def _write_stats(path: str, executor: SqliteExecutor) -> None:
     """Transactions and requests so far, and the writers' lock counters, as one line in
-    ``path`` (rewritten at most once a second), for comparing batch sizes."""
+    ``path`` (the caller rewrites it at most once a second), for comparing batch sizes."""
     now = time.monotonic()
-    if now - _last_stats[0] < 1.0:
-        return
-    _last_stats[0] = now
     lock = executor.writers
     held = (lock.taken, lock.held_seconds, lock.held_cpu_seconds) if lock else (0, 0.0, 0.0)
     with contextlib.suppress(OSError), open(path, "w") as out:
         out.write(f"{now:.3f} {executor.transactions} {executor.requests} "
                   f"{held[0]} {held[1]:.3f} {held[2]:.3f}\n")
-
-
-_last_stats = [0.0]
 
 
 def _reply(batch: list[_Job]) -> None:
