@@ -15,8 +15,8 @@ layer; on SQLite its database threads too) and, with ``--backend postgresql`` (t
 on a throw-away PostgreSQL database), that database's backends' (``cpu_usage.postgres_cpu``),
 each summed over the kind's ``--repeat`` calls and divided by them. That tells what one
 uncontended call costs PostgreSQL, apart from any lock wait or run-queue time a loaded
-machine adds (issue #9: a STORE under the mixed load spent 2.4 ms in the executor, 0.3 ms of
-it when alone). The CPU figures include each loop's helper calls (reading HIGHESTMODSEQ; for
+machine adds (issue #9: a STORE under the mixed load spent 2.4 ms in the executor, against
+0.3 ms when alone). The CPU figures include each loop's helper calls (reading HIGHESTMODSEQ; for
 the catch-up, the flag change it learns; for APPEND, storing the content; for EXPUNGE,
 listing and flagging), so they are an upper bound for the timed call itself. Backend CPU is
 counted in clock ticks (10 ms): use a ``--repeat`` of a few hundred.
