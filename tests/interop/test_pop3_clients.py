@@ -227,8 +227,12 @@ class Fetchmail:
     def run(self) -> tuple[int, list[bytes]]:
         """One poll; returns fetchmail's exit code and the messages it delivered this time."""
         before = set(self.out.iterdir())
+        # --pidfile: as root fetchmail's lock file is /var/run/fetchmail.pid whatever
+        # FETCHMAILHOME says, so two of these tests on two xdist workers refused each other
+        # ("another foreground fetchmail is running").
         result = run(self.exe, "--fetchmailrc", str(self.rc), "--idfile",
-                     str(self.work / "fetchids"), "--nodetach", "--silent",
+                     str(self.work / "fetchids"), "--pidfile", str(self.work / "fetchmail.pid"),
+                     "--nodetach", "--silent",
                      env={"FETCHMAILHOME": str(self.work), "HOME": str(self.work)},
                      check=False)
         assert result.returncode in (0, 1), result.stderr.decode(errors="replace")
