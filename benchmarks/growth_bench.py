@@ -5,8 +5,9 @@ server's CPU per message rose by 15-16 % from minute 1 to minute 10, while the d
 to a gigabyte and more. This separates one possible cause, the storage path costing more on a
 bigger database (deeper B-trees, pages no longer in SQLite's cache), from the rest of the
 server. It delivers with :func:`mailwing.services.delivery.deliver_local`, the call the SMTP
-and LMTP sessions make (trace fields, content, append with quota), 4 KB messages to 50 users.
-It times ``--sample`` single deliveries on the empty database, then again after every
+and LMTP sessions make (trace fields, content, append with quota): the SMTP benchmark's
+4,096-octet message (``smtp_load.make_body``), each with its own Message-ID, to 50 users. It
+times ``--sample`` single deliveries on the empty database, then again after every
 ``--step`` messages (added ``--burst`` at a time, concurrently, so that they share commits),
 up to ``--messages``. It prints the median wall time of a delivery and this process's CPU per
 delivery (the storage threads included).
@@ -23,41 +24,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from smtp_load import make_body
 
 from mailwing.services.delivery import deliver_local
 from mailwing.storage import Storage, open_storage
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"  # never checked: no login here
 USERS = [f"user{n}@bench.test" for n in range(50)]
-_BODY = b"".join(b"line %02d of a benchmark message, padded so that the whole is about 4 KB..."
-                 b"\r\n" % n for n in range(50))
+#: the SMTP benchmark's 4,096-octet message; each delivery gets its own Message-ID, as there
+_BODY, _UNIQUE = make_body(4096)
 
 
-def message(n: int) -> bytes:
-    """A distinct ~4 KB message (its own Message-ID: no content is shared)."""
-    return (b"From: load@sender.test\r\nTo: user@bench.test\r\nSubject: growth %d\r\n"
-            b"Message-ID: <%d.%s@sender.test>\r\n\r\n" % (n, n, os.urandom(8).hex().encode())
-            + _BODY)
-
-
-async def _deliver(store: Storage, n: int) -> None:
-    await deliver_local(store, random.choice(USERS), message(n),
+async def _deliver(store: Storage) -> None:
+    await deliver_local(store, random.choice(USERS),
+                        _BODY.replace(_UNIQUE, uuid.uuid4().hex.encode(), 1),
                         return_path="load@sender.test", hostname="mx.bench.test")
 
 
-async def _sample(store: Storage, count: int, first: int) -> tuple[float, float]:
+async def _sample(store: Storage, count: int) -> tuple[float, float]:
     """Median wall ms of ``count`` deliveries one after another, and CPU ms per delivery."""
     cpu, times = time.process_time(), []
-    for n in range(first, first + count):
+    for _ in range(count):
         start = time.perf_counter()
-        await _deliver(store, n)
+        await _deliver(store)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, (time.process_time() - cpu) * 1000 / count
 
@@ -70,12 +67,10 @@ async def run(messages: int, step: int, burst: int, sample: int) -> None:
         await store.upgrade()
         for address in USERS:
             await store.add_user(address, HASH, create_domain=True)
-        sampled = 10**9  # the sampled deliveries' numbers, apart from the bulk's
         done = 0
         started = time.monotonic()
         while True:
-            wall, cpu = await _sample(store, sample, sampled)
-            sampled += sample
+            wall, cpu = await _sample(store, sample)
             print(f"{done:>9} messages, {database.stat().st_size >> 20:>5} MiB:"
                   f" median {wall:.3f} ms, CPU {cpu:.3f} ms per delivery"
                   f" ({time.monotonic() - started:.0f} s)", flush=True)
@@ -84,7 +79,7 @@ async def run(messages: int, step: int, burst: int, sample: int) -> None:
             target = min(messages, done + step)
             while done < target:
                 now = min(burst, target - done)
-                await asyncio.gather(*(_deliver(store, done + k) for k in range(now)))
+                await asyncio.gather(*(_deliver(store) for _ in range(now)))
                 done += now
     finally:
         await store.close()

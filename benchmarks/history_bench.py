@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cpu_usage import postgres_cpu
+from pop3_bench import database_name, postgres_database
 
 from mailwing.storage import Delivery, open_storage
 
@@ -63,15 +63,10 @@ async def _median_ms(repeat: int, call: Callable[[int], Awaitable[float | None]]
 
 
 async def run(cycles: int, repeat: int, postgres_url: str | None) -> None:
+    """On SQLite in a temporary folder; on the PostgreSQL database ``postgres_url`` if given."""
     root = Path(tempfile.mkdtemp(prefix="mailwing-history-bench-"))
-    database = None
-    if postgres_url is None:
-        url = f"sqlite:///{root / 'mail.db'}"
-    else:
-        database = f"mw_history_{uuid.uuid4().hex[:8]}"
-        subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {database}"],
-                       check=True)
-        url = postgres_url.rsplit("/", 1)[0] + "/" + database
+    url = postgres_url or f"sqlite:///{root / 'mail.db'}"
+    database = database_name(url)
     store = await open_storage(url, data_dir=root / "data")
     try:
         await store.upgrade()
@@ -147,9 +142,6 @@ async def run(cycles: int, repeat: int, postgres_url: str | None) -> None:
     finally:
         await store.close()
         shutil.rmtree(root, ignore_errors=True)
-        if database is not None and postgres_url is not None:
-            subprocess.run(["psql", postgres_url, "-qc",
-                            f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
 
 
 def main() -> None:
@@ -161,8 +153,10 @@ def main() -> None:
     p.add_argument("--postgres-url", default=os.environ.get(
         "MAILWING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = p.parse_args()
-    asyncio.run(run(args.cycles, args.repeat,
-                    args.postgres_url if args.backend == "postgresql" else None))
+    with contextlib.ExitStack() as stack:
+        url = (stack.enter_context(postgres_database(args.postgres_url))
+               if args.backend == "postgresql" else None)
+        asyncio.run(run(args.cycles, args.repeat, url))
 
 
 if __name__ == "__main__":
