@@ -223,8 +223,9 @@ def print_summary(title: str, results: dict[str, list[Measure]], ours: str, unit
     med = statistics.median(m.rate for m in mine)
     first, last = mine[0].rate, mine[-1].rate
     lines.append(f"{title}: {ours} median {med:.1f} {unit}/s (round 1 {first:.1f}, last "
-                 f"{last:.1f}), p99 median {statistics.median(m.p99_ms for m in mine):.1f} ms,"
-                 f" errors {sum(m.errors for m in mine)}")
+                 f"{last:.1f}, {_drift(mine)}), p99 median "
+                 f"{statistics.median(m.p99_ms for m in mine):.1f} ms, errors "
+                 f"{sum(m.errors for m in mine)}")
     for label, theirs in results.items():
         if label == ours or not theirs:
             continue
@@ -236,11 +237,18 @@ def print_summary(title: str, results: dict[str, list[Measure]], ours: str, unit
         if target_ratio is not None:
             verdict = "  met" if ratio >= target_ratio else f"  NOT met (target {target_ratio}x)"
         lines.append(f"   vs {label:40} median {ref:10.1f}  ratio of medians {ratio:5.2f}x  "
-                     f"worst round {worst:5.2f}x{verdict}")
+                     f"worst round {worst:5.2f}x{verdict}  ({_drift(theirs)})")
     lines += _cpu_summary(results, ours, unit)
     for line in lines:
         print(line, flush=True)
     return lines
+
+
+def _drift(measures: list[Measure]) -> str:
+    """The last round's rate over round 1's: the flat-over-time figure, printed for the
+    references too, whose own drift over the same minutes is the machine's."""
+    first, last = measures[0].rate, measures[-1].rate
+    return f"last / round 1 {last / first:.2f}x" if first else "last / round 1 -"
 
 
 def _median(values: list[float | None]) -> float | None:

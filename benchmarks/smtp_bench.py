@@ -24,6 +24,12 @@ records for the sender domain ``sender.example`` and the HELO name, as a site's 
 resolver would hold them. One message per connection by default (``--per-connection``), as
 the issue measured: every message pays the connection, EHLO and the HELO check.
 
+Flat over time (``--fresh-control``, SQLite): a second mailwing server with the same settings
+takes its turn in every round, and after each of its rounds its messages are deleted, so its
+database stays small while the first one's grows. Both run the same code on the same machine
+in the same minutes, so if both lose as much from round 1 to the last, the machine slowed
+down; if only the growing one does, the server's growing state costs it.
+
 The load generator runs in ``--load-procs`` processes of its own. Everything started here
 (servers, load processes, temp folders, a PostgreSQL database) is removed at the end, on Ctrl-C
 and SIGTERM too.
@@ -278,11 +284,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="processes the load generator spreads its clients over")
     p.add_argument("--servers", default="mailwing,aiosmtpd",
                    help="which servers to run; aiosmtpd is skipped when not installed")
+    p.add_argument("--fresh-control", action="store_true",
+                   help="SQLite: add a mailwing server whose messages are deleted after each "
+                        "of its rounds (the machine's drift, for the flat-over-time runs)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder for inspection")
     args = p.parse_args(argv)
     if not 0 < args.duration <= 3600 or args.max_messages < 1 or min(args.sizes) < 512:
         p.error("--duration must be in (0, 3600], --max-messages >= 1, sizes >= 512")
     backends_of(args)
+    if args.fresh_control and args.backends != ["sqlite"]:
+        p.error("--fresh-control needs --backend sqlite")
     return args
 
 
@@ -302,6 +313,22 @@ def start_dns() -> object:
              '_dmarc.sender.example. TXT "v=DMARC1; p=none"\n'
              f'_dmarc.{DOMAIN}. TXT "v=DMARC1; p=none"\n')
     return dns.start()
+
+
+def empty_database(path: Path) -> Callable[[], None]:
+    """After a round of the fresh control: delete every message, so its B-trees shrink back
+    to nothing (freed pages are reused) while the server keeps running. The server holds no
+    transaction between rounds; its SMTP intake keeps no state about stored mail."""
+    def empty() -> None:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+            with db:
+                db.execute("DELETE FROM mail")
+                db.execute("DELETE FROM contents")
+                db.execute("DELETE FROM inline_contents")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return empty
 
 
 def _measure(spec: LoadSpec, clients: int, procs: int) -> Measure:
@@ -345,6 +372,17 @@ def main_rounds(args: argparse.Namespace) -> int:
                         f"mailwing checks {mode}"
                     servers.append((label, mw.port, None, mw.proc.pid if mw.proc else None,
                                     database_name(url)))
+                    if args.fresh_control:
+                        control = Mailwing(root / f"mw-{mode}-fresh", "", tuple(users),
+                                           checks=mode == "on",
+                                           dns=dns.address)  # type: ignore[attr-defined]
+                        db = control.root / "data" / "mailwing.db"
+                        control.database_url = f"sqlite:///{db}"
+                        stack.callback(control.stop)
+                        control.start(workers)
+                        servers.append((f"{label} fresh control", control.port,
+                                        empty_database(db),
+                                        control.proc.pid if control.proc else None, None))
             if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
                 ref = Aiosmtpd(root / "aiosmtpd")
                 stack.callback(ref.stop)
@@ -371,12 +409,18 @@ def main_rounds(args: argparse.Namespace) -> int:
                         f"{args.backend}, workers={workers}", targets, "msgs"))
             for title, results in run_workloads(workloads, args):
                 for label, *_ in servers:
-                    if label.startswith("mailwing"):
+                    if label.startswith("mailwing") and not label.endswith("control"):
                         summary += print_summary(
                             f"{title} [{label}]", {label: results[label], **{
                                 k: v for k, v in results.items()
                                 if not k.startswith("mailwing")}}, label, "msgs",
                             2.0 if label.endswith("on") else None)
+                        control = f"{label} fresh control"
+                        if control in results:  # the machine's drift: no target here
+                            summary += print_summary(
+                                f"{title} [{label}, growing / fresh]",
+                                {label: results[label], control: results[control]},
+                                label, "msgs")
                 if both:
                     for mode in checks:
                         pg, lite = (f"mailwing {b} checks {mode}"

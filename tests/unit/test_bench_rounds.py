@@ -98,3 +98,56 @@ def test_without_turns_nothing_is_locked(monkeypatch: pytest.MonkeyPatch) -> Non
     run_workloads([Workload("w", [Target("x", lambda: Measure(1.0, 1.0, 1.0))], "msgs")],
                   _args(None))
     assert rounds._turn is None
+
+
+def test_summary_gives_last_over_round_1_for_ours_and_each_reference(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The flat-over-time figure, and beside it the same figure of a reference that ran in
+    the same minutes (the machine's own drift)."""
+    def rates(*values: float) -> list[Measure]:
+        return [Measure(rate=v, p50_ms=1.0, p99_ms=1.0) for v in values]
+
+    lines = rounds.print_summary("t", {"ours": rates(100.0, 95.0, 80.0),
+                                       "ref": rates(50.0, 50.0, 49.0)}, "ours", "msgs")
+    assert "last / round 1 0.80x" in lines[0]
+    assert "last / round 1 0.98x" in lines[1]
+    assert "ratio of medians  1.90x" in lines[1]
+
+
+def test_fresh_control_empties_a_real_mailwing_database(tmp_path: Path) -> None:
+    """smtp_bench --fresh-control: after a round the control's messages are gone, and the
+    database still takes deliveries (its B-trees start again from nothing)."""
+    import asyncio
+    import sqlite3
+
+    import smtp_bench
+    from smtp_load import make_body
+
+    from mailwing.services.delivery import deliver_local
+    from mailwing.storage import open_storage
+
+    database = tmp_path / "mailwing.db"
+    user = "user0@bench.test"
+
+    async def deliver(count: int) -> None:
+        store = await open_storage(f"sqlite:///{database}", data_dir=tmp_path / "data")
+        try:
+            await store.upgrade()
+            if await store.get_user(user) is None:
+                await store.add_user(user, "x", create_domain=True)
+            for seed in range(count):
+                await deliver_local(store, user, make_body(4096, seed)[0],
+                                    hostname="mx.bench.test")
+        finally:
+            await store.close()
+
+    def count(table: str) -> int:
+        with sqlite3.connect(database) as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    asyncio.run(deliver(3))
+    assert (count("mail"), count("contents"), count("inline_contents")) == (3, 3, 3)
+    smtp_bench.empty_database(database)()
+    assert (count("mail"), count("contents"), count("inline_contents")) == (0, 0, 0)
+    asyncio.run(deliver(2))
+    assert count("mail") == 2
