@@ -373,16 +373,15 @@ def main_rounds(args: argparse.Namespace) -> int:
                     servers.append((label, mw.port, None, mw.proc.pid if mw.proc else None,
                                     database_name(url)))
                     if args.fresh_control:
-                        control = Mailwing(root / f"mw-{mode}-fresh", "", tuple(users),
-                                           checks=mode == "on",
-                                           dns=dns.address)  # type: ignore[attr-defined]
-                        db = control.root / "data" / "mailwing.db"
-                        control.database_url = f"sqlite:///{db}"
-                        stack.callback(control.stop)
-                        control.start(workers)
-                        servers.append((f"{label} fresh control", control.port,
+                        db = root / f"mw-{mode}-fresh" / "data" / "mailwing.db"
+                        fresh = Mailwing(db.parent.parent, f"sqlite:///{db}", tuple(users),
+                                         checks=mode == "on",
+                                         dns=dns.address)  # type: ignore[attr-defined]
+                        stack.callback(fresh.stop)
+                        fresh.start(workers)
+                        servers.append((f"{label} fresh control", fresh.port,
                                         empty_database(db),
-                                        control.proc.pid if control.proc else None, None))
+                                        fresh.proc.pid if fresh.proc else None, None))
             if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
                 ref = Aiosmtpd(root / "aiosmtpd")
                 stack.callback(ref.stop)
