@@ -39,7 +39,8 @@ from mailwing.storage import Storage, open_storage
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"  # never checked: no login here
 USERS = [f"user{n}@bench.test" for n in range(50)]
-#: the SMTP benchmark's 4,096-octet message; each delivery gets its own Message-ID, as there
+#: the SMTP benchmark's 4,096-octet message; each delivery gets its own Message-ID, as it
+#: does in that benchmark's load
 _BODY, _UNIQUE = make_body(4096)
 
 

@@ -357,6 +357,17 @@ def main_rounds(args: argparse.Namespace) -> int:
             servers: list[tuple[str, int, Callable[[], None] | None, int | None,
                                 str | None]] = []
             both = len(args.backends) > 1
+
+            def launch(folder: Path, url: str, mode: str, label: str,
+                       after: Callable[[], None] | None = None) -> None:
+                """Start a mailwing server (stopped at the end) and add it to ``servers``."""
+                mw = Mailwing(folder, url, tuple(users), checks=mode == "on",
+                              dns=dns.address)  # type: ignore[attr-defined]
+                stack.callback(mw.stop)
+                mw.start(workers)
+                servers.append((label, mw.port, after, mw.proc.pid if mw.proc else None,
+                                database_name(url)))
+
             for backend in args.backends:
                 for mode in checks:
                     folder = root / (f"mw-{backend}-{mode}" if both else f"mw-{mode}")
@@ -364,24 +375,13 @@ def main_rounds(args: argparse.Namespace) -> int:
                         url = stack.enter_context(postgres_database(args.postgres_url))
                     else:
                         url = f"sqlite:///{folder / 'data' / 'mailwing.db'}"
-                    mw = Mailwing(folder, url, tuple(users), checks=mode == "on",
-                                  dns=dns.address)  # type: ignore[attr-defined]
-                    stack.callback(mw.stop)
-                    mw.start(workers)
                     label = f"mailwing {backend} checks {mode}" if both else \
                         f"mailwing checks {mode}"
-                    servers.append((label, mw.port, None, mw.proc.pid if mw.proc else None,
-                                    database_name(url)))
+                    launch(folder, url, mode, label)
                     if args.fresh_control:
                         db = root / f"mw-{mode}-fresh" / "data" / "mailwing.db"
-                        fresh = Mailwing(db.parent.parent, f"sqlite:///{db}", tuple(users),
-                                         checks=mode == "on",
-                                         dns=dns.address)  # type: ignore[attr-defined]
-                        stack.callback(fresh.stop)
-                        fresh.start(workers)
-                        servers.append((f"{label} fresh control", fresh.port,
-                                        empty_database(db),
-                                        fresh.proc.pid if fresh.proc else None, None))
+                        launch(db.parent.parent, f"sqlite:///{db}", mode,
+                               f"{label} fresh control", empty_database(db))
             if "aiosmtpd" in args.servers and importlib.util.find_spec("aiosmtpd"):
                 ref = Aiosmtpd(root / "aiosmtpd")
                 stack.callback(ref.stop)

@@ -100,8 +100,7 @@ def test_without_turns_nothing_is_locked(monkeypatch: pytest.MonkeyPatch) -> Non
     assert rounds._turn is None
 
 
-def test_summary_gives_last_over_round_1_for_ours_and_each_reference(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_gives_last_over_round_1_for_ours_and_each_reference() -> None:
     """The flat-over-time figure, and beside it the same figure of a reference that ran in
     the same minutes (the machine's own drift)."""
     def rates(*values: float) -> list[Measure]:
@@ -118,6 +117,7 @@ def test_fresh_control_empties_a_real_mailwing_database(tmp_path: Path) -> None:
     """smtp_bench --fresh-control: after a round the control's messages are gone, and the
     database still takes deliveries (its B-trees start again from nothing)."""
     import asyncio
+    import contextlib
     import sqlite3
 
     import smtp_bench
@@ -142,7 +142,7 @@ def test_fresh_control_empties_a_real_mailwing_database(tmp_path: Path) -> None:
             await store.close()
 
     def count(table: str) -> int:
-        with sqlite3.connect(database) as db:
+        with contextlib.closing(sqlite3.connect(database)) as db:
             return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     asyncio.run(deliver(3))
